@@ -1,0 +1,39 @@
+# The README's two commands are `make demo` and `make test`; both set up .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# GPT-2's BPE files: tiktoken downloads them once; offline, a ready cache beside the project is used when present.
+ifneq ($(wildcard ../shared/tiktoken-cache),)
+export TIKTOKEN_CACHE_DIR ?= $(abspath ../shared/tiktoken-cache)
+endif
+
+.PHONY: install demo test lab export readme bench
+
+$(STAMP): setup.py settings.ini
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/zo-gpt prepare --out data/zero_one
+
+# One torch/BLAS thread per process: nbdev_test runs notebooks side by side on a 2-core machine.
+test: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab --notebook-dir=nbs
+
+# After editing notebooks: export the package, tidy notebook metadata, regenerate README.md.
+export: $(STAMP)
+	$(BIN)/nbdev_export && $(BIN)/nbdev_clean && $(BIN)/python tools/readme.py
+
+bench: $(STAMP)
+	$(BIN)/python bench/prepare.py

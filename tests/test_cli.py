@@ -1,0 +1,57 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from zo_gpt import __version__
+
+CLI = str(Path(sys.executable).parent / "zo-gpt")
+
+
+def zo(*args):
+    return subprocess.run([CLI, *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def test_version_and_help():
+    r = zo("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"zo-gpt {__version__}"
+    r = zo("prepare", "--help")
+    assert r.returncode == 0 and "--val-frac" in r.stdout and "--force" in r.stdout
+    assert zo().returncode == 2  # a command is required
+
+
+def test_prepare_writes_reuses_and_refuses(tmp_path):
+    out = tmp_path / "ds"
+    r = zo("prepare", "--out", out, "--n-seq", 300, "--seq-len", 50, "--p", "2/3", "--vocab", "compact")
+    assert r.returncode == 0, r.stderr
+    assert "wrote" in r.stdout and "stream floor, block   256" in r.stdout and "source entropy H(p)        0.63651" in r.stdout
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["config"]["p"] == pytest.approx(2 / 3) and meta["vocab_size"] == 5
+    r = zo("prepare", "--out", out, "--n-seq", 300, "--seq-len", 50, "--vocab", "compact")
+    assert r.returncode == 0 and "reused" in r.stdout
+    r = zo("prepare", "--out", out, "--n-seq", 301, "--seq-len", 50)
+    assert r.returncode == 1 and "other arguments" in r.stderr and "--force" in r.stderr
+    r = zo("prepare", "--out", out, "--n-seq", 301, "--seq-len", 50, "--force")
+    assert r.returncode == 0 and json.loads((out / "meta.json").read_text())["config"]["n_seq"] == 301
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--p", "1.5"], "p must be a probability"),
+    (["--p", "two thirds"], "not a number"),
+    (["--n-seq", "0"], "n_seq must be a positive integer"),
+    (["--seq-len", "-4"], "seq_len must be a positive integer"),
+    (["--n-seq", "5", "--val-frac", "0.01"], "val_frac=0.01 leaves the validation split empty"),
+    (["--vocab", "bytes"], "invalid choice"),
+])
+def test_bad_arguments_exit_2_with_one_line(tmp_path, args, needle):
+    r = zo("prepare", "--out", tmp_path / "ds", *args)
+    assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "ds").exists()
+
+
+def test_unwritable_out_exits_2(tmp_path):
+    (tmp_path / "f").write_text("")
+    r = zo("prepare", "--out", tmp_path / "f" / "ds", "--n-seq", 10, "--seq-len", 3)
+    assert r.returncode == 2 and "not a writable folder" in r.stderr

@@ -1,0 +1,93 @@
+"Each notebook under papermill with small parameters, and the notebooks' agreement with the package and README."
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import papermill as pm
+import pytest
+import yaml
+from conftest import NBS, ROOT
+
+from zo_gpt.data import entropy, stream_floor
+
+BIN = Path(sys.executable).parent
+NOTEBOOKS = sorted(p.name for p in NBS.glob("*.ipynb"))
+
+
+def run(name, tmp_path, **params):
+    "Execute notebook `name` with `params`; its outputs as (text of all outputs, the JSON summary or None)."
+    out = tmp_path / f"out-{name}"
+    pm.execute_notebook(str(NBS / name), str(out), parameters=params, cwd=str(tmp_path), kernel_name="python3",
+                        progress_bar=False)
+    nb = json.loads(out.read_text())
+    text, summary = [], None
+    for cell in nb["cells"]:
+        for o in cell.get("outputs", []):
+            text.append("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", "")))
+            summary = o.get("data", {}).get("application/json", summary)
+    return "\n".join(text), summary
+
+
+def test_every_notebook_has_one_parameters_cell():
+    for name in NOTEBOOKS:
+        cells = json.loads((NBS / name).read_text())["cells"]
+        tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+        assert len(tagged) == 1, name
+
+
+def test_00_data(tmp_path):
+    _, s = run("00_data.ipynb", tmp_path, n_seq=300, seq_len=60, p=0.25, seed=3, block_size=32)
+    assert s["n_words"] == 300 * 60
+    assert abs(s["freq_one"] - 0.25) < 4 * s["se"]
+    assert s["entropy_nats"] == pytest.approx(entropy(0.25))
+    assert s["floor"] == pytest.approx(stream_floor(0.25, 60, 32)) and s["floor"] > s["entropy_nats"]
+
+
+def test_01_tokenizer(tmp_path):
+    _, s = run("01_tokenizer.ipynb", tmp_path, n_seq=400, seq_len=40, seed=2, out=str(tmp_path / "ds"),
+               block_size=64, mc_blocks=400, vocab="compact")
+    assert s["train_tokens"] == 360 * 41 and s["val_tokens"] == 40 * 41
+    assert s["vocab_size"] == 5 and sorted(s["token_ids"]) == [0, 1, 2, 3, 4]
+    assert abs(s["mc_floor"] - s["floor"]) < 4 * s["mc_se"]
+    assert s["floor"] == pytest.approx(stream_floor(2 / 3, 40, 64))
+    assert json.loads((tmp_path / "ds" / "meta.json").read_text())["content_hash"] == s["content_hash"]
+
+
+def test_05_cli(tmp_path):
+    _, s = run("05_cli.ipynb", tmp_path, out=str(tmp_path / "cli"))
+    assert json.loads((tmp_path / "cli" / "meta.json").read_text())["content_hash"] == s["content_hash"]
+
+
+def test_index(tmp_path):
+    text, _ = run("index.ipynb", tmp_path, out=str(tmp_path / "ds"))
+    assert "stream floor, block   256  0.64364" in text
+
+
+def test_package_is_what_nbdev_export_makes_of_the_notebooks(tmp_path):
+    for f in ("settings.ini", "setup.py"): shutil.copy(ROOT / f, tmp_path / f)
+    shutil.copytree(NBS, tmp_path / "nbs", ignore=shutil.ignore_patterns("runs", ".ipynb_checkpoints"))
+    subprocess.run([str(BIN / "nbdev_export")], cwd=tmp_path, check=True)
+    made = {p.name: p.read_text() for p in (tmp_path / "zo_gpt").glob("*.py")}
+    have = {p.name: p.read_text() for p in (ROOT / "zo_gpt").glob("*.py")}
+    assert made == have, "run nbdev_export and commit zo_gpt/"
+
+
+def test_notebooks_are_clean(tmp_path):
+    for name in NOTEBOOKS:
+        shutil.copy(NBS / name, tmp_path / name)
+        subprocess.run([str(BIN / "nbdev_clean"), "--fname", str(tmp_path / name)], cwd=ROOT, check=True)
+        assert (tmp_path / name).read_text() == (NBS / name).read_text(), f"run nbdev_clean on {name}"
+
+
+def test_readme_is_generated_from_index():
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "readme.py"), "--check"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+    assert "make demo" in (ROOT / "README.md").read_text() and "make test" in (ROOT / "README.md").read_text()
+
+
+def test_quarto_config_names_every_notebook():
+    cfg = yaml.safe_load((ROOT / "_quarto.yml").read_text())
+    rendered = set(cfg["project"]["render"])
+    assert rendered == {f"nbs/{n}" for n in NOTEBOOKS}
