@@ -21,7 +21,8 @@ $(STAMP): setup.py settings.ini
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/zo-gpt prepare --out data/zero_one
+	$(BIN)/zo-gpt prepare --out data/zero_one-compact --vocab compact
+	$(BIN)/zo-gpt train --preset cpu --out_dir=runs/cpu
 
 # One torch/BLAS thread per process: nbdev_test runs notebooks side by side on a 2-core machine.
 test: $(STAMP)
@@ -37,3 +38,4 @@ export: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/prepare.py
+	$(BIN)/python bench/train.py

@@ -55,14 +55,32 @@ def test_01_tokenizer(tmp_path):
     assert json.loads((tmp_path / "ds" / "meta.json").read_text())["content_hash"] == s["content_hash"]
 
 
+def test_02_model(tmp_path):
+    _, s = run("02_model.ipynb", tmp_path, n_embd=32, n_head=2, block_size=64, batch_size=2)
+    assert max(s["loss_err"], s["grad_x_err"], s["grad_w_err"], s["model_grad_err"]) < 1e-5
+    assert 0.95 < s["head_share_gpt2"] < 1
+
+
+def test_03_train(tmp_path):
+    _, s = run("03_train.ipynb", tmp_path, overrides={"max_iters": 80, "eval_interval": 40}, sample_tokens=400,
+               run_dir=str(tmp_path / "run"))
+    assert s["iters"] == 80 and s["tokens"] == 80 * 16 * 256 and s["vocab"] == "compact"
+    assert s["floor"] == pytest.approx(stream_floor(2 / 3, 1000, 256))
+    assert abs(s["gap"]) < 0.02 and s["final_se"] < 0.001
+    assert s["floor_kinds"]["first"] == pytest.approx(entropy(2 / 3))
+    assert abs(s["mean_p_one"] - 2 / 3) < 0.02 and s["sample_words"] > 350
+    assert (tmp_path / "run" / "ckpt.pt").exists() and (tmp_path / "run" / "metrics.jsonl").exists()
+
+
 def test_05_cli(tmp_path):
-    _, s = run("05_cli.ipynb", tmp_path, out=str(tmp_path / "cli"))
+    _, s = run("05_cli.ipynb", tmp_path, out=str(tmp_path / "cli"), train_iters=30)
     assert json.loads((tmp_path / "cli" / "meta.json").read_text())["content_hash"] == s["content_hash"]
+    assert s["train"]["loss"] < 1.0 and s["train"]["tokens"] == 1_000_960
 
 
 def test_index(tmp_path):
     text, _ = run("index.ipynb", tmp_path, out=str(tmp_path / "ds"))
-    assert "stream floor, block   256  0.64364" in text
+    assert "stream floor, block   256  0.64364" in text and "floor 0.64364" in text
 
 
 def test_package_is_what_nbdev_export_makes_of_the_notebooks(tmp_path):

@@ -5,26 +5,68 @@
 # %% auto #0
 __all__ = ['parser', 'main']
 
-# %% ../nbs/05_cli.ipynb #f61971a1
+# %% ../nbs/05_cli.ipynb #7d49556d
 import argparse
+import json
+import os
 import sys
 from fractions import Fraction
 
 from . import __version__
+from dataclasses import asdict, fields
+from pathlib import Path
+
 from .data import ConfigError
 from .tokens import DataConfig, DatasetError, TokenizerUnavailable, describe, prepare
+from .train import (PRESETS, Checkpointer, MetricsLog, ProgressBar, TrainConfig, TrainingError, fit, load_model,
+                          loss_figure, make_config, parse_overrides, sample_text)
 
-# %% ../nbs/05_cli.ipynb #c36eb913
+# %% ../nbs/05_cli.ipynb #9b18adb7
 def _number(text:str) -> float:
     "A float from '0.5' or '2/3'."
     try: return float(Fraction(text))
     except (ValueError, ZeroDivisionError): raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
 
-def _prepare(args) -> int:
+def _prepare(args, extra) -> int:
     cfg = DataConfig(n_seq=args.n_seq, seq_len=args.seq_len, p=args.p, seed=args.seed, val_frac=args.val_frac, vocab=args.vocab)
     meta = prepare(cfg, args.out, force=args.force)
     print(describe(meta))
     return 0
+
+def _train(args, extra:list[str]) -> int:
+    cfg = make_config(args.preset, parse_overrides(extra))
+    history = fit(cfg, callbacks=[ProgressBar(), MetricsLog(), Checkpointer()], resume=args.resume)
+    if history.ddp:
+        import torch.distributed as dist
+        dist.destroy_process_group()
+        if int(os.environ.get("RANK", 0)): return 0  # rank 0 writes and reports
+    out = Path(cfg.out_dir)
+    loss_figure(history).savefig(out / "loss.png", dpi=110)
+    summary = {"final": history.final, "floor": history.floor, "entropy": history.entropy, "iters": len(history.train),
+               "tokens": history.train[-1]["tokens"] if history.train else 0, "interrupted": history.interrupted,
+               "config": asdict(cfg), "ddp": history.ddp}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    if history.interrupted:
+        print(f"stopped at step {len(history.train)} of {cfg.max_iters}; checkpoint in {out / 'ckpt.pt'}; "
+              f"continue with the same arguments and --resume", file=sys.stderr)
+        return 130
+    f = history.final or history.val[-1]
+    where = f"whole split, {f['tokens']:,} tokens" if history.final else "fixed validation batches"
+    print(f"final val loss {f['loss']:.5f} +- {f['se']:.5f} ({where})   floor {history.floor:.5f}   "
+          f"gap {f['loss'] - history.floor:+.5f}   source entropy {history.entropy:.5f}")
+    print(f"wrote {out / 'loss.png'}, {out / 'metrics.jsonl'}, {out / 'ckpt.pt'}, {out / 'summary.json'}")
+    return 0
+
+def _sample(args, extra) -> int:
+    model, ckpt = load_model(args.run)
+    text, frac, n = sample_text(model, ckpt["tokens_table"], args.tokens, seed=args.seed)
+    print(text.replace("<|endoftext|>", "<|endoftext|>\n"))
+    print(f"\n{n:,} words, fraction of '1': {frac:.4f}")
+    return 0
+
+def _settings_help() -> str:
+    rows = [f"  {f.name:14} {getattr(PRESETS['cpu'], f.name)!s:>12} {getattr(PRESETS['a100'], f.name)!s:>12}" for f in fields(TrainConfig)]
+    return "settings, as --key=value (cpu and a100 values):\n" + "\n".join(rows)
 
 def parser() -> argparse.ArgumentParser:
     "The `zo-gpt` argument parser, one subcommand per job."
@@ -42,15 +84,33 @@ def parser() -> argparse.ArgumentParser:
     pp.add_argument("--val-frac", type=_number, default=d.val_frac, help="share of sequences for validation (default %(default)s)")
     pp.add_argument("--vocab", choices=("gpt2", "compact"), default=d.vocab, help="token ids: GPT-2's, or the five used ones renumbered 0..4 (default %(default)s)")
     pp.add_argument("--force", action="store_true", help="replace a dataset made with other arguments")
-    pp.set_defaults(run=_prepare)
+    pp.set_defaults(func=_prepare)
+    tp = sub.add_parser("train", help="train a GPT and evaluate it against the floor", epilog=_settings_help(),
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        description="Train the one-layer GPT on a dataset (made if missing) and write ckpt.pt, "
+                        "metrics.jsonl, loss.png and summary.json to the run folder (--out_dir=...).")
+    tp.add_argument("--preset", choices=tuple(PRESETS), default="cpu", help="starting configuration (default %(default)s)")
+    tp.add_argument("--resume", action="store_true", help="continue from the checkpoint in the run folder")
+    tp.set_defaults(func=_train)
+    sp = sub.add_parser("sample", help="sample text from a trained model", description="Print text sampled from the "
+                        "checkpoint in --run, starting after an end-of-text token, and the fraction of '1' words.")
+    sp.add_argument("--run", required=True, help="run folder holding ckpt.pt")
+    sp.add_argument("--tokens", type=int, default=1000, help="tokens to sample (default %(default)s)")
+    sp.add_argument("--seed", type=int, default=0, help="sampling seed (default %(default)s)")
+    sp.set_defaults(func=_sample)
     return top
 
 def main(argv:list[str]|None=None) -> int:
     "Run `zo-gpt` with `argv` (default: the process's arguments); returns the exit code."
-    args = parser().parse_args(argv)
-    try: return args.run(args)
+    top = parser()
+    args, extra = top.parse_known_args(argv)
+    if extra and args.command != "train": top.error(f"unrecognized arguments: {' '.join(extra)}")
+    try: return args.func(args, extra)
     except ConfigError as e: code, msg = 2, f"error: {e}"
-    except (DatasetError, TokenizerUnavailable) as e: code, msg = 1, f"failed: {e}"
+    except (DatasetError, TokenizerUnavailable, TrainingError) as e: code, msg = 1, f"failed: {e}"
     except KeyboardInterrupt: code, msg = 130, "interrupted"
     print(f"zo-gpt {args.command}: {msg}", file=sys.stderr)
     return code
+
+# %% ../nbs/05_cli.ipynb #f2778ea2
+if __name__ == "__main__" and getattr(globals().get("__spec__"), "name", "") == "zo_gpt.cli": sys.exit(main())

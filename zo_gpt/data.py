@@ -6,12 +6,12 @@
 __all__ = ['ConfigError', 'check_positive', 'check_prob', 'check_seed', 'iter_words', 'generate', 'as_text', 'entropy',
            'floor_parts', 'stream_floor']
 
-# %% ../nbs/00_data.ipynb #26a88f46
+# %% ../nbs/00_data.ipynb #4adeb8b6
 import math
 
 import numpy as np
 
-# %% ../nbs/00_data.ipynb #69f12cd0
+# %% ../nbs/00_data.ipynb #7acbf892
 class ConfigError(ValueError):
     "A parameter has a value zo_gpt cannot use; the message names the parameter."
 
@@ -33,7 +33,7 @@ def check_seed(value) -> int:
         raise ConfigError(f"seed must be a non-negative integer, got {value!r}")
     return int(value)
 
-# %% ../nbs/00_data.ipynb #5b2ee09b
+# %% ../nbs/00_data.ipynb #d0318cb3
 def iter_words(
     n_seq:int=10_000, # number of sequences
     seq_len:int=1_000, # words per sequence
@@ -59,7 +59,7 @@ def as_text(words:np.ndarray) -> list[str]:
     "Each row of `words` as the text of one sequence: words joined by single spaces."
     return [" ".join(row) for row in np.asarray(words).astype(str)]
 
-# %% ../nbs/00_data.ipynb #049486c9
+# %% ../nbs/00_data.ipynb #c54c1978
 def entropy(
     p:float, # probability of one of the two outcomes
     bits:bool=False, # in bits instead of nats
@@ -69,7 +69,7 @@ def entropy(
     h = -(p * math.log(p) + (1 - p) * math.log1p(-p))
     return h / math.log(2) if bits else h
 
-# %% ../nbs/00_data.ipynb #9bb4a6be
+# %% ../nbs/00_data.ipynb #07e99c53
 def floor_parts(
     p:float, # probability that a word is 1
     seq_len:int, # words per sequence
@@ -83,7 +83,7 @@ def floor_parts(
     eot = np.where(blind, np.log(np.where(blind, r, 1.0)), 0.0)
     taxed = np.clip(r - 1, 0, None)                    # words whose sequence start is out of view
     tax = np.where(taxed > 0, -taxed * np.log1p(-1 / np.maximum(r, 2.0)), 0.0)
-    return {"first": h, "word": h + tax.mean() / max(n - 1, 1), "eot": float(eot.mean())}
+    return {"first": h, "word": float(h + tax.mean() / max(n - 1, 1)), "eot": float(eot.mean())}
 
 def stream_floor(
     p:float, # probability that a word is 1

@@ -1,0 +1,144 @@
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from zo_gpt.data import ConfigError, stream_floor
+from zo_gpt.tokens import DataConfig, load_dataset, prepare
+from zo_gpt.train import (Callback, Checkpointer, MetricsLog, TrainingError, fit, load_checkpoint, load_model,
+                          loss_figure, lr_at, make_config, parse_overrides, sample_text)
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data")
+    prepare(DataConfig(n_seq=400, seq_len=200, vocab="compact"), path, verbose=False)
+    return path
+
+
+def cfg(small_data, tmp_path, **kw):
+    base = {"data_dir": str(small_data), "out_dir": str(tmp_path / "run"), "block_size": 64, "batch_size": 8,
+            "max_iters": 12, "eval_interval": 4, "eval_batches": 2, "warmup_iters": 2}
+    return make_config("cpu", {**base, **kw})
+
+
+def losses(h):
+    return [r["loss"] for r in h.train]
+
+
+def test_overrides():
+    c = make_config("a100", parse_overrides(["--batch_size=8", "--compile=False", "--lr=1e-3", "--vocab=compact"]))
+    assert (c.batch_size, c.compile, c.lr, c.vocab, c.n_embd) == (8, False, 1e-3, "compact", 768)
+    with pytest.raises(ConfigError, match="did you mean 'max_iters'"):
+        make_config("cpu", {"max_iter": 5})
+    with pytest.raises(ConfigError, match="batch_size must be a positive integer"):
+        make_config("cpu", {"batch_size": "0"})
+    with pytest.raises(ConfigError, match="batch_size must be int"):
+        make_config("cpu", {"batch_size": "eight"})
+    with pytest.raises(ConfigError, match="compile must be True or False"):
+        make_config("cpu", {"compile": "maybe"})
+    with pytest.raises(ConfigError, match="expected --key=value"):
+        parse_overrides(["--batch_size", "8"])
+
+
+def test_lr_schedule():
+    c = make_config("cpu", {"lr": 1.0, "min_lr": 0.1, "warmup_iters": 10, "max_iters": 110})
+    assert lr_at(c, 0) < lr_at(c, 5) < lr_at(c, 9) <= 1.0
+    after = [lr_at(c, i) for i in range(10, 111)]
+    assert after[0] == pytest.approx(1.0) and after[-1] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(after, after[1:]))
+
+
+def test_same_seed_same_losses(small_data, tmp_path):
+    a = fit(cfg(small_data, tmp_path / "a"), verbose=False)
+    b = fit(cfg(small_data, tmp_path / "b"), verbose=False)
+    c = fit(cfg(small_data, tmp_path / "c", seed=7), verbose=False)
+    assert losses(a) == losses(b) and losses(a) != losses(c)
+    assert a.final["loss"] == b.final["loss"] and len(a.val) == 3
+
+
+class StopAt(Callback):
+    def __init__(self, it): self.it = it
+    def on_step(self, state, record):
+        if state.iter == self.it: raise KeyboardInterrupt
+
+
+def test_interrupt_saves_and_resume_continues_exactly(small_data, tmp_path):
+    full = fit(cfg(small_data, tmp_path / "full"), verbose=False)
+    c = cfg(small_data, tmp_path / "cut")
+    part = fit(c, callbacks=[StopAt(6), Checkpointer(), MetricsLog()], verbose=False)
+    assert part.interrupted and len(part.train) == 6 and part.final is None
+    assert load_checkpoint(Path(c.out_dir) / "ckpt.pt")["iter"] == 6
+    assert not [p for p in Path(c.out_dir).iterdir() if p.name.startswith(".")]  # no temp files left
+    rest = fit(c, callbacks=[Checkpointer(), MetricsLog()], resume=True, verbose=False)
+    assert losses(rest) == losses(full) and rest.final["loss"] == pytest.approx(full.final["loss"], abs=1e-6)
+    kinds = [json.loads(line)["kind"] for line in (Path(c.out_dir) / "metrics.jsonl").read_text().splitlines()]
+    assert kinds.count("train") == 12 and kinds.count("final") == 1
+    with pytest.raises(TrainingError, match="another configuration: lr=0.01 there, 0.02 now"):
+        fit(cfg(small_data, tmp_path / "cut", lr=0.02), resume=True, verbose=False)
+
+
+class Poison(Callback):
+    def on_step(self, state, record):
+        if state.iter == 5:
+            with torch.no_grad(): state.model.wte.weight.fill_(float("nan"))
+
+
+def test_non_finite_loss_stops_with_the_last_good_checkpoint(small_data, tmp_path):
+    c = cfg(small_data, tmp_path)
+    with pytest.raises(TrainingError, match=r"the loss is nan at iteration 6; the last good checkpoint is .*ckpt.pt"):
+        fit(c, callbacks=[Checkpointer(), Poison()], verbose=False)
+    good = load_checkpoint(Path(c.out_dir) / "ckpt.pt")
+    assert good["iter"] == 4 and torch.isfinite(good["model"]["wte.weight"]).all()
+
+
+def test_bad_runs_are_refused(small_data, tmp_path):
+    with pytest.raises(ConfigError, match="block_size=9000 needs more than 9001 tokens; the val split has"):
+        fit(cfg(small_data, tmp_path, block_size=9000), verbose=False)
+    with pytest.raises(ConfigError, match="was made for vocab='compact', the model uses vocab='gpt2'"):
+        fit(cfg(small_data, tmp_path, vocab="gpt2"), verbose=False)
+    with pytest.raises(ConfigError, match="batch_size must be a positive integer"):
+        cfg(small_data, tmp_path, batch_size=0)
+
+
+def test_checkpoint_model_samples_and_figure(small_data, tmp_path):
+    c = cfg(small_data, tmp_path, max_iters=150, eval_interval=50)
+    h = fit(c, callbacks=[Checkpointer()], verbose=False)
+    model, ckpt = load_model(c.out_dir)
+    text, frac, n = sample_text(model, ckpt["tokens_table"], 300, seed=1)
+    assert n > 270 and 0.5 < frac < 0.85 and set(text.replace("<|endoftext|>", "")) <= set("01 ")
+    fig = loss_figure(h)
+    ys = {round(line.get_ydata()[0], 6) for ax in fig.axes for line in ax.lines if len(set(line.get_ydata())) == 1}
+    assert round(h.floor, 6) in ys and round(h.entropy, 6) in ys
+    assert h.floor == pytest.approx(stream_floor(2 / 3, 200, 64))
+
+
+def test_cpu_preset_reaches_the_floor(tmp_path):
+    "The cpu preset on the default dataset: the whole-split loss within 0.002 of the exact floor."
+    data = tmp_path / "data"
+    prepare(DataConfig(vocab="compact"), data, verbose=False)
+    h = fit(make_config("cpu", {"data_dir": str(data), "out_dir": str(tmp_path / "run")}), verbose=False)
+    gap = h.final["loss"] - h.floor
+    assert -4 * h.final["se"] < gap < 0.002, (h.final, h.floor)
+    assert h.final["kinds"]["word"] == pytest.approx(stream_floor(2 / 3, 1000, 256), abs=0.01)
+
+
+def test_two_processes_with_gloo_stay_in_sync(small_data, tmp_path):
+    torchrun = Path(sys.executable).parent / "torchrun"
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "zo_gpt.cli", "train",
+                        f"--data_dir={small_data}", f"--out_dir={out}", "--block_size=64", "--batch_size=8",
+                        "--max_iters=6", "--eval_interval=3", "--final_eval=False"],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ddp = json.loads((out / "summary.json").read_text())["ddp"]
+    assert ddp["world_size"] == 2
+    assert ddp["checksums"][0] == ddp["checksums"][1]            # the same weights after 6 synchronised steps
+    assert ddp["first_losses"][0] != ddp["first_losses"][1]      # from different batches
+    assert "x 2 processes" in r.stdout
