@@ -142,3 +142,9 @@ def test_two_processes_with_gloo_stay_in_sync(small_data, tmp_path):
     assert ddp["checksums"][0] == ddp["checksums"][1]            # the same weights after 6 synchronised steps
     assert ddp["first_losses"][0] != ddp["first_losses"][1]      # from different batches
     assert "x 2 processes" in r.stdout
+
+
+def test_gradient_accumulation_counts_tokens(small_data, tmp_path):
+    h = fit(cfg(small_data, tmp_path, grad_accum=3, max_iters=4, final_eval=False), verbose=False)
+    assert [r["tokens"] for r in h.train] == [3 * 8 * 64 * i for i in range(1, 5)]
+    assert all(math.isfinite(r["loss"]) for r in h.train) and h.final is None
