@@ -10,7 +10,7 @@ ifneq ($(wildcard ../shared/tiktoken-cache),)
 export TIKTOKEN_CACHE_DIR ?= $(abspath ../shared/tiktoken-cache)
 endif
 
-.PHONY: install demo test lab export readme bench
+.PHONY: install demo test chromium lab export readme bench
 
 $(STAMP): setup.py settings.ini
 	$(PYTHON) -m venv $(VENV)
@@ -25,9 +25,13 @@ demo: $(STAMP)
 	$(BIN)/zo-gpt train --preset cpu --out_dir=runs/cpu
 
 # One torch/BLAS thread per process: nbdev_test runs notebooks side by side on a 2-core machine.
-test: $(STAMP)
+# The browser test drives Debian's chromium with playwright (never `playwright install`).
+test: $(STAMP) chromium
 	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests
+
+chromium:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=nbs

@@ -72,6 +72,13 @@ def test_03_train(tmp_path):
     assert (tmp_path / "run" / "ckpt.pt").exists() and (tmp_path / "run" / "metrics.jsonl").exists()
 
 
+def test_03a_panel(tmp_path):
+    _, s = run("03a_panel.ipynb", tmp_path, run_dir=str(tmp_path / "panel"), max_iters=40)
+    assert [(r["batch"], r["block"]) for r in s["runs"]] == [(8, 512), (16, 256), (32, 128), (64, 64)]
+    assert all(abs(r["final"] - r["floor"]) < 0.05 for r in s["runs"])
+    assert all(r["floor"] == pytest.approx(stream_floor(2 / 3, 1000, r["block"])) for r in s["runs"])
+
+
 def test_05_cli(tmp_path):
     _, s = run("05_cli.ipynb", tmp_path, out=str(tmp_path / "cli"), train_iters=30)
     assert json.loads((tmp_path / "cli" / "meta.json").read_text())["content_hash"] == s["content_hash"]

@@ -24,8 +24,8 @@ def render(nb_path: Path = SOURCE) -> tuple[str, dict]:
     parts, images = [], {}
     for i, cell in enumerate(nb["cells"]):
         src = "".join(cell["source"])
-        if cell["cell_type"] == "markdown":
-            parts.append(src.strip("\n")); continue
+        if cell["cell_type"] == "markdown":  # images beside the notebooks are under nbs/ from the top
+            parts.append(src.strip("\n").replace("](images/", "](nbs/images/")); continue
         flags, code = _directives(src)
         if "hide" in flags or cell["cell_type"] != "code": continue
         if code and "echo: false" not in flags: parts.append(f"```python\n{code}\n```")

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['parser', 'main']
 
-# %% ../nbs/05_cli.ipynb #7d49556d
+# %% ../nbs/05_cli.ipynb #5dc0f386
 import argparse
 import json
 import os
@@ -21,7 +21,7 @@ from .tokens import DataConfig, DatasetError, TokenizerUnavailable, describe, pr
 from .train import (PRESETS, Checkpointer, MetricsLog, ProgressBar, TrainConfig, TrainingError, fit, load_model,
                           loss_figure, make_config, parse_overrides, sample_text)
 
-# %% ../nbs/05_cli.ipynb #9b18adb7
+# %% ../nbs/05_cli.ipynb #42ddb82c
 def _number(text:str) -> float:
     "A float from '0.5' or '2/3'."
     try: return float(Fraction(text))
@@ -112,5 +112,5 @@ def main(argv:list[str]|None=None) -> int:
     print(f"zo-gpt {args.command}: {msg}", file=sys.stderr)
     return code
 
-# %% ../nbs/05_cli.ipynb #f2778ea2
+# %% ../nbs/05_cli.ipynb #f658a753
 if __name__ == "__main__" and getattr(globals().get("__spec__"), "name", "") == "zo_gpt.cli": sys.exit(main())

@@ -6,12 +6,12 @@
 __all__ = ['ConfigError', 'check_positive', 'check_prob', 'check_seed', 'iter_words', 'generate', 'as_text', 'entropy',
            'floor_parts', 'stream_floor']
 
-# %% ../nbs/00_data.ipynb #4adeb8b6
+# %% ../nbs/00_data.ipynb #e61a960e
 import math
 
 import numpy as np
 
-# %% ../nbs/00_data.ipynb #7acbf892
+# %% ../nbs/00_data.ipynb #6faeb9a7
 class ConfigError(ValueError):
     "A parameter has a value zo_gpt cannot use; the message names the parameter."
 
@@ -33,7 +33,7 @@ def check_seed(value) -> int:
         raise ConfigError(f"seed must be a non-negative integer, got {value!r}")
     return int(value)
 
-# %% ../nbs/00_data.ipynb #d0318cb3
+# %% ../nbs/00_data.ipynb #de2fd4ad
 def iter_words(
     n_seq:int=10_000, # number of sequences
     seq_len:int=1_000, # words per sequence
@@ -59,7 +59,7 @@ def as_text(words:np.ndarray) -> list[str]:
     "Each row of `words` as the text of one sequence: words joined by single spaces."
     return [" ".join(row) for row in np.asarray(words).astype(str)]
 
-# %% ../nbs/00_data.ipynb #c54c1978
+# %% ../nbs/00_data.ipynb #75382bb8
 def entropy(
     p:float, # probability of one of the two outcomes
     bits:bool=False, # in bits instead of nats
@@ -69,7 +69,7 @@ def entropy(
     h = -(p * math.log(p) + (1 - p) * math.log1p(-p))
     return h / math.log(2) if bits else h
 
-# %% ../nbs/00_data.ipynb #07e99c53
+# %% ../nbs/00_data.ipynb #b5a27bcf
 def floor_parts(
     p:float, # probability that a word is 1
     seq_len:int, # words per sequence

@@ -6,7 +6,7 @@
 __all__ = ['DTYPES', 'get_device', 'autocast', 'GPTConfig', 'LayerNorm', 'CausalSelfAttention', 'MLP', 'Block',
            'LinearCrossEntropy', 'ce_chunk_rows', 'linear_cross_entropy', 'GPT', 'param_counts', 'flops_per_token']
 
-# %% ../nbs/02_model.ipynb #5ec0c367
+# %% ../nbs/02_model.ipynb #c04db08e
 import contextlib
 import math
 from dataclasses import dataclass
@@ -17,7 +17,7 @@ from torch.nn import functional as F
 
 from .data import ConfigError, check_positive
 
-# %% ../nbs/02_model.ipynb #2d3c4d53
+# %% ../nbs/02_model.ipynb #155b0539
 def get_device(device:str="auto") -> torch.device:
     "`device`, or with 'auto' the first available of cuda, mps and cpu."
     if device == "auto":
@@ -34,7 +34,7 @@ def autocast(device:torch.device, dtype:str="float32"):
     if dtype == "float32": return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=DTYPES[dtype])
 
-# %% ../nbs/02_model.ipynb #0e1c620e
+# %% ../nbs/02_model.ipynb #ae275474
 @dataclass
 class GPTConfig:
     n_layer: int = 1  # transformer blocks
@@ -53,7 +53,7 @@ class GPTConfig:
         if not 0 <= self.dropout < 1: raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if self.ce_chunk < 0: raise ConfigError(f"ce_chunk must be >= 0, got {self.ce_chunk!r}")
 
-# %% ../nbs/02_model.ipynb #12ce3c62
+# %% ../nbs/02_model.ipynb #b8bf6ac8
 class LayerNorm(nn.Module):
     "Layer norm with an optional bias."
     def __init__(self, ndim:int, bias:bool):
@@ -95,7 +95,7 @@ class Block(nn.Module):
         x = x + self.attn(self.ln_1(x))
         return x + self.mlp(self.ln_2(x))
 
-# %% ../nbs/02_model.ipynb #bb3e6ab1
+# %% ../nbs/02_model.ipynb #78fb16b0
 class LinearCrossEntropy(torch.autograd.Function):
     "Mean cross-entropy of `x @ weight.T` against `targets`, chunk by chunk; gradients are made in the forward pass."
     @staticmethod
@@ -142,7 +142,7 @@ def linear_cross_entropy(x, weight, targets, chunk:int=0):
     "Mean cross-entropy of the logits `x @ weight.T` (x: (N, C), weight: (V, C), targets: (N,)), never all at once."
     return LinearCrossEntropy.apply(x, weight, targets, ce_chunk_rows(weight.shape[0], chunk))
 
-# %% ../nbs/02_model.ipynb #aa250b2a
+# %% ../nbs/02_model.ipynb #e33f39c8
 class GPT(nn.Module):
     def __init__(self, cfg:GPTConfig):
         super().__init__()
@@ -207,7 +207,7 @@ class GPT(nn.Module):
             idx = torch.cat((idx, nxt), dim=1)
         return idx
 
-# %% ../nbs/02_model.ipynb #fa9a6cb6
+# %% ../nbs/02_model.ipynb #dfdb5d24
 def param_counts(model:GPT) -> dict:
     "Parameters of the token embedding (shared with the head), the position embedding, the blocks and the final norm."
     n = lambda m: sum(p.numel() for p in m.parameters())

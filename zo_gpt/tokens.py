@@ -7,7 +7,7 @@ __all__ = ['PIECES', 'KINDS', 'VOCABS', 'FLOOR_BLOCKS', 'TokenizerUnavailable', 
            'id_lookup', 'encode_words', 'encode_text', 'DatasetError', 'DataConfig', 'read_meta', 'check_files',
            'prepare', 'Dataset', 'load_dataset', 'describe', 'mc_floor']
 
-# %% ../nbs/01_tokenizer.ipynb #4bc2d8a1
+# %% ../nbs/01_tokenizer.ipynb #989ce63f
 import functools
 import hashlib
 import json
@@ -24,7 +24,7 @@ from tqdm import tqdm
 from . import __version__
 from .data import ConfigError, as_text, check_positive, check_prob, check_seed, entropy, iter_words, stream_floor
 
-# %% ../nbs/01_tokenizer.ipynb #2e8bb6be
+# %% ../nbs/01_tokenizer.ipynb #38c5f523
 class TokenizerUnavailable(RuntimeError):
     "GPT-2's BPE files could not be loaded."
 
@@ -43,7 +43,7 @@ def gpt2_encoding():
             "set) and run again. " + (f"TIKTOKEN_CACHE_DIR is {cache!r} now." if cache is not None
                                       else "TIKTOKEN_CACHE_DIR is not set.")) from e
 
-# %% ../nbs/01_tokenizer.ipynb #3f9c6107
+# %% ../nbs/01_tokenizer.ipynb #7fc5a369
 PIECES = ("0", "1", " 0", " 1", "<|endoftext|>")  # every piece of text in the stream, in code order 0..4
 KINDS = ("first word", "first word", "word", "word", "end of text")
 VOCABS = ("gpt2", "compact")
@@ -85,7 +85,7 @@ def encode_text(words:np.ndarray, enc=None) -> np.ndarray:
     text = "".join(line + "<|endoftext|>" for line in as_text(words))
     return np.array(enc.encode(text, allowed_special={"<|endoftext|>"}), np.uint16)
 
-# %% ../nbs/01_tokenizer.ipynb #769d70f3
+# %% ../nbs/01_tokenizer.ipynb #512e2d98
 class DatasetError(RuntimeError):
     "A dataset folder is missing, damaged, or holds a dataset made with other arguments."
 
@@ -244,7 +244,7 @@ def prepare(
     if verbose: print(f"wrote {out} in {time.perf_counter() - t0:.2f} s")
     return meta
 
-# %% ../nbs/01_tokenizer.ipynb #453691e9
+# %% ../nbs/01_tokenizer.ipynb #dbc3051e
 @dataclass
 class Dataset:
     path: Path  # the dataset folder
@@ -278,7 +278,7 @@ def describe(meta:dict) -> str:
     lines += [f"  stream floor, block {T:>5}  {v:.5f}" for T, v in f["stream"].items()]
     return "\n".join(lines)
 
-# %% ../nbs/01_tokenizer.ipynb #658fa26c
+# %% ../nbs/01_tokenizer.ipynb #3129d28f
 def mc_floor(
     ds:Dataset, # a dataset from `load_dataset`
     block_size:int, # tokens per block; contexts run 1..block_size

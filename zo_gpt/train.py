@@ -8,7 +8,7 @@ __all__ = ['CPU', 'A100', 'PRESETS', 'KIND_NAMES', 'RESUME_FREE', 'TrainConfig',
            'save_checkpoint', 'load_checkpoint', 'config_differences', 'open_dataset', 'check_data', 'make_optimizer',
            'fit', 'ProgressBar', 'MetricsLog', 'Checkpointer', 'loss_figure', 'load_model', 'sample_text']
 
-# %% ../nbs/03_train.ipynb #0073be2a
+# %% ../nbs/03_train.ipynb #9e64bb5b
 import contextlib
 import functools
 import io
@@ -29,7 +29,7 @@ from .data import ConfigError, check_positive, check_seed, entropy, floor_parts,
 from .model import DTYPES, GPT, GPTConfig, autocast, get_device
 from .tokens import VOCABS, DataConfig, Dataset, load_dataset, prepare
 
-# %% ../nbs/03_train.ipynb #3003ecaa
+# %% ../nbs/03_train.ipynb #6e830965
 @dataclass
 class TrainConfig:
     # data
@@ -92,7 +92,7 @@ A100 = TrainConfig(vocab="gpt2", n_head=12, n_embd=768, block_size=512, batch_si
                    dtype="bfloat16", out_dir="runs/a100")
 PRESETS = {"cpu": CPU, "a100": A100}
 
-# %% ../nbs/03_train.ipynb #57d67b1b
+# %% ../nbs/03_train.ipynb #7dbce41c
 def _parse(name:str, kind:type, text):
     if not isinstance(text, str): return text
     if kind is bool:
@@ -123,7 +123,7 @@ def parse_overrides(args:list[str]) -> dict:
         out[k] = v
     return out
 
-# %% ../nbs/03_train.ipynb #4baa072e
+# %% ../nbs/03_train.ipynb #343aff6f
 def get_batch(data:np.ndarray, block_size:int, batch_size:int, generator:torch.Generator, device:torch.device):
     "Inputs and targets (batch_size, block_size) from random offsets into `data`."
     ix = torch.randint(len(data) - block_size, (batch_size,), generator=generator).numpy()
@@ -136,7 +136,7 @@ def lr_at(cfg:TrainConfig, it:int) -> float:
     frac = min(1.0, (it - cfg.warmup_iters) / max(1, cfg.max_iters - cfg.warmup_iters))
     return cfg.min_lr + 0.5 * (1 + math.cos(math.pi * frac)) * (cfg.lr - cfg.min_lr)
 
-# %% ../nbs/03_train.ipynb #9871b06b
+# %% ../nbs/03_train.ipynb #e37c6141
 def fixed_batches(data:np.ndarray, cfg:TrainConfig, device:torch.device) -> list:
     "`eval_batches` validation batches, the same for every evaluation of a run."
     g = torch.Generator().manual_seed(cfg.seed + 1)
@@ -178,7 +178,7 @@ def evaluate_split(model:GPT, data:np.ndarray, meta:dict, cfg:TrainConfig, devic
             "kinds": {name: float(sums[i] / counts[i]) if counts[i] else None for i, name in enumerate(KIND_NAMES.values())},
             "kind_counts": {name: int(counts[i]) for i, name in enumerate(KIND_NAMES.values())}}
 
-# %% ../nbs/03_train.ipynb #98698ead
+# %% ../nbs/03_train.ipynb #b67e1b91
 class TrainingError(RuntimeError):
     "Training cannot go on: a non-finite loss, or a checkpoint that does not fit the run."
 
@@ -222,7 +222,7 @@ class Callback:
     def on_eval(self, state:State, record:dict): pass
     def on_fit_end(self, state:State): pass
 
-# %% ../nbs/03_train.ipynb #31d1536d
+# %% ../nbs/03_train.ipynb #a8f15b92
 def _rng_state(gen:torch.Generator) -> dict:
     s = {"torch": torch.get_rng_state(), "batches": gen.get_state()}
     if torch.cuda.is_available(): s["cuda"] = torch.cuda.get_rng_state_all()
@@ -255,7 +255,7 @@ def config_differences(old:dict, cfg:TrainConfig) -> dict:
     new = asdict(cfg)
     return {k: (old.get(k), v) for k, v in new.items() if k not in RESUME_FREE and old.get(k) != v}
 
-# %% ../nbs/03_train.ipynb #29153d52
+# %% ../nbs/03_train.ipynb #5dbd4a48
 def open_dataset(cfg:TrainConfig) -> Dataset:
     "The run's dataset, made with the default `DataConfig` if its folder is empty; checked against the model."
     path = cfg.dataset
@@ -280,7 +280,7 @@ def make_optimizer(model:GPT, cfg:TrainConfig, device:torch.device) -> torch.opt
     extra = {"fused": True} if device.type == "cuda" else {}
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), **extra)
 
-# %% ../nbs/03_train.ipynb #02466ddb
+# %% ../nbs/03_train.ipynb #3bf30e99
 def _ddp():
     "(rank, world size, local rank) when launched by torchrun, after joining the process group; else None."
     if "RANK" not in os.environ: return None
@@ -395,7 +395,7 @@ def _maybe_no_sync(model, sync:bool):
     "DDP's no_sync() for micro-batches before the last one; otherwise nothing."
     return contextlib.nullcontext() if sync else model.no_sync()
 
-# %% ../nbs/03_train.ipynb #69a8dbf6
+# %% ../nbs/03_train.ipynb #8823ba4d
 class ProgressBar(Callback):
     "A tqdm bar over the steps, showing the loss, the last validation loss and its gap to the floor."
     def on_fit_start(self, state):
@@ -434,7 +434,7 @@ class Checkpointer(Callback):
     def on_fit_end(self, state):
         if not state.failed: save_checkpoint(state)
 
-# %% ../nbs/03_train.ipynb #5c394dbd
+# %% ../nbs/03_train.ipynb #49b0a68f
 @functools.cache
 def _png_figure():
     "A matplotlib Figure class that needs no pyplot (safe in scripts and threads) and shows itself as PNG in notebooks."
@@ -477,7 +477,7 @@ def loss_figure(history:History, title:str|None=None):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/03_train.ipynb #98f2d9ca
+# %% ../nbs/03_train.ipynb #87c2dd82
 def load_model(run_dir:str|Path, device=None) -> tuple[GPT, dict]:
     "The model of the checkpoint in `run_dir` (loaded with `weights_only=True`) and the checkpoint itself."
     ckpt = load_checkpoint(Path(run_dir) / "ckpt.pt")

@@ -1,0 +1,126 @@
+"""End to end in a real browser: JupyterLab serves nbs/03_train.ipynb, Chromium (driven by playwright) runs it,
+moves the block-size slider, trains, and stops a second run. Screenshots go to test-artifacts/."""
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import NBS, ROOT
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+TOKEN = "zo-gpt-browser-test"
+
+if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
+    pytest.skip("Debian's chromium is not installed (make test installs it)", allow_module_level=True)
+import playwright.sync_api as playwright  # noqa: E402  (a dev requirement)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
+
+
+def api(port, path, method="GET"):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
+                                 headers={"Authorization": f"token {TOKEN}"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        body = r.read()
+        return json.loads(body) if body else None
+
+
+@pytest.fixture
+def lab(tmp_path):
+    "JupyterLab on 127.0.0.1 serving a copy of 03_train.ipynb, with news and autosave off."
+    work = tmp_path / "work"; work.mkdir()
+    shutil.copy(NBS / "03_train.ipynb", work / "03_train.ipynb")
+    settings = tmp_path / "settings"
+    for plugin, values in {"@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
+                           "@jupyterlab/docmanager-extension/plugin": {"autosave": False}}.items():
+        f = settings / f"{plugin}.jupyterlab-settings"; f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(json.dumps(values))
+    port = free_port()
+    env = {**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(settings), "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "ws"),
+           "OMP_NUM_THREADS": "1"}
+    log = open(tmp_path / "lab.log", "w")
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "jupyter"), "lab", "--no-browser", "--ip=127.0.0.1",
+                             f"--port={port}", f"--IdentityProvider.token={TOKEN}", "--allow-root",
+                             f"--ServerApp.root_dir={work}"], stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        for _ in range(120):
+            try: api(port, "/api/status"); break
+            except OSError: time.sleep(0.5)
+        else: raise RuntimeError("JupyterLab did not start: " + (tmp_path / "lab.log").read_text()[-2000:])
+        yield port
+    finally:
+        try:
+            for s in api(port, "/api/sessions"): api(port, f"/api/sessions/{s['id']}", "DELETE")
+        except OSError: pass
+        proc.terminate(); proc.wait(timeout=30); log.close()
+
+
+def status(page):
+    return page.locator(".zo-panel .zo-status").inner_text()
+
+
+def plot_src(page):
+    return page.locator(".zo-panel .zo-plot").get_attribute("src")
+
+
+def test_panel_in_a_real_browser(lab):
+    ARTIFACTS.mkdir(exist_ok=True)
+    t_start = time.perf_counter()
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--no-first-run", "--disable-sync", "--disable-quic"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.goto(f"http://127.0.0.1:{lab}/lab/tree/03_train.ipynb?token={TOKEN}")
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+            page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)  # the kernel is up
+            page.get_by_role("menuitem", name="Run", exact=True).click()
+            page.locator("li.lm-Menu-item[data-command='runmenu:run-all']").click()
+            page.wait_for_selector(".zo-panel .zo-plot", timeout=120_000)
+            # the panel is there; wait for the last cell to finish
+            page.wait_for_function("""() => { const p = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
+                return p.length && /\\[\\d+\\]/.test(p[p.length - 1].textContent); }""", timeout=180_000)
+            page.locator(".zo-panel").scroll_into_view_if_needed()
+            readout = page.locator(".zo-panel .zo-block .widget-readout")
+            assert readout.inner_text().strip() == "256"
+            page.locator(".zo-panel .zo-block .noUi-handle").focus()
+            page.keyboard.press("ArrowLeft")                           # block 256 -> 128
+            page.wait_for_function("document.querySelector('.zo-block .widget-readout').textContent.trim() === '128'")
+            before = plot_src(page)
+            page.locator(".zo-panel button", has_text="Train").click()
+            page.wait_for_function("document.querySelector('.zo-status').textContent.includes('done:')", timeout=120_000)
+            text = status(page)
+            gap = float(re.search(r"gap ([+-]\d+\.\d+)", text).group(1))
+            assert "block 128" in text and abs(gap) < 0.01, text
+            page.wait_for_function(f"document.querySelector('.zo-plot').getAttribute('src') !== {json.dumps(before)}")
+            page.locator(".zo-panel").screenshot(path=str(ARTIFACTS / "panel-after-run.png"))
+            # a longer second run, stopped
+            page.locator(".zo-panel .widget-hslider", has_text="max steps").locator(".noUi-handle").focus()
+            page.keyboard.press("End")
+            page.wait_for_function("""[...document.querySelectorAll('.zo-panel .widget-hslider')]
+                .some(s => s.textContent.includes('max steps') && s.querySelector('.widget-readout').textContent.trim() === '3000')""")
+            page.locator(".zo-panel button", has_text="Train").click()
+            page.wait_for_function("document.querySelector('.zo-status').textContent.includes('step ')", timeout=60_000)
+            page.locator(".zo-panel button", has_text="Stop").click()
+            page.wait_for_function("document.querySelector('.zo-status').textContent.includes('stopped at step')", timeout=30_000)
+            steps = int(re.search(r"stopped at step (\d+) of 3000", status(page)).group(1))
+            assert 0 < steps < 3000
+            page.locator(".zo-panel").screenshot(path=str(ARTIFACTS / "panel-stopped.png"))
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
+    print(f"browser test took {time.perf_counter() - t_start:.1f} s")
