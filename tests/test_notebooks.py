@@ -116,3 +116,22 @@ def test_quarto_config_names_every_notebook():
     cfg = yaml.safe_load((ROOT / "_quarto.yml").read_text())
     rendered = set(cfg["project"]["render"])
     assert rendered == {f"nbs/{n}" for n in NOTEBOOKS}
+
+
+def test_04_profile(tmp_path):
+    _, s = run("04_profile.ipynb", tmp_path, out=str(tmp_path / "prof"), active_steps=1,
+               overrides={"n_embd": 32, "n_head": 2, "block_size": 64, "batch_size": 2})
+    for name, cats in s["categories"].items():
+        assert sum(cats.values()) == pytest.approx(s["profiled_step_ms"][name], rel=0.01)  # the whole step
+        assert cats["matrix multiplies"] > 0 and cats["optimizer"] > 0 and cats["normalisation"] > 0
+    gpt2 = s["categories"]["gpt2, plain loss"]
+    assert gpt2["softmax / cross-entropy"] > 0 and gpt2["matrix multiplies"] + gpt2["softmax / cross-entropy"] > 0.5 * sum(gpt2.values())
+    tokens = 2 * 64
+    from zo_gpt.model import GPTConfig, flops_per_token
+    fl = flops_per_token(GPTConfig(n_embd=32, n_head=2, block_size=64, vocab_size=50304))
+    assert {k: v["flops"] for k, v in s["components"].items()} == pytest.approx({k: v * tokens for k, v in fl.items()})
+    assert s["flops_per_step"] == pytest.approx(3 * sum(fl.values()) * tokens)
+    trace = json.loads(Path(s["trace"]).read_text())
+    events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    assert len(events) > 100 and {"forward", "loss", "backward", "optimizer"} <= {e.get("name") for e in events}
+    assert all(Path(p).exists() for p in s["report"])

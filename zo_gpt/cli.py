@@ -17,6 +17,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 from .data import ConfigError
+from .profiling import profile_config, profile_steps, write_report
 from .tokens import DataConfig, DatasetError, TokenizerUnavailable, describe, prepare
 from .train import (PRESETS, Checkpointer, MetricsLog, ProgressBar, TrainConfig, TrainingError, fit, load_model,
                           loss_figure, make_config, parse_overrides, sample_text)
@@ -64,6 +65,17 @@ def _sample(args, extra) -> int:
     print(f"\n{n:,} words, fraction of '1': {frac:.4f}")
     return 0
 
+def _profile(args, extra:list[str]) -> int:
+    cfg = profile_config(args.preset, parse_overrides(extra))
+    out = Path(args.out)
+    result = profile_steps(cfg, active=args.steps, trace=out / "trace.json")
+    for path in write_report(result, cfg, out): print(f"wrote {path}")
+    total = sum(result.categories.values())
+    top = sorted(result.categories.items(), key=lambda kv: -kv[1])[:3]
+    print(f"step {result.step_ms:.1f} ms on {result.device}: " + ", ".join(f"{c} {ms / total:.0%}" for c, ms in top)
+          + f"; MFU {result.mfu:.1%}")
+    return 0
+
 def _settings_help() -> str:
     rows = [f"  {f.name:14} {getattr(PRESETS['cpu'], f.name)!s:>12} {getattr(PRESETS['a100'], f.name)!s:>12}" for f in fields(TrainConfig)]
     return "settings, as --key=value (cpu and a100 values):\n" + "\n".join(rows)
@@ -98,13 +110,22 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--tokens", type=int, default=1000, help="tokens to sample (default %(default)s)")
     sp.add_argument("--seed", type=int, default=0, help="sampling seed (default %(default)s)")
     sp.set_defaults(func=_sample)
+    fp = sub.add_parser("profile", help="profile a few training steps", epilog=_settings_help(),
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        description="Profile training steps with torch.profiler and write table.txt, ops.csv, "
+                        "categories.png and trace.json to --out. With --preset cpu the model is the fused-loss "
+                        "benchmark's (GPT-2 vocabulary, n_embd 128, batch 8); --key=value changes it.")
+    fp.add_argument("--out", required=True, help="folder for the report and the trace")
+    fp.add_argument("--preset", choices=tuple(PRESETS), default="cpu", help="starting configuration (default %(default)s)")
+    fp.add_argument("--steps", type=int, default=3, help="profiled steps, after one skipped and one warm-up (default %(default)s)")
+    fp.set_defaults(func=_profile)
     return top
 
 def main(argv:list[str]|None=None) -> int:
     "Run `zo-gpt` with `argv` (default: the process's arguments); returns the exit code."
     top = parser()
     args, extra = top.parse_known_args(argv)
-    if extra and args.command != "train": top.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra and args.command not in ("train", "profile"): top.error(f"unrecognized arguments: {' '.join(extra)}")
     try: return args.func(args, extra)
     except ConfigError as e: code, msg = 2, f"error: {e}"
     except (DatasetError, TokenizerUnavailable, TrainingError) as e: code, msg = 1, f"failed: {e}"
@@ -112,5 +133,5 @@ def main(argv:list[str]|None=None) -> int:
     print(f"zo-gpt {args.command}: {msg}", file=sys.stderr)
     return code
 
-# %% ../nbs/05_cli.ipynb #f658a753
+# %% ../nbs/05_cli.ipynb #40c75bf0
 if __name__ == "__main__" and getattr(globals().get("__spec__"), "name", "") == "zo_gpt.cli": sys.exit(main())

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+from torch.autograd.profiler import record_function
 from torch.nn import functional as F
 
 from .data import ConfigError, check_positive
@@ -92,8 +93,8 @@ class Block(nn.Module):
         self.ln_1, self.attn = LayerNorm(cfg.n_embd, cfg.bias), CausalSelfAttention(cfg)
         self.ln_2, self.mlp = LayerNorm(cfg.n_embd, cfg.bias), MLP(cfg)
     def forward(self, x):
-        x = x + self.attn(self.ln_1(x))
-        return x + self.mlp(self.ln_2(x))
+        with record_function("attention"): x = x + self.attn(self.ln_1(x))
+        with record_function("mlp"): return x + self.mlp(self.ln_2(x))
 
 # %% ../nbs/02_model.ipynb #78fb16b0
 class LinearCrossEntropy(torch.autograd.Function):
@@ -167,17 +168,21 @@ class GPT(nn.Module):
         B, T = idx.shape
         if T > self.config.block_size:
             raise ConfigError(f"a context of {T} tokens is longer than the model's block_size={self.config.block_size}")
-        x = self.drop(self.wte(idx) + self.wpe(torch.arange(T, device=idx.device)))
+        with record_function("embeddings"): x = self.drop(self.wte(idx) + self.wpe(torch.arange(T, device=idx.device)))
         for block in self.h: x = block(x)
         return self.ln_f(x)
+
+    def head_loss(self, x, targets):
+        "The mean loss of the head on hidden states `x` (B, T, C) against `targets` (B, T)."
+        with record_function("lm_head"):
+            if self.config.fused_ce:
+                return linear_cross_entropy(x.flatten(0, 1), self.lm_head.weight, targets.flatten(), self.config.ce_chunk)
+            return F.cross_entropy(self.lm_head(x).flatten(0, 1), targets.flatten())
 
     def forward(self, idx, targets=None):
         "The mean loss against `targets`, or without targets the logits (B, T, vocab_size)."
         x = self.hidden(idx)
-        if targets is None: return self.lm_head(x)
-        if self.config.fused_ce:
-            return linear_cross_entropy(x.flatten(0, 1), self.lm_head.weight, targets.flatten(), self.config.ce_chunk)
-        return F.cross_entropy(self.lm_head(x).flatten(0, 1), targets.flatten())
+        return self.lm_head(x) if targets is None else self.head_loss(x, targets)
 
     def _head_chunks(self, idx):
         "Logits of the rows of `idx`'s positions (flattened), a chunk of rows at a time."
