@@ -5,7 +5,8 @@ import torch
 from torch.nn import functional as F
 
 from zo_gpt.data import ConfigError
-from zo_gpt.model import GPT, GPTConfig, autocast, flops_per_token, get_device, linear_cross_entropy, param_counts
+from zo_gpt.data import get_device
+from zo_gpt.model import GPT, GPTConfig, autocast, flops_per_token, linear_cross_entropy, param_counts
 
 
 def rel(a, b):

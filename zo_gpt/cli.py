@@ -22,7 +22,7 @@ from .tokens import DataConfig, DatasetError, TokenizerUnavailable, describe, pr
 from .train import (PRESETS, Checkpointer, MetricsLog, ProgressBar, TrainConfig, TrainingError, fit, load_model,
                           loss_figure, make_config, parse_overrides, sample_text)
 
-# %% ../nbs/05_cli.ipynb #42ddb82c
+# %% ../nbs/05_cli.ipynb #46029ea4
 def _number(text:str) -> float:
     "A float from '0.5' or '2/3'."
     try: return float(Fraction(text))
@@ -133,5 +133,5 @@ def main(argv:list[str]|None=None) -> int:
     print(f"zo-gpt {args.command}: {msg}", file=sys.stderr)
     return code
 
-# %% ../nbs/05_cli.ipynb #40c75bf0
+# %% ../nbs/05_cli.ipynb #21d771de
 if __name__ == "__main__" and getattr(globals().get("__spec__"), "name", "") == "zo_gpt.cli": sys.exit(main())

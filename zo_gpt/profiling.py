@@ -23,11 +23,11 @@ import torch
 from torch.autograd.profiler import record_function
 from torch.profiler import ProfilerActivity, profile, schedule
 
-from .data import ConfigError, check_positive
-from .model import GPT, autocast, flops_per_token, get_device
+from .data import ConfigError, check_positive, get_device
+from .model import GPT, autocast, flops_per_token
 from .train import TrainConfig, _png_figure, get_batch, make_config, make_optimizer, open_dataset
 
-# %% ../nbs/04_profile.ipynb #6328ab50
+# %% ../nbs/04_profile.ipynb #73481e70
 def profile_config(preset:str="cpu", overrides:dict|None=None) -> TrainConfig:
     "The configuration profiled for `preset`: the a100 preset as it is, or the CPU benchmark's GPT-2-vocabulary model."
     base = {} if preset != "cpu" else {"vocab": "gpt2", "n_embd": 128, "n_head": 4, "block_size": 256, "batch_size": 8}
@@ -44,7 +44,7 @@ def train_step(model:GPT, optimizer, cfg:TrainConfig, data, gen:torch.Generator,
         optimizer.step(); optimizer.zero_grad(set_to_none=True)
     return loss.item()
 
-# %% ../nbs/04_profile.ipynb #29f93817
+# %% ../nbs/04_profile.ipynb #b06af77d
 CATEGORIES = ["matrix multiplies", "attention", "softmax / cross-entropy", "copies and casts",
               "elementwise and activations", "normalisation", "optimizer", "data loading / host", "other"]
 RANGES = {"data", "forward", "loss", "backward", "optimizer", "embeddings", "attention", "mlp", "lm_head"}
@@ -69,7 +69,7 @@ def categorize(name:str, ranges:frozenset=frozenset()) -> str:
         if rule.search(name): return category
     return "other"
 
-# %% ../nbs/04_profile.ipynb #b069a41a
+# %% ../nbs/04_profile.ipynb #39f68e5c
 @dataclass
 class ProfileResult:
     config: dict  # the profiled TrainConfig
@@ -126,7 +126,7 @@ def _in_step(evt) -> bool:
         e = e.cpu_parent
     return False
 
-# %% ../nbs/04_profile.ipynb #b88d3140
+# %% ../nbs/04_profile.ipynb #0f77f483
 GPU_PEAKS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12, "V100": 125e12}  # bf16/fp16 dense
 
 def measure_matmul_peak(device:torch.device, dtype:torch.dtype=torch.float32, n:int=2048, seconds:float=0.5) -> float:
@@ -148,7 +148,7 @@ def device_peak(device:torch.device, dtype:str) -> tuple[float, str]:
     dt = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
     return measure_matmul_peak(device, dt), f"measured: 2048 x 2048 {dtype} matmul on {device.type}"
 
-# %% ../nbs/04_profile.ipynb #0f77f483
+# %% ../nbs/04_profile.ipynb #0642673c
 def profile_steps(
     cfg:TrainConfig, # what to profile
     active:int=3, # profiled steps
@@ -240,7 +240,7 @@ def _cuda_phase_peaks(model, optimizer, cfg, data, gen, device) -> dict:
     phase("optimizer", lambda: (optimizer.step(), optimizer.zero_grad(set_to_none=True)))
     return peaks
 
-# %% ../nbs/04_profile.ipynb #6866176d
+# %% ../nbs/04_profile.ipynb #fcabba12
 def ops_table(result:ProfileResult, top:int=15) -> str:
     "The `top` operators by self time per step, as text."
     total = sum(result.categories.values())
@@ -276,7 +276,7 @@ def category_figure(results:dict, title:str="Where a training step's time goes")
     fig.tight_layout(rect=(0, 0.12 + 0.04 * (4 - len(results)), 1, 1))
     return fig
 
-# %% ../nbs/04_profile.ipynb #0d6e221d
+# %% ../nbs/04_profile.ipynb #618f0c65
 def flops_table(result:ProfileResult) -> str:
     "Forward FLOPs and measured forward time of each part, and the step's FLOP rate against the peak."
     tf = sum(c["flops"] for c in result.components.values())
@@ -288,7 +288,7 @@ def flops_table(result:ProfileResult) -> str:
               f"peak {result.peak_flops / 1e9:.1f} GFLOP/s ({result.peak_source}): MFU {result.mfu:.1%}"]
     return "\n".join(lines)
 
-# %% ../nbs/04_profile.ipynb #7c45306c
+# %% ../nbs/04_profile.ipynb #b516453a
 def memory_table(result:ProfileResult, cfg:TrainConfig) -> str:
     "Per-phase memory and the process peak, with what plain logits would take for `cfg`."
     m, lines = result.memory, []
@@ -299,7 +299,7 @@ def memory_table(result:ProfileResult, cfg:TrainConfig) -> str:
                  f"{n * 4 / 2**30:.2f} GiB per float32 copy")
     return "\n".join(lines)
 
-# %% ../nbs/04_profile.ipynb #2658ff4b
+# %% ../nbs/04_profile.ipynb #2de14fda
 def write_report(result:ProfileResult, cfg:TrainConfig, out:str|Path) -> list[Path]:
     "Write table.txt, ops.csv and categories.png for `result` into `out`; returns the paths (and the trace's)."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)

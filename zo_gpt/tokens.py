@@ -24,7 +24,7 @@ from tqdm import tqdm
 from . import __version__
 from .data import ConfigError, as_text, check_positive, check_prob, check_seed, entropy, iter_words, stream_floor
 
-# %% ../nbs/01_tokenizer.ipynb #38c5f523
+# %% ../nbs/01_tokenizer.ipynb #9b17e7c8
 class TokenizerUnavailable(RuntimeError):
     "GPT-2's BPE files could not be loaded."
 
@@ -43,7 +43,7 @@ def gpt2_encoding():
             "set) and run again. " + (f"TIKTOKEN_CACHE_DIR is {cache!r} now." if cache is not None
                                       else "TIKTOKEN_CACHE_DIR is not set.")) from e
 
-# %% ../nbs/01_tokenizer.ipynb #7fc5a369
+# %% ../nbs/01_tokenizer.ipynb #0d3231dd
 PIECES = ("0", "1", " 0", " 1", "<|endoftext|>")  # every piece of text in the stream, in code order 0..4
 KINDS = ("first word", "first word", "word", "word", "end of text")
 VOCABS = ("gpt2", "compact")
@@ -85,7 +85,7 @@ def encode_text(words:np.ndarray, enc=None) -> np.ndarray:
     text = "".join(line + "<|endoftext|>" for line in as_text(words))
     return np.array(enc.encode(text, allowed_special={"<|endoftext|>"}), np.uint16)
 
-# %% ../nbs/01_tokenizer.ipynb #512e2d98
+# %% ../nbs/01_tokenizer.ipynb #b4f42bda
 class DatasetError(RuntimeError):
     "A dataset folder is missing, damaged, or holds a dataset made with other arguments."
 
@@ -244,7 +244,7 @@ def prepare(
     if verbose: print(f"wrote {out} in {time.perf_counter() - t0:.2f} s")
     return meta
 
-# %% ../nbs/01_tokenizer.ipynb #dbc3051e
+# %% ../nbs/01_tokenizer.ipynb #c8073abf
 @dataclass
 class Dataset:
     path: Path  # the dataset folder
@@ -278,7 +278,7 @@ def describe(meta:dict) -> str:
     lines += [f"  stream floor, block {T:>5}  {v:.5f}" for T, v in f["stream"].items()]
     return "\n".join(lines)
 
-# %% ../nbs/01_tokenizer.ipynb #3129d28f
+# %% ../nbs/01_tokenizer.ipynb #1a3f6bb7
 def mc_floor(
     ds:Dataset, # a dataset from `load_dataset`
     block_size:int, # tokens per block; contexts run 1..block_size

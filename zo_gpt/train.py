@@ -25,11 +25,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .data import ConfigError, check_positive, check_seed, entropy, floor_parts, stream_floor
-from .model import DTYPES, GPT, GPTConfig, autocast, get_device
+from .data import ConfigError, check_positive, check_seed, entropy, floor_parts, get_device, stream_floor
+from .model import DTYPES, GPT, GPTConfig, autocast
 from .tokens import VOCABS, DataConfig, Dataset, load_dataset, prepare
 
-# %% ../nbs/03_train.ipynb #6e830965
+# %% ../nbs/03_train.ipynb #6422f1b8
 @dataclass
 class TrainConfig:
     # data
@@ -92,7 +92,7 @@ A100 = TrainConfig(vocab="gpt2", n_head=12, n_embd=768, block_size=512, batch_si
                    dtype="bfloat16", out_dir="runs/a100")
 PRESETS = {"cpu": CPU, "a100": A100}
 
-# %% ../nbs/03_train.ipynb #7dbce41c
+# %% ../nbs/03_train.ipynb #6519b627
 def _parse(name:str, kind:type, text):
     if not isinstance(text, str): return text
     if kind is bool:
@@ -123,7 +123,7 @@ def parse_overrides(args:list[str]) -> dict:
         out[k] = v
     return out
 
-# %% ../nbs/03_train.ipynb #343aff6f
+# %% ../nbs/03_train.ipynb #a538148e
 def get_batch(data:np.ndarray, block_size:int, batch_size:int, generator:torch.Generator, device:torch.device):
     "Inputs and targets (batch_size, block_size) from random offsets into `data`."
     ix = torch.randint(len(data) - block_size, (batch_size,), generator=generator).numpy()
@@ -136,7 +136,7 @@ def lr_at(cfg:TrainConfig, it:int) -> float:
     frac = min(1.0, (it - cfg.warmup_iters) / max(1, cfg.max_iters - cfg.warmup_iters))
     return cfg.min_lr + 0.5 * (1 + math.cos(math.pi * frac)) * (cfg.lr - cfg.min_lr)
 
-# %% ../nbs/03_train.ipynb #e37c6141
+# %% ../nbs/03_train.ipynb #8a998a39
 def fixed_batches(data:np.ndarray, cfg:TrainConfig, device:torch.device) -> list:
     "`eval_batches` validation batches, the same for every evaluation of a run."
     g = torch.Generator().manual_seed(cfg.seed + 1)
@@ -178,7 +178,7 @@ def evaluate_split(model:GPT, data:np.ndarray, meta:dict, cfg:TrainConfig, devic
             "kinds": {name: float(sums[i] / counts[i]) if counts[i] else None for i, name in enumerate(KIND_NAMES.values())},
             "kind_counts": {name: int(counts[i]) for i, name in enumerate(KIND_NAMES.values())}}
 
-# %% ../nbs/03_train.ipynb #b67e1b91
+# %% ../nbs/03_train.ipynb #a8f15b92
 class TrainingError(RuntimeError):
     "Training cannot go on: a non-finite loss, or a checkpoint that does not fit the run."
 
@@ -222,7 +222,7 @@ class Callback:
     def on_eval(self, state:State, record:dict): pass
     def on_fit_end(self, state:State): pass
 
-# %% ../nbs/03_train.ipynb #a8f15b92
+# %% ../nbs/03_train.ipynb #5dbd4a48
 def _rng_state(gen:torch.Generator) -> dict:
     s = {"torch": torch.get_rng_state(), "batches": gen.get_state()}
     if torch.cuda.is_available(): s["cuda"] = torch.cuda.get_rng_state_all()
@@ -255,7 +255,7 @@ def config_differences(old:dict, cfg:TrainConfig) -> dict:
     new = asdict(cfg)
     return {k: (old.get(k), v) for k, v in new.items() if k not in RESUME_FREE and old.get(k) != v}
 
-# %% ../nbs/03_train.ipynb #5dbd4a48
+# %% ../nbs/03_train.ipynb #3bf30e99
 def open_dataset(cfg:TrainConfig) -> Dataset:
     "The run's dataset, made with the default `DataConfig` if its folder is empty; checked against the model."
     path = cfg.dataset
@@ -280,7 +280,7 @@ def make_optimizer(model:GPT, cfg:TrainConfig, device:torch.device) -> torch.opt
     extra = {"fused": True} if device.type == "cuda" else {}
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), **extra)
 
-# %% ../nbs/03_train.ipynb #3bf30e99
+# %% ../nbs/03_train.ipynb #aa3c3ddf
 def _ddp():
     "(rank, world size, local rank) when launched by torchrun, after joining the process group; else None."
     if "RANK" not in os.environ: return None
@@ -395,7 +395,7 @@ def _maybe_no_sync(model, sync:bool):
     "DDP's no_sync() for micro-batches before the last one; otherwise nothing."
     return contextlib.nullcontext() if sync else model.no_sync()
 
-# %% ../nbs/03_train.ipynb #8823ba4d
+# %% ../nbs/03_train.ipynb #65bcccc6
 class ProgressBar(Callback):
     "A tqdm bar over the steps, showing the loss, the last validation loss and its gap to the floor."
     def on_fit_start(self, state):
@@ -434,7 +434,7 @@ class Checkpointer(Callback):
     def on_fit_end(self, state):
         if not state.failed: save_checkpoint(state)
 
-# %% ../nbs/03_train.ipynb #49b0a68f
+# %% ../nbs/03_train.ipynb #42238606
 @functools.cache
 def _png_figure():
     "A matplotlib Figure class that needs no pyplot (safe in scripts and threads) and shows itself as PNG in notebooks."
@@ -477,7 +477,7 @@ def loss_figure(history:History, title:str|None=None):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/03_train.ipynb #87c2dd82
+# %% ../nbs/03_train.ipynb #8aa956d4
 def load_model(run_dir:str|Path, device=None) -> tuple[GPT, dict]:
     "The model of the checkpoint in `run_dir` (loaded with `weights_only=True`) and the checkpoint itself."
     ckpt = load_checkpoint(Path(run_dir) / "ckpt.pt")

@@ -18,7 +18,7 @@ from .data import ConfigError, entropy, stream_floor
 from .tokens import load_dataset
 from .train import Callback, History, TrainConfig, _png_figure, fit, make_config, open_dataset
 
-# %% ../nbs/03a_panel.ipynb #29accc67
+# %% ../nbs/03a_panel.ipynb #c82180c3
 RUN_COLORS = ["C0", "C1", "C2", "C4", "C5", "C6", "C7", "C8", "C9"]  # red is the floor's
 
 def runs_figure(histories:list, labels:list, x:str="iter", block_size:int=256, p:float=2/3, seq_len:int=1000, title:str=""):
@@ -48,7 +48,7 @@ def runs_figure(histories:list, labels:list, x:str="iter", block_size:int=256, p
     fig.tight_layout()
     return fig
 
-# %% ../nbs/03a_panel.ipynb #abb51ba1
+# %% ../nbs/03a_panel.ipynb #41d2e84a
 @dataclass
 class Run:
     "One run of the panel: its settings, its live history, and how it ended."
