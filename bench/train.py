@@ -64,7 +64,7 @@ def time_to_floor(tmp):
     print("1. time to floor: zo-gpt train --preset cpu, process start to final whole-split evaluation")
     print("   validation curve (step: loss +- se, seconds): " + ", ".join(f"{v['iter']}: {v['loss']:.4f}+-{v['se']:.4f} ({v['time']:.1f}s)" for v in val))
     first = next((v for v in val if v["loss"] <= floor + 0.003), None)
-    print(f"   first evaluation at or below floor + 0.003: " + (f"step {first['iter']}, {first['time']:.1f} s into training" if first else "none"))
+    print("   first evaluation at or below floor + 0.003: " + (f"step {first['iter']}, {first['time']:.1f} s into training" if first else "none"))
     gap = final["loss"] - floor
     print(f"   final whole-split loss {final['loss']:.5f} +- {final['se']:.5f}, floor {floor:.5f}, gap {gap:+.5f} "
           f"(goal <= +0.002: {'met' if gap <= 0.002 else 'missed'})")

@@ -4,9 +4,7 @@ import os
 import subprocess
 import sys
 import venv
-from pathlib import Path
 
-import pytest
 from conftest import NBS, ROOT
 
 NOTEBOOKS = sorted(p.name for p in NBS.glob("*.ipynb"))

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from zo_gpt.profiling import CATEGORIES, categorize, profile_config, profile_steps
-from zo_gpt.tokens import DataConfig, load_dataset, prepare
+from zo_gpt.tokens import DataConfig, prepare
 
 
 @pytest.mark.parametrize("name, ranges, category", [

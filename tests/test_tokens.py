@@ -1,6 +1,5 @@
 import json
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import asdict
@@ -11,8 +10,7 @@ import pytest
 
 import zo_gpt.tokens as tokens
 from zo_gpt.data import ConfigError, entropy, generate, stream_floor
-from zo_gpt.tokens import (DataConfig, DatasetError, encode_text, encode_words, load_dataset, mc_floor, prepare,
-                           token_table)
+from zo_gpt.tokens import DataConfig, DatasetError, encode_text, load_dataset, mc_floor, prepare, token_table
 
 
 def bins(path):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from zo_gpt.data import ConfigError, stream_floor
-from zo_gpt.tokens import DataConfig, load_dataset, prepare
+from zo_gpt.tokens import DataConfig, prepare
 from zo_gpt.train import (Callback, Checkpointer, MetricsLog, TrainingError, fit, load_checkpoint, load_model,
                           loss_figure, lr_at, make_config, parse_overrides, sample_text)
 

@@ -16,7 +16,7 @@ import torch.nn as nn
 from torch.autograd.profiler import record_function
 from torch.nn import functional as F
 
-from .data import ConfigError, check_positive, get_device
+from .data import ConfigError, check_positive
 
 # %% ../nbs/02_model.ipynb #f4489db9
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

@@ -10,20 +10,19 @@ __all__ = ['CATEGORIES', 'RANGES', 'PHASES', 'GPU_PEAKS', 'profile_config', 'tra
 # %% ../nbs/04_profile.ipynb #515e57be
 import contextlib
 import csv
-import json
 import os
 import re
 import resource
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from torch.autograd.profiler import record_function
 from torch.profiler import ProfilerActivity, profile, schedule
 
-from .data import ConfigError, check_positive, get_device
+from .data import check_positive, get_device
 from .model import GPT, autocast, flops_per_token
 from .train import TrainConfig, _png_figure, get_batch, make_config, make_optimizer, open_dataset
 
@@ -101,9 +100,9 @@ PHASES = ("data", "forward", "loss", "backward", "optimizer")
 
 def _memory_by_phase(events:list) -> dict:
     "Peak memory (bytes) held above the start of the step, reached in each phase, from the operators' allocations."
-    peaks, live, step = dict.fromkeys(PHASES, 0), 0, None
+    peaks, live = dict.fromkeys(PHASES, 0), 0
     for e in sorted((e for e in events if _in_step(e)), key=lambda e: e.time_range.start):
-        if e.name.startswith("ProfilerStep"): live, step = 0, e; continue
+        if e.name.startswith("ProfilerStep"): live = 0; continue
         live += e.self_cpu_memory_usage
         phase = next((p for p in PHASES if p in _ranges_of(e)), None)
         if phase: peaks[phase] = max(peaks[phase], live)
@@ -202,7 +201,7 @@ def profile_steps(
             cats[cat] += ms
             ops.setdefault(e.name, [cat, 0, 0.0]); ops[e.name][1] += 1; ops[e.name][2] += ms
     profiled_step_ms = sum(e.cpu_time_total for e in steps) / 1e3 / n
-    op_rows = sorted(({"name": k, "category": c, "calls": calls // n if calls >= n else calls, "self_ms": ms}
+    op_rows = sorted(({"name": k, "category": c, "calls": max(1, round(calls / n)), "self_ms": ms}
                       for k, (c, calls, ms) in ops.items()), key=lambda r: -r["self_ms"])
 
     fl = flops_per_token(cfg.model_config())
@@ -212,8 +211,7 @@ def profile_steps(
         if e.name in ("embeddings", "attention", "mlp", "lm_head") and _in_step(e):
             t = e.device_time_total if device.type == "cuda" else e.cpu_time_total
             timed[e.name] = timed.get(e.name, 0.0) + t / 1e3 / n
-    components = {k: {"flops": v * tokens, "ms": timed.get({"embeddings": "embeddings"}.get(k, k), 0.0)} for k, v in
-                  {"embeddings": fl["embeddings"], "attention": fl["attention"], "mlp": fl["mlp"], "lm_head": fl["lm_head"]}.items()}
+    components = {k: {"flops": v * tokens, "ms": timed.get(k, 0.0)} for k, v in fl.items()}
     flops_per_step = 3 * sum(fl.values()) * tokens
     peak, source = device_peak(device, cfg.dtype)
     memory = {"process_peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,

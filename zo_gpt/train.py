@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .data import ConfigError, check_positive, check_seed, entropy, floor_parts, get_device, stream_floor
+from .data import ConfigError, check_positive, check_seed, entropy, get_device, stream_floor
 from .model import DTYPES, GPT, GPTConfig, autocast
 from .tokens import VOCABS, DataConfig, Dataset, load_dataset, prepare
 

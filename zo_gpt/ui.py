@@ -8,14 +8,13 @@ __all__ = ['RUN_COLORS', 'POW2', 'COMPARE', 'runs_figure', 'Run', 'TrainingPanel
 # %% ../nbs/03a_panel.ipynb #95302aa1
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import ipywidgets as widgets
 import numpy as np
 
 from .data import ConfigError, entropy, stream_floor
-from .tokens import load_dataset
 from .train import Callback, History, TrainConfig, _png_figure, fit, make_config, open_dataset
 
 # %% ../nbs/03a_panel.ipynb #c82180c3
@@ -57,7 +56,6 @@ class Run:
     history: History | None = None
     model: object = None
     error: str | None = None
-    started: float = field(default_factory=time.perf_counter)
 
 def _label(cfg:TrainConfig) -> str:
     return f"batch {cfg.batch_size} x block {cfg.block_size}, lr {cfg.lr:g}, {cfg.vocab}"
@@ -121,10 +119,10 @@ class TrainingPanel:
     def config(self, batch_size:int|None=None, block_size:int|None=None) -> TrainConfig:
         "The configuration the widgets describe now (optionally with another batch and block size)."
         vocab = self.vocab.value
+        same_data = self.base.data_dir and vocab == self.base.vocab  # else a dataset of the panel's own
         return replace(self.base, batch_size=batch_size or self.batch.value, block_size=block_size or self.block.value,
                        max_iters=self.iters.value, lr=self.lr.value, min_lr=self.lr.value / 10, vocab=vocab,
-                       data_dir=str(self.run_dir / f"data-{vocab}") if not self.base.data_dir or vocab != self.base.vocab else self.base.data_dir,
-                       out_dir=str(self.run_dir / f"run{len(self.runs) + 1}"))
+                       data_dir=self.base.data_dir if same_data else str(self.run_dir / f"data-{vocab}"))
 
     @property
     def running(self) -> bool: return self.thread is not None and self.thread.is_alive()
