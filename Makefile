@@ -33,8 +33,9 @@ test: $(STAMP) chromium
 chromium:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)
 
+# JupyterLab refuses to run as root unless told.
 lab: $(STAMP)
-	$(BIN)/jupyter lab --notebook-dir=nbs
+	$(BIN)/jupyter lab --notebook-dir=nbs $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # After editing notebooks: export the package, tidy notebook metadata, regenerate README.md.
 export: $(STAMP)
