@@ -5,9 +5,10 @@
 # %% auto #0
 __all__ = ['PIECES', 'KINDS', 'VOCABS', 'FLOOR_BLOCKS', 'TokenizerUnavailable', 'gpt2_encoding', 'token_table', 'word_codes',
            'id_lookup', 'encode_words', 'encode_text', 'DatasetError', 'DataConfig', 'read_meta', 'check_files',
-           'prepare', 'Dataset', 'load_dataset', 'describe', 'mc_floor']
+           'atomic_path', 'prepare', 'Dataset', 'load_dataset', 'code_lookup', 'describe', 'mc_floor']
 
 # %% ../nbs/01_tokenizer.ipynb #989ce63f
+import contextlib
 import functools
 import hashlib
 import json
@@ -143,6 +144,16 @@ def check_files(path, meta:dict, hashes:bool=True):
         if hashes and _file_sha256(f) != rec["sha256"]:
             raise DatasetError(f"{f} is corrupt: its SHA-256 differs from meta.json's; make the dataset again with `zo-gpt prepare --force`")
 
+@contextlib.contextmanager
+def atomic_path(path:str|Path):
+    "A temporary file beside `path`, renamed onto it if the block ends without an error, removed otherwise."
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"); os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally: Path(tmp).unlink(missing_ok=True)
+
 def _writable_folder(out:Path):
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -159,14 +170,12 @@ def _write(cfg:DataConfig, out:Path, verbose:bool) -> dict:
     n_tok = cfg.seq_len + 1
     rows = max(1, (1 << 20) // n_tok)                           # about a million tokens a chunk
     splits = {"train.bin": cfg.n_train, "val.bin": cfg.n_val}
-    tmp = {name: Path(tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=".tmp")[1]) for name in splits}
     hashes = {name: hashlib.sha256() for name in splits}
     counts = {name: np.zeros(len(PIECES), np.int64) for name in splits}
-    try:
-        files = {name: open(tmp[name], "wb") for name in splits}
-        with files["train.bin"], files["val.bin"], tqdm(total=cfg.n_seq * n_tok, unit="tok", unit_scale=True,
-                                                        desc="prepare", delay=0.5, disable=not verbose) as bar:
-            done = 0
+    with atomic_path(out / "train.bin") as train_tmp, atomic_path(out / "val.bin") as val_tmp:
+        with open(train_tmp, "wb") as ft, open(val_tmp, "wb") as fv, tqdm(
+                total=cfg.n_seq * n_tok, unit="tok", unit_scale=True, desc="prepare", delay=0.5, disable=not verbose) as bar:
+            files, done = {"train.bin": ft, "val.bin": fv}, 0
             for words in iter_words(cfg.n_seq, cfg.seq_len, cfg.p, cfg.seed, chunk=rows):
                 codes = word_codes(words)
                 cut = min(len(codes), max(0, cfg.n_train - done))
@@ -176,10 +185,7 @@ def _write(cfg:DataConfig, out:Path, verbose:bool) -> dict:
                     files[name].write(data); hashes[name].update(data)
                     counts[name] += np.bincount(part.ravel(), minlength=len(PIECES))
                 done += len(codes); bar.update(codes.size)
-        (out / "meta.json").unlink(missing_ok=True)              # never leave an old meta.json beside new files
-        for name in splits: os.replace(tmp[name], out / name)
-    finally:
-        for f in tmp.values(): f.unlink(missing_ok=True)
+        (out / "meta.json").unlink(missing_ok=True)  # never leave an old meta.json beside new files; renames follow
     config = asdict(cfg)
     files = {name: {"tokens": n * n_tok, "bytes": n * n_tok * 2, "sha256": hashes[name].hexdigest()} for name, n in splits.items()}
     return {
@@ -203,13 +209,6 @@ def _write(cfg:DataConfig, out:Path, verbose:bool) -> dict:
 def _tiktoken_version() -> str:
     from importlib.metadata import version
     return version("tiktoken")
-
-def _write_json(path:Path, obj:dict):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f: json.dump(obj, f, indent=1)
-        os.replace(tmp, path)
-    finally: Path(tmp).unlink(missing_ok=True)
 
 def prepare(
     cfg:DataConfig=DataConfig(), # what to generate
@@ -240,7 +239,7 @@ def prepare(
                            "files zo_gpt did not make); pass --force (force=True) to replace them")
     _writable_folder(out)
     meta = _write(cfg, out, verbose)
-    _write_json(out / "meta.json", meta)
+    with atomic_path(out / "meta.json") as tmp: tmp.write_text(json.dumps(meta, indent=1))
     if verbose: print(f"wrote {out} in {time.perf_counter() - t0:.2f} s")
     return meta
 
@@ -262,6 +261,12 @@ def load_dataset(
     check_files(path, meta, hashes=verify)
     mm = {n: np.memmap(path / f"{n}.bin", dtype=np.uint16, mode="r") for n in ("train", "val")}
     return Dataset(path, meta, mm["train"], mm["val"])
+
+def code_lookup(meta:dict) -> np.ndarray:
+    "Array mapping a dataset's token ids to their piece codes (0..4, see `PIECES`)."
+    lut = np.zeros(max(t["id"] for t in meta["tokens"]) + 1, np.int64)
+    for t in meta["tokens"]: lut[t["id"]] = t["code"]
+    return lut
 
 def describe(meta:dict) -> str:
     "A plain-text summary of a dataset: sizes, the token table with counts, and both floors."
@@ -291,8 +296,7 @@ def mc_floor(
     if split not in ("train", "val"): raise ConfigError(f"split must be 'train' or 'val', got {split!r}")
     data, n, p = getattr(ds, split), ds.meta["config"]["seq_len"], ds.meta["config"]["p"]
     if len(data) <= T + 1: raise ConfigError(f"block_size={T} needs more than {T + 1} tokens; the {split} split has {len(data)}")
-    code_of = np.zeros(max(t["id"] for t in ds.meta["tokens"]) + 1, np.int8)
-    for t in ds.meta["tokens"]: code_of[t["id"]] = t["code"]
+    code_of = code_lookup(ds.meta)
     cls_of = np.array([0, 0, 1, 1, 2])                              # code -> 0 first word, 1 later word, 2 end of text
     val_of = np.array([0, 1, 0, 1, -1])                             # code -> word value
     pos_cls = np.ones(n + 1, np.int64); pos_cls[0], pos_cls[n] = 0, 2  # class at each position of a sequence

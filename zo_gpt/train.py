@@ -15,7 +15,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from difflib import get_close_matches
@@ -27,7 +26,7 @@ from tqdm import tqdm
 
 from .data import ConfigError, check_positive, check_seed, entropy, get_device, stream_floor
 from .model import DTYPES, GPT, GPTConfig, autocast
-from .tokens import VOCABS, DataConfig, Dataset, load_dataset, prepare
+from .tokens import KINDS, VOCABS, DataConfig, Dataset, atomic_path, code_lookup, load_dataset, prepare
 
 # %% ../nbs/03_train.ipynb #6422f1b8
 @dataclass
@@ -159,8 +158,7 @@ def evaluate_split(model:GPT, data:np.ndarray, meta:dict, cfg:TrainConfig, devic
     T = cfg.block_size
     n_blocks = (len(data) - 1) // T
     if n_blocks < 1: raise ConfigError(f"block_size={T} is longer than the split ({len(data)} tokens)")
-    kind_of = np.zeros(max(t["id"] for t in meta["tokens"]) + 1, np.int64)
-    for t in meta["tokens"]: kind_of[t["id"]] = list(KIND_NAMES).index(t["kind"])
+    kind_of = np.array([list(KIND_NAMES).index(k) for k in KINDS])[code_lookup(meta)]  # token id -> kind index
     block_means, sums, counts = [], np.zeros(3), np.zeros(3)
     model.eval()
     for s in range(0, n_blocks, blocks_per_batch):
@@ -234,11 +232,7 @@ def save_checkpoint(state:State) -> str:
     ckpt = {"model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(), "config": asdict(state.cfg),
             "iter": state.iter, "tokens": state.tokens, "rng": _rng_state(state.gen), "history": asdict(state.history),
             "tokens_table": state.data.meta["tokens"]}
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".ckpt.", suffix=".tmp"); os.close(fd)
-    try:
-        torch.save(ckpt, tmp)
-        os.replace(tmp, out / "ckpt.pt")
-    finally: Path(tmp).unlink(missing_ok=True)
+    with atomic_path(out / "ckpt.pt") as tmp: torch.save(ckpt, tmp)
     state.last_checkpoint = str(out / "ckpt.pt")
     return state.last_checkpoint
 
