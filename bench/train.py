@@ -1,11 +1,12 @@
 """Training figures on this machine: time to floor, the GPT-2-vocabulary step, and the a100 preset on the CPU.
 
-1. Time to floor: `zo-gpt train --preset cpu` as a fresh process, from start to its final whole-split evaluation
-   (dataset made beforehand). Goal: final loss <= floor + 0.002 in <= 10 s wall.
+1. Time to floor: `zo-gpt train --preset cpu` as a fresh process, from start to its final evaluation (dataset made
+   beforehand). Goal: final loss <= floor + 0.002 in <= 10 s wall. Also the excess over the Bayes predictor, and what
+   share of the run the evaluations take (goal <= 10%, final excess standard error <= 1e-5).
 2. GPT-2-vocabulary step at n_embd 128, block 256, batch 16, vocab 50,304: seconds per training step and peak RSS,
    plain vs fused cross-entropy in float32, and bfloat16 autocast. Goal: fused >= 1.6x faster, <= 1.2 GB.
 3. The a100 preset (batch 64 x block 512, n_embd 768, bfloat16) for one step on the CPU. Goal: <= 8 GB peak RSS.
-4. The a100 preset on a GPU when there is one: steps and seconds to floor + 0.003, MFU and peak GPU memory.
+4. The a100 preset on a GPU: bench/gpu.py (step time, peak GPU memory, loss and excess).
 Each measurement runs in its own process so that peak RSS is its own."""
 import argparse
 import json
@@ -24,8 +25,9 @@ CLI = str(Path(sys.executable).parent / "zo-gpt")
 def worker(args):
     "One measurement in this process; prints a JSON line."
     import torch
-    from zo_gpt.model import autocast
-    from zo_gpt.train import GPT, make_config, make_optimizer
+    from zo_gpt.config import make_config
+    from zo_gpt.model import GPT, autocast
+    from zo_gpt.train import make_optimizer
     cfg = make_config(args.preset, {"fused_ce": args.ce == "fused", "dtype": args.dtype, **json.loads(args.overrides)})
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
@@ -69,6 +71,34 @@ def time_to_floor(tmp):
     print(f"   final whole-split loss {final['loss']:.5f} +- {final['se']:.5f}, floor {floor:.5f}, gap {gap:+.5f} "
           f"(goal <= +0.002: {'met' if gap <= 0.002 else 'missed'})")
     print(f"   wall {wall:.1f} s for the whole command (goal <= 10 s: {'met' if wall <= 10 else 'missed'})")
+    print(f"   excess over the Bayes predictor {final['kl']:.2e} +- {final['kl_se']:.1e} nats per token on "
+          f"{final['scored']:,} tokens (goal se <= 1e-5: {'met' if final['kl_se'] <= 1e-5 else 'missed'}); by situation: "
+          + ", ".join(f"{k} {v:.1e}" for k, v in final["kl_parts"].items() if v))
+    r = subprocess.run([sys.executable, __file__, "--eval-cost", str(data)], capture_output=True, text=True)
+    if r.returncode: raise SystemExit(r.stderr)
+    cost = json.loads(r.stdout.strip().splitlines()[-1])
+    share = cost["eval_s"] / cost["fit_s"]
+    print(f"   evaluations: {cost['evals']} on the fixed batches and the final one take {cost['eval_s']:.2f} s of the "
+          f"{cost['fit_s']:.2f} s fit, {share:.1%} (goal <= 10%: {'met' if share <= 0.10 else 'missed'})")
+
+
+def eval_cost(data):
+    "Time spent in evaluations during one default cpu run, in this process; prints a JSON line."
+    import zo_gpt.train as train
+    from zo_gpt.config import make_config
+    spent = {"s": 0.0, "n": 0}
+    def timed(fn):
+        def run(*a, **k):
+            t0 = time.perf_counter()
+            try: return fn(*a, **k)
+            finally: spent["s"] += time.perf_counter() - t0; spent["n"] += 1
+        return run
+    train.evaluate, train.evaluate_split = timed(train.evaluate), timed(train.evaluate_split)
+    with tempfile.TemporaryDirectory() as out:
+        t0 = time.perf_counter()
+        train.fit(make_config("cpu", {"data_dir": data, "out_dir": out}), verbose=False)
+        fit_s = time.perf_counter() - t0
+    print(json.dumps({"eval_s": spent["s"], "evals": spent["n"] - 1, "fit_s": fit_s}))
 
 
 def main():
@@ -77,8 +107,10 @@ def main():
     ap.add_argument("--preset", default="cpu"); ap.add_argument("--ce", default="fused"); ap.add_argument("--dtype", default="float32")
     ap.add_argument("--steps", type=int, default=4); ap.add_argument("--overrides", default="{}")
     ap.add_argument("--skip-a100", action="store_true", help="skip the one-step a100 measurement on the CPU (slow)")
+    ap.add_argument("--eval-cost", metavar="DATA", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker: return worker(args)
+    if args.eval_cost: return eval_cost(args.eval_cost)
     import torch
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
           f"GPU: {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}\n")
@@ -101,8 +133,8 @@ def main():
         r = measure("a100", "fused", "bfloat16", 2)
         print(f"   steps {', '.join(f'{t:.1f}' for t in r['times'])} s; peak RSS {r['rss_gb']:.2f} GB "
               f"(goal <= 8 GB: {'met' if r['rss_gb'] <= 8 else 'missed'})")
-    print("\n4. the a100 preset on a GPU: " + ("run `python bench/train.py` there" if not torch.cuda.is_available() else
-          "see zo-gpt train --preset a100 output"))
+    print("\n4. the a100 preset on a GPU: " + ("run `python bench/gpu.py DATA_DIR OUT_DIR` there" if not torch.cuda.is_available()
+          else "see `python bench/gpu.py DATA_DIR OUT_DIR`"))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""End to end in a real browser: JupyterLab serves nbs/03_train.ipynb, Chromium (driven by playwright) runs it,
-moves the block-size slider, trains, and stops a second run. Screenshots go to test-artifacts/."""
+"""End to end in a real browser: JupyterLab serves nbs/03a_panel.ipynb (with small parameters), Chromium (driven by
+playwright) runs it, moves the block-size slider, trains, switches the view between excess and loss, and stops a
+second run. Screenshots go to test-artifacts/."""
 import json
 import os
 import re
@@ -38,9 +39,12 @@ def api(port, path, method="GET"):
 
 @pytest.fixture
 def lab(tmp_path):
-    "JupyterLab on 127.0.0.1 serving a copy of 03_train.ipynb, with news and autosave off."
+    "JupyterLab on 127.0.0.1 serving a copy of 03a_panel.ipynb with small parameters, with news and autosave off."
     work = tmp_path / "work"; work.mkdir()
-    shutil.copy(NBS / "03_train.ipynb", work / "03_train.ipynb")
+    nb = json.loads((NBS / "03a_panel.ipynb").read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
+    cell["source"] = 'run_dir = "runs"\nmax_iters = 40\nseeds = 1\n'
+    (work / "03a_panel.ipynb").write_text(json.dumps(nb))
     settings = tmp_path / "settings"
     for plugin, values in {"@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
                            "@jupyterlab/docmanager-extension/plugin": {"autosave": False}}.items():
@@ -83,7 +87,7 @@ def test_panel_in_a_real_browser(lab):
             "--no-first-run", "--disable-sync", "--disable-quic"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
-            page.goto(f"http://127.0.0.1:{lab}/lab/tree/03_train.ipynb?token={TOKEN}")
+            page.goto(f"http://127.0.0.1:{lab}/lab/tree/03a_panel.ipynb?token={TOKEN}")
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
             page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)  # the kernel is up
             page.get_by_role("menuitem", name="Run", exact=True).click()
@@ -95,6 +99,8 @@ def test_panel_in_a_real_browser(lab):
             page.locator(".zo-panel").scroll_into_view_if_needed()
             readout = page.locator(".zo-panel .zo-block .widget-readout")
             assert readout.inner_text().strip() == "256"
+            excess_view = page.locator(".zo-panel .zo-view button", has_text="excess")
+            assert "mod-active" in excess_view.get_attribute("class")      # the notebook switched to the excess view
             page.locator(".zo-panel .zo-block .noUi-handle").focus()
             page.keyboard.press("ArrowLeft")                           # block 256 -> 128
             page.wait_for_function("document.querySelector('.zo-block .widget-readout').textContent.trim() === '128'")
@@ -102,10 +108,15 @@ def test_panel_in_a_real_browser(lab):
             page.locator(".zo-panel button", has_text="Train").click()
             page.wait_for_function("document.querySelector('.zo-status').textContent.includes('done:')", timeout=120_000)
             text = status(page)
-            gap = float(re.search(r"gap ([+-]\d+\.\d+)", text).group(1))
-            assert "block 128" in text and abs(gap) < 0.01, text
+            excess = float(re.search(r"excess (\d\.\de[+-]\d+) \+- (\d\.\de[+-]\d+)", text).group(1))
+            assert "run 5: batch 16 x block 128" in text and 0 < excess < 0.1, text
             page.wait_for_function(f"document.querySelector('.zo-plot').getAttribute('src') !== {json.dumps(before)}")
             page.locator(".zo-panel").screenshot(path=str(ARTIFACTS / "panel-after-run.png"))
+            before = plot_src(page)                                       # the same runs, seen as losses
+            page.locator(".zo-panel .zo-view button", has_text="loss").click()
+            page.wait_for_function(f"document.querySelector('.zo-plot').getAttribute('src') !== {json.dumps(before)}")
+            page.locator(".zo-panel").screenshot(path=str(ARTIFACTS / "panel-loss-view.png"))
+            page.locator(".zo-panel .zo-view button", has_text="excess").click()
             # a longer second run, stopped
             page.locator(".zo-panel .widget-hslider", has_text="max steps").locator(".noUi-handle").focus()
             page.keyboard.press("End")

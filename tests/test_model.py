@@ -74,7 +74,7 @@ def test_fused_model_equals_plain_model():
     assert out[True][0] == pytest.approx(out[False][0], rel=1e-6)
     assert all(rel(a, b.double()) < 1e-5 for a, b in zip(out[True][1], out[False][1]))
     assert m.token_losses(x, y).mean().item() == pytest.approx(out[True][0], rel=1e-5)
-    assert torch.allclose(m.predict(x, list(range(1000))).sum(-1), torch.ones(4, 16), atol=1e-5)
+    assert torch.allclose(m.log_probs(x, list(range(1000))).exp().sum(-1), torch.ones(4, 16), atol=1e-5)
 
 
 def test_tiny_model_overfits_one_batch():

@@ -10,8 +10,10 @@ import torch
 
 from zo_gpt.data import ConfigError, stream_floor
 from zo_gpt.tokens import DataConfig, prepare
-from zo_gpt.train import (Callback, Checkpointer, MetricsLog, TrainingError, fit, load_checkpoint, load_model,
-                          loss_figure, lr_at, make_config, parse_overrides, sample_text)
+from zo_gpt.config import lr_at, make_config, parse_overrides
+from zo_gpt.data import reference_excess
+from zo_gpt.evaluation import loss_figure
+from zo_gpt.train import Callback, Checkpointer, MetricsLog, TrainingError, fit, load_checkpoint, load_model, sample_text
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +100,7 @@ def test_non_finite_loss_stops_with_the_last_good_checkpoint(small_data, tmp_pat
 
 
 def test_bad_runs_are_refused(small_data, tmp_path):
-    with pytest.raises(ConfigError, match="block_size=9000 needs more than 9001 tokens; the val split has"):
+    with pytest.raises(ConfigError, match=r"block_size=9000 needs more than 18001 tokens \(two blocks\); the val split has"):
         fit(cfg(small_data, tmp_path, block_size=9000), verbose=False)
     with pytest.raises(ConfigError, match="was made for vocab='compact', the model uses vocab='gpt2'"):
         fit(cfg(small_data, tmp_path, vocab="gpt2"), verbose=False)
@@ -115,17 +117,23 @@ def test_checkpoint_model_samples_and_figure(small_data, tmp_path):
     fig = loss_figure(h)
     ys = {round(line.get_ydata()[0], 6) for ax in fig.axes for line in ax.lines if len(set(line.get_ydata())) == 1}
     assert round(h.floor, 6) in ys and round(h.entropy, 6) in ys
+    assert {round(v, 6) for v in reference_excess(2 / 3, 200, 64).values()} <= ys     # the reference lines
+    assert [ax.get_yscale() for ax in fig.axes] == ["linear", "linear", "log", "log"]
     assert h.floor == pytest.approx(stream_floor(2 / 3, 200, 64))
 
 
 def test_cpu_preset_reaches_the_floor(tmp_path):
-    "The cpu preset on the default dataset: the whole-split loss within 0.002 of the exact floor."
+    "The cpu preset on the default dataset: the loss within 0.002 of the exact floor, the excess small and precise."
     data = tmp_path / "data"
     prepare(DataConfig(vocab="compact"), data, verbose=False)
     h = fit(make_config("cpu", {"data_dir": str(data), "out_dir": str(tmp_path / "run")}), verbose=False)
-    gap = h.final["loss"] - h.floor
-    assert -4 * h.final["se"] < gap < 0.002, (h.final, h.floor)
-    assert h.final["kinds"]["word"] == pytest.approx(stream_floor(2 / 3, 1000, 256), abs=0.01)
+    f = h.final
+    assert -4 * f["se"] < f["loss"] - h.floor < 0.002, (f, h.floor)
+    assert f["scored"] == 399_872 and f["kl_se"] <= 1e-5 and 0 < f["kl"] < 1e-3
+    assert sum(f["kl_parts"].values()) == pytest.approx(f["kl"], rel=1e-9)
+    assert abs(f["loss"] - f["bayes"] - f["kl"]) < 5 * f["gap_se"]    # two estimates of the same number
+    assert f["part_loss"]["word_out_of_view"] == pytest.approx(stream_floor(2 / 3, 1000, 256), abs=0.01)
+    assert all(r["kl"] > 0 and r["kl_se"] > 0 for r in h.val)
 
 
 def test_two_processes_with_gloo_stay_in_sync(small_data, tmp_path):

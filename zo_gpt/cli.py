@@ -19,8 +19,9 @@ from pathlib import Path
 from .data import ConfigError
 from .profiling import profile_config, profile_steps, write_report
 from .tokens import DataConfig, DatasetError, TokenizerUnavailable, describe, prepare
-from .train import (PRESETS, Checkpointer, MetricsLog, ProgressBar, TrainConfig, TrainingError, fit, load_model,
-                          loss_figure, make_config, parse_overrides, sample_text)
+from .config import PRESETS, TrainConfig, make_config, parse_overrides
+from .evaluation import excess_text, loss_figure
+from .train import Checkpointer, MetricsLog, ProgressBar, TrainingError, fit, load_model, sample_text
 
 # %% ../nbs/05_cli.ipynb #46029ea4
 def _number(text:str) -> float:
@@ -52,9 +53,9 @@ def _train(args, extra:list[str]) -> int:
               f"continue with the same arguments and --resume", file=sys.stderr)
         return 130
     f = history.final or history.val[-1]
-    where = f"whole split, {f['tokens']:,} tokens" if history.final else "fixed validation batches"
+    where = f"{f['scored']:,} validation tokens" if history.final else "fixed validation batches"
     print(f"final val loss {f['loss']:.5f} +- {f['se']:.5f} ({where})   floor {history.floor:.5f}   "
-          f"gap {f['loss'] - history.floor:+.5f}   source entropy {history.entropy:.5f}")
+          f"loss - floor {f['loss'] - history.floor:+.5f} +- {f['se']:.5f}   {excess_text(f)} nats per token")
     print(f"wrote {out / 'loss.png'}, {out / 'metrics.jsonl'}, {out / 'ckpt.pt'}, {out / 'summary.json'}")
     return 0
 

@@ -183,9 +183,9 @@ class GPT(nn.Module):
         for s in range(0, len(x), rows): yield s, self.lm_head(x[s:s + rows]).float()
 
     @torch.no_grad()
-    def predict(self, idx, ids:list[int]):
-        "Probabilities (B, T, len(ids)) of the tokens `ids` at every position, without all the logits at once."
-        out = [F.softmax(z, dim=-1)[:, ids] for _, z in self._head_chunks(idx)]
+    def log_probs(self, idx, ids:list[int]):
+        "Log-probabilities (B, T, len(ids)) of the tokens `ids` at every position, without all the logits at once."
+        out = [F.log_softmax(z, dim=-1)[:, ids] for _, z in self._head_chunks(idx)]
         return torch.cat(out).view(*idx.shape, len(ids))
 
     @torch.no_grad()

@@ -24,7 +24,9 @@ from torch.profiler import ProfilerActivity, profile, schedule
 
 from .data import check_positive, get_device
 from .model import GPT, autocast, flops_per_token
-from .train import TrainConfig, _png_figure, get_batch, make_config, make_optimizer, open_dataset
+from .config import TrainConfig, get_batch, make_config, open_dataset
+from .evaluation import _png_figure
+from .train import make_optimizer
 
 # %% ../nbs/04_profile.ipynb #73481e70
 def profile_config(preset:str="cpu", overrides:dict|None=None) -> TrainConfig:

@@ -1,0 +1,45 @@
+"""The a100 preset on a CUDA GPU: step time, tokens per second, peak GPU memory, loss and excess against the floor.
+
+Run where a GPU is: `python bench/gpu.py DATA_DIR OUT_DIR` (the dataset is made in DATA_DIR if missing).
+"""
+import sys
+import time
+
+import torch
+
+from zo_gpt.config import make_config
+from zo_gpt.evaluation import excess_text
+from zo_gpt.train import Callback, fit
+
+
+class Clock(Callback):
+    "Wall time of each step, after the GPU has finished it."
+    def __init__(self): self.t = []
+    def on_step(self, state, record):
+        torch.cuda.synchronize(); self.t.append(time.perf_counter())
+
+
+def main(data_dir, out_dir):
+    if not torch.cuda.is_available(): sys.exit("bench/gpu.py: no CUDA device here")
+    cfg = make_config("a100", {"data_dir": data_dir, "out_dir": out_dir})
+    clock = Clock()
+    torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    h = fit(cfg, callbacks=[clock])
+    wall = time.perf_counter() - t0
+    steps = sorted(b - a for a, b in zip(clock.t, clock.t[1:]))
+    med = steps[len(steps) // 2]
+    tokens = cfg.batch_size * cfg.block_size * cfg.grad_accum
+    print(f"device {torch.cuda.get_device_name()}, torch {torch.__version__}")
+    print(f"a100 preset: {cfg.max_iters} steps in {wall:.1f} s (final evaluation included); median step {med * 1e3:.1f} ms, "
+          f"{tokens / med:,.0f} tokens/s; peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+    for r in h.val: print(f"  step {r['iter']:4d}  val loss {r['loss']:.4f} +- {r['se']:.4f}  {excess_text(r)}  "
+                          f"P(eot) in view {r['p_eot_in_view']:.1e}")
+    f = h.final
+    print(f"final, {f['scored']:,} tokens: loss {f['loss']:.5f} +- {f['se']:.5f}, floor {h.floor:.5f}, {excess_text(f)}")
+    first = next((r["iter"] for r in h.val if r["kl"] <= 1e-3), None)
+    print(f"first evaluation with excess <= 1e-3: step {first}")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])
