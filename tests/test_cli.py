@@ -55,3 +55,28 @@ def test_unwritable_out_exits_2(tmp_path):
     (tmp_path / "f").write_text("")
     r = zo("prepare", "--out", tmp_path / "f" / "ds", "--n-seq", 10, "--seq-len", 3)
     assert r.returncode == 2 and "not a writable folder" in r.stderr
+
+
+def test_prepare_and_help_load_neither_torch_nor_matplotlib(tmp_path):
+    code = ("import sys, contextlib, io\nimport zo_gpt.cli as cli\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    assert cli.main(['prepare', '--out', {str(tmp_path / 'ds')!r}, '--n-seq', '50', '--seq-len', '10']) == 0\n"
+            "    try: cli.main(['train', '--help'])\n    except SystemExit: pass\n"
+            "print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_train_help_describes_every_setting():
+    r = zo("train", "--help")
+    assert r.returncode == 0
+    assert "data/zero_one-compact" in r.stdout and "data/zero_one-gpt2" in r.stdout
+    assert "--final_tokens=" in r.stdout and "tokens of the validation split the final evaluation scores" in r.stdout
+    assert all(line.split()[-1] for line in r.stdout.splitlines() if line.startswith("  --") and "=" in line)
+
+
+def test_samples_are_one_sequence_per_paragraph():
+    from zo_gpt.cli import format_sample
+    text = "1 0 1<|endoftext|>0 1 1 1 0 1 1 0 1 1<|endoftext|>1 1"
+    assert format_sample(text, 20).splitlines() == ["1 0 1<|endoftext|>", "0 1 1 1 0 1 1 0 1", "1<|endoftext|>", "1 1"]

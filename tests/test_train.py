@@ -13,7 +13,8 @@ from zo_gpt.tokens import DataConfig, prepare
 from zo_gpt.config import lr_at, make_config, parse_overrides
 from zo_gpt.data import reference_excess
 from zo_gpt.evaluation import loss_figure
-from zo_gpt.train import Callback, Checkpointer, MetricsLog, TrainingError, fit, load_checkpoint, load_model, sample_text
+from zo_gpt.checkpoint import load_checkpoint, load_model
+from zo_gpt.train import Callback, Checkpointer, MetricsLog, TrainingError, fit, sample_text
 
 
 @pytest.fixture(scope="module")

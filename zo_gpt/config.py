@@ -13,13 +13,13 @@ from difflib import get_close_matches
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from .data import ConfigError, check_positive, check_seed
-from .model import DTYPES, GPTConfig
-from .tokens import VOCABS, DataConfig, Dataset, load_dataset, prepare
+from .data import DTYPE_NAMES, ConfigError, check_positive, check_seed
+from .tokens import VOCABS, DataConfig, Dataset, DatasetError, load_dataset, prepare
 
 # %% ../nbs/02a_config.ipynb #6422f1b8
+_KINDS = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}  # what a field of each type accepts
+
 @dataclass
 class TrainConfig:
     # data
@@ -33,6 +33,7 @@ class TrainConfig:
     dropout: float = 0.0  # dropout rate
     bias: bool = True  # biases in linear layers and layer norms
     fused_ce: bool = True  # chunked linear + cross-entropy (see the model notebook)
+    init_std: float = 0.02  # standard deviation of the initial weights
     # optimisation
     batch_size: int = 16  # blocks per micro-batch
     grad_accum: int = 1  # micro-batches per optimizer step
@@ -58,16 +59,27 @@ class TrainConfig:
     out_dir: str = "runs/cpu"  # run folder: checkpoint, metrics.jsonl, loss.png
 
     def __post_init__(self):
+        for f in fields(self):  # every value of its field's type: an int is a float too, a bool is not a number
+            v, name = getattr(self, f.name), getattr(f.type, "__name__", f.type)
+            ok = isinstance(v, bool) if name == "bool" else not isinstance(v, bool) and isinstance(v, _KINDS[name])
+            if not ok: raise ConfigError(f"{f.name} must be {name}, got {v!r}")
+            if name == "float": setattr(self, f.name, float(v))
         for k in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum", "max_iters",
                   "eval_interval", "eval_batches"): check_positive(k, getattr(self, k))
-        if isinstance(self.final_tokens, bool) or not isinstance(self.final_tokens, int) or self.final_tokens < 0:
-            raise ConfigError(f"final_tokens must be an integer >= 0, got {self.final_tokens!r}")
-        check_seed(self.seed)
-        if self.vocab not in VOCABS: raise ConfigError(f"vocab must be one of {VOCABS}, got {self.vocab!r}")
-        if self.dtype not in DTYPES: raise ConfigError(f"dtype must be one of {tuple(DTYPES)}, got {self.dtype!r}")
-        for k in ("lr", "min_lr", "weight_decay", "grad_clip", "warmup_iters"):
+        for k in ("final_tokens", "warmup_iters", "seed"):
             if getattr(self, k) < 0: raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)!r}")
-        if not self.lr > 0: raise ConfigError(f"lr must be > 0, got {self.lr!r}")
+        for k in ("lr", "min_lr", "weight_decay", "grad_clip", "init_std", "dropout", "beta1", "beta2"):
+            if not math.isfinite(getattr(self, k)): raise ConfigError(f"{k} must be a finite number, got {getattr(self, k)!r}")
+        for k in ("lr", "init_std"):
+            if not getattr(self, k) > 0: raise ConfigError(f"{k} must be > 0, got {getattr(self, k)!r}")
+        for k in ("min_lr", "weight_decay", "grad_clip"):
+            if getattr(self, k) < 0: raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)!r}")
+        for k in ("beta1", "beta2", "dropout"):
+            if not 0 <= getattr(self, k) < 1: raise ConfigError(f"{k} must be in [0, 1), got {getattr(self, k)!r}")
+        if self.vocab not in VOCABS: raise ConfigError(f"vocab must be one of {VOCABS}, got {self.vocab!r}")
+        if self.dtype not in DTYPE_NAMES: raise ConfigError(f"dtype must be one of {DTYPE_NAMES}, got {self.dtype!r}")
+        if self.n_embd % self.n_head: raise ConfigError(f"n_embd={self.n_embd} must be a multiple of n_head={self.n_head}")
+        if not self.out_dir.strip(): raise ConfigError("out_dir must name a folder, got ''")
 
     @property
     def dataset(self) -> Path: return Path(self.data_dir or f"data/zero_one-{self.vocab}")
@@ -75,9 +87,12 @@ class TrainConfig:
     @property
     def vocab_size(self) -> int: return 50304 if self.vocab == "gpt2" else 5
 
-    def model_config(self) -> GPTConfig:
+    def model_config(self):
+        "The model's `GPTConfig`."
+        from zo_gpt.model import GPTConfig  # torch is imported only where a model is made
         return GPTConfig(n_layer=self.n_layer, n_head=self.n_head, n_embd=self.n_embd, block_size=self.block_size,
-                         vocab_size=self.vocab_size, dropout=self.dropout, bias=self.bias, fused_ce=self.fused_ce)
+                         vocab_size=self.vocab_size, dropout=self.dropout, bias=self.bias, fused_ce=self.fused_ce,
+                         init_std=self.init_std)
 
 CPU = TrainConfig()
 A100 = TrainConfig(vocab="gpt2", n_head=12, n_embd=768, block_size=512, batch_size=64, max_iters=300, lr=6e-4,
@@ -117,8 +132,9 @@ def parse_overrides(args:list[str]) -> dict:
     return out
 
 # %% ../nbs/02a_config.ipynb #a538148e
-def get_batch(data:np.ndarray, block_size:int, batch_size:int, generator:torch.Generator, device:torch.device):
+def get_batch(data:np.ndarray, block_size:int, batch_size:int, generator:"torch.Generator", device:"torch.device"):
     "Inputs and targets (batch_size, block_size) from random offsets into `data`."
+    import torch
     ix = torch.randint(len(data) - block_size, (batch_size,), generator=generator).numpy()
     rows = torch.from_numpy(np.asarray(data)[ix[:, None] + np.arange(block_size + 1)].astype(np.int64))
     return rows[:, :-1].to(device, non_blocking=True), rows[:, 1:].to(device, non_blocking=True)
@@ -130,10 +146,21 @@ def lr_at(cfg:TrainConfig, it:int) -> float:
     return cfg.min_lr + 0.5 * (1 + math.cos(math.pi * frac)) * (cfg.lr - cfg.min_lr)
 
 # %% ../nbs/02a_config.ipynb #0e0fecf3
-def open_dataset(cfg:TrainConfig) -> Dataset:
-    "The run's dataset, made with the default `DataConfig` if its folder is empty."
+def open_dataset(
+    cfg:TrainConfig, # the run
+    make:bool=False, # make the default dataset in `cfg.data_dir` if that folder holds none
+) -> Dataset:
+    "The run's dataset. The default folder (`data_dir=''`) gets the default dataset on first use; any other must hold one."
     path = cfg.dataset
-    if not (path / "meta.json").exists(): prepare(DataConfig(vocab=cfg.vocab), path)
+    if not (path / "meta.json").exists():
+        if cfg.data_dir and not make and not path.exists():
+            raise DatasetError(f"data_dir={cfg.data_dir!r} does not exist; make a dataset there with `zo-gpt prepare --out "
+                               f"{cfg.data_dir} --vocab {cfg.vocab}`, or leave data_dir out to use {Path(f'data/zero_one-{cfg.vocab}')}")
+        if cfg.data_dir and not make:
+            raise DatasetError(f"data_dir={cfg.data_dir!r} holds no dataset (no meta.json); make one with "
+                               f"`zo-gpt prepare --out {cfg.data_dir} --vocab {cfg.vocab}`")
+        print(f"making the default {cfg.vocab} dataset in {path} (first use)")
+        prepare(DataConfig(vocab=cfg.vocab), path, verbose=False)
     return load_dataset(path)
 
 def check_data(cfg:TrainConfig, data:Dataset):
@@ -147,7 +174,8 @@ def check_data(cfg:TrainConfig, data:Dataset):
             raise ConfigError(f"block_size={cfg.block_size} needs more than {2 * cfg.block_size + 1} tokens (two blocks); "
                               f"the {name} split has {n}")
 
-def fixed_batches(data:np.ndarray, cfg:TrainConfig, device:torch.device) -> list:
+def fixed_batches(data:np.ndarray, cfg:TrainConfig, device:"torch.device") -> list:
     "`eval_batches` validation batches, the same for every evaluation of a run."
+    import torch
     g = torch.Generator().manual_seed(cfg.seed + 1)
     return [get_batch(data, cfg.block_size, cfg.batch_size, g, device) for _ in range(cfg.eval_batches)]

@@ -16,10 +16,10 @@ import torch.nn as nn
 from torch.autograd.profiler import record_function
 from torch.nn import functional as F
 
-from .data import ConfigError, check_positive
+from .data import DTYPE_NAMES, ConfigError, check_positive
 
 # %% ../nbs/02_model.ipynb #f4489db9
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = dict(zip(DTYPE_NAMES, (torch.float32, torch.bfloat16, torch.float16)))
 
 def autocast(device:torch.device, dtype:str="float32"):
     "Autocast to `dtype` on `device`; a no-op for float32."
@@ -39,12 +39,14 @@ class GPTConfig:
     bias: bool = True  # biases in linear layers and layer norms
     fused_ce: bool = True  # chunked linear + cross-entropy instead of full logits
     ce_chunk: int = 0  # rows per chunk of the fused loss; 0 picks about 32 MB of logits
+    init_std: float = 0.02  # standard deviation of the initial weights (GPT-2's 0.02)
 
     def __post_init__(self):
         for k in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size"): check_positive(k, getattr(self, k))
         if self.n_embd % self.n_head: raise ConfigError(f"n_embd={self.n_embd} must be a multiple of n_head={self.n_head}")
         if not 0 <= self.dropout < 1: raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if self.ce_chunk < 0: raise ConfigError(f"ce_chunk must be >= 0, got {self.ce_chunk!r}")
+        if not 0 < self.init_std < 10: raise ConfigError(f"init_std must be a positive number below 10, got {self.init_std!r}")
 
 # %% ../nbs/02_model.ipynb #0a891485
 class LayerNorm(nn.Module):
@@ -149,10 +151,10 @@ class GPT(nn.Module):
         self.lm_head.weight = self.wte.weight  # tied
         self.apply(self._init_weights)
         for name, p in self.named_parameters():
-            if name.endswith("c_proj.weight"): nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+            if name.endswith("c_proj.weight"): nn.init.normal_(p, mean=0.0, std=cfg.init_std / math.sqrt(2 * cfg.n_layer))
 
     def _init_weights(self, module):
-        if isinstance(module, (nn.Linear, nn.Embedding)): nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, (nn.Linear, nn.Embedding)): nn.init.normal_(module.weight, mean=0.0, std=self.config.init_std)
         if isinstance(module, nn.Linear) and module.bias is not None: nn.init.zeros_(module.bias)
 
     def hidden(self, idx):

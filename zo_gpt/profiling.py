@@ -24,7 +24,7 @@ from torch.profiler import ProfilerActivity, profile, schedule
 
 from .data import check_positive, get_device
 from .model import GPT, autocast, flops_per_token
-from .config import TrainConfig, get_batch, make_config, open_dataset
+from .config import TrainConfig, check_data, get_batch, make_config, open_dataset
 from .evaluation import _png_figure
 from .train import make_optimizer
 
@@ -156,12 +156,14 @@ def profile_steps(
     warmup:int=1, # traced but dropped steps
     wait:int=1, # skipped steps
     trace:str|Path|None=None, # write a Chrome/Perfetto trace here
-    data=None, # dataset; by default `open_dataset(cfg)`
+    data=None, # dataset; by default `open_dataset(cfg, make)`
+    make:bool=False, # make the default dataset in `cfg.data_dir` if that folder holds none
 ) -> ProfileResult:
     "Profile `active` training steps of `cfg` and sort their time into categories and model parts."
     active, warmup = check_positive("active", active), max(0, int(warmup))
     device = get_device(cfg.device)
-    data = data or open_dataset(cfg)
+    data = data or open_dataset(cfg, make)
+    check_data(cfg, data)
     torch.manual_seed(cfg.seed)
     model = GPT(cfg.model_config()).to(device)
     optimizer = make_optimizer(model, cfg, device)

@@ -222,7 +222,7 @@ class TrainingPanel:
             self.redraw()
 
     def _dataset(self, cfg:TrainConfig):
-        if cfg.data_dir not in self._data: self._data[cfg.data_dir] = open_dataset(cfg)
+        if cfg.data_dir not in self._data: self._data[cfg.data_dir] = open_dataset(cfg, make=True)
         return self._data[cfg.data_dir]
 
     def _progress(self, run:Run, state, record:dict, steps_per_s:float):

@@ -1,0 +1,230 @@
+"""Bad and unusual inputs, as a hostile new user would try them: every one ends with exit code 1 or 2 and a one- or
+two-line message that names the problem, never a traceback; run folders are never mixed, resume is exact, and a
+dataset is what its meta.json says."""
+import json
+import os
+import pickle
+import random
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from zo_gpt.cli import main
+from zo_gpt.config import TrainConfig, make_config
+from zo_gpt.data import ConfigError
+from zo_gpt.tokens import DataConfig, DatasetError, load_dataset, prepare
+from zo_gpt.train import fit
+
+CLI = str(Path(sys.executable).parent / "zo-gpt")
+SMALL = ["--block_size=32", "--batch_size=4", "--n_embd=16", "--eval_batches=1", "--final_tokens=2000"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    "Datasets, a finished run, and damaged copies of them."
+    w = tmp_path_factory.mktemp("world")
+    prepare(DataConfig(n_seq=200, seq_len=60, vocab="compact"), w / "data", verbose=False)
+    prepare(DataConfig(n_seq=200, seq_len=60, seed=2, vocab="compact"), w / "data2", verbose=False)
+    prepare(DataConfig(n_seq=100, seq_len=30), w / "gpt2", verbose=False)
+    assert main(["train", f"--data_dir={w / 'data'}", f"--out_dir={w / 'done'}", "--max_iters=4", "--eval_interval=2", *SMALL]) == 0
+    (w / "file").write_text("not a folder")
+    (w / "empty").mkdir()
+    def damaged(name, edit):
+        d = w / name
+        prepare(DataConfig(n_seq=200, seq_len=60, vocab="compact"), d, verbose=False)
+        edit(d)
+    def edit_p(d):
+        m = json.loads((d / "meta.json").read_text()); m["config"]["p"] = 0.5; (d / "meta.json").write_text(json.dumps(m))
+    damaged("meta_p", edit_p)
+    damaged("meta_list", lambda d: (d / "meta.json").write_text("[]"))
+    damaged("meta_empty", lambda d: (d / "meta.json").write_text("{}"))
+    damaged("meta_dir", lambda d: ((d / "meta.json").unlink(), (d / "meta.json").mkdir()))
+    damaged("short_bin", lambda d: (d / "train.bin").write_bytes((d / "train.bin").read_bytes()[:-2]))
+    ckpt = (w / "done" / "ckpt.pt").read_bytes()
+    for name, content in {"ck_empty": b"", "ck_random": os.urandom(5000), "ck_truncated": ckpt[: len(ckpt) // 2],
+                          "ck_raw_pickle": pickle.dumps({"model": {}})}.items():
+        (w / name).mkdir(); (w / name / "ckpt.pt").write_bytes(content)
+    (w / "ck_pickle").mkdir(); torch.save({"model": Path("x")}, w / "ck_pickle" / "ckpt.pt")   # a foreign object
+    (w / "ck_keys").mkdir(); torch.save({"model": {}}, w / "ck_keys" / "ckpt.pt")
+    (w / "ck_mismatch").mkdir()
+    c = torch.load(w / "done" / "ckpt.pt", weights_only=True); c["config"]["n_embd"] = 64
+    torch.save(c, w / "ck_mismatch" / "ckpt.pt")
+    return w
+
+
+def cases(w):
+    d, g = f"--data_dir={w / 'data'}", f"--data_dir={w / 'gpt2'}"
+    run = lambda name, *a: ["train", d, f"--out_dir={w / name}", "--max_iters=4", "--eval_interval=2", *SMALL, *a]
+    return [
+        # prepare
+        (["prepare", "--out", ""], 2, "out must name a folder"),
+        (["prepare", "--out", str(w / "file")], 2, "not a writable folder"),
+        (["prepare", "--out", "/proc/zo_gpt"], 2, "not a writable folder"),
+        (["prepare", "--out", str(w / "huge"), "--seq-len", str(10 ** 12)], 2, "GB of memory"),
+        (["prepare", "--out", str(w / "huge"), "--n-seq", str(10 ** 11), "--seq-len", "1000"], 2, "GB of token files"),
+        (["prepare", "--out", str(w / "x"), "--p", "nan"], 2, "p must be a probability"),
+        (["prepare", "--out", str(w / "x"), "--p", "two thirds"], 2, "not a number: 'two thirds' (see zo-gpt prepare --help)"),
+        (["prepare", "--out", str(w / "x"), "--vocab", "bytes"], 2, "invalid choice: 'bytes'"),
+        (["bake"], 2, "invalid choice: 'bake'"),
+        (["prepare", "--out", str(w / "x"), "--p", "inf"], 2, "p must be a probability"),
+        (["prepare", "--out", str(w / "x"), "--val-frac", "0"], 2, "val_frac must be a probability"),
+        (["prepare", "--out", str(w / "meta_list")], 1, "not a zo_gpt dataset description"),
+        # settings
+        (run("s1", "--lr=inf"), 2, "lr must be a finite number"),
+        (run("s2", "--lr=nan"), 2, "lr must be a finite number"),
+        (run("s3", "--grad_clip=nan"), 2, "grad_clip must be a finite number"),
+        (run("s4", "--weight_decay=nan"), 2, "weight_decay must be a finite number"),
+        (run("s5", "--min_lr=nan"), 2, "min_lr must be a finite number"),
+        (run("s6", "--beta1=1.5"), 2, "beta1 must be in [0, 1)"),
+        (run("s7", "--beta2=-0.1"), 2, "beta2 must be in [0, 1)"),
+        (run("s8", "--dropout=1"), 2, "dropout must be in [0, 1)"),
+        (run("s9", "--n_head=3"), 2, "must be a multiple of n_head=3"),
+        (run("s10", "--init_std=0"), 2, "init_std must be > 0"),
+        (run("s11", "--max_iters=2.5"), 2, "max_iters must be int"),
+        (run("s12", "--batch_sise=4"), 2, "did you mean 'batch_size'"),
+        (run("s13", "--max_iters"), 2, "expected --key=value"),
+        # devices and folders
+        (run("d1", "--device=cuda"), 2, "CUDA devices"),
+        (run("d2", "--device=mps"), 2, "MPS is not available"),
+        (run("d3", "--device=meta"), 2, "is not one zo_gpt trains on"),
+        (run("d4", "--device=toaster"), 2, "is not a device torch knows"),
+        (["train", d, f"--out_dir={w / 'file'}", *SMALL], 2, "not a writable folder"),
+        (["train", d, "--out_dir=/proc/zo_gpt", *SMALL], 2, "not a writable folder"),
+        (["train", d, "--out_dir=", *SMALL], 2, "out_dir must name a folder"),
+        # datasets
+        (["train", f"--data_dir={w / 'nowhere'}", f"--out_dir={w / 'r1'}", *SMALL], 1, "does not exist; make a dataset there with `zo-gpt prepare"),
+        (["train", f"--data_dir={w / 'empty'}", f"--out_dir={w / 'r2'}", *SMALL], 1, "holds no dataset"),
+        (["train", g, f"--out_dir={w / 'r3'}", *SMALL], 2, "was made for vocab='gpt2'"),
+        (["train", d, f"--out_dir={w / 'r4'}", "--block_size=9000"], 2, "needs more than 18001 tokens"),
+        (["train", f"--data_dir={w / 'meta_p'}", f"--out_dir={w / 'r5'}", *SMALL], 1, "was changed after the dataset was made"),
+        (["train", f"--data_dir={w / 'meta_list'}", f"--out_dir={w / 'r6'}", *SMALL], 1, "not a zo_gpt dataset description"),
+        (["train", f"--data_dir={w / 'meta_empty'}", f"--out_dir={w / 'r7'}", *SMALL], 1, "not a zo_gpt dataset description"),
+        (["train", f"--data_dir={w / 'meta_dir'}", f"--out_dir={w / 'r8'}", *SMALL], 1, "is a folder, not a file"),
+        (["train", f"--data_dir={w / 'short_bin'}", f"--out_dir={w / 'r9'}", *SMALL], 1, "truncated or corrupt"),
+        # run folders and checkpoints
+        (run("done"), 2, "holds another run (ckpt.pt, metrics.jsonl, summary.json, loss.png)"),
+        (run("done", "--resume"), 1, "finished at step 4 of 4: there is nothing to resume"),
+        (run("done", "--resume", "--max_iters=8"), 1, "another configuration: max_iters=4 there, 8 now"),
+        (["train", f"--data_dir={w / 'data2'}", f"--out_dir={w / 'done'}", "--max_iters=4", "--eval_interval=2", *SMALL, "--resume"],
+         1, "trained on another dataset"),
+        (run("empty", "--resume"), 1, "no checkpoint at"),
+        (run("ck_empty", "--resume"), 1, "the file is empty"),
+        (run("ck_random", "--resume"), 1, "truncated or is not a torch checkpoint"),
+        (run("ck_truncated", "--resume"), 1, "truncated or is not a torch checkpoint"),
+        (run("ck_pickle", "--resume"), 1, "objects other than tensors"),
+        (run("ck_raw_pickle", "--resume"), 1, "cannot be loaded"),
+        (run("ck_keys", "--resume"), 1, "is not a zo_gpt checkpoint: it lacks optimizer"),
+        (run("boom", "--lr=1e9", "--eval_interval=1"), 1, "at iteration"),
+        # sample and profile
+        (["sample", "--run", str(w / "nowhere")], 1, "no checkpoint at"),
+        (["sample", "--run", str(w / "ck_pickle")], 1, "objects other than tensors"),
+        (["sample", "--run", str(w / "ck_mismatch")], 1, "do not fit its configuration"),
+        (["sample", "--run", str(w / "done"), "--tokens", "0"], 2, "n_tokens must be a positive integer"),
+        (["profile", "--out", "", "--vocab=compact", d], 2, "out must name a folder"),
+        (["profile", "--out", str(w / "file"), "--vocab=compact", d], 2, "not a writable folder"),
+        (["profile", "--out", str(w / "p1"), d], 2, "was made for vocab='compact'"),
+        (["profile", "--out", str(w / "p2"), "--vocab=compact", d, "--block_size=9000"], 2, "needs more than"),
+        (["profile", "--out", str(w / "p3"), "--vocab=compact", d, "--device=cuda"], 2, "CUDA devices"),
+    ]
+
+
+def test_bad_inputs_end_in_one_clear_line(world, capsys):
+    failures = []
+    for argv, code, needle in cases(world):
+        capsys.readouterr()
+        try: got = main(argv)
+        except SystemExit as e: got = e.code
+        err = capsys.readouterr().err.strip()
+        lines = [l for l in err.replace("\r", "\n").splitlines() if l.strip() and not l.startswith("train:")]  # not the bar
+        if got != code or needle not in err or not 1 <= len(lines) <= 2 or "Traceback" in err:
+            failures.append((argv, code, got, needle, err[-500:]))
+    assert not failures, "\n".join(map(str, failures))
+    print(f"{len(cases(world))} bad inputs, each one clear line")
+
+
+def test_the_last_good_checkpoint_is_good(world):
+    ck = torch.load(world / "boom" / "ckpt.pt", weights_only=True) if (world / "boom" / "ckpt.pt").exists() else None
+    if ck is not None:  # written only before the first non-finite evaluation
+        assert all(torch.isfinite(v).all() for v in ck["model"].values())
+        assert all(r["loss"] == r["loss"] for r in ck["history"]["val"])
+    for line in (world / "boom" / "metrics.jsonl").read_text().splitlines():
+        json.loads(line, parse_constant=lambda c: pytest.fail(f"metrics.jsonl holds {c}"))
+
+
+def test_python_api_refuses_what_is_not_a_config():
+    for bad in (None, {"lr": 0.1}, "cpu"):
+        with pytest.raises(ConfigError, match="cfg must be a TrainConfig"):
+            fit(bad)
+    with pytest.raises(ConfigError, match="lr must be float, got '0.1'"):
+        TrainConfig(lr="0.1")
+    with pytest.raises(ConfigError, match="callbacks must be Callback objects"):
+        fit(make_config("cpu"), callbacks=[print])
+
+
+def test_run_folders_are_never_mixed(world, tmp_path):
+    d = f"--data_dir={world / 'data'}"
+    args = ["train", d, f"--out_dir={tmp_path / 'run'}", "--max_iters=4", "--eval_interval=2", *SMALL]
+    assert main(args) == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
+    assert main(args + ["--lr=0.02"]) == 2                                          # refused: nothing touched
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == before
+    assert main(args + ["--lr=0.02", "--force"]) == 0                                # replaced, all files of one run
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    ckpt = torch.load(tmp_path / "run" / "ckpt.pt", weights_only=True)
+    assert summary["config"]["lr"] == ckpt["config"]["lr"] == 0.02
+    kinds = [json.loads(l)["kind"] for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert kinds.count("train") == 4 and kinds.count("final") == 1
+    mode = stat.S_IMODE((tmp_path / "run" / "ckpt.pt").stat().st_mode)
+    umask = os.umask(0); os.umask(umask)
+    assert mode == 0o666 & ~umask                                                   # not mkstemp's 0600
+    (tmp_path / "run" / ".ckpt.pt.abc123.tmp").write_bytes(b"x" * 100)             # as a SIGKILL mid-write leaves
+    assert main(args + ["--lr=0.02", "--max_iters=6", "--force"]) == 0
+    assert not list((tmp_path / "run").glob(".*.tmp"))
+
+
+def test_tampered_meta_is_refused_and_rebuilt_on_force(world, tmp_path):
+    d = tmp_path / "ds"
+    prepare(DataConfig(n_seq=200, seq_len=60, vocab="compact"), d, verbose=False)
+    meta = json.loads((d / "meta.json").read_text()); meta["config"]["p"] = 0.5
+    (d / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(DatasetError, match="was changed after the dataset was made"):
+        load_dataset(d)
+    (d / "meta.json").write_text("[]")
+    assert main(["prepare", "--out", str(d), "--n-seq", "200", "--seq-len", "60", "--vocab", "compact", "--force"]) == 0
+    assert load_dataset(d).meta["config"]["p"] == pytest.approx(2 / 3)
+
+
+def losses(run):
+    return [json.loads(l)["loss"] for l in (run / "metrics.jsonl").read_text().splitlines() if '"kind": "train"' in l]
+
+
+def test_an_interrupted_run_resumes_exactly(world, tmp_path):
+    "Ctrl-C at a random moment, then --resume: the same losses and final measures, bit for bit, as an uninterrupted run."
+    args = [f"--data_dir={world / 'data'}", "--max_iters=300", "--eval_interval=25", *SMALL]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    full = subprocess.run([CLI, "train", f"--out_dir={tmp_path / 'full'}", *args], capture_output=True, text=True, env=env)
+    assert full.returncode == 0, full.stderr[-2000:]
+    rng = random.Random()
+    for attempt in range(2):
+        cut = tmp_path / f"cut{attempt}"
+        p = subprocess.Popen([CLI, "train", f"--out_dir={cut}", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=env)
+        while not (cut / "metrics.jsonl").exists() or '"kind": "train"' not in (cut / "metrics.jsonl").read_text():
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.8))
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 130 and "stopped at step" in err and "Traceback" not in err, err[-2000:]
+        stopped = int(err.split("stopped at step ")[1].split()[0])
+        assert torch.load(cut / "ckpt.pt", weights_only=True)["iter"] == stopped
+        r = subprocess.run([CLI, "train", f"--out_dir={cut}", *args, "--resume"], capture_output=True, text=True, env=env)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert losses(cut) == losses(tmp_path / "full")
+        a, b = (json.loads((run / "summary.json").read_text())["final"] for run in (cut, tmp_path / "full"))
+        assert {k: a[k] for k in ("loss", "kl", "kl_se", "bayes")} == {k: b[k] for k in ("loss", "kl", "kl_se", "bayes")}
