@@ -44,3 +44,4 @@ export: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/prepare.py
 	$(BIN)/python bench/train.py
+	$(BIN)/python bench/cli.py

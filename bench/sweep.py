@@ -17,12 +17,14 @@ import torch
 from zo_gpt.config import make_config
 from zo_gpt.train import Callback, fit
 
-# Each setting changes the cpu preset; the first is the preset itself.
-SETTINGS = {
-    "preset": {},
-    "lr 2e-2": {"lr": 2e-2, "min_lr": 2e-3},
-    "lr 3e-2": {"lr": 3e-2, "min_lr": 3e-3},
-    "lr 5e-3": {"lr": 5e-3, "min_lr": 5e-4},
+# Each setting changes the old cpu preset (peak lr 1e-2, cosine to 1e-3 over 600 steps here); the last one is the
+# preset chosen from this sweep. Every run uses --steps steps unless its setting says otherwise.
+OLD = {"lr": 1e-2, "min_lr": 1e-3}
+SETTINGS = {name: {**OLD, **changes} for name, changes in {
+    "old preset": {},
+    "lr 2e-2 to 2e-3": {"lr": 2e-2, "min_lr": 2e-3},
+    "lr 3e-2 to 3e-3": {"lr": 3e-2, "min_lr": 3e-3},
+    "lr 5e-3 to 5e-4": {"lr": 5e-3, "min_lr": 5e-4},
     "constant lr 1e-2": {"min_lr": 1e-2},
     "beta2 0.95": {"beta2": 0.95},
     "batch 32": {"batch_size": 32},
@@ -30,20 +32,17 @@ SETTINGS = {
     "block 512, batch 8": {"block_size": 512, "batch_size": 8},
     "block 128, batch 32": {"block_size": 128, "batch_size": 32},
     "n_embd 64": {"n_embd": 64},
-    "n_embd 16": {"n_embd": 16},
     "1 head": {"n_head": 1},
     "4 heads": {"n_head": 4},
     "weight decay 0.1": {"weight_decay": 0.1},
-    "no clipping": {"grad_clip": 0.0},
-    "no warm-up": {"warmup_iters": 0},
-    "init 0.05": {"init_std": 0.05},
-    "lr 3e-2, beta2 0.95": {"lr": 3e-2, "min_lr": 3e-3, "beta2": 0.95},
-    "lr 5e-2, beta2 0.95": {"lr": 5e-2, "min_lr": 5e-3, "beta2": 0.95},
-    "lr 3e-2, beta2 0.95, init 0.05": {"lr": 3e-2, "min_lr": 3e-3, "beta2": 0.95, "init_std": 0.05},
-    "lr 3e-2, beta2 0.95, init 0.1": {"lr": 3e-2, "min_lr": 3e-3, "beta2": 0.95, "init_std": 0.1},
-    "lr 3e-2, beta2 0.95, b32 x 128": {"lr": 3e-2, "min_lr": 3e-3, "beta2": 0.95, "batch_size": 32, "block_size": 128},
-    "lr 3e-2, beta2 0.9": {"lr": 3e-2, "min_lr": 3e-3, "beta2": 0.9},
-}
+    "no gradient clipping": {"grad_clip": 0.0},
+    "init std 0.05": {"init_std": 0.05},
+    "lr 3e-2 to 3e-4": {"lr": 3e-2, "min_lr": 3e-4},
+    "lr 3e-2 to 3e-5": {"lr": 3e-2, "min_lr": 3e-5},
+    "lr 3e-2 to 3e-5, batch 8": {"lr": 3e-2, "min_lr": 3e-5, "batch_size": 8},
+    "lr 3e-2 to 3e-5, block 128, batch 32": {"lr": 3e-2, "min_lr": 3e-5, "batch_size": 32, "block_size": 128},
+    "lr 3e-2 to 3e-5, 400 steps (new preset)": {"lr": 3e-2, "min_lr": 3e-5, "max_iters": 400},
+}.items()}
 
 
 class Timer(Callback):
@@ -93,6 +92,21 @@ def main():
               f"{med([r['final_kl'] for r in rs]):12.1e} {1e3 * med([r['s_per_step'] for r in rs]):7.1f}", flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"settings": SETTINGS, "runs": rows}, indent=1))
+    print("\n" + markdown(rows))
+
+
+def markdown(rows) -> str:
+    "The sweep as a markdown table: medians over seeds, and how many seeds reached each level."
+    out = ["| setting (changes to the old cpu preset) | steps to 1e-3 | steps to 1e-4 | seeds at 1e-4 | tokens to 1e-4 | "
+           "final excess | ms/step |", "|---|---|---|---|---|---|---|"]
+    for name in dict.fromkeys(r["setting"] for r in rows):
+        rs = [r for r in rows if r["setting"] == name]
+        m = lambda k: med([r[k] for r in rs])
+        f = lambda v, spec: format(v, spec) if v is not None else "-"
+        out.append(f"| {name} | {f(m('steps_1e-3'), '.0f')} | {f(m('steps_1e-4'), '.0f')} | "
+                   f"{sum(r['steps_1e-4'] is not None for r in rs)} of {len(rs)} | {f(m('tokens_1e-4'), ',.0f')} | "
+                   f"{m('final_kl'):.1e} | {1e3 * m('s_per_step'):.1f} |")
+    return "\n".join(out)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Training figures on this machine: time to floor, the GPT-2-vocabulary step, and the a100 preset on the CPU.
 
-1. Time to floor: `zo-gpt train --preset cpu` as a fresh process, from start to its final evaluation (dataset made
-   beforehand). Goal: final loss <= floor + 0.002 in <= 10 s wall. Also the excess over the Bayes predictor, and what
-   share of the run the evaluations take (goal <= 10%, final excess standard error <= 1e-5).
+1. The cpu preset: `zo-gpt train --preset cpu` as a fresh process, three seeds (dataset made beforehand): steps,
+   tokens and seconds until the excess over the Bayes predictor reaches 1e-3 and 1e-4, the final excess (goal <= 1e-4
+   within 600 steps and 10 s wall), the loss against the floor, and the share of the run the evaluations take
+   (goal <= 10%, final excess standard error <= 1e-5).
 2. GPT-2-vocabulary step at n_embd 128, block 256, batch 16, vocab 50,304: seconds per training step and peak RSS,
    plain vs fused cross-entropy in float32, and bfloat16 autocast. Goal: fused >= 1.6x faster, <= 1.2 GB.
 3. The a100 preset (batch 64 x block 512, n_embd 768, bfloat16) for one step on the CPU. Goal: <= 8 GB peak RSS.
@@ -52,28 +53,40 @@ def measure(preset, ce, dtype, steps, **overrides):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def time_to_floor(tmp):
+def time_to_floor(tmp, seeds=(1337, 1338, 1339)):
     data = Path(tmp) / "data"
     subprocess.run([CLI, "prepare", "--out", str(data), "--vocab", "compact"], check=True, capture_output=True)
-    out = Path(tmp) / "run"
-    t0 = time.perf_counter()
-    r = subprocess.run([CLI, "train", "--preset", "cpu", f"--data_dir={data}", f"--out_dir={out}"], capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if r.returncode: raise SystemExit(r.stderr)
-    s = json.loads((out / "summary.json").read_text())
-    val = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"kind": "val"' in line]
-    floor, final = s["floor"], s["final"]
-    print("1. time to floor: zo-gpt train --preset cpu, process start to final whole-split evaluation")
-    print("   validation curve (step: loss +- se, seconds): " + ", ".join(f"{v['iter']}: {v['loss']:.4f}+-{v['se']:.4f} ({v['time']:.1f}s)" for v in val))
-    first = next((v for v in val if v["loss"] <= floor + 0.003), None)
-    print("   first evaluation at or below floor + 0.003: " + (f"step {first['iter']}, {first['time']:.1f} s into training" if first else "none"))
-    gap = final["loss"] - floor
-    print(f"   final whole-split loss {final['loss']:.5f} +- {final['se']:.5f}, floor {floor:.5f}, gap {gap:+.5f} "
-          f"(goal <= +0.002: {'met' if gap <= 0.002 else 'missed'})")
-    print(f"   wall {wall:.1f} s for the whole command (goal <= 10 s: {'met' if wall <= 10 else 'missed'})")
-    print(f"   excess over the Bayes predictor {final['kl']:.2e} +- {final['kl_se']:.1e} nats per token on "
-          f"{final['scored']:,} tokens (goal se <= 1e-5: {'met' if final['kl_se'] <= 1e-5 else 'missed'}); by situation: "
-          + ", ".join(f"{k} {v:.1e}" for k, v in final["kl_parts"].items() if v))
+    print("1. the cpu preset: zo-gpt train --preset cpu as a fresh process (dataset made beforehand), seeds "
+          + ", ".join(map(str, seeds)) + "; medians over the seeds")
+    rows = []
+    for seed in seeds:
+        out = Path(tmp) / f"run{seed}"
+        t0 = time.perf_counter()
+        r = subprocess.run([CLI, "train", "--preset", "cpu", f"--data_dir={data}", f"--out_dir={out}", f"--seed={seed}"],
+                           capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if r.returncode: raise SystemExit(r.stderr)
+        s = json.loads((out / "summary.json").read_text())
+        val = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"kind": "val"' in line]
+        first = lambda limit: next((v for v in val if v["kl"] <= limit), None)
+        rows.append({"wall": wall, "final": s["final"], "floor": s["floor"], "steps": s["iters"],
+                     **{f"{k}_{lim}": (first(lim) or {}).get(k) for k in ("iter", "tokens", "time") for lim in (1e-3, 1e-4)}})
+        f = s["final"]
+        print(f"   seed {seed}: wall {wall:4.1f} s; excess <= 1e-3 at step {rows[-1]['iter_0.001']}, <= 1e-4 at step "
+              f"{rows[-1]['iter_0.0001']}; final loss {f['loss']:.5f} +- {f['se']:.5f} (floor {s['floor']:.5f}), "
+              f"excess {f['kl']:.2e} +- {f['kl_se']:.1e}")
+    med = lambda k: statistics.median(v for v in (r[k] for r in rows) if v is not None) if any(r[k] is not None for r in rows) else None
+    fmt = lambda v, f: format(v, f) if v is not None else "not reached"
+    for lim in (1e-3, 1e-4):
+        print(f"   to excess <= {lim:.0e}: {fmt(med(f'iter_{lim}'), '.0f')} steps, {fmt(med(f'tokens_{lim}'), ',.0f')} tokens, "
+              f"{fmt(med(f'time_{lim}'), '.1f')} s into the run (reached by {sum(r[f'iter_{lim}'] is not None for r in rows)} "
+              f"of {len(rows)} seeds)")
+    kl, wall, steps = statistics.median(r["final"]["kl"] for r in rows), med("wall"), rows[0]["steps"]
+    gap = statistics.median(r["final"]["loss"] - r["floor"] for r in rows)
+    print(f"   final excess {kl:.2e} (goal <= 1e-4: {'met' if kl <= 1e-4 else 'missed'}) after {steps} steps (goal <= 600: "
+          f"{'met' if steps <= 600 else 'missed'}) in {wall:.1f} s wall (goal <= 10 s: {'met' if wall <= 10 else 'missed'}); "
+          f"loss - floor {gap:+.5f} (goal <= +0.002: {'met' if gap <= 0.002 else 'missed'}); final excess standard error "
+          f"{max(r['final']['kl_se'] for r in rows):.1e} (goal <= 1e-5)")
     r = subprocess.run([sys.executable, __file__, "--eval-cost", str(data)], capture_output=True, text=True)
     if r.returncode: raise SystemExit(r.stderr)
     cost = json.loads(r.stdout.strip().splitlines()[-1])
@@ -124,6 +137,13 @@ def main():
         r = measure("cpu", ce, dtype, 4, **step)
         rows[name] = (statistics.median(r["times"][1:]), r["rss_gb"])
         print(f"   {name:24} {rows[name][0]:6.2f} s/step   peak RSS {rows[name][1]:5.2f} GB")
+    from zo_gpt.profiling import measure_matmul_peak
+    peak = measure_matmul_peak(torch.device("cpu"))
+    head = 6 * 16 * 256 * 128 * 50304                                       # forward + backward FLOPs of the LM head
+    print(f"   fp32 matmul floor of the LM head alone: {head / peak:.2f} s ({head / 1e9:.0f} GFLOP at a measured "
+          f"{peak / 1e9:.0f} GFLOP/s)")
+    print("   for scale, unmodified nanoGPT measured on this kind of machine: 2.0 s/step and 3.8 GB; zo_gpt's fused "
+          "loss then took 1.28 s and its plain loss 1.89 s (figures from the issue that set these goals, not re-run here)")
     ratio = rows["plain float32"][0] / rows["fused float32"][0]
     print(f"   fused vs plain: {ratio:.2f}x faster (goal >= 1.6x: {'met' if ratio >= 1.6 else 'missed'}), "
           f"fused peak {rows['fused float32'][1]:.2f} GB (goal <= 1.2 GB: {'met' if rows['fused float32'][1] <= 1.2 else 'missed'})")

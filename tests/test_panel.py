@@ -48,7 +48,7 @@ def test_train_records_the_settings_and_the_loss_falls_to_the_floor(panel):
     assert round(stream_floor(2 / 3, 200, 64), 6) in floors          # the run's own floor ...
     assert round(stream_floor(2 / 3, 200, 128), 6) in floors         # ... and the slider's
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert "run 1: batch 8 x block 64, lr 0.01, compact" in labels
+    assert "run 1: batch 8 x block 64, lr 0.03, compact" in labels
     panel.view.value = "excess"                                       # the toggle redraws with the excess
     fig = panel.figure()
     assert fig.axes[0].get_yscale() == "log"

@@ -25,7 +25,7 @@ def small_data(tmp_path_factory):
 
 
 def cfg(small_data, tmp_path, **kw):
-    base = {"data_dir": str(small_data), "out_dir": str(tmp_path / "run"), "block_size": 64, "batch_size": 8,
+    base = {"data_dir": str(small_data), "out_dir": str(tmp_path / "run"), "block_size": 64, "batch_size": 8, "device": "cpu",
             "max_iters": 12, "eval_interval": 4, "eval_batches": 2, "warmup_iters": 2}
     return make_config("cpu", {**base, **kw})
 

@@ -37,9 +37,9 @@ class TrainConfig:
     # optimisation
     batch_size: int = 16  # blocks per micro-batch
     grad_accum: int = 1  # micro-batches per optimizer step
-    max_iters: int = 300  # optimizer steps
-    lr: float = 1e-2  # peak learning rate
-    min_lr: float = 1e-3  # learning rate at the end of the cosine decay
+    max_iters: int = 400  # optimizer steps
+    lr: float = 3e-2  # peak learning rate
+    min_lr: float = 3e-5  # learning rate at the end of the cosine decay
     warmup_iters: int = 20  # linear warm-up steps
     weight_decay: float = 0.0  # AdamW weight decay on matrices
     beta1: float = 0.9  # AdamW beta1

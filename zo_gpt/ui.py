@@ -160,7 +160,7 @@ class TrainingPanel:
         vocab = self.vocab.value
         same_data = self.base.data_dir and vocab == self.base.vocab  # else a dataset of the panel's own
         return replace(self.base, batch_size=batch_size or self.batch.value, block_size=block_size or self.block.value,
-                       max_iters=self.iters.value, lr=self.lr.value, min_lr=self.lr.value / 10, vocab=vocab,
+                       max_iters=self.iters.value, lr=self.lr.value, min_lr=self.lr.value * self.base.min_lr / self.base.lr, vocab=vocab,
                        data_dir=self.base.data_dir if same_data else str(self.run_dir / f"data-{vocab}"))
 
     @property
