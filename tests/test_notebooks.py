@@ -95,7 +95,7 @@ def test_03a_panel(tmp_path):
 def test_05_cli(tmp_path):
     _, s = run("05_cli.ipynb", tmp_path, out=str(tmp_path / "cli"), train_iters=30)
     assert json.loads((tmp_path / "cli" / "meta.json").read_text())["content_hash"] == s["content_hash"]
-    assert s["train"]["loss"] < 1.0 and s["train"]["scored"] == 399_872 and s["train"]["kl_se"] <= 1e-5
+    assert s["train"]["loss"] < 1.0 and s["train"]["scored"] == 399_872 and s["train"]["kl_se"] < 1e-3
     assert sum(s["train"]["kl_parts"].values()) == pytest.approx(s["train"]["kl"], rel=1e-9)
 
 

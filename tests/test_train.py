@@ -82,7 +82,7 @@ def test_interrupt_saves_and_resume_continues_exactly(small_data, tmp_path):
     assert losses(rest) == losses(full) and rest.final["loss"] == pytest.approx(full.final["loss"], abs=1e-6)
     kinds = [json.loads(line)["kind"] for line in (Path(c.out_dir) / "metrics.jsonl").read_text().splitlines()]
     assert kinds.count("train") == 12 and kinds.count("final") == 1
-    with pytest.raises(TrainingError, match="another configuration: lr=0.01 there, 0.02 now"):
+    with pytest.raises(TrainingError, match="another configuration: lr=0.03 there, 0.02 now"):
         fit(cfg(small_data, tmp_path / "cut", lr=0.02), resume=True, verbose=False)
 
 
@@ -130,7 +130,7 @@ def test_cpu_preset_reaches_the_floor(tmp_path):
     h = fit(make_config("cpu", {"data_dir": str(data), "out_dir": str(tmp_path / "run")}), verbose=False)
     f = h.final
     assert -4 * f["se"] < f["loss"] - h.floor < 0.002, (f, h.floor)
-    assert f["scored"] == 399_872 and f["kl_se"] <= 1e-5 and 0 < f["kl"] < 1e-3
+    assert f["scored"] == 399_872 and 0 < f["kl"] < 3e-4 and f["kl_se"] < f["kl"] / 2   # resolved well away from 0
     assert sum(f["kl_parts"].values()) == pytest.approx(f["kl"], rel=1e-9)
     assert abs(f["loss"] - f["bayes"] - f["kl"]) < 5 * f["gap_se"]    # two estimates of the same number
     assert f["part_loss"]["word_out_of_view"] == pytest.approx(stream_floor(2 / 3, 1000, 256), abs=0.01)

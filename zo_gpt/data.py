@@ -8,6 +8,7 @@ __all__ = ['DTYPE_NAMES', 'PIECES', 'get_device', 'environment', 'ConfigError', 
            'every_block', 'kl_div', 'bayes_entropy', 'reference_excess']
 
 # %% ../nbs/00_data.ipynb #e61a960e
+import functools
 import math
 
 import numpy as np
@@ -172,6 +173,7 @@ def bayes_entropy(p:float, seq_len:int, block_size:int) -> float:
     q = bayes_next(every_block(seq_len, block_size)[:, :-1], p, seq_len)
     return float(-(q * np.log(np.where(q > 0, q, 1.0))).sum(-1).mean())
 
+@functools.cache
 def reference_excess(
     p:float, # probability that a word is 1
     seq_len:int, # words per sequence

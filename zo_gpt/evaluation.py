@@ -151,7 +151,7 @@ def loss_figure(history:History, title:str|None=None):
     "Top: loss against steps and tokens, with the floor. Bottom: the excess over the Bayes predictor, on a log axis."
     fig = _png_figure()(figsize=(11, 7.5))
     axes = fig.subplots(2, 2, sharex="col")
-    tr, va, fin = history.train, history.val, history.final
+    tr, va, fin, refs = history.train, history.val, history.final, history.references
     for col, (key, label) in enumerate((("iter", "step"), ("tokens", "tokens seen"))):
         ax, bx = axes[0, col], axes[1, col]
         if tr:
@@ -171,12 +171,12 @@ def loss_figure(history:History, title:str|None=None):
                         label=f"final, {fin['scored']:,} tokens: {fin['kl']:.2e}")
         ax.axhline(history.entropy, color="k", ls="--", lw=1, label=f"source entropy H(p) = {history.entropy:.4f}")
         ax.axhline(history.floor, color="C3", lw=1.2, label=f"stream floor, block {history.config['block_size']} = {history.floor:.4f}")
-        draw_references(bx, history.references)
+        draw_references(bx, refs)
         bx.set_yscale("log"); bx.set_xlabel(label); ax.grid(alpha=0.3); bx.grid(alpha=0.3, which="both")
     axes[0, 0].set_ylabel("loss (nats per token)"); axes[1, 0].set_ylabel("excess: KL(Bayes || model), nats per token")
     top = max([r["loss"] for r in va] + [history.floor + 0.02])
     for ax in axes[0]: ax.set_ylim(history.entropy - 0.006, min(top, history.floor + 0.1) + 0.005)
-    kls = [r["kl"] for r in va] + ([fin["kl"]] if fin else []) + list(history.references.values())
+    kls = [r["kl"] for r in va] + ([fin["kl"]] if fin else []) + list(refs.values())
     for bx in axes[1]: bx.set_ylim(min(kls) / 3, max(kls) * 3)
     if fin:
         axes[0, 1].annotate(f"final (first {fin['scored']:,} validation tokens)\nloss {fin['loss']:.5f} +- {fin['se']:.5f}\n"

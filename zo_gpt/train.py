@@ -79,7 +79,7 @@ def _restore(state:State, path:Path):
     if ckpt["data_hash"] != state.data.meta["content_hash"]:
         raise TrainingError(f"the checkpoint was trained on another dataset ({ckpt.get('data_path', '?')}, content hash "
                             f"{ckpt['data_hash'][:12]}); {state.data.path} holds {state.data.meta['content_hash'][:12]}")
-    if ckpt["iter"] >= cfg.max_iters:
+    if ckpt["iter"] >= cfg.max_iters and (ckpt["history"].get("final") or not cfg.final_eval):
         raise TrainingError(f"the run in {path.parent} finished at step {ckpt['iter']} of {cfg.max_iters}: there is nothing "
                             "to resume (its results are in summary.json and metrics.jsonl)")
     load_weights(state.model, ckpt, path)
@@ -167,20 +167,20 @@ def fit(
     eval_set = fixed_batches(data.val, cfg, device)
     for cb in callbacks: cb.on_fit_start(state)
     try:
-        with _stop_on_ctrl_c(state): _loop(state, step_model, callbacks, eval_set, ddp is not None, world)
+        with _stop_on_ctrl_c(state):  # the final evaluation too: a first Ctrl-C during it lets it finish
+            _loop(state, step_model, callbacks, eval_set, ddp is not None, world)
+            if cfg.final_eval and state.iter >= cfg.max_iters:
+                val = data.val[:cfg.final_tokens + 1] if cfg.final_tokens else data.val
+                history.final = evaluate_split(model, val, data.meta, cfg.block_size, cfg.dtype, device)
+                history.final["time"] = time.perf_counter() - state.t0
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread: the step may be half done
         state.stop, state.torn = True, state.in_step
     except BaseException:
         state.failed = True
         raise
     finally:
-        history.interrupted = state.iter < cfg.max_iters
-        if not state.failed:
-            if cfg.final_eval and not history.interrupted:
-                val = data.val[:cfg.final_tokens + 1] if cfg.final_tokens else data.val
-                history.final = evaluate_split(model, val, data.meta, cfg.block_size, cfg.dtype, device)
-                history.final["time"] = time.perf_counter() - state.t0
-            if ddp: history.ddp = _ddp_summary(model, history.train[0]["loss"] if history.train else float("nan"))
+        history.interrupted = state.iter < cfg.max_iters or (cfg.final_eval and history.final is None)
+        if ddp and not state.failed: history.ddp = _ddp_summary(model, history.train[0]["loss"] if history.train else float("nan"))
         for cb in callbacks: cb.on_fit_end(state)
     return history
 
