@@ -13,9 +13,8 @@ from pathlib import Path
 import torch
 
 from .config import TrainConfig
-from .data import ConfigError, TrainingError, get_device
+from .data import ConfigError, TrainingError, atomic_path, get_device, remove_stale_temps, writable_folder
 from .model import GPT
-from .tokens import atomic_path, remove_stale_temps, writable_folder
 
 # %% ../nbs/02c_checkpoint.ipynb #92f3b586
 RUN_FILES = ("ckpt.pt", "metrics.jsonl", "summary.json", "loss.png")  # what a run writes in its folder

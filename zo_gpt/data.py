@@ -4,12 +4,17 @@
 
 # %% auto #0
 __all__ = ['DTYPE_NAMES', 'PIECES', 'get_device', 'environment', 'ConfigError', 'TrainingError', 'check_positive', 'check_prob',
-           'check_seed', 'iter_words', 'generate', 'as_text', 'entropy', 'floor_parts', 'stream_floor', 'bayes_next',
-           'every_block', 'kl_div', 'bayes_entropy', 'reference_excess']
+           'check_seed', 'atomic_path', 'remove_stale_temps', 'writable_folder', 'iter_words', 'generate', 'as_text',
+           'entropy', 'floor_parts', 'stream_floor', 'bayes_next', 'every_block', 'kl_div', 'bayes_entropy',
+           'reference_excess']
 
 # %% ../nbs/00_data.ipynb #e61a960e
+import contextlib
 import functools
 import math
+import os
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
@@ -67,6 +72,36 @@ def check_seed(value) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {value!r}")
     return int(value)
+
+# %% ../nbs/00_data.ipynb #5da53db4
+@contextlib.contextmanager
+def atomic_path(path:str|Path):
+    "A temporary file beside `path`, renamed onto it if the block ends without an error, removed otherwise."
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"); os.close(fd)
+    try:
+        yield Path(tmp)
+        umask = os.umask(0); os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)            # the permissions of a plainly created file, not mkstemp's 0600
+        os.replace(tmp, path)
+    finally: Path(tmp).unlink(missing_ok=True)
+
+def remove_stale_temps(folder:str|Path, names:tuple) -> list:
+    "Remove the temporary files `atomic_path` leaves for `names` in `folder` when a process is killed mid-write."
+    gone = [f for name in names for f in Path(folder).glob(f".{name}.*.tmp") if f.is_file()]
+    for f in gone: f.unlink(missing_ok=True)
+    return gone
+
+def writable_folder(out:str|Path, name:str="out") -> Path:
+    "`out` as a Path after making sure it is a folder this process can write, or a `ConfigError` naming `name`."
+    if not str(out).strip(): raise ConfigError(f"{name} must name a folder, got ''")
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()
+    except OSError as e:
+        raise ConfigError(f"{name}={str(out)!r} is not a writable folder: {e.strerror or e}") from e
+    return out
 
 # %% ../nbs/00_data.ipynb #4b5eccbe
 def iter_words(

@@ -5,18 +5,15 @@
 # %% auto #0
 __all__ = ['KINDS', 'VOCABS', 'FLOOR_BLOCKS', 'META_KEYS', 'TokenizerUnavailable', 'gpt2_encoding', 'token_table', 'word_codes',
            'id_lookup', 'encode_words', 'encode_text', 'DatasetError', 'DataConfig', 'read_meta', 'check_files',
-           'atomic_path', 'remove_stale_temps', 'writable_folder', 'prepare', 'Dataset', 'load_dataset', 'code_lookup',
-           'describe', 'mc_floor']
+           'prepare', 'Dataset', 'load_dataset', 'code_lookup', 'describe', 'mc_floor']
 
 # %% ../nbs/01_tokenizer.ipynb #989ce63f
-import contextlib
 import functools
 import hashlib
 import json
 import math
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import __version__
-from .data import PIECES, ConfigError, as_text, check_positive, check_prob, check_seed, entropy, iter_words, stream_floor
+from .data import PIECES, ConfigError, atomic_path, remove_stale_temps, writable_folder, as_text, check_positive, check_prob, check_seed, entropy, iter_words, stream_floor
 
 # %% ../nbs/01_tokenizer.ipynb #9b17e7c8
 class TokenizerUnavailable(RuntimeError):
@@ -153,35 +150,6 @@ def check_files(path, meta:dict, hashes:bool=True):
                                "make the dataset again with `zo-gpt prepare --force`")
         if hashes and _file_sha256(f) != rec["sha256"]:
             raise DatasetError(f"{f} is corrupt: its SHA-256 differs from meta.json's; make the dataset again with `zo-gpt prepare --force`")
-
-@contextlib.contextmanager
-def atomic_path(path:str|Path):
-    "A temporary file beside `path`, renamed onto it if the block ends without an error, removed otherwise."
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"); os.close(fd)
-    try:
-        yield Path(tmp)
-        umask = os.umask(0); os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)            # the permissions of a plainly created file, not mkstemp's 0600
-        os.replace(tmp, path)
-    finally: Path(tmp).unlink(missing_ok=True)
-
-def remove_stale_temps(folder:str|Path, names:tuple) -> list:
-    "Remove the temporary files `atomic_path` leaves for `names` in `folder` when a process is killed mid-write."
-    gone = [f for name in names for f in Path(folder).glob(f".{name}.*.tmp") if f.is_file()]
-    for f in gone: f.unlink(missing_ok=True)
-    return gone
-
-def writable_folder(out:str|Path, name:str="out") -> Path:
-    "`out` as a Path after making sure it is a folder this process can write, or a `ConfigError` naming `name`."
-    if not str(out).strip(): raise ConfigError(f"{name} must name a folder, got ''")
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=out).close()
-    except OSError as e:
-        raise ConfigError(f"{name}={str(out)!r} is not a writable folder: {e.strerror or e}") from e
-    return out
 
 def _differences(old:dict, new:dict) -> str:
     return ", ".join(f"{k}={old.get(k)!r} there, {new[k]!r} asked" for k in new if old.get(k) != new[k])
