@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import DTYPE_NAMES, ConfigError, check_positive, check_seed
+from .data import DTYPE_NAMES, ConfigError, check_positive
 from .tokens import VOCABS, DataConfig, Dataset, DatasetError, load_dataset, prepare
 
 # %% ../nbs/02a_config.ipynb #6422f1b8

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from .checkpoint import claim_run_folder, config_differences, load_checkpoint, load_weights, write_checkpoint
 from .config import TrainConfig, check_data, fixed_batches, get_batch, lr_at, open_dataset
 from .data import ConfigError, TrainingError, atomic_path, check_positive, entropy, get_device, stream_floor
-from .evaluation import History, evaluate, evaluate_split, excess_text
+from .evaluation import History, evaluate, evaluate_split
 from .model import GPT, autocast
 from .tokens import Dataset
 
