@@ -106,7 +106,7 @@ def _settings_help() -> str:
     rows = [f"  --{f.name + '=':16} {show(cpu, f.name):>22} {show(a100, f.name):>22}   {notes.get(f.name, '')}"
             for f in fields(TrainConfig)]
     return (f"settings, as --key=value, with the presets' values:\n  {'':18} {'cpu':>22} {'a100':>22}\n" + "\n".join(rows) +
-            "\n\ndata_dir is relative to the current folder; the dataset is made there with the default arguments if missing.")
+            "\n\ndata_dir is relative to the current folder; only the default one is made on first use (make others with zo-gpt prepare).")
 
 class _Parser(argparse.ArgumentParser):
     "argparse, with a usage error in one line that points at --help instead of printing the usage."

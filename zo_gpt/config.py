@@ -23,7 +23,7 @@ _KINDS = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)} 
 @dataclass
 class TrainConfig:
     # data
-    data_dir: str = ""  # dataset folder; '' means data/zero_one-{vocab}; made with the default DataConfig if missing
+    data_dir: str = ""  # dataset folder; '' means data/zero_one-{vocab}, made with the default DataConfig on first use
     vocab: str = "compact"  # 'gpt2' (50,257 ids, padded to 50,304) or 'compact' (5 ids)
     # model
     n_layer: int = 1  # transformer blocks

@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['DTYPE_NAMES', 'PIECES', 'get_device', 'environment', 'ConfigError', 'TrainingError', 'check_positive', 'check_prob',
            'check_seed', 'atomic_path', 'remove_stale_temps', 'writable_folder', 'iter_words', 'generate', 'as_text',
-           'entropy', 'floor_parts', 'stream_floor', 'bayes_next', 'every_block', 'kl_div', 'bayes_entropy',
-           'reference_excess']
+           'entropy', 'floor_parts', 'stream_floor', 'is_boundary', 'latest_boundary', 'bayes_next', 'every_block',
+           'kl_div', 'bayes_entropy', 'reference_excess']
 
 # %% ../nbs/00_data.ipynb #e61a960e
 import contextlib
@@ -167,6 +167,16 @@ def stream_floor(
 # %% ../nbs/00_data.ipynb #bf9b2cac
 PIECES = ("0", "1", " 0", " 1", "<|endoftext|>")  # every piece of text in the stream, in code order 0..4
 
+def is_boundary(codes:np.ndarray) -> np.ndarray:
+    "Where `codes` holds a first word or an end-of-text token: the pieces that show where a sequence starts."
+    codes = np.asarray(codes)
+    return (codes <= 1) | (codes == 4)
+
+def latest_boundary(codes:np.ndarray) -> np.ndarray:
+    "Index of the latest first word or end-of-text token at or before each position of `codes` (..., T); -1 if none."
+    t = np.arange(np.shape(codes)[-1])
+    return np.maximum.accumulate(np.where(is_boundary(codes), t, -1), axis=-1)
+
 def bayes_next(
     codes:np.ndarray, # piece codes (0..4, see `PIECES`) of contexts, shape (..., T)
     p:float, # probability that a word is 1
@@ -176,9 +186,7 @@ def bayes_next(
     codes, p, n = np.asarray(codes), check_prob("p", p), check_positive("seq_len", seq_len)
     if codes.ndim < 1 or codes.size and (codes.min() < 0 or codes.max() > 4):
         raise ConfigError(f"codes must be an array of piece codes 0..4, got shape {codes.shape}")
-    t = np.arange(codes.shape[-1])
-    anchor = (codes <= 1) | (codes == 4)                             # a first word or an end-of-text token
-    last = np.maximum.accumulate(np.where(anchor, t, -1), axis=-1)  # the latest one's index, -1 if none
+    t, last = np.arange(codes.shape[-1]), latest_boundary(codes)
     seen = last >= 0
     after_eot = np.take_along_axis(codes, np.maximum(last, 0), axis=-1) == 4
     k = np.minimum(t - last + ~after_eot, n)                         # the next token's position, if the start is in view

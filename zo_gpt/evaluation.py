@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .data import ConfigError, bayes_next, check_positive, kl_div, reference_excess
+from .data import ConfigError, bayes_next, check_positive, is_boundary, kl_div, latest_boundary, reference_excess
 from .model import autocast
 from .tokens import code_lookup
 
@@ -44,7 +44,7 @@ def measure(
     if was: model.train()
     xc, yc = code_of[x.cpu().numpy()], code_of[y.cpu().numpy()]
     q = bayes_next(xc, p, n)
-    in_view = np.logical_or.accumulate((xc <= 1) | (xc == 4), axis=-1)
+    in_view = latest_boundary(xc) >= 0
     part = np.select([yc <= 1, yc <= 3, ~in_view], [0, np.where(in_view, 1, 2), 3], 4)
     return {"loss": -np.take_along_axis(log_m, yc[..., None], -1)[..., 0],
             "bayes": -np.log(np.take_along_axis(q, yc[..., None], -1)[..., 0]),
@@ -216,8 +216,7 @@ def mechanism(model, batches:list, meta:dict) -> dict:
         m = model.log_probs(x, ids).double().exp().cpu().numpy()
         xc, yc = code_of[x.cpu().numpy()], code_of[y.cpu().numpy()]
         t = np.broadcast_to(np.arange(T), xc.shape)
-        anchor = (xc <= 1) | (xc == 4)
-        last = np.maximum.accumulate(np.where(anchor, t, -1), axis=-1)
+        anchor, last = is_boundary(xc), latest_boundary(xc)
         seen, word_next = last >= 0, (yc == 2) | (yc == 3)
         out["out_c"].append(t[~seen] + 1); out["out_p"].append(m[..., 4][~seen])
         out["in_d"].append((t - last)[seen & word_next]); out["in_p"].append(m[..., 4][seen & word_next])
