@@ -3,8 +3,8 @@
 
 `python bench/sweep.py DATA_DIR [--seeds 3] [--steps 600] [--only NAME ...]` prints one row per setting (median over
 seeds, and how many seeds got there) and writes bench/out/sweep.json. Steps and tokens do not depend on the machine;
-seconds do. The excess is measured on the run's fixed validation batches every 25 steps, and at the end on 400,000
-validation tokens."""
+seconds do. The excess is measured on the run's fixed validation batches every 25 steps, and at the end by the
+preset's final evaluation."""
 import argparse
 import json
 import statistics
