@@ -195,7 +195,7 @@ def loss_figure(history:History, title:str|None=None):
     kls = [r["kl"] for r in va] + ([fin["kl"]] if fin else []) + list(refs.values())
     for bx in axes[1]: bx.set_ylim(min(kls) / 3, max(kls) * 3)
     if fin:
-        axes[0, 1].annotate(f"final (first {fin['scored']:,} validation tokens)\nloss {fin['loss']:.5f} +- {fin['se']:.5f}\n"
+        axes[0, 1].annotate(f"final ({fin['scored']:,} validation tokens)\nloss {fin['loss']:.5f} +- {fin['se']:.5f}\n"
                             f"loss - floor {fin['loss'] - history.floor:+.5f} +- {fin['se']:.5f}\n{excess_text(fin)}",
                             xy=(0.97, 0.5), xycoords="axes fraction", ha="right", fontsize=9,
                             bbox=dict(boxstyle="round", fc="white", ec="0.7"))
