@@ -70,7 +70,8 @@ def test_02b_evaluation(tmp_path):
     _, s = run("02b_evaluation.ipynb", tmp_path, run_dir=str(tmp_path / "ev"), steps=50)
     f = s["final"]
     assert s["steps"] == 50 and 0 < f["kl"] < s["references"]["uniform over the 5 tokens"]
-    assert sum(f["kl_parts"].values()) == pytest.approx(f["kl"], rel=1e-9) and f["scored"] == 199_936
+    assert sum(f["kl_parts"].values()) == pytest.approx(f["kl"], rel=1e-9) and f["scored"] == 768_768
+    assert f["rounds"] == 3 and f["kl_se"] < f["kl"] / 10   # the whole split: three rounds of 1,001 blocks
 
 
 def test_03_train(tmp_path):
@@ -95,7 +96,7 @@ def test_03a_panel(tmp_path):
 def test_05_cli(tmp_path):
     _, s = run("05_cli.ipynb", tmp_path, out=str(tmp_path / "cli"), train_iters=30)
     assert json.loads((tmp_path / "cli" / "meta.json").read_text())["content_hash"] == s["content_hash"]
-    assert s["train"]["loss"] < 1.0 and s["train"]["scored"] == 399_872 and s["train"]["kl_se"] < 1e-3
+    assert s["train"]["loss"] < 1.0 and s["train"]["scored"] == 512_512 and s["train"]["rounds"] == 2 and s["train"]["kl_se"] < 1e-3
     assert sum(s["train"]["kl_parts"].values()) == pytest.approx(s["train"]["kl"], rel=1e-9)
 
 

@@ -130,7 +130,8 @@ def test_cpu_preset_reaches_the_floor(tmp_path):
     h = fit(make_config("cpu", {"data_dir": str(data), "out_dir": str(tmp_path / "run")}), verbose=False)
     f = h.final
     assert -4 * f["se"] < f["loss"] - h.floor < 0.002, (f, h.floor)
-    assert f["scored"] == 399_872 and 0 < f["kl"] < 3e-4 and f["kl_se"] < f["kl"] / 2   # resolved well away from 0
+    assert f["scored"] == 512_512 and f["rounds"] == 2 and 0 < f["kl"] < 3e-4
+    assert f["kl_se"] <= 1e-5   # every alignment scored twice: the error is the words' luck alone
     assert sum(f["kl_parts"].values()) == pytest.approx(f["kl"], rel=1e-9)
     assert abs(f["loss"] - f["bayes"] - f["kl"]) < 5 * f["gap_se"]    # two estimates of the same number
     assert f["part_loss"]["word_out_of_view"] == pytest.approx(stream_floor(2 / 3, 1000, 256), abs=0.01)

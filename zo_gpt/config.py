@@ -48,8 +48,8 @@ class TrainConfig:
     # evaluation and logging
     eval_interval: int = 50  # steps between evaluations on the fixed validation batches
     eval_batches: int = 4  # fixed validation batches per evaluation
-    final_eval: bool = True  # score the validation split at the end (`evaluate_split`)
-    final_tokens: int = 520_000  # validation tokens the final evaluation may use (0: all), in whole rounds where one fits
+    final_eval: bool = True  # score the validation split at the end
+    final_tokens: int = 520_000  # validation tokens the final evaluation may use (0: all), in whole rounds of one block per sequence position
     # system
     device: str = "auto"  # 'auto' (cuda, mps, cpu), or a torch device
     dtype: str = "float32"  # 'float32' or 'bfloat16' (autocast)
