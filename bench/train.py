@@ -89,7 +89,7 @@ def time_to_floor(tmp, seeds=tuple(range(1337, 1345))):
           f"{'met' if steps <= 600 else 'missed'}) in {wall:.1f} s wall (goal <= 10 s: {'met' if wall <= 10 else 'missed'}); "
           f"loss - floor {gap:+.5f} (goal <= +0.002: {'met' if gap <= 0.002 else 'missed'})")
     ses = sorted(r["final"]["kl_se"] for r in rows)
-    print(f"   final excess standard error: seed 1337 {rows[0]['final']['kl_se']:.1e} (goal <= 1e-5: "
+    print(f"   final excess standard error: seed {seeds[0]} {rows[0]['final']['kl_se']:.1e} (goal <= 1e-5: "
           f"{'met' if rows[0]['final']['kl_se'] <= 1e-5 else 'missed'}), median {statistics.median(ses):.1e}, largest {ses[-1]:.1e}, "
           f"{sum(v <= 1e-5 for v in ses)} of {len(ses)} seeds <= 1e-5; {rows[0]['final']['rounds']} rounds, "
           f"{rows[0]['final']['scored']:,} tokens")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from zo_gpt.data import bayes_next
-from zo_gpt.evaluation import alignment_blocks, evaluate, evaluate_split
+from zo_gpt.evaluation import alignment_blocks, blocks_at, evaluate, evaluate_split
 from zo_gpt.tokens import DataConfig, code_lookup, load_dataset, prepare
 
 
@@ -53,6 +53,6 @@ def test_the_standard_error_of_rounds_matches_the_spread_of_repeats(tmp_path):
     claimed = math.sqrt(np.mean([r["kl_se"] ** 2 for r in rounds]))
     assert 0.6 < spread / claimed < 1.6, (spread, claimed)
     # The same blocks taken as independent: an error that counts the luck of alignment, which the rounds removed.
-    blocks = [torch.from_numpy(np.asarray(s).astype(np.int64)).unfold(0, T + 1, T) for s in stretches]
+    blocks = [blocks_at(s, alignment_blocks(len(s), T, period)[0], T) for s in stretches]
     independent = [evaluate(model, [(b[:, :-1], b[:, 1:])], ds.meta)["kl_se"] for b in blocks]
     assert np.mean(independent) > 2 * spread, (np.mean(independent), spread)
