@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from zo_gpt.data import bayes_next
-from zo_gpt.evaluation import alignment_blocks, blocks_at, evaluate, evaluate_split
+from zo_gpt.config import blocks_at
+from zo_gpt.evaluation import alignment_blocks, evaluate, evaluate_split
 from zo_gpt.tokens import DataConfig, code_lookup, load_dataset, prepare
 
 
