@@ -25,7 +25,7 @@ from torch.profiler import ProfilerActivity, profile, schedule
 from .data import check_positive, get_device
 from .model import GPT, autocast, flops_per_token
 from .config import TrainConfig, check_data, get_batch, make_config, open_dataset
-from .evaluation import _png_figure
+from .evaluation import _png_figure, draws
 from .train import make_optimizer
 
 # %% ../nbs/04_profile.ipynb #73481e70
@@ -260,6 +260,7 @@ def category_table(results:dict) -> str:
     lines.append(f"{'whole step (profiled)':28}" + "".join(f"{r.profiled_step_ms:>14.1f} ms {'':>6}" for r in results.values()))
     return "\n".join(lines)
 
+@draws
 def category_figure(results:dict, title:str="Where a training step's time goes"):
     "Stacked bars of each configuration's step by category: milliseconds, and shares of the step."
     import numpy as np
