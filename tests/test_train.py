@@ -86,6 +86,27 @@ def test_interrupt_saves_and_resume_continues_exactly(small_data, tmp_path):
         fit(cfg(small_data, tmp_path / "cut", lr=0.02), resume=True, verbose=False)
 
 
+class FinalListener(Callback):
+    "Records the final evaluation's progress; with `stop`, ends it after its first forward pass."
+    def __init__(self, stop=False): self.stop, self.heard = stop, []
+    def on_final_batch(self, state, done, total):
+        self.heard.append((done, total)); state.stop = state.stop or self.stop
+
+
+def test_a_final_evaluation_ended_by_a_callback_resumes_to_just_that(small_data, tmp_path):
+    full = fit(cfg(small_data, tmp_path / "full"), verbose=False)
+    c = cfg(small_data, tmp_path / "cut")
+    stopper, listener = FinalListener(stop=True), FinalListener()
+    part = fit(c, callbacks=[stopper, Checkpointer(), MetricsLog()], verbose=False)
+    assert len(part.train) == 12 and part.final is None and part.interrupted
+    assert len(stopper.heard) == 1 and stopper.heard[0][0] < stopper.heard[0][1]     # ended after one of several passes
+    rest = fit(c, callbacks=[listener, Checkpointer(), MetricsLog()], resume=True, verbose=False)
+    assert losses(rest) == losses(full) and rest.final["kl"] == full.final["kl"] and not rest.interrupted
+    assert listener.heard[-1] == (stopper.heard[0][1],) * 2                           # every block, counted to the end
+    kinds = [json.loads(line)["kind"] for line in (Path(c.out_dir) / "metrics.jsonl").read_text().splitlines()]
+    assert kinds.count("train") == 12 and kinds.count("final") == 1
+
+
 class Poison(Callback):
     def on_step(self, state, record):
         if state.iter == 5:

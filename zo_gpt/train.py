@@ -53,6 +53,7 @@ class Callback:
     def on_fit_start(self, state:State): pass
     def on_step(self, state:State, record:dict): pass
     def on_eval(self, state:State, record:dict): pass
+    def on_final_batch(self, state:State, done:int, total:int): pass  # blocks of the final evaluation scored so far
     def on_fit_end(self, state:State): pass
 
 # %% ../nbs/03_train.ipynb #5dbd4a48
@@ -169,10 +170,7 @@ def fit(
     try:
         with _stop_on_ctrl_c(state):  # the final evaluation too: a first Ctrl-C during it lets it finish
             _loop(state, step_model, callbacks, eval_set, ddp is not None, world)
-            if cfg.final_eval and state.iter >= cfg.max_iters:
-                val = data.val[:cfg.final_tokens + 1] if cfg.final_tokens else data.val
-                history.final = evaluate_split(model, val, data.meta, cfg.block_size, cfg.dtype, device)
-                history.final["time"] = time.perf_counter() - state.t0
+            if cfg.final_eval and state.iter >= cfg.max_iters: _final_eval(state, callbacks)
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread: the step may be half done
         state.stop, state.torn = True, state.in_step
     except BaseException:
@@ -220,6 +218,17 @@ def _loop(state:State, step_model, callbacks:list, eval_set:list, ddp:bool, worl
             for cb in callbacks: cb.on_eval(state, rec)
         if state.interrupt: state.stop = True
 
+def _final_eval(state:State, callbacks:list):
+    "Score the validation split into `history.final`; a callback that sets `state.stop` in `on_final_batch` ends it, leaving it None."
+    cfg, data = state.cfg, state.data
+    state.stop = False  # a stop asked for during the steps ended them; this evaluation is stopped on its own
+    def tick(done, total):
+        for cb in callbacks: cb.on_final_batch(state, done, total)
+        return state.stop
+    val = data.val[:cfg.final_tokens + 1] if cfg.final_tokens else data.val
+    final = evaluate_split(state.model, val, data.meta, cfg.block_size, cfg.dtype, state.device, tick=tick)
+    if final: state.history.final = {**final, "time": time.perf_counter() - state.t0}
+
 def _where(state:State) -> str:
     return f"the last good checkpoint is {state.last_checkpoint}" if state.last_checkpoint else "no checkpoint was written yet"
 
@@ -238,8 +247,12 @@ class ProgressBar(Callback):
             post = {"loss": f"{record['loss']:.4f}"}
             if state.history.val: post["excess"] = f"{state.history.last_val['kl']:.1e}"
             self.bar.set_postfix(post, refresh=False)
+    def on_final_batch(self, state, done, total):
+        if not hasattr(self, "final"): self.final = tqdm(total=total, desc="final evaluation", unit="block", dynamic_ncols=True)
+        self.final.update(done - self.final.n)
     def on_fit_end(self, state):
         self.bar.close()
+        if hasattr(self, "final"): self.final.close()
 
 class MetricsLog(Callback):
     "Appends every step, evaluation and the final evaluation to `metrics.jsonl` in the run folder."
