@@ -78,6 +78,24 @@ def plot_src(page):
     return page.locator(".zo-panel .zo-plot").get_attribute("src")
 
 
+def narrow(page):
+    "At 700 px the sliders keep their values in view and no button text is cut."
+    page.set_viewport_size({"width": 700, "height": 1000})
+    page.locator(".zo-panel").scroll_into_view_if_needed()
+    cut = page.evaluate("""() => {
+        const bad = [], width = document.documentElement.clientWidth;
+        for (const r of document.querySelectorAll('.zo-panel .widget-readout')) {
+            const b = r.getBoundingClientRect();
+            if (b.width === 0 || b.right > width || getComputedStyle(r).visibility === 'hidden') bad.push('readout ' + r.textContent);
+        }
+        for (const b of document.querySelectorAll('.zo-panel button'))
+            if (b.scrollWidth > b.clientWidth + 1) bad.push('button ' + b.textContent);
+        return bad; }""")
+    page.locator(".zo-panel").screenshot(path=str(ARTIFACTS / "panel-700px.png"))
+    assert cut == [], cut
+    page.set_viewport_size({"width": 1400, "height": 1000})
+
+
 def test_panel_in_a_real_browser(lab):
     ARTIFACTS.mkdir(exist_ok=True)
     t_start = time.perf_counter()
@@ -110,12 +128,13 @@ def test_panel_in_a_real_browser(lab):
             text = status(page)
             excess = float(re.search(r"excess (\d\.\de[+-]\d+) \+- (\d\.\de[+-]\d+)", text).group(1))
             assert "run 5: batch 16 x block 128" in text and 0 < excess < 0.1, text
-            page.wait_for_function(f"document.querySelector('.zo-plot').getAttribute('src') !== {json.dumps(before)}")
+            page.wait_for_selector(".zo-panel .zo-plot.zo-shows-excess.zo-runs-5.zo-settled")  # the picture with run 5 done
+            assert plot_src(page) != before
             page.locator(".zo-panel").screenshot(path=str(ARTIFACTS / "panel-after-run.png"))
-            before = plot_src(page)                                       # the same runs, seen as losses
-            page.locator(".zo-panel .zo-view button", has_text="loss").click()
-            page.wait_for_function(f"document.querySelector('.zo-plot').getAttribute('src') !== {json.dumps(before)}")
+            page.locator(".zo-panel .zo-view button", has_text="loss").click()     # the same runs, seen as losses
+            page.wait_for_selector(".zo-panel .zo-plot.zo-shows-loss.zo-runs-5.zo-settled")  # the picture of the new view
             page.locator(".zo-panel").screenshot(path=str(ARTIFACTS / "panel-loss-view.png"))
+            narrow(page)
             page.locator(".zo-panel .zo-view button", has_text="excess").click()
             # a longer second run, stopped
             page.locator(".zo-panel .widget-hslider", has_text="max steps").locator(".noUi-handle").focus()

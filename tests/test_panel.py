@@ -1,12 +1,17 @@
-"The training panel driven headless: set widget values, click, wait, and check the runs and the figure's data."
+"The training panel driven headless: set widget values, click, wait, and check the runs, the figure's data, the image."
+import subprocess
+import sys
+import threading
 import time
 
 import pytest
 
 from zo_gpt.config import make_config
-from zo_gpt.data import reference_excess, stream_floor
+from zo_gpt.data import ConfigError, reference_excess, stream_floor
+from zo_gpt.evaluation import loss_figure
 from zo_gpt.tokens import DataConfig, prepare
-from zo_gpt.ui import COMPARE, TrainingPanel, runs_figure, steps_to
+from zo_gpt.train import fit
+from zo_gpt.ui import COMPARE, TrainingPanel, _label, _Live, runs_figure, steps_to
 
 
 @pytest.fixture(scope="module")
@@ -16,10 +21,29 @@ def data(tmp_path_factory):
     return path
 
 
+def base(data, **kw):
+    return make_config("cpu", {"data_dir": str(data), "eval_interval": 20, "eval_batches": 2, "warmup_iters": 5, **kw})
+
+
 @pytest.fixture
 def panel(data, tmp_path):
-    base = make_config("cpu", {"data_dir": str(data), "eval_interval": 20, "eval_batches": 2, "warmup_iters": 5})
-    return TrainingPanel(base, run_dir=str(tmp_path))
+    return TrainingPanel(base(data), run_dir=str(tmp_path))
+
+
+@pytest.fixture(scope="module")
+def short_history(data, tmp_path_factory):
+    "A finished 40-step run, to fill the panel with runs."
+    cfg = base(data, batch_size=8, block_size=64, max_iters=40, eval_interval=5, out_dir=str(tmp_path_factory.mktemp("short")))
+    return fit(cfg, verbose=False)
+
+
+@pytest.fixture
+def thread_errors():
+    "Exceptions that end any thread during the test."
+    errors, old = [], threading.excepthook
+    threading.excepthook = lambda args: errors.append(f"{args.thread.name}: {args.exc_type.__name__}: {args.exc_value}")
+    yield errors
+    threading.excepthook = old
 
 
 def hlines(fig):
@@ -27,9 +51,17 @@ def hlines(fig):
                   if len(l.get_ydata()) == 2 and l.get_ydata()[0] == l.get_ydata()[1])
 
 
+def legend_texts(fig):
+    return [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+
+
+def shown_is_current(panel):
+    "The image on screen is the picture of the panel's state now."
+    return bytes(panel.image.value) == panel.picture()
+
+
 def test_train_records_the_settings_and_the_loss_falls_to_the_floor(panel):
     panel.batch.value, panel.block.value, panel.iters.value = 8, 64, 200
-    before = panel.image.value
     panel.train_button.click()
     panel.block.value = 128                                   # moving a slider during a run ...
     panel.train_button.click()                                # ... and pressing Train again change nothing
@@ -42,14 +74,15 @@ def test_train_records_the_settings_and_the_loss_falls_to_the_floor(panel):
     assert abs(h.final["loss"] - h.floor) < 0.01 and h.floor == pytest.approx(stream_floor(2 / 3, 200, 64))
     assert "run 1: batch 8 x block 64" in panel.status.value and "done: excess" in panel.status.value
     assert h.final["kl"] < 0.05 and all("kl" in r for r in h.val)
-    assert panel.image.value != before and panel.image.value[:4] == b"\x89PNG"
+    assert bytes(panel.image.value[:4]) == b"\x89PNG" and shown_is_current(panel)
+    assert "zo-shows-loss" in panel.image._dom_classes
     fig = panel.figure()
     floors = hlines(fig)
     assert round(stream_floor(2 / 3, 200, 64), 6) in floors          # the run's own floor ...
     assert round(stream_floor(2 / 3, 200, 128), 6) in floors         # ... and the slider's
-    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert "run 1: batch 8 x block 64, lr 0.03, compact" in labels
+    assert "run 1: batch 8 x block 64, 200 steps, lr 3e-2" in legend_texts(fig)
     panel.view.value = "excess"                                       # the toggle redraws with the excess
+    assert panel.wait(timeout=30) and shown_is_current(panel) and "zo-shows-excess" in panel.image._dom_classes
     fig = panel.figure()
     assert fig.axes[0].get_yscale() == "log"
     assert {round(v, 6) for v in reference_excess(2 / 3, 200, 128).values()} <= set(hlines(fig))
@@ -68,17 +101,33 @@ def test_stop_ends_a_run_within_a_second_and_keeps_it(panel):
         time.sleep(0.05)
     t0 = time.perf_counter()
     panel.stop_button.click()
-    assert panel.wait(timeout=10)
-    assert time.perf_counter() - t0 < 1.5
+    panel.thread.join(timeout=10)
+    assert not panel.running and time.perf_counter() - t0 < 1.5
+    assert panel.wait(timeout=30)
     h = panel.runs[0].history
     assert h.interrupted and 5 <= len(h.train) < 3000 and panel.runs[0].model is not None
     assert "stopped at step" in panel.status.value
     assert not panel.train_button.disabled and panel.stop_button.disabled
-    labels = [t.get_text() for t in panel.figure().axes[0].get_legend().get_texts()]
-    assert any(l.startswith("run 1:") and f"(stopped at step {len(h.train)})" in l for l in labels)
+    assert any(l.startswith("run 1:") and f"(stopped at step {len(h.train)})" in l for l in legend_texts(panel.figure()))
 
 
-def test_errors_show_in_the_status_line(tmp_path):
+def test_stop_during_the_final_evaluation_ends_it_and_says_so(panel, monkeypatch):
+    said = []
+    def press_stop_there(self, state, done, total):   # Stop pressed while the final evaluation runs
+        said.append(self.panel.status.value); self.panel.stop(); original(self, state, done, total)
+    original = _Live.on_final_batch
+    monkeypatch.setattr(_Live, "on_final_batch", press_stop_there)
+    panel.batch.value, panel.block.value, panel.iters.value = 8, 64, 20
+    panel.train_button.click()
+    assert panel.wait(timeout=60)
+    run = panel.runs[0]
+    assert len(run.history.train) == 20 and run.history.final is None and run.history.interrupted
+    assert "final evaluation next" in said[0]
+    assert "stopped in the final evaluation: all 20 steps are done" in panel.status.value
+    assert run.legend.endswith("(stopped in the final evaluation)")
+
+
+def test_errors_show_in_the_status_line(tmp_path, thread_errors):
     tiny = tmp_path / "tiny"
     prepare(DataConfig(n_seq=20, seq_len=20, vocab="compact"), tiny, verbose=False)
     panel = TrainingPanel(make_config("cpu", {"data_dir": str(tiny)}), run_dir=str(tmp_path / "runs"))
@@ -87,6 +136,17 @@ def test_errors_show_in_the_status_line(tmp_path):
     assert panel.wait(timeout=30)
     assert "failed: ConfigError: block_size=64 needs more than 129 tokens (two blocks); the val split has 42" in panel.status.value
     assert "Traceback" not in panel.status.value and panel.runs == [] and not panel.train_button.disabled
+    assert thread_errors == []
+
+
+def test_an_error_in_a_callback_fails_the_run_in_one_line(panel, monkeypatch, thread_errors):
+    def broken(self, run, state, record, steps_per_s): raise RuntimeError("the status line broke")
+    monkeypatch.setattr(TrainingPanel, "_progress", broken)
+    panel.batch.value, panel.block.value, panel.iters.value = 8, 64, 20
+    panel.train_button.click()
+    assert panel.wait(timeout=60)
+    assert "failed: RuntimeError: the status line broke" in panel.status.value and panel.runs[0].legend.endswith("(failed)")
+    assert not panel.train_button.disabled and thread_errors == []
 
 
 def test_runs_figure_is_a_plain_function():
@@ -98,7 +158,7 @@ def test_runs_figure_is_a_plain_function():
         runs_figure([], [], view="accuracy")
 
 
-def test_gpt2_vocabulary_warns_before_training_and_early_steps_are_visible(panel):
+def test_gpt2_vocabulary_warns_before_training_and_a_short_run_is_in_view(panel):
     panel.vocab.value = "gpt2"
     assert "30 times" in panel.status.value
     panel.vocab.value = "compact"
@@ -107,4 +167,102 @@ def test_gpt2_vocabulary_warns_before_training_and_early_steps_are_visible(panel
     assert panel.wait(timeout=60)
     h = panel.runs[0].history
     ax = panel.figure().axes[0]
-    assert ax.get_ylim()[1] >= max(r["loss"] for r in h.train) and ax.get_yscale() == "log"
+    assert ax.get_ylim()[1] >= h.val[-1]["loss"] > h.floor + 0.05          # where the run is now is in view
+
+
+def test_the_loss_view_frames_the_floor_and_marks_runs_above_it(panel, short_history):
+    early = type(short_history)(**{**short_history.__dict__, "train": short_history.train[:5],
+                                   "val": [r for r in short_history.val if r["iter"] <= 5], "final": None})
+    panel.add(early, "stopped after 5 steps")                 # far above the floor ...
+    panel.add(short_history, "40 steps")                      # ... and the newest run, near it
+    fig = panel.figure()
+    ax = fig.axes[0]
+    top = ax.get_ylim()[1]
+    assert ax.get_yscale() == "linear" and short_history.floor < top < early.val[-1]["loss"]
+    marks = [l for l in ax.lines if l.get_marker() == "^"]
+    assert marks and all(l.get_ydata()[0] == top for l in marks)
+    assert any("above the frame" in t.get_text() for t in ax.texts)
+
+
+def test_ten_runs_keep_a_legible_legend_with_labels_that_differ(panel, short_history):
+    for i in range(10): panel.add(short_history, f"run of {40 + i} steps")
+    fig = panel.figure()
+    fig._repr_png_()                                           # lays the legend out
+    legend = fig.axes[0].get_legend()
+    texts = legend_texts(fig)
+    assert len(set(texts)) == len(texts) and min(t.get_fontsize() for t in legend.get_texts()) >= 8
+    box, page, plot = legend.get_window_extent(), fig.bbox, fig.axes[0].get_window_extent()
+    assert box.x0 >= plot.x1 and box.y0 >= page.y0 and box.y1 <= page.y1   # beside the plot, whole
+    panel.iters.value = 200                                     # the panel's own runs are labelled with their steps
+    assert "200 steps" in _label(panel.config())
+
+
+def test_sliders_land_on_the_values_they_show(panel):
+    for label, value in panel.lr.options: assert float(label) == value
+    panel.lr.value = 1e-3; panel.lr.value = 3e-2                   # away and back
+    assert panel.config().lr == 3e-2 and panel.lr.label == "3e-2"
+
+
+def test_any_base_config_is_shown_as_it_is(data, tmp_path):
+    odd = base(data, batch_size=24, block_size=100, max_iters=5, lr=0.5, min_lr=0.05)
+    panel = TrainingPanel(odd, run_dir=str(tmp_path))
+    assert (panel.batch.value, panel.block.value, panel.iters.value, panel.lr.value) == (24, 100, 5, 0.5)
+    c = panel.config()
+    assert (c.batch_size, c.block_size, c.max_iters, c.lr, c.min_lr) == (24, 100, 5, 0.5, pytest.approx(0.05))
+    with pytest.raises(ConfigError, match="base must be a TrainConfig"):
+        TrainingPanel({"batch_size": 8})
+    with pytest.raises(ConfigError, match="max_block"):
+        TrainingPanel(odd, max_block=0)
+
+
+def test_figures_drawn_from_four_threads_at_once(short_history):
+    "matplotlib's text layout is not thread-safe: the package draws one figure at a time, whatever thread asks."
+    serial = {view: runs_figure([short_history], ["a"], view=view, block_size=128)._repr_png_() for view in ("loss", "excess")}
+    errors, pictures = [], []
+    def draw(view):
+        try:
+            loss_figure(short_history)._repr_png_()
+            for _ in range(6): pictures.append((view, runs_figure([short_history], ["a"], view=view, block_size=128)._repr_png_()))
+        except Exception as e: errors.append(f"{type(e).__name__}: {e}")
+    threads = [threading.Thread(target=draw, args=(v,)) for v in ("loss", "excess") * 2]
+    for t in threads: t.start()
+    for t in threads: t.join()
+    assert errors == [] and len(pictures) == 24
+    assert all(png == serial[view] for view, png in pictures)    # the same picture as drawn alone
+
+
+@pytest.mark.parametrize("trial", range(3))
+def test_stress_the_widgets_while_a_run_trains(panel, trial, thread_errors):
+    "A reader flips the view, the x-axis and the block slider several times a second while a run trains."
+    panel.batch.value, panel.block.value, panel.iters.value = 8, 64, 150
+    panel.train_button.click()
+    flips, views, blocks = 0, ["loss", "excess"], [64, 128, 256]
+    while panel.running:
+        panel.view.value = views[flips % 2]
+        if flips % 3 == 0: panel.xaxis.value = "tokens" if panel.xaxis.value == "iter" else "iter"
+        panel.block.value = blocks[flips % 3]
+        flips += 1
+        time.sleep(0.07 + 0.05 * (trial % 2))
+    assert panel.wait(timeout=60)
+    h = panel.runs[0].history
+    assert thread_errors == [] and flips >= 10
+    assert len(h.train) == 150 and h.final is not None and "done: excess" in panel.status.value
+    assert shown_is_current(panel)                               # the last change won
+    assert {f"zo-shows-{panel.view.value}", "zo-runs-1", "zo-settled"} <= set(panel.image._dom_classes)
+
+
+def test_python_exits_cleanly_while_a_run_trains_and_a_picture_is_drawn(data, tmp_path):
+    "Closing the kernel mid-run: the run stops after its step and the picture finishes; nothing is cut off inside torch."
+    code = f"""
+import time
+from zo_gpt.config import make_config
+from zo_gpt.ui import TrainingPanel
+panel = TrainingPanel(make_config("cpu", {{"data_dir": {str(data)!r}, "max_iters": 3000}}), run_dir={str(tmp_path)!r})
+panel.train_button.click()
+while not (panel.runs and panel.runs[0].history and len(panel.runs[0].history.train) >= 3): time.sleep(0.01)
+panel.view.value = "excess"
+print("leaving at step", len(panel.runs[0].history.train))
+"""
+    for _ in range(3):
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and "leaving at step" in r.stdout and "terminate" not in r.stderr, r.stderr[-2000:]
