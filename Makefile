@@ -45,3 +45,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/prepare.py
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/cli.py
+	$(BIN)/python bench/panel.py

@@ -2,7 +2,7 @@
 with 1, 10 and 20 runs shown, in the loss view (redrawn as the run goes) and the excess view (redrawn at evaluations).
 Goal: the panel trains at >= 80% of the steps per second of `fit` alone, with one run shown or twenty.
 
-    python bench/panel.py [--steps 200] [--repeats 2]
+    python bench/panel.py [--steps N] [--repeats 2]
 
 The dataset is the default compact one, made in a temporary folder."""
 import argparse
@@ -24,7 +24,7 @@ def steps_per_s(history):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--steps", type=int, default=200, help="steps per run (default 200)")
+    ap.add_argument("--steps", type=int, default=make_config("cpu").max_iters, help="steps per run (default: the cpu preset's)")
     ap.add_argument("--repeats", type=int, default=2, help="runs per setting; the median is shown (default 2)")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="zo-bench-panel-")

@@ -140,13 +140,24 @@ def test_errors_show_in_the_status_line(tmp_path, thread_errors):
 
 
 def test_an_error_in_a_callback_fails_the_run_in_one_line(panel, monkeypatch, thread_errors):
-    def broken(self, run, state, record, steps_per_s): raise RuntimeError("the status line broke")
+    def broken(self, run, state, record, steps_per_s): raise RuntimeError("\nthe status line broke\n  ^\nat char 0")
     monkeypatch.setattr(TrainingPanel, "_progress", broken)
     panel.batch.value, panel.block.value, panel.iters.value = 8, 64, 20
     panel.train_button.click()
     assert panel.wait(timeout=60)
-    assert "failed: RuntimeError: the status line broke" in panel.status.value and panel.runs[0].legend.endswith("(failed)")
-    assert not panel.train_button.disabled and thread_errors == []
+    assert panel.status.value.endswith("failed: RuntimeError: the status line broke</span>") and "\n" not in panel.status.value
+    assert panel.runs[0].legend.endswith("(failed)") and not panel.train_button.disabled and thread_errors == []
+
+
+def test_a_picture_that_cannot_be_drawn_says_so_and_training_goes_on(panel, monkeypatch, thread_errors):
+    def broken(*args, **kwargs): raise ValueError("no picture today")
+    monkeypatch.setattr("zo_gpt.ui.runs_figure", broken)
+    panel.batch.value, panel.block.value, panel.iters.value = 8, 64, 20
+    panel.train_button.click()
+    assert panel.wait(timeout=60)
+    h = panel.runs[0].history
+    assert len(h.train) == 20 and h.final is not None and thread_errors == []
+    assert "the plot could not be drawn: ValueError: no picture today" in panel.status.value
 
 
 def test_runs_figure_is_a_plain_function():

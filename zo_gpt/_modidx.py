@@ -235,6 +235,7 @@ d = { 'settings': { 'branch': 'main',
                            'zo_gpt.ui._label': ('panel.html#_label', 'zo_gpt/ui.py'),
                            'zo_gpt.ui._loss_top': ('panel.html#_loss_top', 'zo_gpt/ui.py'),
                            'zo_gpt.ui._lr_text': ('panel.html#_lr_text', 'zo_gpt/ui.py'),
+                           'zo_gpt.ui._one_line': ('panel.html#_one_line', 'zo_gpt/ui.py'),
                            'zo_gpt.ui._smoothed': ('panel.html#_smoothed', 'zo_gpt/ui.py'),
                            'zo_gpt.ui.runs_figure': ('panel.html#runs_figure', 'zo_gpt/ui.py'),
                            'zo_gpt.ui.steps_to': ('panel.html#steps_to', 'zo_gpt/ui.py')}}}

@@ -114,6 +114,10 @@ def _lr_text(lr:float) -> str:
     m, e = f"{lr:.0e}".split("e")
     return f"{m}e{int(e)}" if float(f"{m}e{e}") == lr else f"{lr:.3g}"
 
+def _one_line(e:Exception) -> str:
+    "'KindOfError: the first line of its message'."
+    return f"{type(e).__name__}: {next((l.strip() for l in str(e).splitlines() if l.strip()), '')}"
+
 def _label(cfg:TrainConfig) -> str:
     vocab = "" if cfg.vocab == "compact" else f", {cfg.vocab} vocabulary"
     return f"batch {cfg.batch_size} x block {cfg.block_size}, {cfg.max_iters} steps, lr {_lr_text(cfg.lr)}{vocab}"
@@ -164,7 +168,7 @@ class _Renderer:
         while True:
             with self.cond:
                 while True:
-                    if self.drawn == self.asked: self.thread = None; self.cond.notify_all(); return  # idle: the thread ends
+                    if self.drawn >= self.asked: self.thread = None; self.cond.notify_all(); return  # idle: the thread ends
                     wait = 0.0 if self.urgent else self.next_at - time.perf_counter()
                     if wait <= 0: break
                     self.cond.wait(wait)
@@ -173,16 +177,18 @@ class _Renderer:
             self.draw()
             took = time.perf_counter() - t0
             with self.cond:
-                self.next_at, self.drawn = time.perf_counter() + max(self.min_gap, took * (1 / self.share - 1)), target
+                self.next_at, self.drawn = time.perf_counter() + max(self.min_gap, took * (1 / self.share - 1)), max(self.drawn, target)
                 self.pictures += 1; self.cond.notify_all()
 
     def idle(self, timeout:float|None=None) -> bool:
         "Wait until every request so far has been drawn; True if it has."
-        with self.cond: return self.cond.wait_for(lambda: self.drawn == self.asked, timeout)
+        with self.cond: return self.cond.wait_for(lambda: self.drawn >= self.asked, timeout)
 
     def close(self, timeout:float=30):
         "Draw nothing more, and let a picture being drawn finish."
-        with self.cond: self.asked, thread = self.drawn, self.thread
+        with self.cond:
+            self.asked = self.drawn = max(self.asked, self.drawn)  # as if every request so far were drawn
+            thread = self.thread
         if thread: thread.join(timeout)
 
 STEPS = [10, 20, 30, 50, 100, 150, 200, 300, 400, 500, 600, 800, 1000, 1500, 2000, 3000]
@@ -319,13 +325,13 @@ class TrainingPanel:
                     fit(run.cfg, data=self._dataset(run.cfg), callbacks=[_Live(self, run)], verbose=False)
                     self._done(run)
                 except Exception as e:  # shown in the panel, not as a traceback
-                    run.error = f"{type(e).__name__}: {e}"
+                    run.error = _one_line(e)
                     self._say(f"{run.label}{run.of} — failed: {run.error}", error=True)
                     if run.history is None:
                         with self._lock: self.runs.remove(run)
                     break
         except BaseException as e:  # anything else still ends as one line in the panel, never as a dead thread
-            self._say(f"training stopped by an error: {type(e).__name__}: {e}", error=True)
+            self._say(f"training stopped by an error: {_one_line(e)}", error=True)
         finally:
             self._busy, self.train_button.disabled, self.stop_button.disabled = False, False, True
             self.redraw()
@@ -382,7 +388,7 @@ class TrainingPanel:
         with self._lock: n = sum(r.history is not None for r in self.runs)
         try: png = self.picture(view)
         except Exception as e:  # a picture that cannot be drawn says so; training goes on
-            return self._say(f"the plot could not be drawn: {type(e).__name__}: {e}", error=True)
+            return self._say(f"the plot could not be drawn: {_one_line(e)}", error=True)
         self.image.value = png
         # what the picture shows, for a browser to wait on: the view, the number of runs, and no run training
         marks = (f"zo-shows-{view}", f"zo-runs-{n}") + (() if busy else ("zo-settled",))
