@@ -71,8 +71,8 @@ def runs_figure(histories:list, labels:list, x:str="iter", view:str="loss", bloc
     if view == "loss":
         ax.axhline(h, color="k", ls="--", lw=1, label=f"source entropy {h:.4f}")
         for T, ls in zip(blocks, ["-", "--", "-.", ":"] * 5):
-            ax.axhline(stream_floor(p, n, T), color="crimson", lw=1.5, ls=ls, label=f"floor, block {T}: {stream_floor(p, n, T):.4f}" +
-                       ("" if any(hist.config["block_size"] == T for hist in histories) else " (slider)"))
+            f, slider = stream_floor(p, n, T), all(hist.config["block_size"] != T for hist in histories)
+            ax.axhline(f, color="crimson", lw=1.5, ls=ls, label=f"floor, block {T}: {f:.4f}" + (" (slider)" if slider else ""))
         if top > floor + 0.15: ax.set_yscale("log")
         ax.set_ylim(h - 0.004, top)
         for xi, color in above: ax.plot([xi], [top], "^", ms=6, color=color, clip_on=False)
