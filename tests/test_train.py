@@ -151,7 +151,9 @@ def test_cpu_preset_reaches_the_floor(tmp_path):
     h = fit(make_config("cpu", {"data_dir": str(data), "out_dir": str(tmp_path / "run")}), verbose=False)
     f = h.final
     assert -4 * f["se"] < f["loss"] - h.floor < 0.002, (f, h.floor)
-    assert f["scored"] == 512_512 and f["rounds"] == 2 and 0 < f["kl"] < 3e-4
+    # The excess after 400 steps depends on the seed, the thread count and the CPU's kernels: seed 1337 has ended
+    # between 8e-5 and 3.7e-4 on the machines tried, other seeds up to 1.6e-3. The bound holds on all of them.
+    assert f["scored"] == 512_512 and f["rounds"] == 2 and 0 < f["kl"] < 1e-3
     assert f["kl_se"] <= 1e-5   # every alignment scored twice: the error is the words' luck alone
     assert sum(f["kl_parts"].values()) == pytest.approx(f["kl"], rel=1e-9)
     assert abs(f["loss"] - f["bayes"] - f["kl"]) < 5 * f["gap_se"]    # two estimates of the same number
