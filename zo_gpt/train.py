@@ -238,9 +238,10 @@ def _maybe_no_sync(model, sync:bool):
 
 # %% ../nbs/03_train.ipynb #65bcccc6
 class ProgressBar(Callback):
-    "A tqdm bar over the steps, showing the training loss and the last evaluation's excess over the Bayes predictor."
+    "tqdm bars over the steps (the training loss and the last evaluation's excess over the Bayes predictor) and over the final evaluation."
     def on_fit_start(self, state):
         self.bar = tqdm(total=state.cfg.max_iters, initial=state.iter, desc="train", unit="it", dynamic_ncols=True)
+        self.final = None  # the final evaluation's bar, once it starts
     def on_step(self, state, record):
         self.bar.update(1)
         if state.iter % 10 == 0 or state.iter == state.cfg.max_iters:
@@ -248,11 +249,11 @@ class ProgressBar(Callback):
             if state.history.val: post["excess"] = f"{state.history.last_val['kl']:.1e}"
             self.bar.set_postfix(post, refresh=False)
     def on_final_batch(self, state, done, total):
-        if not hasattr(self, "final"): self.final = tqdm(total=total, desc="final evaluation", unit="block", dynamic_ncols=True)
+        if self.final is None: self.final = tqdm(total=total, desc="final evaluation", unit="block", dynamic_ncols=True)
         self.final.update(done - self.final.n)
     def on_fit_end(self, state):
         self.bar.close()
-        if hasattr(self, "final"): self.final.close()
+        if self.final is not None: self.final.close()
 
 class MetricsLog(Callback):
     "Appends every step, evaluation and the final evaluation to `metrics.jsonl` in the run folder."
