@@ -140,12 +140,12 @@ def test_errors_show_in_the_status_line(tmp_path, thread_errors):
 
 
 def test_an_error_in_a_callback_fails_the_run_in_one_line(panel, monkeypatch, thread_errors):
-    def broken(self, run, state, record, steps_per_s): raise RuntimeError("\nthe status line broke\n  ^\nat char 0")
+    def broken(self, run, state, record, steps_per_s): raise RuntimeError("\nthe <status> line broke\n  ^\nat char 0")
     monkeypatch.setattr(TrainingPanel, "_progress", broken)
     panel.batch.value, panel.block.value, panel.iters.value = 8, 64, 20
     panel.train_button.click()
     assert panel.wait(timeout=60)
-    assert panel.status.value.endswith("failed: RuntimeError: the status line broke</span>") and "\n" not in panel.status.value
+    assert panel.status.value.endswith("failed: RuntimeError: the &lt;status&gt; line broke</span>") and "\n" not in panel.status.value
     assert panel.runs[0].legend.endswith("(failed)") and not panel.train_button.disabled and thread_errors == []
 
 

@@ -7,6 +7,7 @@ __all__ = ['RUN_COLORS', 'VIEWS', 'STEPS', 'LRS', 'POW2', 'COMPARE', 'runs_figur
 
 # %% ../nbs/03a_panel.ipynb #95302aa1
 import atexit
+import html
 import io
 import threading
 import time
@@ -366,6 +367,7 @@ class TrainingPanel:
         else: self._say(f"{run.label}{run.of} — done")
 
     def _say(self, text:str, error:bool=False):
+        text = html.escape(text)  # error messages may hold '<|endoftext|>'
         self.status.value = f'<span style="color:#b00">{text}</span>' if error else text
 
     def figure(self, view:str|None=None):
