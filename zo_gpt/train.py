@@ -249,7 +249,8 @@ class ProgressBar(Callback):
             if state.history.val: post["excess"] = f"{state.history.last_val['kl']:.1e}"
             self.bar.set_postfix(post, refresh=False)
     def on_final_batch(self, state, done, total):
-        if self.final is None: self.final = tqdm(total=total, desc="final evaluation", unit="block", dynamic_ncols=True)
+        if self.final is None:  # the steps are done: their bar closes, the evaluation's opens
+            self.bar.close(); self.final = tqdm(total=total, desc="final evaluation", unit="block", dynamic_ncols=True)
         self.final.update(done - self.final.n)
     def on_fit_end(self, state):
         self.bar.close()
