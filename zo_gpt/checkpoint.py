@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from .config import TrainConfig
-from .data import ConfigError, TrainingError, atomic_path, get_device, remove_stale_temps, writable_folder
+from .data import ConfigError, TrainingError, atomic_path, first_line, get_device, remove_stale_temps, writable_folder
 from .model import GPT
 
 # %% ../nbs/02c_checkpoint.ipynb #92f3b586
@@ -67,8 +67,7 @@ def load_weights(model:GPT, ckpt:dict, path:str|Path):
     "Load the checkpoint's weights into `model`, or a `TrainingError` if they do not fit it."
     try: model.load_state_dict(ckpt["model"])
     except (RuntimeError, KeyError, TypeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TrainingError(f"the weights in {path} do not fit its configuration ({first[:160]})") from None
+        raise TrainingError(f"the weights in {path} do not fit its configuration ({first_line(e)[:160]})") from None
 
 def load_model(run_dir:str|Path, device=None) -> tuple[GPT, dict]:
     "The model of the checkpoint in `run_dir` (loaded with `weights_only=True`) and the checkpoint itself."

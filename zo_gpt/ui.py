@@ -19,7 +19,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from .config import TrainConfig, make_config, open_dataset
-from .data import ConfigError, check_positive, entropy, get_device, reference_excess, stream_floor
+from .data import ConfigError, check_positive, entropy, first_line, get_device, reference_excess, stream_floor
 from .evaluation import History, _png_figure, draw_references, draws, excess_text
 from .train import Callback, fit
 
@@ -117,7 +117,8 @@ def _lr_text(lr:float) -> str:
 
 def _one_line(e:Exception) -> str:
     "'KindOfError: the first line of its message'."
-    return f"{type(e).__name__}: {next((l.strip() for l in str(e).splitlines() if l.strip()), '')}"
+    kind, line = type(e).__name__, first_line(e)
+    return line if line == kind else f"{kind}: {line}"
 
 def _label(cfg:TrainConfig) -> str:
     vocab = "" if cfg.vocab == "compact" else f", {cfg.vocab} vocabulary"
