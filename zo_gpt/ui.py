@@ -357,14 +357,14 @@ class TrainingPanel:
             f = h.final
             self._say(f"{run.label}{run.of} — done: {excess_text(f)} on {f['scored']:,} validation tokens; loss {f['loss']:.5f} "
                       f"+- {f['se']:.5f}, floor {h.floor:.5f}")
-        elif len(h.train) >= run.cfg.max_iters and run.cfg.final_eval:
+            return
+        last = f"; last evaluation {excess_text(h.last_val)}" if h.val else ""
+        if len(h.train) < run.cfg.max_iters:
             run.stopped = True
-            self._say(f"{run.label} — stopped in the final evaluation: all {len(h.train)} steps are done"
-                      f"{f'; last evaluation {excess_text(h.last_val)}' if h.val else ''}")
-        elif len(h.train) < run.cfg.max_iters:
-            run.stopped = True
-            last = f"; last evaluation {excess_text(h.last_val)}" if h.val else ""
             self._say(f"{run.label} — stopped at step {len(h.train)} of {run.cfg.max_iters}{last}")
+        elif run.cfg.final_eval:
+            run.stopped = True
+            self._say(f"{run.label} — stopped in the final evaluation: all {len(h.train)} steps are done{last}")
         else: self._say(f"{run.label}{run.of} — done")
 
     def _say(self, text:str, error:bool=False):
