@@ -181,3 +181,22 @@ def test_gradient_accumulation_counts_tokens(small_data, tmp_path):
     h = fit(cfg(small_data, tmp_path, grad_accum=3, max_iters=4, final_eval=False), verbose=False)
     assert [r["tokens"] for r in h.train] == [3 * 8 * 64 * i for i in range(1, 5)]
     assert all(math.isfinite(r["loss"]) for r in h.train) and h.final is None
+
+
+def test_training_without_compile_never_imports_dynamo(small_data, tmp_path):
+    "torch's optimizers import torch._dynamo (over a second) on first use; zo_gpt's AdamW does not, and steps the same."
+    code = (f"import sys, json; from zo_gpt.config import make_config; from zo_gpt.train import fit, Checkpointer, make_optimizer\n"
+            f"c = make_config('cpu', {json.dumps({'data_dir': str(small_data), 'out_dir': str(tmp_path / 'run'), 'block_size': 64, 'batch_size': 8, 'max_iters': 6, 'eval_interval': 3, 'eval_batches': 2})})\n"
+            f"h = fit(c, callbacks=[Checkpointer()], verbose=False); fit(c, callbacks=[Checkpointer()], overwrite=True, verbose=False)\n"
+            f"print(json.dumps({{'dynamo': 'torch._dynamo' in sys.modules, 'losses': [r['loss'] for r in h.train]}}))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["dynamo"] is False and len(out["losses"]) == 6
+    import zo_gpt.train as train                                    # the same run with torch's own AdamW
+    saved = train._AdamW
+    try:
+        train._AdamW = torch.optim.AdamW
+        theirs = fit(cfg(small_data, tmp_path / "torch", max_iters=6, eval_interval=3, warmup_iters=20), verbose=False)
+    finally: train._AdamW = saved
+    assert losses(theirs) == out["losses"]

@@ -8,6 +8,7 @@ __all__ = ['State', 'Callback', 'save_checkpoint', 'make_optimizer', 'fit', 'Pro
 
 # %% ../nbs/03_train.ipynb #9e64bb5b
 import contextlib
+import inspect
 import json
 import math
 import os
@@ -103,13 +104,24 @@ def _stop_on_ctrl_c(state:State):
     finally: signal.signal(signal.SIGINT, old)
 
 # %% ../nbs/03_train.ipynb #3bf30e99
+class _AdamW(torch.optim.AdamW):
+    """torch's AdamW, minus a start-up cost: its methods import `torch._dynamo` (about 1.5 s) on first use, only to
+    mark themselves as not to be compiled. Without `torch.compile` there is nothing to mark, so these call the
+    methods as written (`inspect.unwrap`); `step` runs under `no_grad`, as torch's own wrapper does."""
+    def step(self, closure=None):
+        with torch.no_grad(): return inspect.unwrap(torch.optim.AdamW.step)(self, closure)
+    def add_param_group(self, group): return inspect.unwrap(torch.optim.Optimizer.add_param_group)(self, group)
+    def zero_grad(self, set_to_none=True): return inspect.unwrap(torch.optim.Optimizer.zero_grad)(self, set_to_none)
+    def state_dict(self): return inspect.unwrap(torch.optim.Optimizer.state_dict)(self)
+    def load_state_dict(self, state_dict): return inspect.unwrap(torch.optim.Optimizer.load_state_dict)(self, state_dict)
+
 def make_optimizer(model:GPT, cfg:TrainConfig, device:torch.device) -> torch.optim.AdamW:
-    "AdamW with weight decay on matrices only (nanoGPT's grouping), fused on CUDA."
+    "AdamW with weight decay on matrices only (nanoGPT's grouping), fused on CUDA; torch's own class when compiling."
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
     extra = {"fused": True} if device.type == "cuda" else {}
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), **extra)
+    return (torch.optim.AdamW if cfg.compile else _AdamW)(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), **extra)
 
 # %% ../nbs/03_train.ipynb #aa3c3ddf
 def _ddp():
