@@ -208,6 +208,8 @@ def loss_figure(history:History, title:str|None=None):
         ax.axhline(history.floor, color="C3", lw=1.2, label=f"stream floor, block {history.config['block_size']} = {history.floor:.4f}")
         draw_references(bx, refs)
         bx.set_yscale("log"); bx.set_xlabel(label); ax.grid(alpha=0.3); bx.grid(alpha=0.3, which="both")
+    from matplotlib.ticker import EngFormatter
+    axes[1, 1].xaxis.set_major_formatter(EngFormatter(sep=""))  # 200k, 1.5M
     axes[0, 0].set_ylabel("loss (nats per token)"); axes[1, 0].set_ylabel("excess: KL(Bayes || model), nats per token")
     top = max([r["loss"] for r in va] + [history.floor + 0.02])
     for ax in axes[0]: ax.set_ylim(history.entropy - 0.006, min(top, history.floor + 0.1) + 0.005)
@@ -221,7 +223,7 @@ def loss_figure(history:History, title:str|None=None):
     axes[0, 0].legend(loc="upper right", fontsize=7.5); axes[1, 0].legend(loc="upper right", fontsize=7.5)
     fig.suptitle(title or f"{history.config['n_embd']}-wide, {history.config['n_layer']}-layer GPT, "
                  f"vocab {history.config['vocab']}, batch {history.config['batch_size']} x block {history.config['block_size']}")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.075, right=0.985, bottom=0.07, top=0.935, wspace=0.13, hspace=0.05)  # tight_layout would draw it once more
     return fig
 
 # %% ../nbs/02b_evaluation.ipynb #913e9ec0
