@@ -1,112 +1,122 @@
-"""Sweep of cpu-preset settings: steps, tokens and seconds until the excess over the Bayes predictor reaches 1e-3 and
-1e-4, several seeds per setting, each run in this process one after another.
+"""Sweep of cpu-preset settings over seeds and torch thread counts: how many runs end with an excess over the Bayes
+predictor of at most 1e-4, and how many found the sequence boundary.
 
-`python bench/sweep.py DATA_DIR [--seeds 3] [--steps 600] [--only NAME ...]` prints one row per setting (median over
-seeds, and how many seeds got there) and writes bench/out/sweep.json. Steps and tokens do not depend on the machine;
-seconds do. The excess is measured on the run's fixed validation batches every 25 steps, and at the end by the
-preset's final evaluation."""
+`python bench/sweep.py DATA_DIR [--seeds 8] [--threads 1 2] [--only NAME ...]` runs every setting with seeds 1337,
+1338, ... at each thread count (one-thread runs two at a time, each in its own process; about an hour on two cores),
+prints one row per setting and writes bench/out/sweep.json and a markdown table (`--table` prints the saved one). The same seed gives another run at another thread count: the
+sums inside a matrix multiply are split differently, and a run that finds the boundary at one count can miss it at
+the other. Steps do not depend on the machine; seconds do."""
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-import torch
-
-from zo_gpt.config import make_config
-from zo_gpt.train import Callback, fit
-
-# Each setting changes the old cpu preset (peak lr 1e-2, cosine to 1e-3 over 600 steps here); the last one is the
-# preset chosen from this sweep. Every run uses --steps steps unless its setting says otherwise.
-OLD = {"lr": 1e-2, "min_lr": 1e-3}
-SETTINGS = {name: {**OLD, **changes} for name, changes in {
-    "old preset": {},
-    "lr 2e-2 to 2e-3": {"lr": 2e-2, "min_lr": 2e-3},
-    "lr 3e-2 to 3e-3": {"lr": 3e-2, "min_lr": 3e-3},
-    "lr 5e-3 to 5e-4": {"lr": 5e-3, "min_lr": 5e-4},
-    "constant lr 1e-2": {"min_lr": 1e-2},
-    "beta2 0.95": {"beta2": 0.95},
-    "batch 32": {"batch_size": 32},
-    "batch 8": {"batch_size": 8},
-    "block 512, batch 8": {"block_size": 512, "batch_size": 8},
-    "block 128, batch 32": {"block_size": 128, "batch_size": 32},
-    "n_embd 64": {"n_embd": 64},
-    "1 head": {"n_head": 1},
-    "4 heads": {"n_head": 4},
-    "weight decay 0.1": {"weight_decay": 0.1},
-    "no gradient clipping": {"grad_clip": 0.0},
-    "init std 0.05": {"init_std": 0.05},
-    "lr 3e-2 to 3e-4": {"lr": 3e-2, "min_lr": 3e-4},
-    "lr 3e-2 to 3e-5": {"lr": 3e-2, "min_lr": 3e-5},
-    "lr 3e-2 to 3e-5, batch 8": {"lr": 3e-2, "min_lr": 3e-5, "batch_size": 8},
-    "lr 3e-2 to 3e-5, block 128, batch 32": {"lr": 3e-2, "min_lr": 3e-5, "batch_size": 32, "block_size": 128},
-    "lr 3e-2 to 3e-5, 400 steps (new preset)": {"lr": 3e-2, "min_lr": 3e-5, "max_iters": 400},
-}.items()}
+# Each setting is the cpu preset (8 heads, GPT-2's initial weights' std 0.02, AdamW beta2 0.95, 600 steps) with the
+# changes it names; the last one is the preset before this sweep.
+SETTINGS = {
+    "the cpu preset: 8 heads, init std 0.02, beta2 0.95, 600 steps": {},
+    "8 heads, init std 0.05": {"init_std": 0.05},
+    "4 heads, init std 0.05": {"n_head": 4, "init_std": 0.05},
+    "2 heads, init std 0.05": {"n_head": 2, "init_std": 0.05},
+    "8 heads, init std 0.05, beta2 0.99": {"init_std": 0.05, "beta2": 0.99},
+    "8 heads, init std 0.05, 400 steps": {"init_std": 0.05, "max_iters": 400},
+    "the old preset: 2 heads, beta2 0.99, 400 steps": {"n_head": 2, "beta2": 0.99, "max_iters": 400},
+}
+LEARNED = 5e-4  # P(end of text) where none can come below half the constant guess 1/1001: the run found the boundary
 
 
-class Timer(Callback):
-    "Seconds since the first step began, at every evaluation."
-    def on_fit_start(self, state): self.t0 = time.perf_counter()
-    def on_eval(self, state, record): record["since_start"] = time.perf_counter() - self.t0
+def worker(args):
+    "Runs of one setting at one thread count in this process; one JSON line per run."
+    import torch
+    threads = args.threads[0]
+    torch.set_num_threads(threads)
+    from zo_gpt.config import make_config
+    from zo_gpt.train import fit
+
+    for seed in map(int, args.worker_seeds.split(",")):
+        cfg = make_config("cpu", {"data_dir": args.data, "out_dir": f"{args.tmp}/{seed}-{threads}", "eval_interval": 25,
+                                  **SETTINGS[args.setting], "seed": seed})
+        t0 = time.perf_counter()
+        h = fit(cfg, verbose=False)
+        first = lambda limit: next((r["iter"] for r in h.val if r["kl"] <= limit), None)
+        print(json.dumps({"setting": args.setting, "seed": seed, "threads": threads, "steps": cfg.max_iters,
+                          "final_kl": h.final["kl"], "final_kl_se": h.final["kl_se"], "kl_parts": h.final["kl_parts"],
+                          "p_eot_in_view": h.final["p_eot_in_view"], "steps_1e-3": first(1e-3), "steps_1e-4": first(1e-4),
+                          "seconds": time.perf_counter() - t0}), flush=True)
 
 
-def first(val, key, limit):
-    return next((r[key] for r in val if r["kl"] <= limit), None)
+def run_setting(name, seeds, threads, data, tmp):
+    "All runs of one setting: one-thread runs split over two processes side by side, others one process."
+    procs = []
+    groups = [seeds[0::2], seeds[1::2]] if threads == 1 else [seeds]
+    for group in groups:
+        cmd = [sys.executable, __file__, data, "--worker", "--setting", name, "--threads", str(threads),
+               "--worker-seeds", ",".join(map(str, group)), "--tmp", tmp]
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      env={**os.environ, "OMP_NUM_THREADS": str(threads)}))
+    rows = []
+    for p in procs:
+        out, err = p.communicate()
+        if p.returncode: raise SystemExit(f"{name}, {threads} threads: {err.strip().splitlines()[-1] if err.strip() else p.returncode}")
+        rows += [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return sorted(rows, key=lambda r: r["seed"])
 
 
-def run(name, changes, seed, steps, data):
-    cfg = make_config("cpu", {"max_iters": steps, "eval_interval": 25, "data_dir": data, "out_dir": f"/tmp/zo-sweep/{name}",
-                              **changes, "seed": seed})
-    timer = Timer()
-    h = fit(cfg, callbacks=[timer], verbose=False)
-    val = h.val
-    return {"setting": name, "seed": seed, "steps_1e-3": first(val, "iter", 1e-3), "steps_1e-4": first(val, "iter", 1e-4),
-            "tokens_1e-3": first(val, "tokens", 1e-3), "tokens_1e-4": first(val, "tokens", 1e-4),
-            "s_1e-3": first(val, "since_start", 1e-3), "s_1e-4": first(val, "since_start", 1e-4),
-            "final_kl": h.final["kl"], "final_kl_se": h.final["kl_se"], "p_eot_in_view": h.final["p_eot_in_view"],
-            "s_per_step": val[-1]["since_start"] / val[-1]["iter"]}
+def summary(rows) -> dict:
+    kls = sorted(r["final_kl"] for r in rows)
+    return {"runs": len(rows), "at_1e-4": sum(k <= 1e-4 for k in kls), "learned": sum(r["p_eot_in_view"] < LEARNED for r in rows),
+            "median": statistics.median(kls), "worst": kls[-1], "steps": rows[0]["steps"],
+            "s_per_run": {t: statistics.median(r["seconds"] for r in rows if r["threads"] == t) for t in sorted({r["threads"] for r in rows})}}
 
 
-def med(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
+def markdown(rows, threads) -> str:
+    "The sweep as a markdown table, one row per setting."
+    head = (f"| setting | steps | runs at excess <= 1e-4 | boundary found | median excess | worst | "
+            + " | ".join(f"s per run, {t} thread{'s' if t > 1 else ''}" for t in threads) + " |")
+    out = [head, "|" + "---|" * (6 + len(threads))]
+    for name in dict.fromkeys(r["setting"] for r in rows):
+        s = summary([r for r in rows if r["setting"] == name])
+        out.append(f"| {name} | {s['steps']} | {s['at_1e-4']} of {s['runs']} | {s['learned']} of {s['runs']} | {s['median']:.1e} | "
+                   f"{s['worst']:.1e} | " + " | ".join(f"{s['s_per_run'].get(t, float('nan')):.0f}" for t in threads) + " |")
+    return "\n".join(out)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("data"); ap.add_argument("--seeds", type=int, default=3); ap.add_argument("--steps", type=int, default=600)
-    ap.add_argument("--only", nargs="*"); ap.add_argument("--out", default=str(Path(__file__).parent / "out" / "sweep.json"))
+    ap.add_argument("data")
+    ap.add_argument("--seeds", type=int, default=8)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--only", nargs="*")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "out" / "sweep.json"))
+    ap.add_argument("--table", action="store_true", help="print the table of the sweep saved at --out, without running it")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--setting", help=argparse.SUPPRESS); ap.add_argument("--worker-seeds", help=argparse.SUPPRESS)
+    ap.add_argument("--tmp", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.worker: return worker(args)
+    if args.table:
+        saved = json.loads(Path(args.out).read_text())
+        return print(markdown(saved["runs"], sorted({r["threads"] for r in saved["runs"]})))
+    import tempfile
+    seeds = list(range(1337, 1337 + args.seeds))
+    print(f"seeds {seeds[0]}-{seeds[-1]} at {' and '.join(map(str, args.threads))} torch threads per setting", flush=True)
     rows = []
-    print(f"torch threads {torch.get_num_threads()}; {args.seeds} seeds x {args.steps} steps per setting", flush=True)
-    print(f"{'setting':28} {'steps to 1e-3':>13} {'steps to 1e-4':>13} {'reached 1e-4':>12} {'s to 1e-4':>9} "
-          f"{'final excess':>12} {'ms/step':>7}", flush=True)
-    for name, changes in SETTINGS.items():
-        if args.only and name not in args.only: continue
-        rs = [run(name, changes, 1337 + s, args.steps, args.data) for s in range(args.seeds)]
-        rows += rs
-        fmt = lambda v, f: format(v, f) if v is not None else "-"
-        print(f"{name:28} {fmt(med([r['steps_1e-3'] for r in rs]), '13.0f')} {fmt(med([r['steps_1e-4'] for r in rs]), '13.0f')} "
-              f"{sum(r['steps_1e-4'] is not None for r in rs):>8} of {len(rs)} {fmt(med([r['s_1e-4'] for r in rs]), '9.1f')} "
-              f"{med([r['final_kl'] for r in rs]):12.1e} {1e3 * med([r['s_per_step'] for r in rs]):7.1f}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in SETTINGS:
+            if args.only and name not in args.only: continue
+            got = [r for t in args.threads for r in run_setting(name, seeds, t, args.data, tmp)]
+            rows += got
+            s = summary(got)
+            print(f"{name:52} {s['at_1e-4']:>2} of {s['runs']} at <= 1e-4, boundary found in {s['learned']:>2}; "
+                  f"median {s['median']:.1e}, worst {s['worst']:.1e}; "
+                  + ", ".join(f"{v:.0f} s per run at {t} thread{'s' if t > 1 else ''}" for t, v in s["s_per_run"].items()), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"settings": SETTINGS, "runs": rows}, indent=1))
-    print("\n" + markdown(rows))
-
-
-def markdown(rows) -> str:
-    "The sweep as a markdown table: medians over seeds, and how many seeds reached each level."
-    out = ["| setting (changes to the old cpu preset) | steps to 1e-3 | steps to 1e-4 | seeds at 1e-4 | tokens to 1e-4 | "
-           "final excess | ms/step |", "|---|---|---|---|---|---|---|"]
-    for name in dict.fromkeys(r["setting"] for r in rows):
-        rs = [r for r in rows if r["setting"] == name]
-        m = lambda k: med([r[k] for r in rs])
-        f = lambda v, spec: format(v, spec) if v is not None else "-"
-        out.append(f"| {name} | {f(m('steps_1e-3'), '.0f')} | {f(m('steps_1e-4'), '.0f')} | "
-                   f"{sum(r['steps_1e-4'] is not None for r in rs)} of {len(rs)} | {f(m('tokens_1e-4'), ',.0f')} | "
-                   f"{m('final_kl'):.1e} | {1e3 * m('s_per_step'):.1f} |")
-    return "\n".join(out)
+    print("\n" + markdown(rows, args.threads))
 
 
 if __name__ == "__main__":

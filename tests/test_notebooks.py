@@ -76,13 +76,13 @@ def test_02b_evaluation(tmp_path):
 
 def test_03_train(tmp_path):
     _, s = run("03_train.ipynb", tmp_path, overrides={"max_iters": 80, "eval_interval": 40}, sample_tokens=400,
-               run_dir=str(tmp_path / "run"), long_iters=60)
+               run_dir=str(tmp_path / "run"))
     assert s["iters"] == 80 and s["tokens"] == 80 * 16 * 256 and s["vocab"] == "compact"
     assert s["floor"] == pytest.approx(stream_floor(2 / 3, 1000, 256))
     f = s["final"]
     assert abs(f["loss"] - s["floor"]) < 0.02 and f["se"] < 0.001 and 0 < f["kl"] < 0.05 and f["kl_se"] < 1e-3
     assert abs(s["mean_p_one"] - 2 / 3) < 0.02 and s["sample_words"] > 350
-    assert s["long"]["iters"] == 60 and [r["iter"] for r in s["long"]["val"]] == [50, 60]
+    assert [r["iter"] for r in s["val"]] == [40, 80] and all(r["kl"] > 0 for r in s["val"])
     assert (tmp_path / "run" / "ckpt.pt").exists() and (tmp_path / "run" / "metrics.jsonl").exists()
 
 

@@ -27,7 +27,7 @@ class TrainConfig:
     vocab: str = "compact"  # 'gpt2' (50,257 ids, padded to 50,304) or 'compact' (5 ids)
     # model
     n_layer: int = 1  # transformer blocks
-    n_head: int = 2  # attention heads
+    n_head: int = 8  # attention heads
     n_embd: int = 32  # width of the residual stream
     block_size: int = 256  # context length of training blocks
     dropout: float = 0.0  # dropout rate
@@ -37,13 +37,13 @@ class TrainConfig:
     # optimisation
     batch_size: int = 16  # blocks per micro-batch
     grad_accum: int = 1  # micro-batches per optimizer step
-    max_iters: int = 400  # optimizer steps
+    max_iters: int = 600  # optimizer steps
     lr: float = 3e-2  # peak learning rate
     min_lr: float = 3e-5  # learning rate at the end of the cosine decay
     warmup_iters: int = 20  # linear warm-up steps
     weight_decay: float = 0.0  # AdamW weight decay on matrices
     beta1: float = 0.9  # AdamW beta1
-    beta2: float = 0.99  # AdamW beta2
+    beta2: float = 0.95  # AdamW beta2
     grad_clip: float = 1.0  # clip the gradient norm at this (0: no clipping)
     # evaluation and logging
     eval_interval: int = 50  # steps between evaluations on the fixed validation batches
