@@ -88,7 +88,7 @@ def time_to_floor(tmp, runs=RUNS):
     for lim in (1e-3, 1e-4):
         print(f"   to excess <= {lim:.0e}: {fmt(med(f'iter_{lim}'), '.0f')} steps, {fmt(med(f'tokens_{lim}'), ',.0f')} tokens, "
               f"{fmt(med(f'time_{lim}'), '.1f')} s into the run (reached by {sum(r[f'iter_{lim}'] is not None for r in rows)} "
-              f"of {len(rows)} seeds)")
+              f"of {len(rows)} runs)")
     kls = sorted(r["final"]["kl"] for r in rows)
     kl, wall, steps, good = statistics.median(kls), med("wall"), rows[0]["steps"], sum(k <= 1e-4 for k in kls)
     gap = statistics.median(r["final"]["loss"] - r["floor"] for r in rows)
