@@ -80,3 +80,26 @@ def test_samples_are_one_sequence_per_paragraph():
     from zo_gpt.cli import format_sample
     text = "1 0 1<|endoftext|>0 1 1 1 0 1 1 0 1 1<|endoftext|>1 1"
     assert format_sample(text, 20).splitlines() == ["1 0 1<|endoftext|>", "0 1 1 1 0 1 1 0 1", "1<|endoftext|>", "1 1"]
+
+
+def test_train_says_why_a_loss_sits_below_the_floor(tmp_path, monkeypatch, capsys):
+    "A validation sample easier than average gives a loss under the floor; the command says so, with the Bayes loss."
+    import zo_gpt.train
+    from zo_gpt.cli import main
+    from zo_gpt.config import make_config
+    from zo_gpt.data import entropy, stream_floor
+    from zo_gpt.evaluation import History
+    floor = stream_floor(2 / 3, 1000, 256)
+    def fit(cfg, **kw):
+        if cfg: Path(cfg.out_dir).mkdir(parents=True)
+        h = History(vars(make_config("cpu")), floor, entropy(2 / 3), 2 / 3, 1000)
+        h.final = {"loss": floor - 0.0005, "se": 0.0004, "bayes": floor - 0.00054, "kl": 4e-5, "kl_se": 1e-8, "scored": 512_512}
+        return h
+    monkeypatch.setattr(zo_gpt.train, "fit", fit)
+    assert main(["train", f"--out_dir={tmp_path / 'run'}"]) == 0
+    out = capsys.readouterr().out
+    assert "loss - floor -0.00050" in out and "the Bayes predictor scores 0.64310 on them, the model +0.00004 more" in out
+    h = fit(None); h.final["loss"] = floor + 0.0002
+    monkeypatch.setattr(zo_gpt.train, "fit", lambda cfg, **kw: Path(cfg.out_dir).mkdir(parents=True) or h)
+    assert main(["train", f"--out_dir={tmp_path / 'run2'}"]) == 0
+    assert "below the floor" not in capsys.readouterr().out

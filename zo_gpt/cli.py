@@ -60,6 +60,9 @@ def _train(args, extra:list[str]) -> int:
     where = f"{f['scored']:,} validation tokens" if history.final else "fixed validation batches"
     print(f"final val loss {f['loss']:.5f} +- {f['se']:.5f} ({where})   floor {history.floor:.5f}   "
           f"loss - floor {f['loss'] - history.floor:+.5f} +- {f['se']:.5f}   {excess_text(f)} nats per token")
+    if f["loss"] < history.floor:  # a sample can be easier than the average the floor is; no model beats the Bayes predictor on it
+        print(f"the loss is below the floor because these tokens are easier than average: the Bayes predictor scores "
+              f"{f['bayes']:.5f} on them, the model {f['loss'] - f['bayes']:+.5f} more")
     print(f"wrote {out / 'loss.png'}, {out / 'metrics.jsonl'}, {out / 'ckpt.pt'}, {out / 'summary.json'}")
     return 0
 
