@@ -43,7 +43,7 @@ def lab(tmp_path):
     work = tmp_path / "work"; work.mkdir()
     nb = json.loads((NBS / "03a_panel.ipynb").read_text())
     cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
-    cell["source"] = 'run_dir = "runs"\nmax_iters = 40\nseeds = 1\n'
+    cell["source"] = 'run_dir = "runs"\nmax_iters = 40\nseeds = 1\nn_head = 2\n'
     (work / "03a_panel.ipynb").write_text(json.dumps(nb))
     settings = tmp_path / "settings"
     for plugin, values in {"@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
