@@ -1,13 +1,13 @@
-"""Training figures on this machine: the cpu preset on twelve seeds, where a command's time goes, the GPT-2-vocabulary
+"""Training figures on this machine: the cpu preset in twelve runs, where a command's time goes, the GPT-2-vocabulary
 step, and the a100 preset on the CPU.
 
 1. The cpu preset: `zo-gpt train --preset cpu` as a fresh process, twelve runs (seeds 1337-1344 with one torch thread,
    1345-1348 with two; the dataset made beforehand): steps, tokens and seconds until the excess over the Bayes
    predictor reaches 1e-3 and 1e-4, the final excess (goal <= 1e-4 in at least 11 of the 12, within 600 steps), the
-   loss against the floor, the final excess's standard error (goal <= 1e-5), and the share of the run's wall time
-   the evaluations take (goal <= 10%; also given as a share of fit() alone).
+   loss against the floor and the final excess's standard error (goal <= 1e-5).
 2. Where the whole command's time goes (two threads): imports, set-up, training steps, evaluations, checkpoints,
-   loss.png and summary.json, and Python's own start and exit. Goal: everything but steps and evaluations <= 20%.
+   loss.png and summary.json, and Python's own start and exit. Goals: everything but steps and evaluations <= 20%,
+   evaluations <= 10%.
 3. GPT-2-vocabulary step at n_embd 128, block 256, batch 16, vocab 50,304: seconds per training step and peak RSS,
    plain vs fused cross-entropy in float32, and bfloat16 autocast. Goal: fused >= 1.6x faster, <= 1.2 GB.
 4. The a100 preset (batch 64 x block 512, n_embd 768, bfloat16) for one step on the CPU. Goal: <= 8 GB peak RSS.
