@@ -185,7 +185,7 @@ def test_gradient_accumulation_counts_tokens(small_data, tmp_path):
     assert all(math.isfinite(r["loss"]) for r in h.train) and h.final is None
 
 
-def test_training_without_compile_never_imports_dynamo(small_data, tmp_path):
+def test_training_without_compile_never_imports_dynamo(small_data, tmp_path, monkeypatch):
     "torch's optimizers import torch._dynamo (over a second) on first use; zo_gpt's AdamW does not, and steps the same."
     settings = {"data_dir": str(small_data), "out_dir": str(tmp_path / "run"), "block_size": 64, "batch_size": 8, "max_iters": 6,
                 "eval_interval": 3, "eval_batches": 2}
@@ -201,9 +201,6 @@ def test_training_without_compile_never_imports_dynamo(small_data, tmp_path):
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["dynamo"] is False and out["tiktoken"] is False and len(out["losses"]) == 6  # nor a tokenizer
     import zo_gpt.train as train                                    # the same run with torch's own AdamW
-    saved = train._AdamW
-    try:
-        train._AdamW = torch.optim.AdamW
-        theirs = fit(cfg(small_data, tmp_path / "torch", max_iters=6, eval_interval=3, warmup_iters=20), verbose=False)
-    finally: train._AdamW = saved
+    monkeypatch.setattr(train, "_AdamW", torch.optim.AdamW)
+    theirs = fit(cfg(small_data, tmp_path / "torch", max_iters=6, eval_interval=3, warmup_iters=20), verbose=False)
     assert losses(theirs) == out["losses"]
