@@ -122,6 +122,7 @@ def test_panel_in_a_real_browser(lab):
             page.locator(".zo-panel .zo-block .noUi-handle").focus()
             page.keyboard.press("ArrowLeft")                           # block 256 -> 128
             page.wait_for_function("document.querySelector('.zo-block .widget-readout').textContent.trim() === '128'")
+            page.wait_for_selector(".zo-panel button[title*='block 128,']", timeout=30_000)
             before = plot_src(page)
             page.locator(".zo-panel button", has_text="Train").click()
             page.wait_for_function("document.querySelector('.zo-status').textContent.includes('done:')", timeout=120_000)
@@ -141,6 +142,8 @@ def test_panel_in_a_real_browser(lab):
             page.keyboard.press("End")
             page.wait_for_function("""[...document.querySelectorAll('.zo-panel .widget-hslider')]
                 .some(s => s.textContent.includes('max steps') && s.querySelector('.widget-readout').textContent.trim() === '3000')""")
+            # the readout moves before the kernel has the value: wait for the kernel's own word, the Train button's tooltip
+            page.wait_for_selector(".zo-panel button[title*='3000 steps']", timeout=30_000)
             page.locator(".zo-panel button", has_text="Train").click()
             page.wait_for_function("document.querySelector('.zo-status').textContent.includes('step ')", timeout=60_000)
             page.locator(".zo-panel button", has_text="Stop").click()

@@ -212,6 +212,8 @@ def test_sliders_land_on_the_values_they_show(panel):
     for label, value in panel.lr.options: assert float(label) == value
     panel.lr.value = 1e-3; panel.lr.value = 3e-2                   # away and back
     assert panel.config().lr == 3e-2 and panel.lr.label == "3e-2"
+    panel.iters.value, panel.block.value = panel.iters.options[-1], 64   # the Train button names the run it would start
+    assert f"block 64, {panel.iters.options[-1]} steps" in panel.train_button.tooltip
 
 
 def test_any_base_config_is_shown_as_it_is(data, tmp_path):

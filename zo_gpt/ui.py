@@ -245,6 +245,7 @@ class TrainingPanel:
         self.compare_button.on_click(lambda _: self.start(COMPARE))
         self.clear_button.on_click(lambda _: self.clear())
         for w in (self.block, self.xaxis, self.view): w.observe(lambda _: self.redraw(), names="value")
+        for w in (self.batch, self.block, self.iters, self.lr, self.vocab): w.observe(lambda _: self._say_next(), names="value")
         self.vocab.observe(lambda change: self._vocab_note(change["new"]), names="value")
         wrap = lambda *children: widgets.Box(list(children), layout=widgets.Layout(display="flex", flex_flow="row wrap"))
         self.widget = widgets.VBox([
@@ -252,7 +253,12 @@ class TrainingPanel:
             wrap(self.train_button, self.stop_button, self.compare_button, self.clear_button), self.status, self.image])
         self.widget.add_class("zo-panel")
         _PANELS.add(self)
-        self.redraw()
+        self._say_next(); self.redraw()
+
+    def _say_next(self):
+        "The Train button's tooltip names the run it would start, from the values the kernel holds (a slider's readout can be ahead of them)."
+        try: self.train_button.tooltip = f"train {_label(self.config())}"
+        except ConfigError as e: self.train_button.tooltip = f"cannot train: {e}"
 
     def _repr_mimebundle_(self, **kwargs): return self.widget._repr_mimebundle_(**kwargs)
 
