@@ -3,7 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from zo_gpt.data import ConfigError, entropy, floor_parts, generate, iter_words, stream_floor
+from zo_gpt.data import entropy, floor_parts, generate, iter_words, stream_floor
+from zo_gpt.helpers import ConfigError
 
 
 def test_generate_shape_values_and_seed():

@@ -7,7 +7,8 @@ import time
 import pytest
 
 from zo_gpt.config import make_config
-from zo_gpt.data import ConfigError, reference_excess, stream_floor
+from zo_gpt.data import reference_excess, stream_floor
+from zo_gpt.helpers import ConfigError
 from zo_gpt.evaluation import loss_figure
 from zo_gpt.tokens import DataConfig, prepare
 from zo_gpt.train import fit

@@ -17,8 +17,9 @@ import torch
 
 from zo_gpt.cli import main
 from zo_gpt.config import TrainConfig, make_config
-from zo_gpt.data import ConfigError
-from zo_gpt.tokens import DataConfig, DatasetError, load_dataset, prepare
+from zo_gpt.helpers import ConfigError
+from zo_gpt.tokens import DataConfig, load_dataset, prepare
+from zo_gpt.helpers import DatasetError
 from zo_gpt.train import fit
 
 CLI = str(Path(sys.executable).parent / "zo-gpt")

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 import zo_gpt.tokens as tokens
-from zo_gpt.data import ConfigError, entropy, generate, stream_floor
-from zo_gpt.tokens import DataConfig, DatasetError, encode_text, load_dataset, mc_floor, prepare, token_table
+from zo_gpt.data import entropy, generate, stream_floor
+from zo_gpt.helpers import ConfigError
+from zo_gpt.tokens import DataConfig, encode_text, load_dataset, mc_floor, prepare, token_table
+from zo_gpt.helpers import DatasetError
 
 
 def bins(path):

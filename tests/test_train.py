@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from zo_gpt.data import ConfigError, stream_floor
+from zo_gpt.data import stream_floor
+from zo_gpt.helpers import ConfigError
 from zo_gpt.tokens import DataConfig, prepare
 from zo_gpt.config import lr_at, make_config, parse_overrides
 from zo_gpt.data import reference_excess

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from .config import TrainConfig
-from .data import ConfigError, TrainingError, atomic_path, first_line, get_device, remove_stale_temps, writable_folder
+from .helpers import ConfigError, TrainingError, atomic_path, first_line, get_device, remove_stale_temps, writable_folder
 from .model import GPT
 
 # %% ../nbs/02c_checkpoint.ipynb #92f3b586

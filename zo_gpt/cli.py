@@ -20,8 +20,8 @@ from pathlib import Path
 
 from . import __version__
 from .config import PRESETS, TrainConfig, make_config, parse_overrides
-from .data import ConfigError, TrainingError, atomic_path, writable_folder
-from .tokens import DataConfig, DatasetError, TokenizerUnavailable, describe, prepare
+from .helpers import ConfigError, DatasetError, TrainingError, atomic_path, writable_folder
+from .tokens import DataConfig, TokenizerUnavailable, describe, prepare
 
 # %% ../nbs/05_cli.ipynb #46029ea4
 def _number(text:str) -> float:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import DTYPE_NAMES, ConfigError, check_positive
-from .tokens import VOCABS, DataConfig, Dataset, DatasetError, load_dataset, prepare
+from .helpers import DTYPE_NAMES, ConfigError, DatasetError, check_positive
+from .tokens import VOCABS, DataConfig, Dataset, load_dataset, prepare
 
 # %% ../nbs/02a_config.ipynb #6422f1b8
 _KINDS = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}  # what a field of each type accepts

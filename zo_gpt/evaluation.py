@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from .config import blocks_at
-from .data import ConfigError, bayes_next, check_positive, is_boundary, kl_div, latest_boundary, reference_excess
+from .data import bayes_next, is_boundary, kl_div, latest_boundary, reference_excess
+from .helpers import ConfigError, check_positive
 from .model import autocast
 from .tokens import code_lookup
 

@@ -16,7 +16,7 @@ import torch.nn as nn
 from torch.autograd.profiler import record_function
 from torch.nn import functional as F
 
-from .data import DTYPE_NAMES, ConfigError, check_positive
+from .helpers import DTYPE_NAMES, ConfigError, check_positive
 
 # %% ../nbs/02_model.ipynb #f4489db9
 DTYPES = dict(zip(DTYPE_NAMES, (torch.float32, torch.bfloat16, torch.float16)))

@@ -22,7 +22,7 @@ import torch
 from torch.autograd.profiler import record_function
 from torch.profiler import ProfilerActivity, profile, schedule
 
-from .data import check_positive, get_device
+from .helpers import check_positive, get_device
 from .model import GPT, autocast, flops_per_token
 from .config import TrainConfig, check_data, get_batch, make_config, open_dataset
 from .evaluation import _png_figure, draws

@@ -19,7 +19,8 @@ import ipywidgets as widgets
 import numpy as np
 
 from .config import TrainConfig, make_config, open_dataset
-from .data import ConfigError, check_positive, entropy, first_line, get_device, reference_excess, stream_floor
+from .data import entropy, reference_excess, stream_floor
+from .helpers import ConfigError, check_positive, first_line, get_device
 from .evaluation import History, _png_figure, draw_references, draws, excess_text
 from .train import Callback, fit
 
