@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from .checkpoint import claim_run_folder, config_differences, load_checkpoint, load_weights, write_checkpoint
 from .config import TrainConfig, check_data, fixed_batches, get_batch, lr_at, open_dataset
-from .data import ConfigError, TrainingError, atomic_path, check_positive, entropy, get_device, stream_floor
+from .data import entropy, stream_floor
+from .helpers import ConfigError, TrainingError, atomic_path, check_positive, get_device
 from .evaluation import History, evaluate, evaluate_split
 from .model import GPT, autocast
 from .tokens import Dataset
@@ -124,22 +125,6 @@ def make_optimizer(model:GPT, cfg:TrainConfig, device:torch.device) -> torch.opt
     return (torch.optim.AdamW if cfg.compile else _AdamW)(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), **extra)
 
 # %% ../nbs/03_train.ipynb #aa3c3ddf
-def _ddp():
-    "(rank, world size, local rank) when launched by torchrun, after joining the process group; else None."
-    if "RANK" not in os.environ: return None
-    import torch.distributed as dist
-    if not dist.is_initialized(): dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0))
-
-def _ddp_summary(model:GPT, first_loss:float) -> dict:
-    "Every rank's parameter checksum and first loss, gathered: equal checksums mean the ranks stayed in sync."
-    import torch.distributed as dist
-    mine = torch.tensor([sum(p.detach().double().sum().item() for p in model.parameters()), first_loss], dtype=torch.float64)
-    everyone = [torch.zeros_like(mine) for _ in range(dist.get_world_size())]
-    dist.all_gather(everyone, mine)
-    return {"world_size": dist.get_world_size(), "checksums": [t[0].item() for t in everyone],
-            "first_losses": [t[1].item() for t in everyone]}
-
 def fit(
     cfg:TrainConfig, # the run
     data:Dataset|None=None, # dataset; by default `open_dataset(cfg)`
@@ -153,9 +138,7 @@ def fit(
     callbacks = list(callbacks)
     for cb in callbacks:
         if not isinstance(cb, Callback): raise ConfigError(f"callbacks must be Callback objects, got {type(cb).__name__}")
-    ddp = _ddp()
-    rank, world, local = ddp or (0, 1, 0)
-    device = torch.device(f"cuda:{local}") if ddp and torch.cuda.is_available() else get_device(cfg.device)
+    ddp, rank, world, local, device = _processes(cfg)
     if device.type == "cuda": torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.tf32
     data = data or open_dataset(cfg)
     check_data(cfg, data)
@@ -172,16 +155,13 @@ def fit(
         n = sum(p.numel() for p in model.parameters())
         print(f"device: {device}{f' x {world} processes' if ddp else ''}; {n:,} parameters; "
               f"floor {history.floor:.5f} at block {cfg.block_size}")
-    step_model = torch.compile(model) if cfg.compile else model
-    if ddp:
-        from torch.nn.parallel import DistributedDataParallel
-        step_model = DistributedDataParallel(step_model, device_ids=[local] if device.type == "cuda" else None)
+    step_model = _step_model(model, cfg, ddp, local, device)
     callbacks = callbacks if rank == 0 else []
     eval_set = fixed_batches(data.val, cfg, device)
     for cb in callbacks: cb.on_fit_start(state)
     try:
         with _stop_on_ctrl_c(state):  # the final evaluation too: a first Ctrl-C during it lets it finish
-            _loop(state, step_model, callbacks, eval_set, ddp is not None, world)
+            _loop(state, step_model, callbacks, eval_set, ddp, world)
             if cfg.final_eval and state.iter >= cfg.max_iters: _final_eval(state, callbacks)
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread: the step may be half done
         state.stop, state.torn = True, state.in_step
@@ -244,10 +224,6 @@ def _final_eval(state:State, callbacks:list):
 def _where(state:State) -> str:
     return f"the last good checkpoint is {state.last_checkpoint}" if state.last_checkpoint else "no checkpoint was written yet"
 
-def _maybe_no_sync(model, sync:bool):
-    "DDP's no_sync() for micro-batches before the last one; otherwise nothing."
-    return contextlib.nullcontext() if sync else model.no_sync()
-
 # %% ../nbs/03_train.ipynb #65bcccc6
 class ProgressBar(Callback):
     "tqdm bars over the steps (the training loss and the last evaluation's excess over the Bayes predictor) and over the final evaluation."
@@ -298,6 +274,42 @@ class Checkpointer(Callback):
     def on_eval(self, state, record): save_checkpoint(state)
     def on_fit_end(self, state):
         if not (state.failed or state.torn): save_checkpoint(state)
+
+# %% ../nbs/03_train.ipynb #b870b827
+def _processes(cfg:TrainConfig) -> tuple:
+    "(joined, rank, world size, local rank, device): one process, or one of several started by torchrun."
+    ddp = _ddp()
+    rank, world, local = ddp or (0, 1, 0)
+    device = torch.device(f"cuda:{local}") if ddp and torch.cuda.is_available() else get_device(cfg.device)
+    return ddp is not None, rank, world, local, device
+
+def _step_model(model:GPT, cfg:TrainConfig, ddp:bool, local:int, device):
+    "The model the steps call: compiled if `cfg.compile`, wrapped in DistributedDataParallel across processes."
+    step_model = torch.compile(model) if cfg.compile else model
+    if ddp:
+        from torch.nn.parallel import DistributedDataParallel
+        step_model = DistributedDataParallel(step_model, device_ids=[local] if device.type == "cuda" else None)
+    return step_model
+
+def _ddp():
+    "(rank, world size, local rank) when launched by torchrun, after joining the process group; else None."
+    if "RANK" not in os.environ: return None
+    import torch.distributed as dist
+    if not dist.is_initialized(): dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0))
+
+def _ddp_summary(model:GPT, first_loss:float) -> dict:
+    "Every rank's parameter checksum and first loss, gathered: equal checksums mean the ranks stayed in sync."
+    import torch.distributed as dist
+    mine = torch.tensor([sum(p.detach().double().sum().item() for p in model.parameters()), first_loss], dtype=torch.float64)
+    everyone = [torch.zeros_like(mine) for _ in range(dist.get_world_size())]
+    dist.all_gather(everyone, mine)
+    return {"world_size": dist.get_world_size(), "checksums": [t[0].item() for t in everyone],
+            "first_losses": [t[1].item() for t in everyone]}
+
+def _maybe_no_sync(model, sync:bool):
+    "DDP's no_sync() for micro-batches before the last one; otherwise nothing."
+    return contextlib.nullcontext() if sync else model.no_sync()
 
 # %% ../nbs/03_train.ipynb #8aa956d4
 def sample_text(model:GPT, tokens_table:list, n_tokens:int=1000, seed:int=0, device=None) -> tuple[str, float, int]:
