@@ -91,7 +91,7 @@ def test_train_says_why_a_loss_sits_below_the_floor(tmp_path, monkeypatch, capsy
     from zo_gpt.evaluation import History
     floor = stream_floor(2 / 3, 1000, 256)
     def fit(cfg, **kw):
-        if cfg: Path(cfg.out_dir).mkdir(parents=True)
+        if cfg: Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
         h = History(vars(make_config("cpu")), floor, entropy(2 / 3), 2 / 3, 1000)
         h.final = {"loss": floor - 0.0005, "se": 0.0004, "bayes": floor - 0.00054, "kl": 4e-5, "kl_se": 1e-8, "scored": 512_512}
         return h
@@ -100,6 +100,6 @@ def test_train_says_why_a_loss_sits_below_the_floor(tmp_path, monkeypatch, capsy
     out = capsys.readouterr().out
     assert "loss - floor -0.00050" in out and "the Bayes predictor scores 0.64310 on them, the model +0.00004 more" in out
     h = fit(None); h.final["loss"] = floor + 0.0002
-    monkeypatch.setattr(zo_gpt.train, "fit", lambda cfg, **kw: Path(cfg.out_dir).mkdir(parents=True) or h)
+    monkeypatch.setattr(zo_gpt.train, "fit", lambda cfg, **kw: Path(cfg.out_dir).mkdir(parents=True, exist_ok=True) or h)
     assert main(["train", f"--out_dir={tmp_path / 'run2'}"]) == 0
     assert "below the floor" not in capsys.readouterr().out

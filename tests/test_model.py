@@ -4,8 +4,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from zo_gpt.helpers import ConfigError
-from zo_gpt.helpers import get_device
+from zo_gpt.helpers import ConfigError, get_device
 from zo_gpt.model import GPT, GPTConfig, autocast, flops_per_token, linear_cross_entropy, param_counts
 
 

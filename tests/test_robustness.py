@@ -17,9 +17,8 @@ import torch
 
 from zo_gpt.cli import main
 from zo_gpt.config import TrainConfig, make_config
-from zo_gpt.helpers import ConfigError
+from zo_gpt.helpers import ConfigError, DatasetError
 from zo_gpt.tokens import DataConfig, load_dataset, prepare
-from zo_gpt.helpers import DatasetError
 from zo_gpt.train import fit
 
 CLI = str(Path(sys.executable).parent / "zo-gpt")
@@ -205,8 +204,9 @@ def losses(run):
     return [json.loads(l)["loss"] for l in (run / "metrics.jsonl").read_text().splitlines() if '"kind": "train"' in l]
 
 
-def test_an_interrupted_run_resumes_exactly(world, tmp_path):
-    "Ctrl-C at a random moment, then --resume: the same losses and final measures, bit for bit, as an uninterrupted run."
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_an_interrupted_run_resumes_exactly(world, tmp_path, sig):
+    "Ctrl-C or SIGTERM at a random moment, then --resume: the same losses and final measures, bit for bit, as an uninterrupted run."
     args = [f"--data_dir={world / 'data'}", "--max_iters=1500", "--eval_interval=100", *SMALL]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     full = subprocess.run([CLI, "train", f"--out_dir={tmp_path / 'full'}", *args], capture_output=True, text=True, env=env)
@@ -219,7 +219,7 @@ def test_an_interrupted_run_resumes_exactly(world, tmp_path):
         while not (cut / "metrics.jsonl").exists() or '"kind": "train"' not in (cut / "metrics.jsonl").read_text():
             time.sleep(0.01)
         time.sleep(rng.uniform(0.0, 1.5))                  # the run takes about 4 s: mostly mid-training
-        p.send_signal(signal.SIGINT)
+        p.send_signal(sig)
         out, err = p.communicate(timeout=120)
         assert "Traceback" not in err, err[-2000:]
         if p.returncode == 130:                             # stopped: a checkpoint of the last completed step

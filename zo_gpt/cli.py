@@ -7,20 +7,23 @@ __all__ = ['format_sample', 'parser', 'main']
 
 # %% ../nbs/05_cli.ipynb #5dc0f386
 import argparse
+import contextlib
 import inspect
 import json
 import os
 import re
 import shutil
+import signal
 import sys
 import textwrap
+import threading
 from dataclasses import asdict, fields
 from fractions import Fraction
 from pathlib import Path
 
 from . import __version__
 from .config import PRESETS, TrainConfig, make_config, parse_overrides
-from .helpers import ConfigError, DatasetError, TrainingError, atomic_path, writable_folder
+from .helpers import ConfigError, DatasetError, TrainingError, atomic_path, folder_lock
 from .tokens import DataConfig, TokenizerUnavailable, describe, prepare
 
 # %% ../nbs/05_cli.ipynb #46029ea4
@@ -41,30 +44,31 @@ def _train(args, extra:list[str]) -> int:
     from zo_gpt.evaluation import excess_text, loss_figure  # torch and matplotlib load only for the commands that use them
     from zo_gpt.train import Checkpointer, MetricsLog, ProgressBar, fit
     cfg = make_config(args.preset, parse_overrides(extra))
-    history = fit(cfg, callbacks=[ProgressBar(), MetricsLog(), Checkpointer()], resume=args.resume, overwrite=args.force)
-    if history.ddp:
-        import torch.distributed as dist
-        dist.destroy_process_group()
-        if int(os.environ.get("RANK", 0)): return 0  # rank 0 writes and reports
-    out = Path(cfg.out_dir)
-    with atomic_path(out / "loss.png") as tmp: loss_figure(history).savefig(tmp, dpi=110, format="png")
-    summary = {"final": history.final, "floor": history.floor, "entropy": history.entropy, "iters": len(history.train),
-               "tokens": history.train[-1]["tokens"] if history.train else 0, "interrupted": history.interrupted,
-               "references": history.references, "config": asdict(cfg), "ddp": history.ddp}
-    with atomic_path(out / "summary.json") as tmp: tmp.write_text(json.dumps(summary, indent=1))
-    if history.interrupted:
-        print(f"stopped at step {len(history.train)} of {cfg.max_iters}; the checkpoint in {out / 'ckpt.pt'} holds the last "
-              f"step saved; continue with the same arguments and --resume", file=sys.stderr)
-        return 130
-    f = history.final or history.val[-1]
-    where = f"{f['scored']:,} validation tokens" if history.final else "fixed validation batches"
-    print(f"final val loss {f['loss']:.5f} +- {f['se']:.5f} ({where})   floor {history.floor:.5f}   "
-          f"loss - floor {f['loss'] - history.floor:+.5f} +- {f['se']:.5f}   {excess_text(f)} nats per token")
-    if f["loss"] < history.floor:  # a sample can be easier than the average the floor is; no model beats the Bayes predictor on it
-        print(f"the loss is below the floor because these tokens are easier than average: the Bayes predictor scores "
-              f"{f['bayes']:.5f} on them, the model {f['loss'] - f['bayes']:+.5f} more")
-    print(f"wrote {out / 'loss.png'}, {out / 'metrics.jsonl'}, {out / 'ckpt.pt'}, {out / 'summary.json'}")
-    return 0
+    with folder_lock(cfg.out_dir, "out_dir") if not int(os.environ.get("RANK", 0)) else contextlib.nullcontext():
+        history = fit(cfg, callbacks=[ProgressBar(), MetricsLog(), Checkpointer()], resume=args.resume, overwrite=args.force)
+        if history.ddp:
+            import torch.distributed as dist
+            dist.destroy_process_group()
+            if int(os.environ.get("RANK", 0)): return 0  # rank 0 writes and reports
+        out = Path(cfg.out_dir)
+        with atomic_path(out / "loss.png") as tmp: loss_figure(history).savefig(tmp, dpi=110, format="png")
+        summary = {"final": history.final, "floor": history.floor, "entropy": history.entropy, "iters": len(history.train),
+                   "tokens": history.train[-1]["tokens"] if history.train else 0, "interrupted": history.interrupted,
+                   "references": history.references, "config": asdict(cfg), "ddp": history.ddp}
+        with atomic_path(out / "summary.json") as tmp: tmp.write_text(json.dumps(summary, indent=1))
+        if history.interrupted:
+            print(f"stopped at step {len(history.train)} of {cfg.max_iters}; the checkpoint in {out / 'ckpt.pt'} holds the last "
+                  f"step saved; continue with the same arguments and --resume", file=sys.stderr)
+            return 130
+        f = history.final or history.val[-1]
+        where = f"{f['scored']:,} validation tokens" if history.final else "fixed validation batches"
+        print(f"final val loss {f['loss']:.5f} +- {f['se']:.5f} ({where})   floor {history.floor:.5f}   "
+              f"loss - floor {f['loss'] - history.floor:+.5f} +- {f['se']:.5f}   {excess_text(f)} nats per token")
+        if f["loss"] < history.floor:  # a sample can be easier than the average the floor is; no model beats the Bayes predictor on it
+            print(f"the loss is below the floor because these tokens are easier than average: the Bayes predictor scores "
+                  f"{f['bayes']:.5f} on them, the model {f['loss'] - f['bayes']:+.5f} more")
+        print(f"wrote {out / 'loss.png'}, {out / 'metrics.jsonl'}, {out / 'ckpt.pt'}, {out / 'summary.json'}")
+        return 0
 
 def _sample(args, extra) -> int:
     from zo_gpt.checkpoint import load_model
@@ -83,20 +87,20 @@ def format_sample(text:str, width:int=100) -> str:
 
 def _profile(args, extra:list[str]) -> int:
     from zo_gpt.profiling import profile_config, profile_steps, write_report
-    out = writable_folder(args.out, "out")
-    overrides = parse_overrides(extra)
-    own = "data_dir" not in overrides
-    if own:  # the dataset goes under --out unless told otherwise
-        overrides["data_dir"] = str(out / f"data-{profile_config(args.preset, overrides).vocab}")
-    cfg = profile_config(args.preset, overrides)
-    print(f"dataset: {cfg.dataset}")
-    result = profile_steps(cfg, active=args.steps, trace=out / "trace.json", make=own)
-    for path in write_report(result, cfg, out): print(f"wrote {path}")
-    total = sum(result.categories.values())
-    top = sorted(result.categories.items(), key=lambda kv: -kv[1])[:3]
-    print(f"step {result.step_ms:.1f} ms on {result.device}: " + ", ".join(f"{c} {ms / total:.0%}" for c, ms in top)
-          + f"; MFU {result.mfu:.1%} of a peak of {result.peak_flops / 1e12:.3g} TFLOP/s ({result.peak_source})")
-    return 0
+    with folder_lock(args.out, "out") as out:
+        overrides = parse_overrides(extra)
+        own = "data_dir" not in overrides
+        if own:  # the dataset goes under --out unless told otherwise
+            overrides["data_dir"] = str(out / f"data-{profile_config(args.preset, overrides).vocab}")
+        cfg = profile_config(args.preset, overrides)
+        print(f"dataset: {cfg.dataset}")
+        result = profile_steps(cfg, active=args.steps, trace=out / "trace.json", make=own)
+        for path in write_report(result, cfg, out): print(f"wrote {path}")
+        total = sum(result.categories.values())
+        top = sorted(result.categories.items(), key=lambda kv: -kv[1])[:3]
+        print(f"step {result.step_ms:.1f} ms on {result.device}: " + ", ".join(f"{c} {ms / total:.0%}" for c, ms in top)
+              + f"; MFU {result.mfu:.1%} of a peak of {result.peak_flops / 1e12:.3g} TFLOP/s ({result.peak_source})")
+        return 0
 
 def _setting_notes() -> dict:
     "Each `TrainConfig` field's own comment, from its source."
@@ -163,14 +167,20 @@ def main(argv:list[str]|None=None) -> int:
     top = parser()
     args, extra = top.parse_known_args(argv)
     if extra and args.command not in ("train", "profile"): top.error(f"unrecognized arguments: {' '.join(extra)}")
+    main_thread = threading.current_thread() is threading.main_thread()
+    term = signal.signal(signal.SIGTERM, _terminate) if main_thread else None  # SIGTERM ends a command as Ctrl-C does
     try: return args.func(args, extra)
     except ConfigError as e: code, msg = 2, f"error: {e}"
     except (DatasetError, TokenizerUnavailable, TrainingError) as e: code, msg = 1, f"failed: {e}"
     except MemoryError: code, msg = 1, "failed: ran out of memory; try smaller settings"
     except OSError as e: code, msg = 1, f"failed: {e.strerror or e}" + (f": {e.filename}" if e.filename else "")
     except KeyboardInterrupt: code, msg = 130, "interrupted"
+    finally:
+        if term is not None: signal.signal(signal.SIGTERM, term)
     print(f"zo-gpt {args.command}: {msg}", file=sys.stderr)
     return code
+
+def _terminate(signum, frame): raise KeyboardInterrupt
 
 # %% ../nbs/05_cli.ipynb #21d771de
 if __name__ == "__main__" and getattr(globals().get("__spec__"), "name", "") == "zo_gpt.cli": sys.exit(main())

@@ -23,8 +23,8 @@ from tqdm import tqdm
 
 from . import __version__
 from .data import PIECES, as_text, entropy, iter_words, stream_floor
-from .helpers import (ConfigError, DatasetError, atomic_path, check_files, check_positive, check_prob, check_seed, meta_hash,
-                             read_meta, remove_stale_temps, writable_folder)
+from .helpers import (ConfigError, DatasetError, atomic_path, check_files, check_positive, check_prob, check_seed,
+                             folder_lock, meta_hash, read_meta, remove_stale_temps)
 
 # %% ../nbs/01_tokenizer.ipynb #9b17e7c8
 class TokenizerUnavailable(RuntimeError):
@@ -172,6 +172,11 @@ def prepare(
     if not isinstance(cfg, DataConfig): raise ConfigError(f"cfg must be a DataConfig, got {type(cfg).__name__}")
     if not str(out).strip(): raise ConfigError("out must name a folder, got ''")
     out, t0 = Path(out), time.perf_counter()
+    with folder_lock(out, "out"):  # one writer: a second prepare or a train into this folder is refused meanwhile
+        return _prepare(cfg, out, force, verbose, t0)
+
+def _prepare(cfg:DataConfig, out:Path, force:bool, verbose:bool, t0:float) -> dict:
+    "`prepare` once `out` is held."
     old = None
     if (out / "meta.json").exists():
         try: old = read_meta(out)
@@ -194,16 +199,10 @@ def prepare(
     elif any((out / n).exists() for n in ("train.bin", "val.bin")) and not force:
         raise DatasetError(f"out={str(out)!r} holds train.bin/val.bin without meta.json (an interrupted prepare, or "
                            "files zo_gpt did not make); pass --force (force=True) to replace them")
-    made = not out.exists()
-    writable_folder(out)
-    remove_stale_temps(out, ("train.bin", "val.bin", "meta.json"))
-    try:
-        _check_room(cfg, out)
-        meta = _write(cfg, out, verbose)
-        with atomic_path(out / "meta.json") as tmp: tmp.write_text(json.dumps(meta, indent=1))
-    except BaseException:
-        if made and not any(out.iterdir()): out.rmdir()  # leave no empty folder behind
-        raise
+    remove_stale_temps(out, ("train.bin", "val.bin", "meta.json"))  # no live writer: this process holds the folder
+    _check_room(cfg, out)
+    meta = _write(cfg, out, verbose)
+    with atomic_path(out / "meta.json") as tmp: tmp.write_text(json.dumps(meta, indent=1))
     if verbose: print(f"wrote {out} in {time.perf_counter() - t0:.2f} s")
     return meta
 

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from .checkpoint import claim_run_folder, config_differences, load_checkpoint, load_weights, write_checkpoint
 from .config import TrainConfig, check_data, fixed_batches, get_batch, lr_at, open_dataset
 from .data import entropy, stream_floor
-from .helpers import ConfigError, TrainingError, atomic_path, check_positive, get_device
+from .helpers import ConfigError, TrainingError, atomic_path, check_positive, folder_lock, get_device
 from .evaluation import History, evaluate, evaluate_split
 from .model import GPT, autocast
 from .tokens import Dataset
@@ -82,7 +82,8 @@ def _restore(state:State, path:Path):
     if ckpt["data_hash"] != state.data.meta["content_hash"]:
         raise TrainingError(f"the checkpoint was trained on another dataset ({ckpt.get('data_path', '?')}, content hash "
                             f"{ckpt['data_hash'][:12]}); {state.data.path} holds {state.data.meta['content_hash'][:12]}")
-    if ckpt["iter"] >= cfg.max_iters and (ckpt["history"].get("final") or not cfg.final_eval):
+    done = ckpt["iter"] >= cfg.max_iters and (ckpt["history"].get("final") or not cfg.final_eval)
+    if done and all((path.parent / n).exists() for n in ("summary.json", "loss.png")):
         raise TrainingError(f"the run in {path.parent} finished at step {ckpt['iter']} of {cfg.max_iters}: there is nothing "
                             "to resume (its results are in summary.json and metrics.jsonl)")
     load_weights(state.model, ckpt, path)
@@ -91,18 +92,20 @@ def _restore(state:State, path:Path):
     torch.set_rng_state(ckpt["rng"]["torch"]); state.gen.set_state(ckpt["rng"]["batches"])
     if "cuda" in ckpt["rng"] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
     state.history.train, state.history.val = ckpt["history"]["train"], ckpt["history"]["val"]
+    state.history.final = ckpt["history"].get("final")  # a finished run resumed for its missing files: nothing runs again
     state.last_checkpoint = str(path)
 
 @contextlib.contextmanager
 def _stop_on_ctrl_c(state:State):
-    "In the main thread, a first Ctrl-C asks the loop to stop after the current step; a second one interrupts at once."
+    "In the main thread, a first Ctrl-C (or SIGTERM) asks the loop to stop after the current step; a second one interrupts at once."
     if threading.current_thread() is not threading.main_thread(): yield; return
     def handler(signum, frame):
         if state.interrupt: raise KeyboardInterrupt
         state.interrupt = True
-    old = signal.signal(signal.SIGINT, handler)
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try: yield
-    finally: signal.signal(signal.SIGINT, old)
+    finally:
+        for sig, h in old.items(): signal.signal(sig, h)
 
 # %% ../nbs/03_train.ipynb #3bf30e99
 class _AdamW(torch.optim.AdamW):
@@ -133,12 +136,18 @@ def fit(
     overwrite:bool=False, # replace a run already in the run folder
     verbose:bool=True, # print the device and the model size
 ) -> History:
-    "Train a GPT as `cfg` says and return the history; Ctrl-C stops the run after the current step and returns what was done."
+    "Train a GPT as `cfg` says and return the history; Ctrl-C or SIGTERM stops the run after the current step and returns what was done."
     if not isinstance(cfg, TrainConfig): raise ConfigError(f"cfg must be a TrainConfig (see make_config), got {type(cfg).__name__}")
     callbacks = list(callbacks)
     for cb in callbacks:
         if not isinstance(cb, Callback): raise ConfigError(f"callbacks must be Callback objects, got {type(cb).__name__}")
-    ddp, rank, world, local, device = _processes(cfg)
+    procs = _processes(cfg)
+    writes = procs[1] == 0 and any(getattr(cb, "writes", False) for cb in callbacks)
+    with folder_lock(cfg.out_dir, "out_dir") if writes else contextlib.nullcontext():  # one writer per run folder
+        return _run(cfg, data, callbacks, resume, overwrite, verbose, *procs)
+
+def _run(cfg, data, callbacks, resume, overwrite, verbose, ddp, rank, world, local, device) -> History:
+    "`fit` once its run folder, if it writes one, is held."
     if device.type == "cuda": torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.tf32
     data = data or open_dataset(cfg)
     check_data(cfg, data)
@@ -162,7 +171,7 @@ def fit(
     try:
         with _stop_on_ctrl_c(state):  # the final evaluation too: a first Ctrl-C during it lets it finish
             _loop(state, step_model, callbacks, eval_set, ddp, world)
-            if cfg.final_eval and state.iter >= cfg.max_iters: _final_eval(state, callbacks)
+            if cfg.final_eval and state.iter >= cfg.max_iters and history.final is None: _final_eval(state, callbacks)
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread: the step may be half done
         state.stop, state.torn = True, state.in_step
     except BaseException:
@@ -250,7 +259,7 @@ class MetricsLog(Callback):
     def on_fit_start(self, state):
         path = Path(state.cfg.out_dir) / "metrics.jsonl"
         if state.iter and path.exists():  # resuming: keep what the checkpoint covers, drop what came after it
-            keep = [l for l in path.read_text().splitlines() if l.strip() and _covered(json.loads(l), state.iter)]
+            keep = [l for l in path.read_text().splitlines() if _covered(_record(l), state.iter)]
             with atomic_path(path) as tmp: tmp.write_text("".join(l + "\n" for l in keep))
         self.f = open(path, "a" if state.iter else "w")
         self.written = {"train": state.iter, "val": state.iter}  # last step written, per kind
@@ -264,6 +273,12 @@ class MetricsLog(Callback):
             for record in getattr(state.history, kind): self._write(kind, record)
         if state.history.final: self.f.write(json.dumps({"kind": "final", **state.history.final}) + "\n")
         self.f.close()
+
+def _record(line:str) -> dict:
+    "A line of metrics.jsonl, or {} for a line a killed process left half written."
+    try: r = json.loads(line)
+    except ValueError: return {}
+    return r if isinstance(r, dict) else {}
 
 def _covered(record:dict, step:int) -> bool:
     return record.get("kind") in ("train", "val") and record.get("iter", step + 1) <= step

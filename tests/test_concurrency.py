@@ -1,0 +1,161 @@
+"""Two commands on one folder, and runs ended at awkward moments: one writer per folder, a second command refused in
+one line that names the first, the first untouched, and every ended run finishable with --resume."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from zo_gpt.helpers import LOCK_FILE, OWNER_FILE, ConfigError, folder_lock
+from zo_gpt.tokens import DataConfig, prepare
+from zo_gpt.train import Callback, Checkpointer, MetricsLog, fit
+from zo_gpt.config import make_config
+
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+SMALL = ["--block_size=32", "--batch_size=4", "--n_embd=16", "--eval_batches=1", "--final_tokens=2000"]
+HOLD = "import sys\nfrom zo_gpt.helpers import folder_lock\nwith folder_lock(sys.argv[1]):\n    print('held', flush=True); sys.stdin.read()"
+
+
+def zo(*args):
+    return subprocess.run([str(BIN / "zo-gpt"), *map(str, args)], capture_output=True, text=True, env=ENV, timeout=300)
+
+
+def one_line(r):
+    lines = [l for l in r.stderr.splitlines() if l.strip() and not l.startswith(("train:", "final evaluation:"))]
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    return lines[0]
+
+
+def wait_for(condition, what, timeout=120):
+    "Poll for a state (never a fixed sleep): the machine may be slow or busy."
+    t0 = time.monotonic()
+    while not condition():
+        assert time.monotonic() - t0 < timeout, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("conc") / "data"
+    prepare(DataConfig(n_seq=200, seq_len=60, vocab="compact"), d, verbose=False)
+    return d
+
+
+@pytest.fixture
+def holder(tmp_path):
+    "Another process that holds a folder's lock until told to let go."
+    procs = []
+    def hold(folder):
+        p = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=ENV)
+        assert p.stdout.readline().strip() == "held"
+        procs.append(p)
+        return p
+    yield hold
+    for p in procs:
+        if p.poll() is None: p.communicate("", timeout=30)
+
+
+def test_a_busy_folder_refuses_every_command_in_one_line_naming_its_writer(data, tmp_path, holder):
+    run, ds, prof = tmp_path / "run", tmp_path / "ds", tmp_path / "prof"
+    assert zo("train", f"--data_dir={data}", f"--out_dir={run}", "--max_iters=4", "--eval_interval=2", *SMALL).returncode == 0
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    for folder in (run, ds, prof): holder(folder)
+    pids = {folder: open(folder / OWNER_FILE).read().split()[1] for folder in (run, ds, prof)}
+    for folder, argv in [(run, ["train", f"--data_dir={data}", f"--out_dir={run}", "--max_iters=8", *SMALL, "--force"]),
+                         (run, ["train", f"--data_dir={data}", f"--out_dir={run}", "--max_iters=4", "--eval_interval=2", *SMALL, "--resume"]),
+                         (ds, ["prepare", "--out", ds, "--n-seq", "100", "--seq-len", "30", "--vocab", "compact"]),
+                         (prof, ["profile", "--out", prof, f"--data_dir={data}", "--vocab=compact", "--block_size=32", "--steps=1"])]:
+        r = zo(*argv)
+        line = one_line(r)
+        assert r.returncode == 2 and "is in use by process " + pids[folder] in line and str(folder) in line, line
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.name != OWNER_FILE} == before   # nothing touched
+    assert not (ds / "meta.json").exists() and not list(prof.glob("*.txt"))
+
+
+def test_the_folder_is_free_again_when_its_writer_ends_however_it_ends(tmp_path):
+    folder = tmp_path / "f"
+    p = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=ENV)
+    assert p.stdout.readline().strip() == "held"
+    with pytest.raises(ConfigError, match=f"in use by process {p.pid}"):
+        with folder_lock(folder): pass
+    p.kill(); p.wait(timeout=30)                                      # SIGKILL: no chance to clean up
+    with folder_lock(folder): pass                                    # the operating system let go of its lock
+
+
+def test_threads_of_one_process_take_turns_and_the_same_thread_may_nest(tmp_path):
+    said = []
+    def second():
+        try:
+            with folder_lock(tmp_path / "f", "out_dir"): said.append("got it")
+        except ConfigError as e: said.append(str(e))
+    with folder_lock(tmp_path / "f", "out_dir"):
+        with folder_lock(tmp_path / "f", "out_dir"): pass
+        t = threading.Thread(target=second); t.start(); t.join()
+    assert "is in use by process" in said[0]
+    t = threading.Thread(target=second); t.start(); t.join()
+    assert said[1] == "got it"
+    with folder_lock(tmp_path / "new"): pass                         # made for nothing: no folder left behind
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_refused_command_beside_a_live_run_harms_nothing(data, tmp_path):
+    run = tmp_path / "run"
+    args = ["train", f"--data_dir={data}", f"--out_dir={run}", "--max_iters=100000", "--eval_interval=20", *SMALL]
+    live = subprocess.Popen([str(BIN / "zo-gpt"), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    try:
+        wait_for(lambda: (run / "ckpt.pt").exists(), "the live run's first checkpoint")
+        for argv in (args + ["--force"], args, args + ["--resume"], ["prepare", "--out", run, "--force"]):
+            r = zo(*argv)
+            assert r.returncode == 2 and f"in use by process {live.pid}" in one_line(r)
+        assert live.poll() is None                                    # still training
+        live.send_signal(signal.SIGTERM)
+        out, err = live.communicate(timeout=120)
+    finally:
+        if live.poll() is None: live.kill()
+    assert live.returncode == 130 and "Traceback" not in err, err[-2000:]
+    stopped = int(err.split("stopped at step ")[1].split()[0])
+    records = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]   # whole lines, one run
+    steps = [r["iter"] for r in records if r["kind"] == "train"]
+    assert steps == list(range(1, stopped + 1))
+    assert torch.load(run / "ckpt.pt", weights_only=True)["iter"] == stopped
+    assert json.loads((run / "summary.json").read_text())["interrupted"]
+    assert sorted(p.name for p in run.iterdir()) == sorted([LOCK_FILE, "ckpt.pt", "metrics.jsonl", "summary.json", "loss.png"])
+
+
+def test_a_finished_run_that_lost_its_summary_is_finished_by_resume(data, tmp_path):
+    run = tmp_path / "run"
+    args = ["train", f"--data_dir={data}", f"--out_dir={run}", "--max_iters=6", "--eval_interval=3", *SMALL]
+    assert zo(*args).returncode == 0
+    first = json.loads((run / "summary.json").read_text())
+    lines = (run / "metrics.jsonl").read_text()
+    for name in ("summary.json", "loss.png"): (run / name).unlink()   # as a Ctrl-C just after training leaves it
+    r = zo(*args, "--resume")
+    assert r.returncode == 0, r.stderr[-2000:]
+    again = json.loads((run / "summary.json").read_text())
+    assert again["final"] == first["final"] and (run / "loss.png").stat().st_size > 0
+    assert (run / "metrics.jsonl").read_text() == lines                # nothing ran twice
+    r = zo(*args, "--resume")
+    assert r.returncode == 1 and "nothing to resume" in one_line(r)
+
+
+class StopAt(Callback):
+    def __init__(self, n): self.n = n
+    def on_step(self, state, record):
+        if state.iter >= self.n: state.stop = True
+
+
+def test_a_torn_last_line_of_metrics_does_not_stop_resume(data, tmp_path):
+    cfg = make_config("cpu", {"data_dir": str(data), "out_dir": str(tmp_path / "run"), "max_iters": 12, "eval_interval": 3,
+                              "block_size": 32, "batch_size": 4, "n_embd": 16, "eval_batches": 1, "final_tokens": 2000})
+    fit(cfg, callbacks=[StopAt(6), Checkpointer(), MetricsLog()], verbose=False)
+    with open(tmp_path / "run" / "metrics.jsonl", "a") as f: f.write('{"kind": "train", "iter": 7, "lo')   # a kill mid-write
+    h = fit(cfg, callbacks=[Checkpointer(), MetricsLog()], resume=True, verbose=False)
+    records = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in records if r["kind"] == "train"] == list(range(1, 13)) and h.final is not None
