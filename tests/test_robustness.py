@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -19,7 +20,7 @@ from zo_gpt.cli import main
 from zo_gpt.config import TrainConfig, make_config
 from zo_gpt.helpers import ConfigError, DatasetError
 from zo_gpt.tokens import DataConfig, load_dataset, prepare
-from zo_gpt.train import fit
+from zo_gpt.train import MetricsLog, fit
 
 CLI = str(Path(sys.executable).parent / "zo-gpt")
 SMALL = ["--block_size=32", "--batch_size=4", "--n_embd=16", "--eval_batches=1", "--final_tokens=2000"]
@@ -89,6 +90,11 @@ def cases(w):
         (run("s11", "--max_iters=2.5"), 2, "max_iters must be int"),
         (run("s12", "--batch_sise=4"), 2, "did you mean 'batch_size'"),
         (run("s13", "--max_iters"), 2, "expected --key=value"),
+        (run("s14", "--min_lr=1", "--lr=0.001"), 2, "min_lr=1.0 must be <= lr=0.001"),
+        (run("s15", "--seed=18446744073709551615"), 2, "seed must be an integer from 0 to 4,294,967,295"),
+        (run("s16", "--final_tokens=1"), 2, "final_tokens=1 leaves fewer than two blocks"),
+        (run("s17", "--eval_batches=100000000000"), 2, "eval_batches=100,000,000,000 would hold"),
+        (["prepare", "--out", str(w / "x"), "--seed", str(2 ** 64)], 2, "seed must be an integer from 0 to"),
         # devices and folders
         (run("d1", "--device=cuda"), 2, "CUDA devices"),
         (run("d2", "--device=mps"), 2, "MPS is not available"),
@@ -165,6 +171,21 @@ def test_python_api_refuses_what_is_not_a_config():
         TrainConfig(lr="0.1")
     with pytest.raises(ConfigError, match="callbacks must be Callback objects"):
         fit(make_config("cpu"), callbacks=[print])
+
+
+def test_settings_from_python_and_papermill_are_checked_before_any_work(tmp_path):
+    assert make_config("cpu", '{"max_iters": 5}').max_iters == 5              # papermill's -p passes text
+    for bad, needle in (("max_iters=5", "got the text 'max_iters=5'"), ([("max_iters", 5)], "got list"), (5, "got int")):
+        with pytest.raises(ConfigError, match=f"overrides must be a dict of settings.*{needle}"):
+            make_config("cpu", bad)
+    c = DataConfig(n_seq=np.int64(200), seq_len=np.int32(60), p=np.float64(2 / 3), seed=np.uint16(3), vocab="compact")
+    assert [type(v) for v in (c.n_seq, c.seq_len, c.p, c.seed)] == [int, int, float, int]
+    assert prepare(c, tmp_path / "ds", verbose=False)["config"]["n_seq"] == 200    # numpy scalars reach meta.json as numbers
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(ConfigError, match="final_tokens=1 leaves"):
+        fit(make_config("cpu", {"data_dir": str(tmp_path / "ds"), "out_dir": str(tmp_path / "r"), "final_tokens": 1}),
+            callbacks=[MetricsLog()], verbose=False)
+    assert not (tmp_path / "r").exists()                                        # refused before any file was written
 
 
 def test_run_folders_are_never_mixed(world, tmp_path):

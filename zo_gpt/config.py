@@ -7,14 +7,17 @@ __all__ = ['CPU', 'A100', 'PRESETS', 'TrainConfig', 'make_config', 'parse_overri
            'open_dataset', 'check_data', 'fixed_batches']
 
 # %% ../nbs/02a_config.ipynb #835d2b0d
+import json
 import math
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from difflib import get_close_matches
 from pathlib import Path
 
 import numpy as np
 
-from .helpers import DTYPE_NAMES, ConfigError, DatasetError, check_positive
+from .helpers import DTYPE_NAMES, ConfigError, DatasetError, check_positive, check_seed, free_memory
 from .tokens import VOCABS, DataConfig, Dataset, load_dataset, prepare
 
 # %% ../nbs/02a_config.ipynb #6422f1b8
@@ -66,7 +69,8 @@ class TrainConfig:
             if name == "float": setattr(self, f.name, float(v))
         for k in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum", "max_iters",
                   "eval_interval", "eval_batches"): check_positive(k, getattr(self, k))
-        for k in ("final_tokens", "warmup_iters", "seed"):
+        check_seed(self.seed)
+        for k in ("final_tokens", "warmup_iters"):
             if getattr(self, k) < 0: raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)!r}")
         for k in ("lr", "min_lr", "weight_decay", "grad_clip", "init_std", "dropout", "beta1", "beta2"):
             if not math.isfinite(getattr(self, k)): raise ConfigError(f"{k} must be a finite number, got {getattr(self, k)!r}")
@@ -74,6 +78,7 @@ class TrainConfig:
             if not getattr(self, k) > 0: raise ConfigError(f"{k} must be > 0, got {getattr(self, k)!r}")
         for k in ("min_lr", "weight_decay", "grad_clip"):
             if getattr(self, k) < 0: raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)!r}")
+        if self.min_lr > self.lr: raise ConfigError(f"min_lr={self.min_lr} must be <= lr={self.lr}: the rate decays from lr to min_lr")
         for k in ("beta1", "beta2", "dropout"):
             if not 0 <= getattr(self, k) < 1: raise ConfigError(f"{k} must be in [0, 1), got {getattr(self, k)!r}")
         if self.vocab not in VOCABS: raise ConfigError(f"vocab must be one of {VOCABS}, got {self.vocab!r}")
@@ -113,6 +118,11 @@ def _parse(name:str, kind:type, text):
 def make_config(preset:str="cpu", overrides:dict|None=None) -> TrainConfig:
     "The preset `preset` with `overrides` (values or strings to parse) applied; unknown keys are refused."
     if preset not in PRESETS: raise ConfigError(f"preset must be one of {tuple(PRESETS)}, got {preset!r}")
+    if isinstance(overrides, str):  # papermill's -p passes text: read it as JSON
+        try: overrides = json.loads(overrides)
+        except ValueError: raise ConfigError(f"overrides must be a dict of settings, e.g. {{\"max_iters\": 400}}, got the text {overrides!r}") from None
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise ConfigError(f"overrides must be a dict of settings, e.g. {{\"max_iters\": 400}}, got {type(overrides).__name__} {overrides!r}")
     kinds = {f.name: type(getattr(PRESETS[preset], f.name)) for f in fields(TrainConfig)}
     changes = {}
     for key, value in (overrides or {}).items():
@@ -178,6 +188,17 @@ def check_data(cfg:TrainConfig, data:Dataset):
         if n <= 2 * cfg.block_size + 1:
             raise ConfigError(f"block_size={cfg.block_size} needs more than {2 * cfg.block_size + 1} tokens (two blocks); "
                               f"the {name} split has {n}")
+    if cfg.final_eval:  # the final evaluation scores at least two blocks, laid out as `alignment_blocks` says
+        from zo_gpt.evaluation import alignment_blocks
+        n = min(cfg.final_tokens + 1, len(data.val)) if cfg.final_tokens else len(data.val)
+        if len(alignment_blocks(n, cfg.block_size, data.meta["config"]["seq_len"] + 1)[0]) < 2:
+            raise ConfigError(f"final_tokens={cfg.final_tokens:,} leaves fewer than two blocks of block_size={cfg.block_size} for "
+                              "the final evaluation; give it more tokens, or final_tokens=0 for the whole validation split")
+    need = 16 * cfg.eval_batches * cfg.batch_size * cfg.block_size  # the fixed batches: inputs and targets, int64
+    free = free_memory()
+    if free and need > free / 2:
+        raise ConfigError(f"eval_batches={cfg.eval_batches:,} would hold {need / 1e9:,.1f} GB of fixed validation batches; "
+                          f"{free / 1e9:,.1f} GB of memory is free")
 
 def fixed_batches(data:np.ndarray, cfg:TrainConfig, device:"torch.device") -> list:
     "`eval_batches` validation batches, the same for every evaluation of a run."

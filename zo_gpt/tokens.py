@@ -24,7 +24,7 @@ from tqdm import tqdm
 from . import __version__
 from .data import PIECES, as_text, entropy, iter_words, stream_floor
 from .helpers import (ConfigError, DatasetError, atomic_path, check_files, check_positive, check_prob, check_seed,
-                             folder_lock, meta_hash, read_meta, remove_stale_temps)
+                             folder_lock, free_memory, meta_hash, read_meta, remove_stale_temps)
 
 # %% ../nbs/01_tokenizer.ipynb #9b17e7c8
 class TokenizerUnavailable(RuntimeError):
@@ -99,8 +99,9 @@ class DataConfig:
     vocab: str = "gpt2"  # 'gpt2' keeps GPT-2's ids, 'compact' renumbers the five used ones 0..4
 
     def __post_init__(self):
-        check_positive("n_seq", self.n_seq); check_positive("seq_len", self.seq_len)
-        check_prob("p", self.p); check_seed(self.seed); check_prob("val_frac", self.val_frac)
+        for k, check in (("n_seq", check_positive), ("seq_len", check_positive), ("p", check_prob), ("val_frac", check_prob)):
+            object.__setattr__(self, k, check(k, getattr(self, k)))      # plain int and float, also from numpy scalars
+        object.__setattr__(self, "seed", check_seed(self.seed))
         if self.vocab not in VOCABS: raise ConfigError(f"vocab must be one of {VOCABS}, got {self.vocab!r}")
         if not 0 < self.n_val < self.n_seq:
             raise ConfigError(f"val_frac={self.val_frac} leaves the {'validation' if self.n_val == 0 else 'training'} "
@@ -210,8 +211,7 @@ def _check_room(cfg:DataConfig, out:Path):
     "A `ConfigError` before any work if the dataset cannot fit in memory (one chunk) or on the disk."
     n_tok = cfg.seq_len + 1
     chunk = max(1, (1 << 20) // n_tok) * n_tok * 16                  # bytes of one chunk's arrays, generous
-    try: free_mem = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError): free_mem = None
+    free_mem = free_memory()
     if free_mem and chunk > free_mem:
         raise ConfigError(f"seq_len={cfg.seq_len:,} needs about {chunk / 1e9:,.1f} GB of memory to generate one sequence; "
                           f"{free_mem / 1e9:,.1f} GB is free")
