@@ -253,3 +253,33 @@ def test_an_interrupted_run_resumes_exactly(world, tmp_path, sig):
         assert losses(cut) == losses(tmp_path / "full")
         a, b = (json.loads((run / "summary.json").read_text())["final"] for run in (cut, tmp_path / "full"))
         assert {k: a[k] for k in ("loss", "kl", "kl_se", "bayes")} == {k: b[k] for k in ("loss", "kl", "kl_se", "bayes")}
+
+
+def test_everyday_paths_tilde_a_closed_pipe_and_profile_reports(world, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HOME": str(tmp_path)}
+    cwd = tmp_path / "cwd"; cwd.mkdir()
+    zo = lambda *a: subprocess.run([CLI, *map(str, a)], capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+    r = zo("prepare", "--out=~/data", "--n-seq", "200", "--seq-len", "60", "--vocab", "compact")
+    assert r.returncode == 0 and (tmp_path / "data" / "meta.json").exists(), r.stderr[-2000:]
+    r = zo("train", "--data_dir=~/data", "--out_dir=~/run", "--max_iters=2", "--eval_interval=2", *SMALL)
+    assert r.returncode == 0 and (tmp_path / "run" / "summary.json").exists(), r.stderr[-2000:]
+    assert zo("sample", "--run=~/run", "--tokens", "5").returncode == 0
+    assert not (cwd / "~").exists()                                    # `~` is the home folder, never a folder named ~
+    # a reader that goes away (`zo-gpt ... | head`) is not a failure
+    p = subprocess.Popen([CLI, "prepare", "--out", tmp_path / "piped", "--n-seq", "200", "--seq-len", "60", "--vocab", "compact"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    p.stdout.close()
+    err = p.stderr.read().decode(); p.wait(timeout=300)
+    assert p.returncode == 0 and "Traceback" not in err and "Broken pipe" not in err, err
+    assert (tmp_path / "piped" / "meta.json").exists()
+    # profile: its report is not replaced unless asked, and its own settings are named
+    prof = ["profile", "--out", tmp_path / "prof", f"--data_dir={world / 'data'}", "--vocab=compact", "--block_size=32", "--n_embd=16"]
+    assert zo(*prof, "--steps=1").returncode == 0
+    before = (tmp_path / "prof" / "table.txt").read_bytes()
+    for extra, needle in ((["--steps=1"], "holds a profile report (table.txt, ops.csv, categories.png, trace.json)"),
+                          (["--steps=0", "--force"], "steps must be a positive integer"),
+                          (["--steps=1", "--force", "--compile=True"], "compile=True: profile measures the model")):
+        r = zo(*prof, *extra)
+        assert r.returncode == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert (tmp_path / "prof" / "table.txt").read_bytes() == before
+    assert zo(*prof, "--steps=1", "--force").returncode == 0

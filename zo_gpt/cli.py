@@ -23,7 +23,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import PRESETS, TrainConfig, make_config, parse_overrides
-from .helpers import ConfigError, DatasetError, TrainingError, atomic_path, folder_lock
+from .helpers import ConfigError, DatasetError, TrainingError, atomic_path, check_positive, folder_lock, get_device
 from .tokens import DataConfig, TokenizerUnavailable, describe, prepare
 
 # %% ../nbs/05_cli.ipynb #46029ea4
@@ -86,13 +86,22 @@ def format_sample(text:str, width:int=100) -> str:
     return "\n".join(textwrap.fill(s.strip(), width=max(20, width)) for s in seqs if s.strip())
 
 def _profile(args, extra:list[str]) -> int:
-    from zo_gpt.profiling import profile_config, profile_steps, write_report
+    from zo_gpt.profiling import REPORT_FILES, profile_config, profile_steps, write_report
+    check_positive("steps", args.steps)
     with folder_lock(args.out, "out") as out:
+        present = [n for n in REPORT_FILES if (out / n).exists()]
+        if present and not args.force:
+            raise ConfigError(f"out={str(args.out)!r} holds a profile report ({', '.join(present)}); replace it with --force, "
+                              "or choose another folder")
         overrides = parse_overrides(extra)
         own = "data_dir" not in overrides
         if own:  # the dataset goes under --out unless told otherwise
             overrides["data_dir"] = str(out / f"data-{profile_config(args.preset, overrides).vocab}")
         cfg = profile_config(args.preset, overrides)
+        if cfg.compile: raise ConfigError("compile=True: profile measures the model as it runs without torch.compile; leave compile out")
+        if args.preset == "a100" and get_device(cfg.device).type == "cpu":
+            print(f"note: the a100 preset is sized for a GPU; on this CPU its {args.steps + 2} steps may take several minutes",
+                  file=sys.stderr)
         print(f"dataset: {cfg.dataset}")
         result = profile_steps(cfg, active=args.steps, trace=out / "trace.json", make=own)
         for path in write_report(result, cfg, out): print(f"wrote {path}")
@@ -128,7 +137,7 @@ def parser() -> argparse.ArgumentParser:
     d = DataConfig()
     pp = sub.add_parser("prepare", help="generate and tokenize a dataset", description="Generate random 0/1 sequences, "
                         "tokenize them with GPT-2's BPE and write train.bin, val.bin and meta.json to --out.")
-    pp.add_argument("--out", required=True, help="dataset folder to write (or reuse)")
+    pp.add_argument("--out", required=True, type=os.path.expanduser, help="dataset folder to write (or reuse)")
     pp.add_argument("--n-seq", type=int, default=d.n_seq, help="number of sequences (default %(default)s)")
     pp.add_argument("--seq-len", type=int, default=d.seq_len, help="words per sequence (default %(default)s)")
     pp.add_argument("--p", type=_number, default=d.p, help="probability that a word is '1', e.g. 2/3 (default 2/3)")
@@ -147,7 +156,7 @@ def parser() -> argparse.ArgumentParser:
     tp.set_defaults(func=_train)
     sp = sub.add_parser("sample", help="sample text from a trained model", description="Print text sampled from the "
                         "checkpoint in --run, starting after an end-of-text token, and the fraction of '1' words.")
-    sp.add_argument("--run", required=True, help="run folder holding ckpt.pt")
+    sp.add_argument("--run", required=True, type=os.path.expanduser, help="run folder holding ckpt.pt")
     sp.add_argument("--tokens", type=int, default=1000, help="tokens to sample (default %(default)s)")
     sp.add_argument("--seed", type=int, default=0, help="sampling seed (default %(default)s)")
     sp.set_defaults(func=_sample)
@@ -156,9 +165,10 @@ def parser() -> argparse.ArgumentParser:
                         description="Profile training steps with torch.profiler and write table.txt, ops.csv, "
                         "categories.png and trace.json to --out. With --preset cpu the model is the fused-loss "
                         "benchmark's (GPT-2 vocabulary, n_embd 128, batch 8); --key=value changes it.")
-    fp.add_argument("--out", required=True, help="folder for the report and the trace")
+    fp.add_argument("--out", required=True, type=os.path.expanduser, help="folder for the report and the trace")
     fp.add_argument("--preset", choices=tuple(PRESETS), default="cpu", help="starting configuration (default %(default)s)")
     fp.add_argument("--steps", type=int, default=3, help="profiled steps, after one skipped and one warm-up (default %(default)s)")
+    fp.add_argument("--force", action="store_true", help="replace a profile report already in --out")
     fp.set_defaults(func=_profile)
     return top
 
@@ -173,6 +183,9 @@ def main(argv:list[str]|None=None) -> int:
     except ConfigError as e: code, msg = 2, f"error: {e}"
     except (DatasetError, TokenizerUnavailable, TrainingError) as e: code, msg = 1, f"failed: {e}"
     except MemoryError: code, msg = 1, "failed: ran out of memory; try smaller settings"
+    except BrokenPipeError:  # whoever read the output went away (`zo-gpt ... | head`): not a failure of the command
+        with contextlib.suppress(OSError, ValueError): os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as e: code, msg = 1, f"failed: {e.strerror or e}" + (f": {e.filename}" if e.filename else "")
     except KeyboardInterrupt: code, msg = 130, "interrupted"
     finally:

@@ -85,6 +85,7 @@ class TrainConfig:
         if self.dtype not in DTYPE_NAMES: raise ConfigError(f"dtype must be one of {DTYPE_NAMES}, got {self.dtype!r}")
         if self.n_embd % self.n_head: raise ConfigError(f"n_embd={self.n_embd} must be a multiple of n_head={self.n_head}")
         if not self.out_dir.strip(): raise ConfigError("out_dir must name a folder, got ''")
+        self.out_dir, self.data_dir = os.path.expanduser(self.out_dir), os.path.expanduser(self.data_dir)  # ~/runs, as a shell would
 
     @property
     def dataset(self) -> Path: return Path(self.data_dir or f"data/zero_one-{self.vocab}")

@@ -172,7 +172,7 @@ def prepare(
     "Generate, tokenize and write `train.bin`, `val.bin` and `meta.json` to `out`, or reuse them; returns the meta."
     if not isinstance(cfg, DataConfig): raise ConfigError(f"cfg must be a DataConfig, got {type(cfg).__name__}")
     if not str(out).strip(): raise ConfigError("out must name a folder, got ''")
-    out, t0 = Path(out), time.perf_counter()
+    out, t0 = Path(out).expanduser(), time.perf_counter()
     with folder_lock(out, "out"):  # one writer: a second prepare or a train into this folder is refused meanwhile
         return _prepare(cfg, out, force, verbose, t0)
 
