@@ -43,6 +43,17 @@ def world(tmp_path_factory):
     def edit_p(d):
         m = json.loads((d / "meta.json").read_text()); m["config"]["p"] = 0.5; (d / "meta.json").write_text(json.dumps(m))
     damaged("meta_p", edit_p)
+    def swap_ids(d):  # two token ids swapped in the tokens table: training would learn the wrong mapping
+        m = json.loads((d / "meta.json").read_text()); t = m["tokens"]
+        t[2]["id"], t[3]["id"] = t[3]["id"], t[2]["id"]; (d / "meta.json").write_text(json.dumps(m))
+    damaged("meta_tokens", swap_ids)
+    def edit_key(key, value):
+        def edit(d):
+            m = json.loads((d / "meta.json").read_text()); m[key] = value; (d / "meta.json").write_text(json.dumps(m))
+        return edit
+    damaged("meta_eot", edit_key("eot_id", 3))
+    damaged("meta_vocab", edit_key("vocab_size", 9))
+    damaged("meta_old", edit_key("format", "zo_gpt dataset 1"))
     damaged("meta_list", lambda d: (d / "meta.json").write_text("[]"))
     damaged("meta_empty", lambda d: (d / "meta.json").write_text("{}"))
     damaged("meta_dir", lambda d: ((d / "meta.json").unlink(), (d / "meta.json").mkdir()))
@@ -90,6 +101,7 @@ def cases(w):
         (run("s11", "--max_iters=2.5"), 2, "max_iters must be int"),
         (run("s12", "--batch_sise=4"), 2, "did you mean 'batch_size'"),
         (run("s13", "--max_iters"), 2, "expected --key=value"),
+        (run("m1", "--n_embd=1048576", "--n_head=1"), 1, "ran out of memory"),
         (run("s14", "--min_lr=1", "--lr=0.001"), 2, "min_lr=1.0 must be <= lr=0.001"),
         (run("s15", "--seed=18446744073709551615"), 2, "seed must be an integer from 0 to 4,294,967,295"),
         (run("s16", "--final_tokens=1"), 2, "final_tokens=1 leaves fewer than two blocks"),
@@ -110,6 +122,10 @@ def cases(w):
         (["train", d, f"--out_dir={w / 'r4'}", "--block_size=9000"], 2, "needs more than 18001 tokens"),
         (["train", f"--data_dir={w / 'meta_p'}", f"--out_dir={w / 'r5'}", *SMALL], 1, "was changed after the dataset was made"),
         (["train", f"--data_dir={w / 'meta_list'}", f"--out_dir={w / 'r6'}", *SMALL], 1, "not a zo_gpt dataset description"),
+        (["train", f"--data_dir={w / 'meta_tokens'}", f"--out_dir={w / 'r10'}", *SMALL], 1, "was changed after the dataset was made"),
+        (["train", f"--data_dir={w / 'meta_eot'}", f"--out_dir={w / 'r11'}", *SMALL], 1, "was changed after the dataset was made"),
+        (["train", f"--data_dir={w / 'meta_vocab'}", f"--out_dir={w / 'r12'}", *SMALL], 1, "was changed after the dataset was made"),
+        (["train", f"--data_dir={w / 'meta_old'}", f"--out_dir={w / 'r13'}", *SMALL], 1, "made by another version of zo_gpt"),
         (["train", f"--data_dir={w / 'meta_empty'}", f"--out_dir={w / 'r7'}", *SMALL], 1, "not a zo_gpt dataset description"),
         (["train", f"--data_dir={w / 'meta_dir'}", f"--out_dir={w / 'r8'}", *SMALL], 1, "is a folder, not a file"),
         (["train", f"--data_dir={w / 'short_bin'}", f"--out_dir={w / 'r9'}", *SMALL], 1, "truncated or corrupt"),
@@ -283,3 +299,16 @@ def test_everyday_paths_tilde_a_closed_pipe_and_profile_reports(world, tmp_path)
         assert r.returncode == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert (tmp_path / "prof" / "table.txt").read_bytes() == before
     assert zo(*prof, "--steps=1", "--force").returncode == 0
+
+
+def test_a_full_disk_while_a_checkpoint_is_written_is_one_line(world, tmp_path, monkeypatch, capsys):
+    import zo_gpt.checkpoint
+    def full(obj, f, *a, **kw):
+        Path(f).write_bytes(b"x" * 10)
+        raise RuntimeError("[enforce fail at inline_container.cc:603] . PytorchStreamWriter failed writing file data/0: file write failed")
+    monkeypatch.setattr(zo_gpt.checkpoint.torch, "save", full)
+    code = main(["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=4", "--eval_interval=2", *SMALL])
+    err = [l for l in capsys.readouterr().err.splitlines() if l.strip() and not l.startswith(("train:", "final evaluation:"))]
+    assert code == 1 and len(err) == 1 and f"could not write {tmp_path / 'run' / 'ckpt.pt'}: PytorchStreamWriter failed" in err[0], err
+    assert "MiB free on its disk" in err[0]
+    assert not list((tmp_path / "run").glob(".*.tmp"))                      # the half-written file is gone

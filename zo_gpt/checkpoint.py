@@ -7,6 +7,7 @@ __all__ = ['RUN_FILES', 'CKPT_KEYS', 'RESUME_FREE', 'claim_run_folder', 'write_c
            'config_differences', 'load_weights', 'load_model']
 
 # %% ../nbs/02c_checkpoint.ipynb #d08ba28d
+import shutil
 from dataclasses import asdict, fields
 from pathlib import Path
 
@@ -39,7 +40,11 @@ def claim_run_folder(
 
 def write_checkpoint(path:str|Path, ckpt:dict) -> str:
     "Save `ckpt` (a dict with `CKPT_KEYS`) to `path` through a temporary file, so a crash never leaves half of one."
-    with atomic_path(path) as tmp: torch.save(ckpt, tmp)
+    try:
+        with atomic_path(path) as tmp: torch.save(ckpt, tmp)
+    except RuntimeError as e:  # torch reports a failed write (a full disk, say) as a RuntimeError, not an OSError
+        free = shutil.disk_usage(Path(path).parent).free
+        raise TrainingError(f"could not write {path}: {first_line(e)} ({free / 2**20:,.0f} MiB free on its disk)") from None
     return str(path)
 
 def _why_unreadable(path:Path, e:Exception) -> str:

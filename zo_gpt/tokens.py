@@ -23,8 +23,8 @@ from tqdm import tqdm
 
 from . import __version__
 from .data import PIECES, as_text, entropy, iter_words, stream_floor
-from .helpers import (ConfigError, DatasetError, atomic_path, check_files, check_positive, check_prob, check_seed,
-                             folder_lock, free_memory, meta_hash, read_meta, remove_stale_temps)
+from .helpers import (DATASET_FORMAT, ConfigError, DatasetError, atomic_path, check_files, check_meta_hash, check_positive,
+                             check_prob, check_seed, folder_lock, free_memory, meta_hash, read_meta, remove_stale_temps)
 
 # %% ../nbs/01_tokenizer.ipynb #9b17e7c8
 class TokenizerUnavailable(RuntimeError):
@@ -141,8 +141,8 @@ def _write(cfg:DataConfig, out:Path, verbose:bool) -> dict:
         (out / "meta.json").unlink(missing_ok=True)  # never leave an old meta.json beside new files; renames follow
     config = asdict(cfg)
     files = {name: {"tokens": n * n_tok, "bytes": n * n_tok * 2, "sha256": hashes[name].hexdigest()} for name, n in splits.items()}
-    return {
-        "format": "zo_gpt dataset 1",
+    meta = {
+        "format": DATASET_FORMAT,
         "config": config,
         "vocab": cfg.vocab,
         "vocab_size": enc.n_vocab if cfg.vocab == "gpt2" else len(PIECES),
@@ -155,9 +155,9 @@ def _write(cfg:DataConfig, out:Path, verbose:bool) -> dict:
         "floors": {"entropy_nats": entropy(cfg.p), "entropy_bits": entropy(cfg.p, bits=True),
                    "stream": {str(T): stream_floor(cfg.p, cfg.seq_len, T) for T in FLOOR_BLOCKS}},
         "files": files,
-        "content_hash": meta_hash(config, files),
         "versions": {"zo_gpt": __version__, "numpy": np.__version__, "tiktoken": _tiktoken_version()},
     }
+    return {**meta, "content_hash": meta_hash(meta)}  # over everything loading reads: an edit by hand is refused
 
 def _tiktoken_version() -> str:
     from importlib.metadata import version
@@ -186,13 +186,12 @@ def _prepare(cfg:DataConfig, out:Path, force:bool, verbose:bool, t0:float) -> di
     if old is not None:
         if old.get("config") == asdict(cfg):
             try:
-                if old.get("content_hash") != meta_hash(old["config"], old["files"]):
-                    raise DatasetError(f"{out / 'meta.json'} does not match its content hash")
+                check_meta_hash(out, old)
                 check_files(out, old)
                 if verbose: print(f"reused {out}: made with the same arguments, files match meta.json")
                 return old
             except DatasetError as e:
-                if verbose: print(f"rebuilding {out}: {e}")
+                if verbose: print(f"rebuilding {out}: {str(e).split('; make the dataset again')[0]}")  # what is wrong, not the advice
         elif not force:
             raise DatasetError(f"out={str(out)!r} holds a dataset made with other arguments "
                                f"({_differences(old.get('config', {}), asdict(cfg))}); pass --force (force=True) "
@@ -237,9 +236,7 @@ def load_dataset(
     "The memory-mapped splits of the dataset at `path`, checked against its meta.json."
     path = Path(path)
     meta = read_meta(path)
-    if meta["content_hash"] != meta_hash(meta["config"], meta["files"]):
-        raise DatasetError(f"{path / 'meta.json'} was changed after the dataset was made (its content hash no longer "
-                           f"matches); make the dataset again with `zo-gpt prepare --out {path} --force`")
+    check_meta_hash(path, meta)
     check_files(path, meta, hashes=verify)
     mm = {n: np.memmap(path / f"{n}.bin", dtype=np.uint16, mode="r") for n in ("train", "val")}
     return Dataset(path, meta, mm["train"], mm["val"])

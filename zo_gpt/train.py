@@ -24,7 +24,7 @@ from tqdm import tqdm
 from .checkpoint import claim_run_folder, config_differences, load_checkpoint, load_weights, write_checkpoint
 from .config import TrainConfig, check_data, fixed_batches, get_batch, lr_at, open_dataset
 from .data import entropy, stream_floor
-from .helpers import ConfigError, TrainingError, atomic_path, check_positive, folder_lock, get_device
+from .helpers import ConfigError, TrainingError, atomic_path, check_positive, first_line, folder_lock, get_device
 from .evaluation import History, evaluate, evaluate_split
 from .model import GPT, autocast
 from .tokens import Dataset
@@ -143,8 +143,17 @@ def fit(
         if not isinstance(cb, Callback): raise ConfigError(f"callbacks must be Callback objects, got {type(cb).__name__}")
     procs = _processes(cfg)
     writes = procs[1] == 0 and any(getattr(cb, "writes", False) for cb in callbacks)
-    with folder_lock(cfg.out_dir, "out_dir") if writes else contextlib.nullcontext():  # one writer per run folder
-        return _run(cfg, data, callbacks, resume, overwrite, verbose, *procs)
+    try:
+        with folder_lock(cfg.out_dir, "out_dir") if writes else contextlib.nullcontext():  # one writer per run folder
+            return _run(cfg, data, callbacks, resume, overwrite, verbose, *procs)
+    except RuntimeError as e:  # torch's allocators raise RuntimeError (CUDA's is a subclass), not MemoryError
+        if not _out_of_memory(e): raise
+        raise TrainingError(f"ran out of memory ({first_line(e)[:160]}); try a smaller batch_size, block_size, n_embd or "
+                            "eval_batches") from None
+
+def _out_of_memory(e:BaseException) -> bool:
+    return isinstance(e, getattr(torch, "OutOfMemoryError", ())) or any(
+        s in str(e) for s in ("can't allocate memory", "out of memory", "Cannot allocate memory"))
 
 def _run(cfg, data, callbacks, resume, overwrite, verbose, ddp, rank, world, local, device) -> History:
     "`fit` once its run folder, if it writes one, is held."
