@@ -280,3 +280,16 @@ print("leaving at step", len(panel.runs[0].history.train))
     for _ in range(3):
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
         assert r.returncode == 0 and "leaving at step" in r.stdout and "terminate" not in r.stderr, r.stderr[-2000:]
+
+
+def test_short_sequences_floor_under_the_entropy_is_in_the_frame(tmp_path):
+    "Sequences of 2 words: the floor (0.42) is under H(p) (0.64). Both figures keep their loss axis upright and show the data."
+    path = tmp_path / "data"
+    prepare(DataConfig(n_seq=3000, seq_len=2, vocab="compact"), path, verbose=False)
+    h = fit(base(path, batch_size=8, block_size=8, max_iters=30, eval_interval=10, final_tokens=0,
+                 out_dir=str(tmp_path / "run")), verbose=False)
+    assert h.floor < h.entropy - 0.2
+    losses = [r["loss"] for r in h.val] + [h.final["loss"]]
+    for ax in (loss_figure(h).axes[0], runs_figure([h], ["a"], block_size=8).axes[0]):
+        lo, hi = ax.get_ylim()
+        assert lo < min([h.floor] + losses) and max([h.entropy] + losses[-1:]) < hi, (lo, hi, h.floor, losses)

@@ -212,8 +212,11 @@ def loss_figure(history:History, title:str|None=None):
     from matplotlib.ticker import EngFormatter
     axes[1, 1].xaxis.set_major_formatter(EngFormatter(sep=""))  # 200k, 1.5M
     axes[0, 0].set_ylabel("loss (nats per token)"); axes[1, 0].set_ylabel("excess: KL(Bayes || model), nats per token")
-    top = max([r["loss"] for r in va] + [history.floor + 0.02])
-    for ax in axes[0]: ax.set_ylim(history.entropy - 0.006, min(top, history.floor + 0.1) + 0.005)
+    # The frame holds the entropy, the floor and the validation losses. A short sequence's floor is under H(p): its ends
+    # are predictable.
+    lo, hi = min([history.entropy, history.floor] + [r["loss"] for r in va]), max(history.entropy, history.floor)
+    top = max([r["loss"] for r in va] + [hi + 0.02])
+    for ax in axes[0]: ax.set_ylim(lo - 0.006, min(top, hi + 0.1) + 0.005)
     kls = [r["kl"] for r in va] + ([fin["kl"]] if fin else []) + list(refs.values())
     for bx in axes[1]: bx.set_ylim(min(kls) / 3, max(kls) * 3)
     if fin:

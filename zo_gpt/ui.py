@@ -34,10 +34,10 @@ def _smoothed(train:list, x:str):
     w = max(1, min(25, len(ys) // 10))
     return xs[w - 1:], np.convolve(ys, np.ones(w) / w, mode="valid")
 
-def _loss_top(train:list, val:list, h:float, floor:float) -> float:
-    "Top of the loss view: a quarter above where the newest run (its `train` and `val` records) is now, and 0.02 above the floor."
+def _loss_top(train:list, val:list, lo:float, hi:float) -> float:
+    "Top of the loss view: a quarter above where the newest run (its `train` and `val` records) is now, over the lower of the entropy and the floor (`lo`), and 0.02 above the higher (`hi`)."
     now = ([_smoothed(train, "iter")[1][-1]] if train else []) + ([val[-1]["loss"] + val[-1]["se"]] if val else [])
-    return max([floor + 0.02] + [h + 1.25 * (v - h) for v in now])
+    return max([hi + 0.02] + [lo + 1.25 * (v - lo) for v in now])
 
 @draws
 def runs_figure(histories:list, labels:list, x:str="iter", view:str="loss", block_size:int=256, title:str=""):
@@ -53,7 +53,9 @@ def runs_figure(histories:list, labels:list, x:str="iter", view:str="loss", bloc
     ax = fig.subplots()
     fig.subplots_adjust(left=0.075, right=0.66, bottom=0.5 / height, top=1 - 0.35 / height)  # the legend on the right
     records = [(list(hist.train), list(hist.val), hist.final) for hist in histories]  # a run may be training: one look at each
-    top = _loss_top(*records[-1][:2], h, floor) if view == "loss" and records else floor + 0.02
+    # Short sequences have floors under H(p) (their ends are predictable): the frame holds the entropy and every floor.
+    lo, hi = min([h] + [stream_floor(p, n, T) for T in blocks]), max(h, floor)
+    top = _loss_top(*records[-1][:2], lo, hi) if view == "loss" and records else hi + 0.02
     values, above = [], []
     for i, ((train, val, final), label) in enumerate(zip(records, labels)):
         color = RUN_COLORS[i % len(RUN_COLORS)]
@@ -75,8 +77,8 @@ def runs_figure(histories:list, labels:list, x:str="iter", view:str="loss", bloc
         for T, ls in zip(blocks, ["-", "--", "-.", ":"] * 5):
             f, slider = stream_floor(p, n, T), all(hist.config["block_size"] != T for hist in histories)
             ax.axhline(f, color="crimson", lw=1.5, ls=ls, label=f"floor, block {T}: {f:.4f}" + (" (slider)" if slider else ""))
-        if top > floor + 0.15: ax.set_yscale("log")
-        ax.set_ylim(h - 0.004, top)
+        if top > hi + 0.15: ax.set_yscale("log")
+        ax.set_ylim(lo - 0.004, top)
         for xi, color in above: ax.plot([xi], [top], "^", ms=6, color=color, clip_on=False)
         if above: ax.text(0.01, 0.98, "▲ a run that ends above the frame", transform=ax.transAxes, va="top", fontsize=8, color="0.3")
         ax.set_ylabel("loss (nats per token)")
