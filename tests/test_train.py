@@ -15,7 +15,7 @@ from zo_gpt.config import lr_at, make_config, parse_overrides
 from zo_gpt.data import reference_excess
 from zo_gpt.evaluation import loss_figure
 from zo_gpt.checkpoint import load_checkpoint, load_model
-from zo_gpt.train import Callback, Checkpointer, MetricsLog, TrainingError, fit, sample_text
+from zo_gpt.train import SAMPLE_PIECE, Callback, Checkpointer, MetricsLog, TrainingError, fit, sample_text
 
 
 @pytest.fixture(scope="module")
@@ -131,12 +131,18 @@ def test_bad_runs_are_refused(small_data, tmp_path):
         cfg(small_data, tmp_path, batch_size=0)
 
 
-def test_checkpoint_model_samples_and_figure(small_data, tmp_path):
+def test_checkpoint_model_samples_and_figure(small_data, tmp_path, capsys):
     c = cfg(small_data, tmp_path, max_iters=150, eval_interval=50)
     h = fit(c, callbacks=[Checkpointer()], verbose=False)
     model, ckpt = load_model(c.out_dir)
-    text, frac, n = sample_text(model, ckpt["tokens_table"], 300, seed=1)
-    assert n > 270 and 0.5 < frac < 0.85 and set(text.replace("<|endoftext|>", "")) <= set("01 ")
+    text, frac, n = sample_text(model, ckpt["tokens_table"], 600, seed=1, verbose=True)
+    assert n > 540 and 0.5 < frac < 0.85 and set(text.replace("<|endoftext|>", "")) <= set("01 ")
+    assert "sample: 100%" in capsys.readouterr().err and 600 > 2 * SAMPLE_PIECE    # progress, over three pieces
+    text_of = {t["id"]: t["text"] for t in ckpt["tokens_table"]}
+    eot = next(t["id"] for t in ckpt["tokens_table"] if t["kind"] == "end of text")
+    model.eval()
+    whole = model.generate(torch.tensor([[eot]]), 600, generator=torch.Generator().manual_seed(1))[0, 1:].tolist()
+    assert text == "".join(text_of[i] for i in whole)    # in pieces, the same tokens as one call
     fig = loss_figure(h)
     ys = {round(line.get_ydata()[0], 6) for ax in fig.axes for line in ax.lines if len(set(line.get_ydata())) == 1}
     assert round(h.floor, 6) in ys and round(h.entropy, 6) in ys

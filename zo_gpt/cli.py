@@ -74,7 +74,7 @@ def _sample(args, extra) -> int:
     from zo_gpt.checkpoint import load_model
     from zo_gpt.train import sample_text
     model, ckpt = load_model(args.run)
-    text, frac, n = sample_text(model, ckpt["tokens_table"], args.tokens, seed=args.seed)
+    text, frac, n = sample_text(model, ckpt["tokens_table"], args.tokens, seed=args.seed, verbose=True)
     print(format_sample(text, shutil.get_terminal_size().columns))
     print(f"\n{n:,} words, fraction of '1': {frac:.4f}")
     return 0
