@@ -34,6 +34,9 @@ setup(
     ],
     python_requires=">=" + min_python,
     packages=find_packages(include=[cfg["lib_path"], cfg["lib_path"] + ".*"]),
+    # Packages from the project's root. Stated, so an editable install puts the root on sys.path: `import zo_gpt` then
+    # works from the folder that holds the clone, where the clone's own folder would otherwise shadow the package.
+    package_dir={"": "."},
     include_package_data=True,
     install_requires=cfg["requirements"].split(),
     extras_require={

@@ -57,3 +57,20 @@ def test_notebooks_render_to_html_with_their_stored_outputs():
             assert any("## What you will learn" in m for m in md) and all("## Appendix" in m for m in md[saw + 1:]), name
             code = [c for c in nb["cells"] if c["cell_type"] == "code" and not "".join(c["source"]).startswith("#|")]
             assert "environment()" in "".join(code[1]["source"]) or "environment()" in "".join(code[0]["source"]), name
+
+
+def test_editable_install_imports_from_the_folder_that_holds_the_clone(tmp_path):
+    "A clone named zo_gpt, installed with `pip install -e .`: from its parent folder, `import zo_gpt` is the package, not the clone."
+    clone = tmp_path / "zo_gpt"
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for f in files + [str(p.relative_to(ROOT)) for p in (ROOT / "zo_gpt").glob("*.py")]:
+        (clone / f).parent.mkdir(parents=True, exist_ok=True)
+        (clone / f).write_bytes((ROOT / f).read_bytes())
+    prefix = tmp_path / "prefix"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+                    "--no-build-isolation", "--prefix", str(prefix), "-e", str(clone)], check=True, capture_output=True)
+    site_dir = next(prefix.glob("lib/python*/site-packages"))
+    check = f"import site; site.addsitedir({str(site_dir)!r}); import zo_gpt; print(zo_gpt.__file__, zo_gpt.__version__)"
+    r = subprocess.run([sys.executable, "-S", "-c", check], cwd=tmp_path, capture_output=True, text=True)   # -S: only that install
+    assert r.returncode == 0, r.stderr[-1000:]
+    assert r.stdout.split() == [str(clone / "zo_gpt" / "__init__.py"), __import__("zo_gpt").__version__]
