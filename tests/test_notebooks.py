@@ -86,6 +86,20 @@ def test_03_train(tmp_path):
     assert (tmp_path / "run" / "ckpt.pt").exists() and (tmp_path / "run" / "metrics.jsonl").exists()
 
 
+
+def test_03_train_short_runs_and_bad_parameters_from_papermill(tmp_path):
+    "papermill's -p passes text; a run of a few steps keeps the notebook's own checks; a bad parameter is one line."
+    _, s = run("03_train.ipynb", tmp_path, overrides='{"max_iters": 3, "eval_interval": 100}', sample_tokens=50,
+               run_dir=str(tmp_path / "run"))
+    assert s["iters"] == 3 and [r["iter"] for r in s["val"]] == [3] and s["final"]["kl"] > 1e-3        # a run that has not learned the words
+    for params, line in (({"overrides": '{"final_eval": false}'}, "ConfigError: final_eval=False: this notebook reads"),
+                         ({"overrides": "max_iters=5"}, "ConfigError: overrides must be a dict of settings"),
+                         ({"preset": "gpu"}, "ConfigError: preset must be one of ('cpu', 'a100'), got 'gpu'")):
+        with pytest.raises(pm.PapermillExecutionError) as e:
+            run("03_train.ipynb", tmp_path, run_dir=str(tmp_path / "bad"), **params)
+        assert len(e.value.traceback) == 1 and e.value.traceback[0].startswith(line), e.value.traceback
+
+
 def test_03a_panel(tmp_path):
     _, s = run("03a_panel.ipynb", tmp_path, run_dir=str(tmp_path / "panel"), max_iters=50, seeds=2)
     assert [(r["batch"], r["block"]) for r in s["runs"]] == [(8, 512), (16, 256), (32, 128), (64, 64)]

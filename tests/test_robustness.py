@@ -191,6 +191,13 @@ def test_python_api_refuses_what_is_not_a_config():
 
 def test_settings_from_python_and_papermill_are_checked_before_any_work(tmp_path):
     assert make_config("cpu", '{"max_iters": 5}').max_iters == 5              # papermill's -p passes text
+    from zo_gpt.profiling import profile_config
+    assert profile_config("cpu", '{"max_iters": 3}').max_iters == 3
+    e = ConfigError("max_iters must be a positive integer, got 0")
+    assert e._render_traceback_() == ["ConfigError: max_iters must be a positive integer, got 0"]   # one line in IPython
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ZO_GPT_TRACEBACK", "1")
+        with pytest.raises(NotImplementedError): e._render_traceback_()      # IPython then shows the whole traceback
     for bad, needle in (("max_iters=5", "got the text 'max_iters=5'"), ([("max_iters", 5)], "got list"), (5, "got int")):
         with pytest.raises(ConfigError, match=f"overrides must be a dict of settings.*{needle}"):
             make_config("cpu", bad)

@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['DTYPE_NAMES', 'SEED_MAX', 'LOCK_FILE', 'OWNER_FILE', 'DATASET_FORMAT', 'META_KEYS', 'get_device', 'environment',
-           'ConfigError', 'TrainingError', 'first_line', 'check_positive', 'check_prob', 'check_seed', 'free_memory',
-           'atomic_path', 'remove_stale_temps', 'writable_folder', 'folder_lock', 'DatasetError', 'file_sha256',
-           'meta_hash', 'check_meta_hash', 'read_meta', 'check_files']
+           'UserError', 'ConfigError', 'TrainingError', 'first_line', 'check_positive', 'check_prob', 'check_seed',
+           'free_memory', 'atomic_path', 'remove_stale_temps', 'writable_folder', 'folder_lock', 'DatasetError',
+           'file_sha256', 'meta_hash', 'check_meta_hash', 'read_meta', 'check_files']
 
 # %% ../nbs/06_helpers.ipynb #a1000003
 import contextlib
@@ -52,10 +52,16 @@ def environment() -> str:
 # %% ../nbs/06_helpers.ipynb #a1000008
 DTYPE_NAMES = ("float32", "bfloat16", "float16")  # the dtypes a run may compute in (float32, or autocast to one of the others)
 
-class ConfigError(ValueError):
+class UserError(Exception):
+    "An error the user can cause and fix. IPython shows it as one line unless `ZO_GPT_TRACEBACK` is set."
+    def _render_traceback_(self):  # IPython's hook: the lines it shows for this exception
+        if os.environ.get("ZO_GPT_TRACEBACK"): raise NotImplementedError  # IPython then shows the whole traceback
+        return [f"{type(self).__name__}: {self}"]
+
+class ConfigError(UserError, ValueError):
     "A parameter has a value zo_gpt cannot use; the message names the parameter."
 
-class TrainingError(RuntimeError):
+class TrainingError(UserError, RuntimeError):
     "Training cannot go on: a non-finite loss, or a checkpoint that does not fit the run."
 
 def first_line(e:BaseException) -> str:
@@ -169,7 +175,7 @@ def folder_lock(
             with contextlib.suppress(OSError): folder.rmdir()
 
 # %% ../nbs/06_helpers.ipynb #a1000017
-class DatasetError(RuntimeError):
+class DatasetError(UserError, RuntimeError):
     "A dataset folder is missing, damaged, or holds a dataset made with other arguments."
 
 def file_sha256(path:Path) -> str:

@@ -24,7 +24,7 @@ from torch.profiler import ProfilerActivity, profile, schedule
 
 from .helpers import check_positive, get_device
 from .model import GPT, autocast, flops_per_token
-from .config import TrainConfig, check_data, get_batch, make_config, open_dataset
+from .config import TrainConfig, check_data, get_batch, make_config, open_dataset, read_overrides
 from .evaluation import _png_figure, draws
 from .train import make_optimizer
 
@@ -32,7 +32,7 @@ from .train import make_optimizer
 def profile_config(preset:str="cpu", overrides:dict|None=None) -> TrainConfig:
     "The configuration profiled for `preset`: the a100 preset as it is, or the CPU benchmark's GPT-2-vocabulary model."
     base = {} if preset != "cpu" else {"vocab": "gpt2", "n_embd": 128, "n_head": 4, "block_size": 256, "batch_size": 8}
-    return make_config(preset, {**base, **(overrides or {})})
+    return make_config(preset, {**base, **read_overrides(overrides)})
 
 def train_step(model:GPT, optimizer, cfg:TrainConfig, data, gen:torch.Generator, device:torch.device) -> float:
     "One training step with a named range for each phase; returns the loss."

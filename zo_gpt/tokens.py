@@ -24,10 +24,11 @@ from tqdm import tqdm
 from . import __version__
 from .data import PIECES, as_text, entropy, iter_words, stream_floor
 from .helpers import (DATASET_FORMAT, ConfigError, DatasetError, atomic_path, check_files, check_meta_hash, check_positive,
-                             check_prob, check_seed, folder_lock, free_memory, meta_hash, read_meta, remove_stale_temps)
+                             check_prob, check_seed, folder_lock, free_memory, meta_hash, read_meta, remove_stale_temps,
+                             UserError)
 
 # %% ../nbs/01_tokenizer.ipynb #9b17e7c8
-class TokenizerUnavailable(RuntimeError):
+class TokenizerUnavailable(UserError, RuntimeError):
     "GPT-2's BPE files could not be loaded."
 
 @functools.cache
