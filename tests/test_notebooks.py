@@ -164,3 +164,23 @@ def test_04_profile(tmp_path):
     events = trace["traceEvents"] if isinstance(trace, dict) else trace
     assert len(events) > 100 and {"forward", "loss", "backward", "optimizer"} <= {e.get("name") for e in events}
     assert all(Path(p).exists() for p in s["report"])
+
+
+@pytest.mark.parametrize("name, params, line", [
+    ("00_data.ipynb", {"block_size": "abc"}, "ConfigError: block_size must be a positive integer, got 'abc'"),
+    ("01_tokenizer.ipynb", {"vocab": "bpe"}, "ConfigError: vocab must be one of ('gpt2', 'compact'), got 'bpe'"),
+    ("02_model.ipynb", {"batch_size": 0}, "ConfigError: batch_size must be a positive integer, got 0"),
+    ("02b_evaluation.ipynb", {"steps": 0}, "ConfigError: steps must be a positive integer, got 0"),
+    ("03_train.ipynb", {"sample_tokens": 0}, "ConfigError: sample_tokens must be a positive integer, got 0"),
+    ("03a_panel.ipynb", {"seeds": 0}, "ConfigError: seeds must be a positive integer, got 0"),
+    ("04_profile.ipynb", {"active_steps": 0}, "ConfigError: active_steps must be a positive integer, got 0"),
+    ("05_cli.ipynb", {"train_iters": "many"}, "ConfigError: train_iters must be a positive integer, got 'many'"),
+])
+def test_a_bad_parameter_is_one_line_naming_it_before_any_work(tmp_path, name, params, line):
+    cell = next(c for c in json.loads((NBS / name).read_text())["cells"] if "parameters" in c["metadata"].get("tags", []))
+    folders = {k: str(tmp_path / "w") for k in ("run_dir", "out") if any(l.startswith(f"{k} = ") for l in cell["source"])}
+    assert folders or name in ("00_data.ipynb", "02_model.ipynb")    # the notebooks that write files are told where
+    with pytest.raises(pm.PapermillExecutionError) as e:
+        run(name, tmp_path, **folders, **params)
+    assert e.value.traceback == [line]
+    assert not (tmp_path / "w").exists()                     # refused before anything was written
