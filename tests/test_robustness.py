@@ -148,6 +148,7 @@ def cases(w):
         (["sample", "--run", str(w / "ck_pickle")], 1, "objects other than tensors"),
         (["sample", "--run", str(w / "ck_mismatch")], 1, "do not fit its configuration"),
         (["sample", "--run", str(w / "done"), "--tokens", "0"], 2, "n_tokens must be a positive integer"),
+        (["sample", "--run", str(w / "done"), "--seed", "99999999999999999999999"], 2, "seed must be an integer from 0 to"),
         (["profile", "--out", "", "--vocab=compact", d], 2, "out must name a folder"),
         (["profile", "--out", str(w / "file"), "--vocab=compact", d], 2, "not a writable folder"),
         (["profile", "--out", str(w / "p1"), d], 2, "was made for vocab='compact'"),

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from .checkpoint import claim_run_folder, config_differences, load_checkpoint, load_weights, write_checkpoint
 from .config import TrainConfig, check_data, fixed_batches, get_batch, lr_at, open_dataset
 from .data import entropy, stream_floor
-from .helpers import ConfigError, TrainingError, atomic_path, check_positive, first_line, folder_lock, get_device
+from .helpers import ConfigError, TrainingError, atomic_path, check_positive, check_seed, first_line, folder_lock, get_device
 from .evaluation import History, evaluate, evaluate_split
 from .model import GPT, autocast
 from .tokens import Dataset
@@ -340,7 +340,7 @@ SAMPLE_PIECE = 256  # tokens per `generate` call while sampling
 
 def sample_text(model:GPT, tokens_table:list, n_tokens:int=1000, seed:int=0, device=None, verbose:bool=False) -> tuple[str, float, int]:
     "Sample `n_tokens` after an end-of-text token; returns the text, the fraction of '1' words and the word count."
-    check_positive("n_tokens", n_tokens)
+    check_positive("n_tokens", n_tokens); check_seed(seed)
     device = device or next(model.parameters()).device
     text_of = {t["id"]: t["text"] for t in tokens_table}
     eot = next(t["id"] for t in tokens_table if t["kind"] == "end of text")
