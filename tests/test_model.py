@@ -92,7 +92,7 @@ def test_counts_and_flops():
     assert sum(counts.values()) == sum(p.numel() for p in m.parameters())
     assert counts["token embedding = head"] == 50304 * 128
     fl = flops_per_token(cfg)
-    assert fl["lm_head"] / sum(fl.values()) == pytest.approx(0.966, abs=0.005)
+    assert fl["lm_head"] / sum(fl.values()) == pytest.approx(2 * 128 * 50304 / (2 * 128 * 50304 + 2 * 12 * 128**2 + 4 * 128 * 256))  # 0.961
     fl5 = flops_per_token(GPTConfig(n_embd=128, block_size=256, vocab_size=5))
     assert fl5["lm_head"] / sum(fl5.values()) < 0.01
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from zo_gpt.model import GPTConfig, flops_per_token
 from zo_gpt.profiling import CATEGORIES, categorize, profile_config, profile_steps
 from zo_gpt.tokens import DataConfig, prepare
 
@@ -47,3 +48,21 @@ def test_cli_profile_writes_its_outputs(tmp_path):
     assert "matrix multiplies" in (tmp_path / "p" / "table.txt").read_text() and "MFU" in r.stdout
     r = subprocess.run([str(cli), "profile", "--out", str(tmp_path / "q"), "--n_embed=3"], capture_output=True, text=True)
     assert r.returncode == 2 and "did you mean 'n_embd'" in r.stderr
+
+
+def test_mfu_counts_the_work_the_profiled_step_does(tmp_path):
+    "grad_accum micro-batches per profiled step, and FLOPs counted for them: the MFU no longer grows with grad_accum."
+    prepare(DataConfig(n_seq=200, seq_len=100, vocab="compact"), tmp_path / "d", verbose=False)
+    runs = {}
+    for k in (1, 4):
+        cfg = profile_config("cpu", {"data_dir": str(tmp_path / "d"), "vocab": "compact", "n_embd": 32, "n_head": 2,
+                                     "block_size": 64, "batch_size": 4, "grad_accum": k})
+        runs[k] = profile_steps(cfg, active=2)
+    calls = {k: {r["name"]: r["calls"] for r in runs[k].ops} for k in runs}
+    assert calls[4]["aten::embedding"] == 4 * calls[1]["aten::embedding"] == 8       # 4 micro-batches, token and position
+    opt = {k: sum(r["calls"] for r in runs[k].ops if r["category"] == "optimizer") for k in runs}
+    assert opt[4] == opt[1] > 0                                                      # one optimizer step either way
+    assert runs[4].flops_per_step == 4 * runs[1].flops_per_step
+    fl = flops_per_token(GPTConfig(n_embd=32, n_head=2, block_size=64, vocab_size=5))
+    assert runs[1].flops_per_step == pytest.approx(3 * 4 * 64 * (2 * 32 * 5 + 2 * 12 * 32 * 32 + 4 * 32 * 64))
+    assert sum(fl.values()) == 2 * 32 * 5 + 2 * 12 * 32 * 32 + 4 * 32 * 64   # lm_head, 12 C^2 weights, the whole T x T scores

@@ -216,5 +216,5 @@ def param_counts(model:GPT) -> dict:
 def flops_per_token(cfg:GPTConfig) -> dict:
     "Forward-pass FLOPs per token of each part: attention, MLP and LM head (embeddings are look-ups)."
     C, T, L = cfg.n_embd, cfg.block_size, cfg.n_layer
-    return {"embeddings": 0, "attention": L * (2 * 4 * C * C + 2 * 2 * C * T / 2), "mlp": L * 2 * 8 * C * C,
+    return {"embeddings": 0, "attention": L * (2 * 4 * C * C + 2 * 2 * C * T), "mlp": L * 2 * 8 * C * C,
             "lm_head": 2 * C * cfg.vocab_size}

@@ -34,16 +34,19 @@ def profile_config(preset:str="cpu", overrides:dict|None=None) -> TrainConfig:
     base = {} if preset != "cpu" else {"vocab": "gpt2", "n_embd": 128, "n_head": 4, "block_size": 256, "batch_size": 8}
     return make_config(preset, {**base, **read_overrides(overrides)})
 
-def train_step(model:GPT, optimizer, cfg:TrainConfig, data, gen:torch.Generator, device:torch.device) -> float:
-    "One training step with a named range for each phase; returns the loss."
-    with record_function("data"): x, y = get_batch(data, cfg.block_size, cfg.batch_size, gen, device)
-    with autocast(device, cfg.dtype):
-        with record_function("forward"): h = model.hidden(x)
-        with record_function("loss"): loss = model.head_loss(h, y)
-    with record_function("backward"): loss.backward()
+def train_step(model:GPT, optimizer, cfg:TrainConfig, data, gen:torch.Generator, device:torch.device) -> torch.Tensor:
+    "One optimizer step as training takes it: `grad_accum` micro-batches, then the optimizer, each phase in a named range; returns the mean loss (a tensor: no wait for the device)."
+    total = 0.0
+    for _ in range(cfg.grad_accum):
+        with record_function("data"): x, y = get_batch(data, cfg.block_size, cfg.batch_size, gen, device)
+        with autocast(device, cfg.dtype):
+            with record_function("forward"): h = model.hidden(x)
+            with record_function("loss"): loss = model.head_loss(h, y) / cfg.grad_accum
+        with record_function("backward"): loss.backward()
+        total = total + loss.detach()
     with record_function("optimizer"):
         optimizer.step(); optimizer.zero_grad(set_to_none=True)
-    return loss.item()
+    return total
 
 # %% ../nbs/04_profile.ipynb #b06af77d
 CATEGORIES = ["matrix multiplies", "attention", "softmax / cross-entropy", "copies and casts",
