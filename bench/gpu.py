@@ -1,4 +1,6 @@
-"""The a100 preset on a CUDA GPU: step time, tokens per second, peak GPU memory, loss and excess against the floor.
+"""The a100 preset on a CUDA GPU: step time, tokens per second, peak GPU memory, loss and excess against the floor; then
+the head's loss three ways (plain, ours chunked, torch's linear_cross_entropy chunked) at the preset's size, in
+bfloat16 and float32: time, peak memory, agreement.
 
 Run where a GPU is: `python bench/gpu.py DATA_DIR OUT_DIR` (the dataset is made in DATA_DIR if missing).
 """
@@ -9,6 +11,7 @@ import torch
 
 from zo_gpt.config import make_config
 from zo_gpt.evaluation import excess_text
+from zo_gpt.model import compare_losses, loss_table
 from zo_gpt.train import Callback, fit
 
 
@@ -39,6 +42,10 @@ def main(data_dir, out_dir):
     print(f"final, {f['scored']:,} tokens: loss {f['loss']:.5f} +- {f['se']:.5f}, floor {h.floor:.5f}, {excess_text(f)}")
     first = next((r["iter"] for r in h.val if r["kl"] <= 1e-3), None)
     print(f"first evaluation with excess <= 1e-3: step {first}")
+    rows = cfg.batch_size * cfg.block_size
+    for dtype in ("bfloat16", "float32"):
+        print(f"\nthe head's loss, {rows:,} rows x n_embd {cfg.n_embd} x vocab {cfg.vocab_size:,}, {dtype}, forward and backward:")
+        print(loss_table(compare_losses(rows, cfg.n_embd, cfg.vocab_size, device="cuda", dtype=dtype, repeats=5)))
 
 
 if __name__ == "__main__":

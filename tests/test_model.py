@@ -5,7 +5,8 @@ import torch
 from torch.nn import functional as F
 
 from zo_gpt.helpers import ConfigError, get_device
-from zo_gpt.model import GPT, GPTConfig, autocast, flops_per_token, linear_cross_entropy, param_counts
+from zo_gpt.model import (LOSSES, GPT, GPTConfig, autocast, ce_chunk_rows, compare_losses, flops_per_token, linear_cross_entropy,
+                           loss_table, param_counts)
 
 
 def rel(a, b):
@@ -117,3 +118,21 @@ def test_device_and_dtype_errors():
         get_device("gpu0")
     with pytest.raises(ConfigError, match="dtype must be one of"):
         autocast(torch.device("cpu"), "fp8")
+
+
+def test_chunks_are_sized_by_the_devices_memory_budget():
+    assert ce_chunk_rows(50304) == 166 and ce_chunk_rows(50304, 100) == 100           # 32 MiB of logits on a CPU
+    rows = ce_chunk_rows(50304, 0, "cuda")
+    assert 256 << 20 <= rows * 50304 * 4 <= 512 << 20 and -(-64 * 512 // rows) == 13     # the a100 preset: 13 chunks, not 197
+
+
+def test_loss_comparison_measures_time_memory_and_agreement():
+    rows = compare_losses(4096, 16, 4096, device="cpu", repeats=1)
+    assert [r["method"] for r in rows] == list(LOSSES)
+    plain, ours, theirs = rows
+    logits_mib = 4096 * 4096 * 4 / 2**20                                                 # 64 MiB of float32 logits
+    assert plain["peak_mib"] >= 2 * logits_mib                                           # the logits and their gradient
+    assert ours["peak_mib"] < plain["peak_mib"] / 4 and theirs["peak_mib"] < plain["peak_mib"] / 4
+    assert all(r["ms"] > 0 for r in rows) and plain["loss_diff"] == plain["grad_diff"] == 0
+    assert max(ours["grad_diff"], theirs["grad_diff"]) < 1e-5 and max(ours["loss_diff"], theirs["loss_diff"]) < 1e-5
+    assert loss_table(rows).splitlines()[1].startswith(LOSSES[0])
