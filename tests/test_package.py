@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import venv
+from pathlib import Path
 
 from conftest import NBS, ROOT
 
@@ -67,10 +68,14 @@ def test_editable_install_imports_from_the_folder_that_holds_the_clone(tmp_path)
         (clone / f).parent.mkdir(parents=True, exist_ok=True)
         (clone / f).write_bytes((ROOT / f).read_bytes())
     prefix = tmp_path / "prefix"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-                    "--no-build-isolation", "--prefix", str(prefix), "-e", str(clone)], check=True, capture_output=True)
+    # A second install beside this environment's own: a PEP 660 wheel into a prefix, and -I so pip uninstalls nothing here
+    # (without them pip runs `setup.py develop`, which replaces this environment's install and removes its zo-gpt).
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps", "--no-build-isolation",
+                    "--use-pep517", "--ignore-installed", "--prefix", str(prefix), "-e", str(clone)], check=True, capture_output=True)
     site_dir = next(prefix.glob("lib/python*/site-packages"))
     check = f"import site; site.addsitedir({str(site_dir)!r}); import zo_gpt; print(zo_gpt.__file__, zo_gpt.__version__)"
     r = subprocess.run([sys.executable, "-S", "-c", check], cwd=tmp_path, capture_output=True, text=True)   # -S: only that install
     assert r.returncode == 0, r.stderr[-1000:]
     assert r.stdout.split() == [str(clone / "zo_gpt" / "__init__.py"), __import__("zo_gpt").__version__]
+    mine = subprocess.run([sys.executable, "-m", "pip", "show", "--files", "zo_gpt"], capture_output=True, text=True)
+    assert mine.returncode == 0 and (Path(sys.executable).parent / "zo-gpt").exists()   # this environment's own install is untouched
