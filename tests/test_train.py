@@ -15,7 +15,7 @@ from zo_gpt.config import lr_at, make_config, parse_overrides
 from zo_gpt.data import reference_excess
 from zo_gpt.evaluation import loss_figure
 from zo_gpt.checkpoint import load_checkpoint, load_model
-from zo_gpt.train import SAMPLE_PIECE, Callback, Checkpointer, MetricsLog, TrainingError, fit, sample_text
+from zo_gpt.train import READ_BACK_EVERY, SAMPLE_PIECE, Callback, Checkpointer, MetricsLog, TrainingError, fit, sample_text
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +85,39 @@ def test_interrupt_saves_and_resume_continues_exactly(small_data, tmp_path):
     assert kinds.count("train") == 12 and kinds.count("final") == 1
     with pytest.raises(TrainingError, match="another configuration: lr=0.03 there, 0.02 now"):
         fit(cfg(small_data, tmp_path / "cut", lr=0.02), resume=True, verbose=False)
+
+
+class StopHearing(Callback):
+    def __init__(self, it): self.it = it
+    def on_step(self, state, record):
+        if record["iter"] == self.it: raise KeyboardInterrupt
+
+
+class Heard(Callback):
+    def __init__(self): self.iters = []
+    def on_step(self, state, record): self.iters.append(record["iter"])
+
+
+def test_losses_read_back_every_few_steps_give_the_same_run(small_data, tmp_path, monkeypatch):
+    "On CUDA the loop reads the loss back every few steps (no wait for the device each step): the same history, checks and resume."
+    keys = lambda h: [(r["iter"], r["tokens"], r["loss"], r["lr"]) for r in h.train]
+    full = fit(cfg(small_data, tmp_path / "full", eval_interval=6), verbose=False)
+    with pytest.raises(TrainingError) as each:
+        fit(cfg(small_data, tmp_path / "boom1", lr=1e9), verbose=False)
+    monkeypatch.setitem(READ_BACK_EVERY, "cpu", 4)                       # read back at steps 4, 6, 10 and 12
+    heard = Heard()
+    batched = fit(cfg(small_data, tmp_path / "b", eval_interval=6), callbacks=[heard, MetricsLog()], verbose=False)
+    assert keys(batched) == keys(full) and batched.final["loss"] == full.final["loss"] and heard.iters == list(range(1, 13))
+    lines = (tmp_path / "b" / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["iter"] for line in lines if json.loads(line)["kind"] == "train"] == list(range(1, 13))
+    with pytest.raises(TrainingError) as batch:
+        fit(cfg(small_data, tmp_path / "boom4", lr=1e9), verbose=False)
+    assert str(batch.value).split(";")[0] == str(each.value).split(";")[0]    # the same step named: "the loss is nan at iteration N"
+    c = cfg(small_data, tmp_path / "cut", eval_interval=6)
+    part = fit(c, callbacks=[StopHearing(3), Checkpointer(), MetricsLog()], verbose=False)  # heard at step 4's read-back
+    assert part.interrupted and [r["iter"] for r in part.train] == [1, 2, 3, 4]
+    rest = fit(c, callbacks=[Checkpointer(), MetricsLog()], resume=True, verbose=False)
+    assert keys(rest) == keys(full)
 
 
 class FinalListener(Callback):
