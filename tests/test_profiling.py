@@ -4,9 +4,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from torch.autograd import DeviceType
+from torch.autograd.profiler_util import FunctionEvent
 
 from zo_gpt.model import GPTConfig, flops_per_token
-from zo_gpt.profiling import CATEGORIES, categorize, profile_config, profile_steps
+from zo_gpt.profiling import CATEGORIES, IDLE, account, categorize, device_peak, event_table, profile_config, profile_steps
 from zo_gpt.tokens import DataConfig, prepare
 
 
@@ -21,6 +24,9 @@ from zo_gpt.tokens import DataConfig, prepare
     ("aten::index", ("data",), "data loading / host"), ("ProfilerStep*", (), "data loading / host"),
     ("flash_fwd_kernel", (), "attention"), ("Memcpy HtoD (Pageable -> Device)", (), "copies and casts"),
     ("void at::native::vectorized_elementwise_kernel<4>", (), "elementwise and activations"),
+    ("nvjet_tst_256x128_64x4_2x1_v_bz_coopB_TNN", (), "matrix multiplies"), ("sm90_xmma_gemm_bf16bf16_bf16f32", (), "matrix multiplies"),
+    ("cutlass_80_tensorop_bf16_s16816gemm_relu_bf16_64x64", (), "matrix multiplies"), ("triton_tem_fused_addmm_4", (), "matrix multiplies"),
+    ("triton_poi_fused_gelu_2", (), "elementwise and activations"), ("triton_red_fused__log_softmax_3", (), "softmax / cross-entropy"),
     ("mystery_op", (), "other"),
 ])
 def test_categorize(name, ranges, category):
@@ -31,8 +37,13 @@ def test_categorize(name, ranges, category):
 def test_profile_accounts_for_the_whole_step(tmp_path):
     prepare(DataConfig(n_seq=200, seq_len=100, vocab="gpt2"), tmp_path / "d", verbose=False)
     cfg = profile_config("cpu", {"data_dir": str(tmp_path / "d"), "n_embd": 32, "n_head": 2, "block_size": 32, "batch_size": 2})
-    r = profile_steps(cfg, active=2, trace=tmp_path / "t.json")
+    r = profile_steps(cfg, active=2, trace=tmp_path / "t.json", table=tmp_path / "events.json")
     assert sum(r.categories.values()) == pytest.approx(r.profiled_step_ms, rel=0.01)
+    table = json.loads((tmp_path / "events.json").read_text())                    # the recorded table replays to the same figures
+    assert table["device"] == "cpu" and account(table)["categories"] == r.categories and r.categories[IDLE] == 0
+    rows = table["rows"]
+    assert {"backward", "optimizer", "loss", "lm_head", "attention"} <= {x for row in rows for x in row["ranges"]}
+    assert all(r.components[k]["ms"] > 0 for k in ("embeddings", "attention", "mlp", "lm_head"))
     assert r.categories["matrix multiplies"] > 0 and r.categories["softmax / cross-entropy"] > 0
     assert r.memory["cpu_peak_by_phase"]["forward"] > 0 and 0 < r.mfu < 1.5
     assert json.loads((tmp_path / "t.json").read_text())
@@ -44,7 +55,7 @@ def test_cli_profile_writes_its_outputs(tmp_path):
     r = subprocess.run([str(cli), "profile", "--out", str(tmp_path / "p"), f"--data_dir={tmp_path / 'd'}", "--vocab=compact",
                         "--block_size=32", "--steps=1"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    for f in ("table.txt", "ops.csv", "categories.png", "trace.json"): assert (tmp_path / "p" / f).stat().st_size > 0
+    for f in ("table.txt", "ops.csv", "categories.png", "trace.json", "events.json"): assert (tmp_path / "p" / f).stat().st_size > 0
     assert "matrix multiplies" in (tmp_path / "p" / "table.txt").read_text() and "MFU" in r.stdout
     r = subprocess.run([str(cli), "profile", "--out", str(tmp_path / "q"), "--n_embed=3"], capture_output=True, text=True)
     assert r.returncode == 2 and "did you mean 'n_embd'" in r.stderr
@@ -66,3 +77,57 @@ def test_mfu_counts_the_work_the_profiled_step_does(tmp_path):
     fl = flops_per_token(GPTConfig(n_embd=32, n_head=2, block_size=64, vocab_size=5))
     assert runs[1].flops_per_step == pytest.approx(3 * 4 * 64 * (2 * 32 * 5 + 2 * 12 * 32 * 32 + 4 * 32 * 64))
     assert sum(fl.values()) == 2 * 32 * 5 + 2 * 12 * 32 * 32 + 4 * 32 * 64   # lm_head, 12 C^2 weights, the whole T x T scores
+
+
+def _event(id, name, start, end, thread=1, parent=None, device=DeviceType.CPU, linked=0, annotation=False):
+    e = FunctionEvent(id=id, name=name, thread=thread, start_us=start, end_us=end, device_type=device,
+                      linked_correlation_id=linked, is_user_annotation=annotation)
+    if parent is not None: e.set_cpu_parent(parent); parent.append_cpu_child(e)
+    return e
+
+
+def test_gpu_kernels_belong_to_the_operator_that_launched_them():
+    "A CUDA profile's events as torch's profiler gives them (built by hand: this machine has no GPU), through the same accounting."
+    step = _event(1, "ProfilerStep#3", 0, 100)
+    loss = _event(2, "loss", 5, 45, parent=step)
+    head = _event(3, "lm_head", 6, 44, parent=loss)
+    mm = _event(11, "aten::mm", 8, 12, parent=head)
+    launch = _event(901, "cudaLaunchKernel", 9, 14, parent=mm, linked=11)             # 5 µs to launch
+    bwd = _event(4, "autograd::engine::evaluate_function: MmBackward0", 50, 60, thread=2)  # autograd's thread, no ranges
+    mm_b = _event(12, "aten::mm", 51, 59, thread=2, parent=bwd)
+    launch_b = _event(902, "cudaLaunchKernel", 52, 58, thread=2, parent=mm_b, linked=12)   # 6 µs to launch a 3 µs kernel
+    outside = _event(13, "aten::add", 150, 160)                                        # not in a profiled step
+    cpu = [step, loss, head, mm, launch, bwd, mm_b, launch_b, outside]
+    gpu = [_event(901, "nvjet_tst_128x256_64x4_1x2_h_bz_coopA_NTT", 20, 50, device=DeviceType.CUDA, linked=11),
+           _event(902, "nvjet_tst_64x8_64x16_4x1_v_bz_TNT", 60, 63, device=DeviceType.CUDA, linked=12),
+           _event(903, "vectorized_elementwise_kernel", 160, 170, device=DeviceType.CUDA, linked=13),
+           _event(3, "lm_head", 20, 50, device=DeviceType.CUDA, annotation=True)]       # the range's copy on the GPU's timeline
+    table = event_table(cpu + gpu, "a made-up GPU")
+    assert table["device"] == "cuda" and table["steps"] == [[0, 100]]
+    assert [(r["op"], r["ranges"], r["dur"], r["launch"]) for r in table["rows"]] == [
+        ("aten::mm", ["lm_head", "loss"], 30, 5), ("aten::mm", ["backward"], 3, 6)]
+    acc = account(json.loads(json.dumps(table)))
+    assert {k: v for k, v in acc["categories"].items() if v} == {"matrix multiplies": pytest.approx(0.033), IDLE: pytest.approx(0.067)}
+    assert acc["step_ms"] == pytest.approx(0.1) and acc["launch_bound"] == {"kernels": 1, "ms": pytest.approx(0.003)}
+    assert acc["components_ms"]["lm_head"] == pytest.approx(0.03) and acc["ops"][0]["op"] == "aten::mm"
+
+
+def test_overlapping_kernels_and_gaps_add_up_to_the_step():
+    rows = [{"name": n, "op": op, "ranges": rg, "start": s, "dur": d, "launch": None} for n, op, rg, s, d in [
+        ("nvjet_a", "aten::mm", ["forward", "mlp"], 10, 40), ("triton_poi_fused_add_0", "", ["forward", "mlp"], 30, 30),
+        ("Memcpy DtoD (Device -> Device)", "aten::copy_", ["backward"], 70, 10), ("flash_fwd_kernel", "", [], 120, 30)]]
+    acc = account({"device": "cuda", "steps": [[0, 60], [60, 140]], "rows": rows})   # the last kernel ends after the host's step
+    cats = {k: round(v * 2e3) for k, v in acc["categories"].items() if v}               # µs over both steps
+    assert cats == {"matrix multiplies": 40, "elementwise and activations": 10, "copies and casts": 10, "attention": 30, IDLE: 60}
+    assert acc["step_ms"] == pytest.approx(0.075) and sum(acc["categories"].values()) == pytest.approx(acc["step_ms"])
+
+
+@pytest.mark.parametrize("gpu, dtype, peak, words", [
+    ("NVIDIA H100 80GB HBM3", "bfloat16", 989e12, "NVIDIA H100 80GB HBM3: vendor dense bfloat16 peak"),
+    ("NVIDIA H100 PCIe", "bfloat16", 756e12, "NVIDIA H100 PCIe: vendor dense bfloat16 peak"),
+    ("NVIDIA A100-SXM4-40GB", "float32", 156e12, "NVIDIA A100-SXM4-40GB: vendor dense TF32 peak"),
+    ("NVIDIA A10G", "float16", 125e12, "NVIDIA A10G: vendor dense float16 peak"),
+])
+def test_mfu_peak_matches_the_gpu_and_the_dtype(monkeypatch, gpu, dtype, peak, words):
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: gpu)
+    assert device_peak(torch.device("cuda"), dtype) == (peak, words)

@@ -300,7 +300,7 @@ def test_everyday_paths_tilde_a_closed_pipe_and_profile_reports(world, tmp_path)
     prof = ["profile", "--out", tmp_path / "prof", f"--data_dir={world / 'data'}", "--vocab=compact", "--block_size=32", "--n_embd=16"]
     assert zo(*prof, "--steps=1").returncode == 0
     before = (tmp_path / "prof" / "table.txt").read_bytes()
-    for extra, needle in ((["--steps=1"], "holds a profile report (table.txt, ops.csv, categories.png, trace.json)"),
+    for extra, needle in ((["--steps=1"], "holds a profile report (table.txt, ops.csv, categories.png, trace.json, events.json)"),
                           (["--steps=0", "--force"], "steps must be a positive integer"),
                           (["--steps=1", "--force", "--compile=True"], "compile=True: profile measures the model")):
         r = zo(*prof, *extra)

@@ -103,7 +103,7 @@ def _profile(args, extra:list[str]) -> int:
             print(f"note: the a100 preset is sized for a GPU; on this CPU its {args.steps + 2} steps may take several minutes",
                   file=sys.stderr)
         print(f"dataset: {cfg.dataset}")
-        result = profile_steps(cfg, active=args.steps, trace=out / "trace.json", make=own)
+        result = profile_steps(cfg, active=args.steps, trace=out / "trace.json", table=out / "events.json", make=own)
         for path in write_report(result, cfg, out): print(f"wrote {path}")
         total = sum(result.categories.values())
         top = sorted(result.categories.items(), key=lambda kv: -kv[1])[:3]
@@ -163,7 +163,7 @@ def parser() -> argparse.ArgumentParser:
     fp = sub.add_parser("profile", help="profile a few training steps", epilog=_settings_help(),
                         formatter_class=argparse.RawDescriptionHelpFormatter,
                         description="Profile training steps with torch.profiler and write table.txt, ops.csv, "
-                        "categories.png and trace.json to --out. With --preset cpu the model is the fused-loss "
+                        "categories.png, trace.json and events.json to --out. With --preset cpu the model is the fused-loss "
                         "benchmark's (GPT-2 vocabulary, n_embd 128, batch 8); --key=value changes it.")
     fp.add_argument("--out", required=True, type=os.path.expanduser, help="folder for the report and the trace")
     fp.add_argument("--preset", choices=tuple(PRESETS), default="cpu", help="starting configuration (default %(default)s)")
