@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,9 @@ def test_profile_accounts_for_the_whole_step(tmp_path):
     rows = table["rows"]
     assert {"backward", "optimizer", "loss", "lm_head", "attention"} <= {x for row in rows for x in row["ranges"]}
     assert all(r.components[k]["ms"] > 0 for k in ("embeddings", "attention", "mlp", "lm_head"))
+    plain = profile_steps(replace(cfg, fused_ce=False), active=1).memory["cpu_peak_by_phase"]
+    logits = 2 * 32 * 50304 * 4
+    assert plain["loss"] >= 2 * logits and plain["backward"] >= plain["loss"]    # the logits and their log-softmax, held
     assert r.categories["matrix multiplies"] > 0 and r.categories["softmax / cross-entropy"] > 0
     assert r.memory["cpu_peak_by_phase"]["forward"] > 0 and 0 < r.mfu < 1.5
     assert json.loads((tmp_path / "t.json").read_text())

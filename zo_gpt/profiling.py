@@ -178,11 +178,18 @@ PHASES = ("data", "forward", "loss", "backward", "optimizer")
 
 def _memory_by_phase(events:list) -> dict:
     "Peak memory (bytes) held above the start of the step, reached in each phase, from the operators' allocations."
-    peaks, live = dict.fromkeys(PHASES, 0), 0
-    for e in sorted((e for e in events if _in_step(e)), key=lambda e: e.time_range.start):
-        if e.name.startswith("ProfilerStep"): live = 0; continue
-        live += e.self_cpu_memory_usage
-        phase = next((p for p in PHASES if p in _ranges_of(e)), None)
+    # Each operator's own net allocation moves at one moment: when it starts if it gains memory, when it ends if it
+    # frees some (a parent's release, counted at its start, would hide what its children hold meanwhile).
+    peaks, moves = dict.fromkeys(PHASES, 0), []
+    for e in events:
+        if not _in_step(e): continue
+        if e.name.startswith("ProfilerStep"): moves.append((e.time_range.start, 0, 0, None)); continue   # a new step
+        b = e.self_cpu_memory_usage
+        phase = next((p for p in PHASES if p in _ranges_of(e) or e.name == p), None)
+        if b: moves.append((e.time_range.start if b > 0 else e.time_range.end, 1, b, phase))
+    live = 0
+    for _, kind, b, phase in sorted(moves, key=lambda m: m[:2]):
+        live = live + b if kind else 0
         if phase: peaks[phase] = max(peaks[phase], live)
     return peaks
 
