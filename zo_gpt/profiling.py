@@ -316,20 +316,20 @@ def _cuda_phase_peaks(model, optimizer, cfg, data, gen, device) -> dict:
 def ops_table(result:ProfileResult, top:int=15) -> str:
     "The `top` operators by self time per step, as text."
     total = sum(result.categories.values())
-    lines = [f"{'operator':58} {'category':28} {'calls':>6} {'ms/step':>9} {'share':>7}"]
+    lines = [f"{'operator':58} {'category':31} {'calls':>6} {'ms/step':>9} {'share':>7}"]
     for r in result.ops[:top]:
-        lines.append(f"{r['name'][:58]:58} {r['category']:28} {r['calls']:>6} {r['self_ms']:>9.2f} {r['self_ms'] / total:>7.1%}")
+        lines.append(f"{r['name'][:58]:58} {r['category']:31} {r['calls']:>6} {r['self_ms']:>9.2f} {r['self_ms'] / total:>7.1%}")
     return "\n".join(lines)
 
 def category_table(results:dict) -> str:
     "Milliseconds per step of each category, one column per profiled configuration."
     names = list(results)
-    lines = [f"{'category':28}" + "".join(f"{n:>24}" for n in names)]
+    lines = [f"{'category':31}" + "".join(f"{n:>24}" for n in names)]
     for c in CATEGORIES:
-        lines.append(f"{c:28}" + "".join(f"{results[n].categories[c]:>14.1f} ms {results[n].categories[c] / sum(results[n].categories.values()):>6.1%}" for n in names))
-    lines.append(f"{'whole step (profiled)':28}" + "".join(f"{r.profiled_step_ms:>14.1f} ms {'':>6}" for r in results.values()))
+        lines.append(f"{c:31}" + "".join(f"{results[n].categories[c]:>14.1f} ms {results[n].categories[c] / sum(results[n].categories.values()):>6.1%}" for n in names))
+    lines.append(f"{'whole step (profiled)':31}" + "".join(f"{r.profiled_step_ms:>14.1f} ms {'':>6}" for r in results.values()))
     if any(r.launch_bound.get("kernels") for r in results.values()):   # a GPU: many kernels shorter than their launch mean waiting on launches
-        lines.append(f"{'kernels shorter than launch':28}" + "".join(
+        lines.append(f"{'kernels shorter than launch':31}" + "".join(
             f"{r.launch_bound.get('kernels', 0):>11.0f} ({r.launch_bound.get('ms', 0):.1f} ms)" for r in results.values()))
     return "\n".join(lines)
 
