@@ -30,7 +30,7 @@ def timed_fit(cfg):
     clock = Clock()
     torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    h = fit(cfg, callbacks=[clock], overwrite=True)
+    h = fit(cfg, callbacks=[clock])
     wall = time.perf_counter() - t0
     steps = sorted(b - a for a, b in zip(clock.t, clock.t[1:]))
     return h, wall, steps[len(steps) // 2], clock.t[0] - t0

@@ -67,9 +67,10 @@ def test_same_seed_same_losses(small_data, tmp_path):
 
 
 class StopAt(Callback):
+    "Interrupts when it hears of step `it` (on CUDA, at the read-back after it)."
     def __init__(self, it): self.it = it
     def on_step(self, state, record):
-        if state.iter == self.it: raise KeyboardInterrupt
+        if record["iter"] == self.it: raise KeyboardInterrupt
 
 
 def test_interrupt_saves_and_resume_continues_exactly(small_data, tmp_path):
@@ -85,12 +86,6 @@ def test_interrupt_saves_and_resume_continues_exactly(small_data, tmp_path):
     assert kinds.count("train") == 12 and kinds.count("final") == 1
     with pytest.raises(TrainingError, match="another configuration: lr=0.03 there, 0.02 now"):
         fit(cfg(small_data, tmp_path / "cut", lr=0.02), resume=True, verbose=False)
-
-
-class StopHearing(Callback):
-    def __init__(self, it): self.it = it
-    def on_step(self, state, record):
-        if record["iter"] == self.it: raise KeyboardInterrupt
 
 
 class Heard(Callback):
@@ -114,7 +109,7 @@ def test_losses_read_back_every_few_steps_give_the_same_run(small_data, tmp_path
         fit(cfg(small_data, tmp_path / "boom4", lr=1e9), verbose=False)
     assert str(batch.value).split(";")[0] == str(each.value).split(";")[0]    # the same step named: "the loss is nan at iteration N"
     c = cfg(small_data, tmp_path / "cut", eval_interval=6)
-    part = fit(c, callbacks=[StopHearing(3), Checkpointer(), MetricsLog()], verbose=False)  # heard at step 4's read-back
+    part = fit(c, callbacks=[StopAt(3), Checkpointer(), MetricsLog()], verbose=False)  # heard at step 4's read-back
     assert part.interrupted and [r["iter"] for r in part.train] == [1, 2, 3, 4]
     rest = fit(c, callbacks=[Checkpointer(), MetricsLog()], resume=True, verbose=False)
     assert keys(rest) == keys(full)

@@ -184,9 +184,9 @@ def _memory_by_phase(events:list) -> dict:
     for e in events:
         if not _in_step(e): continue
         if e.name.startswith("ProfilerStep"): moves.append((e.time_range.start, 0, 0, None)); continue   # a new step
-        b = e.self_cpu_memory_usage
+        if not (b := e.self_cpu_memory_usage): continue
         phase = next((p for p in PHASES if p in _ranges_of(e) or e.name == p), None)
-        if b: moves.append((e.time_range.start if b > 0 else e.time_range.end, 1, b, phase))
+        moves.append((e.time_range.start if b > 0 else e.time_range.end, 1, b, phase))
     live = 0
     for _, kind, b, phase in sorted(moves, key=lambda m: m[:2]):
         live = live + b if kind else 0
