@@ -6,7 +6,7 @@ from torch.nn import functional as F
 
 from zo_gpt.helpers import ConfigError, get_device
 from zo_gpt.model import (LOSSES, GPT, GPTConfig, autocast, ce_chunk_rows, compare_losses, flops_per_token, linear_cross_entropy,
-                           loss_table, param_counts)
+                           loss_methods, loss_table, param_counts)
 
 
 def rel(a, b):
@@ -136,3 +136,11 @@ def test_loss_comparison_measures_time_memory_and_agreement():
     assert all(r["ms"] > 0 for r in rows) and plain["loss_diff"] == plain["grad_diff"] == 0
     assert max(ours["grad_diff"], theirs["grad_diff"]) < 1e-5 and max(ours["loss_diff"], theirs["loss_diff"]) < 1e-5
     assert loss_table(rows).splitlines()[1].startswith(LOSSES[0])
+
+
+def test_loss_comparison_on_a_torch_without_its_own_chunked_loss(monkeypatch):
+    monkeypatch.delattr(torch.nn.functional, "linear_cross_entropy")   # torch before 2.13
+    assert loss_methods() == LOSSES[:2]
+    rows = compare_losses(256, 8, 64, device="cpu", repeats=1)
+    assert [r["method"] for r in rows] == list(LOSSES[:2]) and rows[1]["grad_diff"] < 1e-5
+    assert "has no chunked linear_cross_entropy" in loss_table(rows).splitlines()[-1]

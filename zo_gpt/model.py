@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['DTYPES', 'CE_CHUNK_BYTES', 'DEFAULT_CE_CHUNK_BYTES', 'LOSSES', 'autocast', 'GPTConfig', 'LayerNorm',
            'CausalSelfAttention', 'MLP', 'Block', 'LinearCrossEntropy', 'ce_chunk_rows', 'linear_cross_entropy', 'GPT',
-           'param_counts', 'flops_per_token', 'compare_losses', 'loss_table']
+           'param_counts', 'flops_per_token', 'loss_methods', 'compare_losses', 'loss_table']
 
 # %% ../nbs/02_model.ipynb #c04db08e
 import contextlib
@@ -233,6 +233,11 @@ def _loss_fn(method:str):
     if method == LOSSES[1]: return linear_cross_entropy
     return lambda x, w, t: F.linear_cross_entropy(x, w, t, options=torch.nn.LinearCrossEntropyOptions())
 
+def loss_methods() -> tuple:
+    "The ways in `LOSSES` this torch has: its own chunked loss, with `LinearCrossEntropyOptions`, is in torch 2.13."
+    ok = hasattr(F, "linear_cross_entropy") and hasattr(torch.nn, "LinearCrossEntropyOptions")
+    return LOSSES if ok else LOSSES[:2]
+
 def _rel(a, b) -> float: return ((a - b).norm() / b.norm()).item()
 
 def _peak_bytes(fn, device:torch.device) -> int:
@@ -260,7 +265,7 @@ def compare_losses(
     repeats:int=3, # timed passes per method (the median is reported)
     seed:int=0,
 ) -> list[dict]:
-    "One forward and backward pass of the head's loss, each way in `LOSSES`: time, peak memory, and the difference from plain."
+    "One forward and backward pass of the head's loss, each way this torch has (`loss_methods`): time, peak memory, and the difference from plain."
     rows, n_embd, vocab_size, repeats = (check_positive(k, v) for k, v in
                                          dict(rows=rows, n_embd=n_embd, vocab_size=vocab_size, repeats=repeats).items())
     device = get_device(device or "auto")
@@ -270,7 +275,7 @@ def compare_losses(
     t = torch.randint(0, vocab_size, (rows,), generator=g).to(device)
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     out, ref = [], None
-    for method in LOSSES:
+    for method in loss_methods():
         fn, x, w = _loss_fn(method), x0.clone().requires_grad_(), w0.clone().requires_grad_()
         def step():
             x.grad = w.grad = None
@@ -295,5 +300,7 @@ def loss_table(results:list[dict]) -> str:
     for r in results:
         lines.append(f"{r['method']:46} {r['ms']:>9.1f} {r['ms'] / base['ms']:>7.2f} {r['peak_mib']:>9.1f} "
                      f"{r['peak_mib'] / max(base['peak_mib'], 1e-9):>7.3f} {r['loss_diff']:>9.1e} {r['grad_diff']:>9.1e}")
+    if LOSSES[2] not in {r["method"] for r in results}:
+        lines.append(f"(torch {torch.__version__} has no chunked linear_cross_entropy; torch 2.13 has one)")
     return "\n".join(lines)
 
