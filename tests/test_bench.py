@@ -1,0 +1,28 @@
+"""bench/gpu.py runs only where a GPU is; its dry run takes every part through the CPU at a tiny size, so the script a
+short GPU session depends on is checked on every run of the suite."""
+import json
+import re
+import subprocess
+import sys
+
+from conftest import ROOT
+from zo_gpt.profiling import CATEGORIES, account
+
+
+def test_gpu_bench_dry_run_runs_every_part(tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu.py"), tmp_path / "data", tmp_path / "out", "--dry-run"],
+                       capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.rstrip().endswith("all parts ran"), r.stdout[-3000:] + r.stderr[-3000:]
+    text = r.stdout
+    steps = {m[0]: float(m[1]) for m in re.findall(r"== a100 preset, (now|before):.*\n\d+ steps in [\d.]+ s; ([\d.]+) ms a step", text)}
+    assert set(steps) == {"now", "before"} and all(ms > 0 for ms in steps.values())
+    assert re.search(r"then [\d.]+ ms a step, [\d.]+x the uncompiled step", text)
+    for dtype in ("bfloat16", "float32"):   # three ways, each agreeing with the plain loss
+        table = text.split(f"== the head's loss, {dtype}")[1].split("==")[0]
+        diffs = [float(d) for d in re.findall(r"^(?:plain|ours|torch):.* ([\d.e+-]+)$", table, re.M)]
+        assert len(diffs) == 3 and max(diffs) < 1e-2, table
+    table = json.loads((tmp_path / "out" / "events.json").read_text())
+    acc = account(table)
+    assert table["device"] == "cpu" and len(table["steps"]) == 3 and set(acc["categories"]) == set(CATEGORIES)
+    assert abs(sum(acc["categories"].values()) - acc["step_ms"]) < 1e-6 * acc["step_ms"]
+    assert f"profiled {acc['step_ms']:.1f} ms" in text
