@@ -153,11 +153,13 @@ def blocks_at(data:np.ndarray, starts:np.ndarray, block_size:int) -> "torch.Tens
     return torch.from_numpy(np.asarray(data)[starts[:, None] + np.arange(block_size + 1)].astype(np.int64))
 
 def get_batch(data:np.ndarray, block_size:int, batch_size:int, generator:"torch.Generator", device:"torch.device"):
-    "Inputs and targets (batch_size, block_size) from random offsets into `data`."
+    "Inputs and targets (batch_size, block_size) from random offsets into `data`, as views of one block of rows on `device`."
     import torch
     ix = torch.randint(len(data) - block_size, (batch_size,), generator=generator).numpy()
     rows = blocks_at(data, ix, block_size)
-    return rows[:, :-1].to(device, non_blocking=True), rows[:, 1:].to(device, non_blocking=True)
+    if torch.device(device).type == "cuda": rows = rows.pin_memory()   # a copy from pageable memory waits for the GPU
+    rows = rows.to(device, non_blocking=True)
+    return rows[:, :-1], rows[:, 1:]
 
 def lr_at(cfg:TrainConfig, it:int) -> float:
     "Learning rate at step `it`: linear warm-up, then cosine decay to `min_lr` at `max_iters`."
