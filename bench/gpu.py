@@ -4,11 +4,12 @@
 2. the preset's profile: categories, MFU, kernels, the unprofiled against the profiled step, and its event table
    (OUT_DIR/events.json, the GPU fixture for tests/) with how many kernels were matched to the operator that launched
    them and to its named ranges;
-3. the preset's training run: step time, tokens/s, peak GPU memory, loss and excess over the floor; and the same steps
-   as the GPU path was first written (the loss read back every step, 166-row loss chunks), for a before and after on
-   one machine;
-4. the same steps with torch.compile(dynamic=False): the first read-back's time (compiling) and the step after it;
-5. the head's loss each way this torch has (plain, ours, torch's) at the preset's size, bfloat16 and float32.
+3. how often the training loop makes the host wait for the GPU (CUDA's sync debug mode), by the line that asked;
+4. the preset's training run: step time, tokens/s, peak GPU memory, loss and excess over the floor; and the same steps
+   as the GPU path was first written (the loss read back every step, 166-row loss chunks, batches copied from
+   pageable memory), for a before and after on one machine;
+5. the same steps with torch.compile(dynamic=False): the first read-back's time (compiling) and the step after it;
+6. the head's loss each way this torch has (plain, ours, torch's) at the preset's size, bfloat16 and float32.
 
 Each part runs even if an earlier one failed (its traceback is printed); the exit status says whether all did.
 Step times come from the run's own read-backs (the host hears of steps in bursts): the time between the last steps
@@ -23,6 +24,8 @@ import json
 import sys
 import time
 import traceback
+import warnings
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -36,7 +39,8 @@ from zo_gpt.profiling import account, category_table, flops_table, ops_table, pr
 from zo_gpt.tokens import DataConfig, prepare
 
 SKIP = 20  # steps left out of the step time: the first ones warm up (and a compiled run compiles in its first)
-BEFORE = {"read_back": 1, "ce_chunk": 166}  # the GPU path as first measured (101 ms a step on an H100)
+NOW = {"read_back": train.READ_BACK_EVERY.get("cuda", 1), "ce_chunk": 0, "pinned": True}
+BEFORE = {"read_back": 1, "ce_chunk": 166, "pinned": False}  # the GPU path as first measured (101 ms a step on an H100)
 TINY = {"n_embd": 64, "n_head": 4, "block_size": 64, "batch_size": 4, "max_iters": 40, "eval_interval": 20,
         "eval_batches": 1, "final_tokens": 4096, "device": "cpu"}  # --dry-run
 
@@ -57,17 +61,26 @@ class Clock(train.Callback):
         return (t1 - t0 - evals) / max(1, i1 - i0) * 1e3
 
 
-def timed_fit(cfg, read_back:int, ce_chunk:int=0):
-    "Train `cfg` reading the loss back every `read_back` steps, with `ce_chunk` rows per loss chunk (0: the device's budget); returns the history, the clock and the wall time."
+def way_text(way:dict, cfg) -> str:
     kind = get_device(cfg.device).type
-    saved = dict(train.READ_BACK_EVERY), dict(model.CE_CHUNK_BYTES)
-    train.READ_BACK_EVERY[kind] = read_back
-    if ce_chunk: model.CE_CHUNK_BYTES[kind] = ce_chunk * 4 * cfg.vocab_size
+    rows = model.ce_chunk_rows(cfg.vocab_size, way["ce_chunk"], kind)
+    copies = f"batches copied from {'pinned' if way['pinned'] else 'pageable'} memory" if kind == "cuda" else "no batch copies"
+    return f"loss read back every {way['read_back']} steps, loss chunks of {rows} rows, {copies}"
+
+
+def timed_fit(cfg, way:dict=NOW, callbacks:list=()):
+    "Train `cfg` the `way` given (NOW, BEFORE); returns the history, the clock and the wall time."
+    kind = get_device(cfg.device).type
+    saved = dict(train.READ_BACK_EVERY), dict(model.CE_CHUNK_BYTES), torch.Tensor.pin_memory
+    train.READ_BACK_EVERY[kind] = way["read_back"]
+    if way["ce_chunk"]: model.CE_CHUNK_BYTES[kind] = way["ce_chunk"] * 4 * cfg.vocab_size
+    if not way["pinned"]: torch.Tensor.pin_memory = lambda self, *a, **k: self
     if torch.cuda.is_available(): torch.cuda.reset_peak_memory_stats()
     clock, t0 = Clock(), time.perf_counter()
-    try: h = train.fit(cfg, callbacks=[clock], verbose=False)
+    try: h = train.fit(cfg, callbacks=[clock, *callbacks], verbose=False)
     finally:
         for d, old in zip((train.READ_BACK_EVERY, model.CE_CHUNK_BYTES), saved): d.clear(); d.update(old)
+        torch.Tensor.pin_memory = saved[2]
     return h, clock, time.perf_counter() - t0
 
 
@@ -131,14 +144,32 @@ def main(argv=None):
                               "other_and_host": (r.categories["other"] + r.categories["data loading / host"]) / total,
                               "shares": {k: v / total for k, v in r.categories.items()}, "linkage": linkage(table)}
 
-    for name, read_back, chunk in (("now", train.READ_BACK_EVERY.get("cuda", 1), 0),
-                                   ("before", BEFORE["read_back"], BEFORE["ce_chunk"])):
-        @part(f"a100 preset, {name}: loss read back every {read_back} steps, loss chunks "
-              f"of {model.ce_chunk_rows(cfg.vocab_size, chunk, get_device(cfg.device).type)} rows", failed)
+    @part("host waits in the training loop (CUDA's sync debug mode)", failed)
+    def _():
+        if not torch.cuda.is_available(): print("no CUDA: nothing to count"); return
+        c = make_config("a100", {**extra, "max_iters": 40, "eval_interval": 10**6, "final_eval": False})
+        class Mark(train.Callback):   # the warnings of the steps, not of building the model and batches, nor the evaluation
+            def on_fit_start(self, state): self.first = len(caught)
+            def on_step(self, state, record): self.last = len(caught)
+        for name, way in (("now", NOW), ("before", BEFORE)):
+            mark = Mark()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                torch.cuda.set_sync_debug_mode("warn")
+                try: timed_fit(c, way, callbacks=[mark])
+                finally: torch.cuda.set_sync_debug_mode("default")
+            waits = [w for w in caught[mark.first:mark.last] if "synchroniz" in str(w.message)]
+            print(f"{name}: {len(waits)} synchronizing calls in {c.max_iters} steps; {way_text(way, c)}")
+            for (f, line), n in Counter((Path(w.filename).name, w.lineno) for w in waits).most_common(6):
+                print(f"  {n:4d}  {f}:{line}")
+            summary[f"host_waits_{name}"] = {"steps": c.max_iters, "syncs": len(waits)}
+
+    for name, way in (("now", NOW), ("before", BEFORE)):
+        @part(f"a100 preset, {name}: {way_text(way, cfg)}", failed)
         def _():
             now = name == "now"   # the run before needs no final evaluation, nor all 300 steps, for its step time
             c = make_config("a100", {**extra, "final_eval": now, **({} if now else {"max_iters": min(cfg.max_iters, 100)})})
-            h, clock, wall = timed_fit(c, read_back, chunk)
+            h, clock, wall = timed_fit(c, way)
             ms = clock.step_ms()
             tokens = c.batch_size * c.block_size * c.grad_accum
             peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
@@ -154,7 +185,7 @@ def main(argv=None):
     @part("torch.compile(dynamic=False)", failed)
     def _():
         c = make_config("a100", {**extra, "compile": True, "max_iters": min(cfg.max_iters, 60), "final_eval": False})
-        _, clock, _ = timed_fit(c, train.READ_BACK_EVERY.get("cuda", 1))
+        _, clock, _ = timed_fit(c, NOW)
         ms = clock.step_ms()
         (t, i) = clock.bursts[0]
         compiling = t - clock.t0 - i * ms / 1e3
