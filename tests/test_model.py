@@ -128,18 +128,18 @@ def test_chunks_are_sized_by_the_devices_memory_budget():
 
 def test_loss_comparison_measures_time_memory_and_agreement():
     rows = compare_losses(4096, 16, 4096, device="cpu", repeats=1)
-    assert [r["method"] for r in rows] == list(LOSSES)
-    plain, ours, theirs = rows
+    assert [r["method"] for r in rows] == list(loss_methods())   # torch's own too, from torch 2.13 on
+    plain, chunked = rows[0], rows[1:]
     logits_mib = 4096 * 4096 * 4 / 2**20                                                 # 64 MiB of float32 logits
     assert plain["peak_mib"] >= 2 * logits_mib                                           # the logits and their gradient
-    assert ours["peak_mib"] < plain["peak_mib"] / 4 and theirs["peak_mib"] < plain["peak_mib"] / 4
+    assert all(r["peak_mib"] < plain["peak_mib"] / 4 for r in chunked)
     assert all(r["ms"] > 0 for r in rows) and plain["loss_diff"] == plain["grad_diff"] == 0
-    assert max(ours["grad_diff"], theirs["grad_diff"]) < 1e-5 and max(ours["loss_diff"], theirs["loss_diff"]) < 1e-5
+    assert all(r["grad_diff"] < 1e-5 and r["loss_diff"] < 1e-5 for r in chunked)
     assert loss_table(rows).splitlines()[1].startswith(LOSSES[0])
 
 
 def test_loss_comparison_on_a_torch_without_its_own_chunked_loss(monkeypatch):
-    monkeypatch.delattr(torch.nn.functional, "linear_cross_entropy")   # torch before 2.13
+    monkeypatch.delattr(torch.nn.functional, "linear_cross_entropy", raising=False)   # as in torch 2.11
     assert loss_methods() == LOSSES[:2]
     rows = compare_losses(256, 8, 64, device="cpu", repeats=1)
     assert [r["method"] for r in rows] == list(LOSSES[:2]) and rows[1]["grad_diff"] < 1e-5

@@ -10,7 +10,8 @@ from torch.autograd import DeviceType
 from torch.autograd.profiler_util import FunctionEvent
 
 from zo_gpt.model import GPTConfig, flops_per_token
-from zo_gpt.profiling import CATEGORIES, IDLE, account, categorize, device_peak, event_table, profile_config, profile_steps
+from zo_gpt.profiling import (CATEGORIES, IDLE, account, categorize, device_peak, event_table, kineto_links, profile_config,
+                              profile_steps)
 from zo_gpt.tokens import DataConfig, prepare
 
 
@@ -84,8 +85,8 @@ def test_mfu_counts_the_work_the_profiled_step_does(tmp_path):
 
 
 def _event(id, name, start, end, thread=1, parent=None, device=DeviceType.CPU, linked=0, annotation=False):
-    e = FunctionEvent(id=id, name=name, thread=thread, start_us=start, end_us=end, device_type=device,
-                      linked_correlation_id=linked, is_user_annotation=annotation)
+    e = FunctionEvent(id=id, name=name, thread=thread, start_us=start, end_us=end, device_type=device, is_user_annotation=annotation)
+    e.linked_correlation_id = linked   # an argument from torch 2.13 on; set here, the helper serves older torch too
     if parent is not None: e.set_cpu_parent(parent); parent.append_cpu_child(e)
     return e
 
@@ -114,6 +115,35 @@ def test_gpu_kernels_belong_to_the_operator_that_launched_them():
     assert {k: v for k, v in acc["categories"].items() if v} == {"matrix multiplies": pytest.approx(0.033), IDLE: pytest.approx(0.067)}
     assert acc["step_ms"] == pytest.approx(0.1) and acc["launch_bound"] == {"kernels": 1, "ms": pytest.approx(0.003)}
     assert acc["components_ms"]["lm_head"] == pytest.approx(0.03) and acc["ops"][0]["op"] == "aten::mm"
+
+
+def test_gpu_kernels_find_their_operator_where_events_lack_the_link():
+    "torch 2.11's events have no `linked_correlation_id`: the same table comes from the raw events' links."
+    def events():
+        step = _event(1, "ProfilerStep#3", 0, 100)
+        mm = _event(11, "aten::mm", 8, 12, parent=_event(3, "lm_head", 6, 44, parent=step))
+        launch = _event(901, "cudaLaunchKernel", 9, 14, parent=mm, linked=11)
+        kernel = _event(901, "nvjet_tst_128x256_64x4_1x2_h_bz_coopA_NTT", 20, 50, device=DeviceType.CUDA, linked=11)
+        return [step, step.cpu_children[0], mm, launch, kernel]
+    with_link = event_table(events(), "a made-up GPU")
+    old = events()
+    links = {(e.device_type.name, e.id, e.time_range.start): e.linked_correlation_id for e in old}
+    for e in old: del e.linked_correlation_id
+    assert event_table(old, "a made-up GPU", links) == with_link
+    assert with_link["rows"] == [{"name": "nvjet_tst_128x256_64x4_1x2_h_bz_coopA_NTT", "op": "aten::mm", "ranges": ["lm_head"],
+                                  "start": 20, "dur": 30, "launch": 5}]
+    assert event_table(old, "a made-up GPU")["rows"][0]["op"] == ""     # without the links, nothing to go on
+
+
+def test_raw_event_links_pair_with_the_profilers_events():
+    "`kineto_links`'s keys are the profiler's own events' (device, id, start): checked on a real (CPU) profile."
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        a = torch.randn(64, 64)
+        (a @ a).relu().sum()
+    links = kineto_links(prof)
+    events = [e for e in prof.events() if e.name != "[memory]"]
+    assert len(events) > 3 and all(links.get((e.device_type.name, e.id, e.time_range.start)) == 0 for e in events)
 
 
 def test_overlapping_kernels_and_gaps_add_up_to_the_step():

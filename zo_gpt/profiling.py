@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['IDLE', 'CATEGORIES', 'RANGES', 'COMPONENTS', 'PHASES', 'GPU_PEAKS', 'REPORT_FILES', 'profile_config', 'train_step',
-           'categorize', 'event_table', 'account', 'ProfileResult', 'measure_matmul_peak', 'device_peak', 'peak_rss',
-           'profile_steps', 'ops_table', 'category_table', 'category_figure', 'flops_table', 'memory_table',
-           'write_report']
+           'categorize', 'kineto_links', 'event_table', 'account', 'ProfileResult', 'measure_matmul_peak',
+           'device_peak', 'peak_rss', 'profile_steps', 'ops_table', 'category_table', 'category_figure', 'flops_table',
+           'memory_table', 'write_report']
 
 # %% ../nbs/04_profile.ipynb #515e57be
 import contextlib
@@ -84,8 +84,24 @@ def _is_annotation(e) -> bool:
     "A named range's copy on the GPU's timeline: the same span as the range, not work of its own."
     return bool(getattr(e, "is_user_annotation", False)) or e.name in RANGES or e.name.startswith("ProfilerStep")
 
-def event_table(events:list, device_name:str="") -> dict:
+def kineto_links(prof) -> dict:
+    "{(device, id, start): linked correlation id} of every raw event of `prof`: the link from a kernel (or the runtime call that launched it) to its operator, for a torch whose events do not carry it (2.11)."
+    res = prof.profiler.kineto_results
+    t0 = res.trace_start_ns()
+    return {(k.device_type().name, k.correlation_id(), (k.start_ns() - t0) / 1000): k.linked_correlation_id() for k in res.events()}
+
+def _linked(e, links:dict) -> int:
+    "The correlation id of the operator that launched `e` (a kernel, or a runtime call); 0 for an operator."
+    if hasattr(e, "linked_correlation_id"): return e.linked_correlation_id
+    return links.get((e.device_type.name, e.id, e.time_range.start), 0)
+
+def event_table(
+    events:list, # the profiler's events (`prof.events()`)
+    device_name:str="", # the device, in words
+    links:dict|None=None, # `kineto_links(prof)`, where the events lack `linked_correlation_id`
+) -> dict:
     "The profiled steps as a compact, JSON-ready table: one row per piece of work (an operator's self time on a CPU, a kernel on a GPU) with the operator that launched it and that operator's named ranges."
+    links = links or {}
     cpu = [e for e in events if e.device_type.name == "CPU"]
     steps = [e for e in cpu if e.name.startswith("ProfilerStep")]
     table = {"device": "cpu", "device_name": device_name, "steps": [[s.time_range.start, s.time_range.end] for s in steps], "rows": []}
@@ -96,10 +112,10 @@ def event_table(events:list, device_name:str="") -> dict:
         return table
     table["device"] = "cuda"
     main_threads = {s.thread for s in steps}
-    ops = {e.id: e for e in cpu if getattr(e, "linked_correlation_id", 0) == 0}     # operators, by correlation id
-    launches = {e.id: e.time_range.elapsed_us() for e in cpu if getattr(e, "linked_correlation_id", 0) > 0}  # cudaLaunchKernel & co
+    ops = {e.id: e for e in cpu if _linked(e, links) == 0}     # operators, by correlation id
+    launches = {e.id: e.time_range.elapsed_us() for e in cpu if _linked(e, links) > 0}  # cudaLaunchKernel & co
     for k in kernels:
-        op = ops.get(getattr(k, "linked_correlation_id", 0))
+        op = ops.get(_linked(k, links))
         if op is not None and not _in_step(op) and op.thread in main_threads: continue   # a step outside the profiled ones
         ranges = set(_ranges_of(op)) if op is not None else set()
         if op is not None and op.thread not in main_threads: ranges.add("backward")   # autograd's own thread runs backward
@@ -279,7 +295,8 @@ def profile_steps(
 
     everything = list(prof.events())
     events = [e for e in everything if e.device_type.name == "CPU"]
-    steps_table = event_table(everything, _device_words(device))
+    links = kineto_links(prof) if everything and not hasattr(everything[0], "linked_correlation_id") else None
+    steps_table = event_table(everything, _device_words(device), links)
     if table: Path(table).parent.mkdir(parents=True, exist_ok=True); Path(table).write_text(json.dumps(steps_table))
     acc = account(steps_table)
     fl = flops_per_token(cfg.model_config())
