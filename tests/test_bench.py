@@ -1,5 +1,5 @@
-"""bench/gpu.py runs only where a GPU is; its dry run takes every part through the CPU at a tiny size, so the script a
-short GPU session depends on is checked on every run of the suite."""
+"""bench/gpu.py runs only where a GPU is; its dry run takes every part through the CPU at a tiny size, so the script is
+checked on every run of the suite, with or without a GPU."""
 import json
 import re
 import subprocess
