@@ -71,7 +71,7 @@ def way_text(way:dict, cfg) -> str:
 def timed_fit(cfg, way:dict=NOW, callbacks:list=()):
     "Train `cfg` the `way` given (NOW, BEFORE); returns the history, the clock and the wall time."
     kind = get_device(cfg.device).type
-    saved = dict(train.READ_BACK_EVERY), dict(model.CE_CHUNK_BYTES), torch.Tensor.pin_memory
+    read_back, chunk_bytes, pin = dict(train.READ_BACK_EVERY), dict(model.CE_CHUNK_BYTES), torch.Tensor.pin_memory
     train.READ_BACK_EVERY[kind] = way["read_back"]
     if way["ce_chunk"]: model.CE_CHUNK_BYTES[kind] = way["ce_chunk"] * 4 * cfg.vocab_size
     if not way["pinned"]: torch.Tensor.pin_memory = lambda self, *a, **k: self
@@ -79,8 +79,8 @@ def timed_fit(cfg, way:dict=NOW, callbacks:list=()):
     clock, t0 = Clock(), time.perf_counter()
     try: h = train.fit(cfg, callbacks=[clock, *callbacks], verbose=False)
     finally:
-        for d, old in zip((train.READ_BACK_EVERY, model.CE_CHUNK_BYTES), saved): d.clear(); d.update(old)
-        torch.Tensor.pin_memory = saved[2]
+        for d, old in ((train.READ_BACK_EVERY, read_back), (model.CE_CHUNK_BYTES, chunk_bytes)): d.clear(); d.update(old)
+        torch.Tensor.pin_memory = pin
     return h, clock, time.perf_counter() - t0
 
 
@@ -117,7 +117,7 @@ def main(argv=None):
     extra = {"data_dir": args.data_dir, **(TINY if args.dry_run else {})}
     cfg = make_config("a100", {**extra, "out_dir": str(out / "run")})
     where = "CPU (dry run)" if args.dry_run else torch.cuda.get_device_name()
-    summary = {"device": where, "torch": torch.__version__, "has_torch_loss": len(model.loss_methods()) == 3}
+    summary = {"device": where, "torch": torch.__version__, "has_torch_loss": model.LOSSES[2] in model.loss_methods()}
     print(f"{where}; torch {torch.__version__}; a100 preset: batch {cfg.batch_size} x block {cfg.block_size}, "
           f"n_embd {cfg.n_embd}, {cfg.dtype}")
 
@@ -130,19 +130,19 @@ def main(argv=None):
     @part("profile", failed)
     def _():
         r = profile_steps(profile_config("a100", extra), active=3, table=out / "events.json")
-        table = json.loads((out / "events.json").read_text())
+        table, total = json.loads((out / "events.json").read_text()), sum(r.categories.values())
+        links = linkage(table)
         print(f"unprofiled step {r.step_ms:.1f} ms, profiled {r.profiled_step_ms:.1f} ms "
-              f"(categories add to {sum(r.categories.values()):.1f} ms, {sum(r.categories.values()) / r.step_ms:.0%} of the unprofiled step)")
+              f"(categories add to {total:.1f} ms, {total / r.step_ms:.0%} of the unprofiled step)")
         print(category_table({"a100 preset": r})); print(flops_table(r)); print(ops_table(r, 20))
-        print(linkage(table))
-        replay = account(table)
+        print(links)
+        replay = account(table)   # the file written replays to the same step
         assert abs(sum(replay["categories"].values()) - r.profiled_step_ms) < 1e-6 * r.profiled_step_ms + 1e-9
         print(f"event table: {out / 'events.json'}, {(out / 'events.json').stat().st_size / 1e6:.2f} MB")
-        total = sum(r.categories.values())
         summary["profile"] = {"step_ms": r.step_ms, "profiled_step_ms": r.profiled_step_ms, "mfu": r.mfu,
                               "peak": r.peak_source, "launch_bound": r.launch_bound,
                               "other_and_host": (r.categories["other"] + r.categories["data loading / host"]) / total,
-                              "shares": {k: v / total for k, v in r.categories.items()}, "linkage": linkage(table)}
+                              "shares": {k: v / total for k, v in r.categories.items()}, "linkage": links}
 
     @part("host waits in the training loop (CUDA's sync debug mode)", failed)
     def _():
@@ -199,8 +199,7 @@ def main(argv=None):
         def _():
             rows = cfg.batch_size * cfg.block_size
             print(f"{rows:,} rows x n_embd {cfg.n_embd} x vocab {cfg.vocab_size:,}, forward and backward:")
-            device = "cpu" if args.dry_run else "cuda"
-            results = compare_losses(rows, cfg.n_embd, cfg.vocab_size, device=device, dtype=dtype, repeats=5)
+            results = compare_losses(rows, cfg.n_embd, cfg.vocab_size, device=cfg.device, dtype=dtype, repeats=5)
             print(loss_table(results))
             summary[f"loss_{dtype}"] = {r["method"].split(":")[0]: {"ms": r["ms"], "peak_mib": r["peak_mib"]} for r in results}
 
