@@ -2,6 +2,7 @@
 one line that names the first, the first untouched, and every ended run finishable with --resume."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,15 +12,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import SMALL
 
 from zo_gpt.helpers import LOCK_FILE, OWNER_FILE, ConfigError, folder_lock
-from zo_gpt.tokens import DataConfig, prepare
 from zo_gpt.train import Callback, Checkpointer, MetricsLog, fit
 from zo_gpt.config import make_config
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-SMALL = ["--block_size=32", "--batch_size=4", "--n_embd=16", "--eval_batches=1", "--final_tokens=2000"]
 HOLD = "import sys\nfrom zo_gpt.helpers import folder_lock\nwith folder_lock(sys.argv[1]):\n    print('held', flush=True); sys.stdin.read()"
 
 
@@ -33,19 +33,18 @@ def one_line(r):
     return lines[0]
 
 
+@pytest.fixture
+def data(tiny_data):
+    "200 sequences of 60 words, compact vocabulary, shared by the session's tests: commands here only read it."
+    return tiny_data
+
+
 def wait_for(condition, what, timeout=120):
     "Poll for a state (never a fixed sleep): the machine may be slow or busy."
     t0 = time.monotonic()
     while not condition():
         assert time.monotonic() - t0 < timeout, f"timed out waiting for {what}"
         time.sleep(0.02)
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    d = tmp_path_factory.mktemp("conc") / "data"
-    prepare(DataConfig(n_seq=200, seq_len=60, vocab="compact"), d, verbose=False)
-    return d
 
 
 @pytest.fixture
@@ -62,9 +61,9 @@ def holder(tmp_path):
         if p.poll() is None: p.communicate("", timeout=30)
 
 
-def test_a_busy_folder_refuses_every_command_in_one_line_naming_its_writer(data, tmp_path, holder):
+def test_a_busy_folder_refuses_every_command_in_one_line_naming_its_writer(data, finished_run, tmp_path, holder):
     run, ds, prof = tmp_path / "run", tmp_path / "ds", tmp_path / "prof"
-    assert zo("train", f"--data_dir={data}", f"--out_dir={run}", "--max_iters=4", "--eval_interval=2", *SMALL).returncode == 0
+    shutil.copytree(finished_run, run)                                # a finished run of 4 steps on `data`
     before = {p.name: p.read_bytes() for p in run.iterdir()}
     for folder in (run, ds, prof): holder(folder)
     pids = {folder: open(folder / OWNER_FILE).read().split()[1] for folder in (run, ds, prof)}
@@ -89,18 +88,23 @@ def test_the_folder_is_free_again_when_its_writer_ends_however_it_ends(tmp_path)
     with folder_lock(folder): pass                                    # the operating system let go of its lock
 
 
-def test_threads_of_one_process_take_turns_and_the_same_thread_may_nest(tmp_path):
+def test_one_writer_whatever_thread_asks_even_the_holder(tmp_path):
+    "The lock has no re-entrancy: each folder has one owner that takes it once, and a second taker is refused."
     said = []
     def second():
         try:
             with folder_lock(tmp_path / "f", "out_dir"): said.append("got it")
         except ConfigError as e: said.append(str(e))
     with folder_lock(tmp_path / "f", "out_dir"):
-        with folder_lock(tmp_path / "f", "out_dir"): pass
-        t = threading.Thread(target=second); t.start(); t.join()
-    assert "is in use by process" in said[0]
-    t = threading.Thread(target=second); t.start(); t.join()
-    assert said[1] == "got it"
+        t = threading.Thread(target=second)
+        t.start()
+        t.join()
+        second()                                                      # the holder's own thread, again
+    assert len(said) == 2 and all("is in use by process" in s for s in said), said
+    t = threading.Thread(target=second)
+    t.start()
+    t.join()
+    assert said[2] == "got it"                                        # free once the block is done
     with folder_lock(tmp_path / "new"): pass                         # made for nothing: no folder left behind
     assert not (tmp_path / "new").exists()
 
