@@ -56,7 +56,7 @@ def test_01_tokenizer(tmp_path):
 
 
 def test_02_model(tmp_path):
-    _, s = run("02_model.ipynb", tmp_path, n_embd=32, n_head=2, block_size=64, batch_size=2)
+    _, s = run("02_model.ipynb", tmp_path, n_embd=32, n_head=2, block_size=64)
     assert max(s["loss_err"], s["grad_x_err"], s["grad_w_err"], s["model_grad_err"]) < 1e-5
     assert 0.95 < s["head_share_gpt2"] < 1
 
@@ -74,17 +74,45 @@ def test_02b_evaluation(tmp_path):
     assert f["rounds"] == 3 and f["kl_se"] < f["kl"] / 10   # the whole split: three rounds of 1,001 blocks
 
 
-def test_03_train(tmp_path):
-    _, s = run("03_train.ipynb", tmp_path, overrides={"max_iters": 80, "eval_interval": 40}, sample_tokens=400,
-               run_dir=str(tmp_path / "run"))
-    assert s["iters"] == 80 and s["tokens"] == 80 * 16 * 256 and s["vocab"] == "compact"
-    assert s["floor"] == pytest.approx(stream_floor(2 / 3, 1000, 256))
-    f = s["final"]
-    assert abs(f["loss"] - s["floor"]) < 0.02 and f["se"] < 0.001 and 0 < f["kl"] < 0.05 and f["kl_se"] < 1e-3
-    assert abs(s["mean_p_one"] - 2 / 3) < 0.02 and s["sample_words"] > 350
-    assert [r["iter"] for r in s["val"]] == [40, 80] and all(r["kl"] > 0 for r in s["val"])
-    assert (tmp_path / "run" / "ckpt.pt").exists() and (tmp_path / "run" / "metrics.jsonl").exists()
+@pytest.fixture(scope="module")
+def preset_run(tmp_path_factory):
+    """03_train at its defaults: the suite's one full run of the cpu preset, at torch's default threads as `make demo`
+    trains it (OpenMP threads told to sleep, not spin, while they wait, so a busy core does not stall them)."""
+    tmp = tmp_path_factory.mktemp("preset")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("OMP_NUM_THREADS", raising=False)
+        mp.setenv("OMP_WAIT_POLICY", "PASSIVE")
+        _, s = run("03_train.ipynb", tmp, run_dir=str(tmp / "run"))
+    return tmp / "run", s
 
+
+def test_03_train_at_its_defaults(preset_run):
+    "The notebook's own checks of what its text says held on the way; here what the run left behind."
+    run_dir, s = preset_run
+    assert s["iters"] == 600 and s["tokens"] == 600 * 16 * 256 and s["vocab"] == "compact"
+    assert s["floor"] == pytest.approx(stream_floor(2 / 3, 1000, 256))
+    assert abs(s["mean_p_one"] - 2 / 3) < 0.005 and s["sample_words"] > 2500
+    assert [r["iter"] for r in s["val"]] == list(range(50, 601, 50)) and all(r["kl"] > 0 for r in s["val"])
+    summary = json.loads((run_dir / "summary.json").read_text())       # written by fit's RunFiles, as for the CLI
+    assert summary["final"] == s["final"] and not summary["interrupted"]
+    assert all((run_dir / n).exists() for n in ("ckpt.pt", "metrics.jsonl", "loss.png"))
+
+
+def test_cpu_preset_reaches_the_floor(preset_run):
+    "The cpu preset on the default dataset: the loss within 0.002 of the exact floor, the excess small and precise."
+    _, s = preset_run
+    f, floor = s["final"], s["floor"]
+    assert -4 * f["se"] < f["loss"] - floor < 0.002, (f, floor)
+    # The run depends on the seed, the thread count and the CPU's kernels. Twenty runs of the preset (seeds 1337-1344
+    # at one and two threads, 1345-1348 at two) ended between 3.1e-5 and 8.7e-5, every one with the boundary found:
+    # P(end of text) where none can come at most 2.6e-4, against the 1e-3 of a model that has not found it.
+    assert f["scored"] == 512_512 and f["rounds"] == 2 and 0 < f["kl"] < 2e-4
+    assert f["p_eot_in_view"] < 5e-4
+    assert f["kl_se"] <= 1e-5   # every alignment scored twice: the error is the words' luck alone
+    assert sum(f["kl_parts"].values()) == pytest.approx(f["kl"], rel=1e-9)
+    assert abs(f["loss"] - f["bayes"] - f["kl"]) < 5 * f["gap_se"]    # two estimates of the same number
+    assert f["part_loss"]["word_out_of_view"] == pytest.approx(stream_floor(2 / 3, 1000, 256), abs=0.01)
+    assert all(r["kl"] > 0 and r["kl_se"] > 0 for r in s["val"])
 
 
 def test_03_train_short_runs_and_bad_parameters_from_papermill(tmp_path):
@@ -115,7 +143,7 @@ def test_05_cli(tmp_path):
 
 
 def test_index(tmp_path):
-    text, _ = run("index.ipynb", tmp_path, out=str(tmp_path / "ds"))
+    text, _ = run("index.ipynb", tmp_path, out=str(tmp_path / "ds"), train_iters=30)
     assert "stream floor, block   256  0.64364" in text and "floor 0.64364" in text and "excess " in text
 
 
@@ -164,22 +192,39 @@ def test_04_profile(tmp_path):
     events = trace["traceEvents"] if isinstance(trace, dict) else trace
     assert len(events) > 100 and {"forward", "loss", "backward", "optimizer"} <= {e.get("name") for e in events}
     assert all(Path(p).exists() for p in s["report"])
+    assert s["steps_compared"] == 2 * (1 + 1) + 2 * 1 and s["loss_diff_from_fit"] == 0   # training's own steps
+    assert any("norm" in op for op in s["clipping"])                                       # clipping, in the optimizer
+
+
+def test_03b_accounting(tmp_path):
+    _, s = run("03b_accounting.ipynb", tmp_path, size=64, steps=2)
+    assert s["cpu_steps"] == 2 and sum(s["cpu_categories"].values()) == pytest.approx(s["cpu_step_ms"], rel=1e-9)
+    assert s["cpu_categories"]["matrix multiplies"] > 0 and s["memory_by_phase"]["forward"] >= 64 * 64 * 4
+    assert s["gpu_example"]["GPU idle, waiting for the host"] == pytest.approx(0.053)
+
+
+def test_04a_losses(tmp_path):
+    _, s = run("04a_losses.ipynb", tmp_path, batch_size=2, block_size=64, n_embd=16, vocab_size=4096)
+    assert s["rows"] == 128 and s["methods"][0].startswith("plain:") and s["methods"][1].startswith("ours:")
+    assert s["loss_diff"] < 1e-4 and s["grad_diff"] < 1e-4
 
 
 @pytest.mark.parametrize("name, params, line", [
     ("00_data.ipynb", {"block_size": "abc"}, "ConfigError: block_size must be a positive integer, got 'abc'"),
     ("01_tokenizer.ipynb", {"vocab": "bpe"}, "ConfigError: vocab must be one of ('gpt2', 'compact'), got 'bpe'"),
-    ("02_model.ipynb", {"batch_size": 0}, "ConfigError: batch_size must be a positive integer, got 0"),
+    ("02_model.ipynb", {"n_embd": 0}, "ConfigError: n_embd must be a positive integer, got 0"),
     ("02b_evaluation.ipynb", {"steps": 0}, "ConfigError: steps must be a positive integer, got 0"),
     ("03_train.ipynb", {"sample_tokens": 0}, "ConfigError: sample_tokens must be a positive integer, got 0"),
     ("03a_panel.ipynb", {"seeds": 0}, "ConfigError: seeds must be a positive integer, got 0"),
+    ("03b_accounting.ipynb", {"size": 0}, "ConfigError: size must be a positive integer, got 0"),
     ("04_profile.ipynb", {"active_steps": 0}, "ConfigError: active_steps must be a positive integer, got 0"),
+    ("04a_losses.ipynb", {"repeats": 0}, "ConfigError: repeats must be a positive integer, got 0"),
     ("05_cli.ipynb", {"train_iters": "many"}, "ConfigError: train_iters must be a positive integer, got 'many'"),
 ])
 def test_a_bad_parameter_is_one_line_naming_it_before_any_work(tmp_path, name, params, line):
     cell = next(c for c in json.loads((NBS / name).read_text())["cells"] if "parameters" in c["metadata"].get("tags", []))
     folders = {k: str(tmp_path / "w") for k in ("run_dir", "out") if any(l.startswith(f"{k} = ") for l in cell["source"])}
-    assert folders or name in ("00_data.ipynb", "02_model.ipynb")    # the notebooks that write files are told where
+    assert folders or name in ("00_data.ipynb", "02_model.ipynb", "03b_accounting.ipynb", "04a_losses.ipynb")    # the notebooks that write files are told where
     with pytest.raises(pm.PapermillExecutionError) as e:
         run(name, tmp_path, **folders, **params)
     assert e.value.traceback == [line]

@@ -9,7 +9,6 @@ __all__ = ['format_sample', 'parser', 'main']
 import argparse
 import contextlib
 import inspect
-import json
 import os
 import re
 import shutil
@@ -17,13 +16,13 @@ import signal
 import sys
 import textwrap
 import threading
-from dataclasses import asdict, fields
+from dataclasses import fields
 from fractions import Fraction
 from pathlib import Path
 
 from . import __version__
 from .config import PRESETS, TrainConfig, make_config, parse_overrides
-from .helpers import ConfigError, DatasetError, TrainingError, atomic_path, check_positive, folder_lock, get_device
+from .helpers import ConfigError, DatasetError, TrainingError, check_positive, folder_lock, get_device
 from .tokens import DataConfig, TokenizerUnavailable, describe, prepare
 
 # %% ../nbs/05_cli.ipynb #46029ea4
@@ -41,38 +40,33 @@ def _prepare(args, extra) -> int:
     return 0
 
 def _train(args, extra:list[str]) -> int:
-    from zo_gpt.evaluation import excess_text, loss_figure  # torch and matplotlib load only for the commands that use them
-    from zo_gpt.train import Checkpointer, MetricsLog, ProgressBar, fit
+    from zo_gpt.evaluation import excess_text  # torch and matplotlib load only for the commands that use them
+    from zo_gpt.train import Checkpointer, MetricsLog, ProgressBar, RunFiles, fit
     cfg = make_config(args.preset, parse_overrides(extra))
-    with folder_lock(cfg.out_dir, "out_dir") if not int(os.environ.get("RANK", 0)) else contextlib.nullcontext():
-        history = fit(cfg, callbacks=[ProgressBar(), MetricsLog(), Checkpointer()], resume=args.resume, overwrite=args.force)
-        if history.ddp:
-            import torch.distributed as dist
-            dist.destroy_process_group()
-            if int(os.environ.get("RANK", 0)): return 0  # rank 0 writes and reports
-        out = Path(cfg.out_dir)
-        with atomic_path(out / "loss.png") as tmp: loss_figure(history).savefig(tmp, dpi=110, format="png")
-        summary = {"final": history.final, "floor": history.floor, "entropy": history.entropy, "iters": len(history.train),
-                   "tokens": history.train[-1]["tokens"] if history.train else 0, "interrupted": history.interrupted,
-                   "references": history.references, "config": asdict(cfg), "ddp": history.ddp}
-        with atomic_path(out / "summary.json") as tmp: tmp.write_text(json.dumps(summary, indent=1))
-        if history.interrupted:
-            print(f"stopped at step {len(history.train)} of {cfg.max_iters}; the checkpoint in {out / 'ckpt.pt'} holds the last "
-                  f"step saved; continue with the same arguments and --resume", file=sys.stderr)
-            return 130
-        f = history.final or history.val[-1]
-        where = f"{f['scored']:,} validation tokens" if history.final else "fixed validation batches"
-        print(f"final val loss {f['loss']:.5f} +- {f['se']:.5f} ({where})   floor {history.floor:.5f}   "
-              f"loss - floor {f['loss'] - history.floor:+.5f} +- {f['se']:.5f}   {excess_text(f)} nats per token")
-        if f["loss"] < history.floor:  # a sample can be easier than the average the floor is; no model beats the Bayes predictor on it
-            print(f"the loss is below the floor because these tokens are easier than average: the Bayes predictor scores "
-                  f"{f['bayes']:.5f} on them, the model {f['loss'] - f['bayes']:+.5f} more")
-        print(f"wrote {out / 'loss.png'}, {out / 'metrics.jsonl'}, {out / 'ckpt.pt'}, {out / 'summary.json'}")
-        return 0
+    history = fit(cfg, callbacks=[ProgressBar(), MetricsLog(), Checkpointer(), RunFiles()], resume=args.resume,
+                  overwrite=args.force)   # fit holds the run folder and writes every file in it
+    if history.ddp:
+        import torch.distributed as dist
+        dist.destroy_process_group()
+        if int(os.environ.get("RANK", 0)): return 0  # rank 0 writes and reports
+    out = Path(cfg.out_dir)
+    if history.interrupted:
+        print(f"stopped at step {len(history.train)} of {cfg.max_iters}; the checkpoint in {out / 'ckpt.pt'} holds the last "
+              f"step saved; continue with the same arguments and --resume", file=sys.stderr)
+        return 130
+    f = history.final or history.val[-1]
+    where = f"{f['scored']:,} validation tokens" if history.final else "fixed validation batches"
+    print(f"final val loss {f['loss']:.5f} +- {f['se']:.5f} ({where})   floor {history.floor:.5f}   "
+          f"loss - floor {f['loss'] - history.floor:+.5f} +- {f['se']:.5f}   {excess_text(f)} nats per token")
+    if f["loss"] < history.floor:  # a sample can be easier than the average the floor is; no model beats the Bayes predictor on it
+        print(f"the loss is below the floor because these tokens are easier than average: the Bayes predictor scores "
+              f"{f['bayes']:.5f} on them, the model {f['loss'] - f['bayes']:+.5f} more")
+    print(f"wrote {out / 'loss.png'}, {out / 'metrics.jsonl'}, {out / 'ckpt.pt'}, {out / 'summary.json'}")
+    return 0
 
 def _sample(args, extra) -> int:
     from zo_gpt.checkpoint import load_model
-    from zo_gpt.train import sample_text
+    from zo_gpt.model import sample_text
     model, ckpt = load_model(args.run)
     text, frac, n = sample_text(model, ckpt["tokens_table"], args.tokens, seed=args.seed, verbose=True)
     print(format_sample(text, shutil.get_terminal_size().columns))
@@ -100,7 +94,7 @@ def _profile(args, extra:list[str]) -> int:
         cfg = profile_config(args.preset, overrides)
         if cfg.compile: raise ConfigError("compile=True: profile measures the model as it runs without torch.compile; leave compile out")
         if args.preset == "a100" and get_device(cfg.device).type == "cpu":
-            print(f"note: the a100 preset is sized for a GPU; on this CPU its {args.steps + 2} steps may take several minutes",
+            print(f"note: the a100 preset is sized for a GPU; on this CPU its {2 * args.steps + 4} steps (timed, then profiled) may take several minutes",
                   file=sys.stderr)
         print(f"dataset: {cfg.dataset}")
         result = profile_steps(cfg, active=args.steps, trace=out / "trace.json", table=out / "events.json", make=own)

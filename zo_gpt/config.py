@@ -36,6 +36,7 @@ class TrainConfig:
     dropout: float = 0.0  # dropout rate
     bias: bool = True  # biases in linear layers and layer norms
     fused_ce: bool = True  # chunked linear + cross-entropy (see the model notebook)
+    ce_chunk_mib: int = 0  # MiB of float32 logits per chunk of the fused loss; 0: 512 on CUDA, 32 elsewhere
     init_std: float = 0.02  # standard deviation of the initial weights
     # optimisation
     batch_size: int = 16  # blocks per micro-batch
@@ -57,7 +58,8 @@ class TrainConfig:
     device: str = "auto"  # 'auto' (cuda, mps, cpu), or a torch device
     dtype: str = "float32"  # 'float32' or 'bfloat16' (autocast)
     compile: bool = False  # torch.compile the model
-    tf32: bool = True  # allow TF32 matmuls on CUDA
+    tf32: bool = True  # allow TF32 matmuls on CUDA (set for the run, restored after it)
+    read_back_every: int = 0  # steps per read-back of the training loss; 0: 10 on CUDA, every step elsewhere
     seed: int = 1337  # seed of the initialisation and of the batches
     out_dir: str = "runs/cpu"  # run folder: checkpoint, metrics.jsonl, loss.png
 
@@ -70,7 +72,7 @@ class TrainConfig:
         for k in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum", "max_iters",
                   "eval_interval", "eval_batches"): check_positive(k, getattr(self, k))
         check_seed(self.seed)
-        for k in ("final_tokens", "warmup_iters"):
+        for k in ("final_tokens", "warmup_iters", "ce_chunk_mib", "read_back_every"):
             if getattr(self, k) < 0: raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)!r}")
         for k in ("lr", "min_lr", "weight_decay", "grad_clip", "init_std", "dropout", "beta1", "beta2"):
             if not math.isfinite(getattr(self, k)): raise ConfigError(f"{k} must be a finite number, got {getattr(self, k)!r}")
@@ -98,7 +100,11 @@ class TrainConfig:
         from zo_gpt.model import GPTConfig  # torch is imported only where a model is made
         return GPTConfig(n_layer=self.n_layer, n_head=self.n_head, n_embd=self.n_embd, block_size=self.block_size,
                          vocab_size=self.vocab_size, dropout=self.dropout, bias=self.bias, fused_ce=self.fused_ce,
-                         init_std=self.init_std)
+                         init_std=self.init_std, ce_chunk_mib=self.ce_chunk_mib)
+
+    def read_back(self, device_type:str) -> int:
+        "Steps per read-back of the training loss on a device of `device_type`."
+        return self.read_back_every or (10 if device_type == "cuda" else 1)
 
 CPU = TrainConfig()
 A100 = TrainConfig(vocab="gpt2", n_head=12, n_embd=768, block_size=512, batch_size=64, max_iters=300, lr=6e-4,
@@ -195,12 +201,6 @@ def check_data(cfg:TrainConfig, data:Dataset):
         if n <= 2 * cfg.block_size + 1:
             raise ConfigError(f"block_size={cfg.block_size} needs more than {2 * cfg.block_size + 1} tokens (two blocks); "
                               f"the {name} split has {n}")
-    if cfg.final_eval:  # the final evaluation scores at least two blocks, laid out as `alignment_blocks` says
-        from zo_gpt.evaluation import alignment_blocks
-        n = min(cfg.final_tokens + 1, len(data.val)) if cfg.final_tokens else len(data.val)
-        if len(alignment_blocks(n, cfg.block_size, data.meta["config"]["seq_len"] + 1)[0]) < 2:
-            raise ConfigError(f"final_tokens={cfg.final_tokens:,} leaves fewer than two blocks of block_size={cfg.block_size} for "
-                              "the final evaluation; give it more tokens, or final_tokens=0 for the whole validation split")
     need = 16 * cfg.eval_batches * cfg.batch_size * cfg.block_size  # the fixed batches: inputs and targets, int64
     free = free_memory()
     if free and need > free / 2:
