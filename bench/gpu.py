@@ -6,8 +6,10 @@
    them and to its named ranges;
 3. how often the training loop makes the host wait for the GPU (CUDA's sync debug mode), by the line that asked;
 4. the preset's training run: step time, tokens/s, peak GPU memory, loss and excess over the floor; and the same steps
-   as the GPU path was first written (the loss read back every step, 166-row loss chunks, batches copied from
-   pageable memory), for a before and after on one machine;
+   as the GPU path was first written, for a before and after on one machine, through the run's own settings: the loss
+   read back every step (`read_back_every=1`) and 166-row loss chunks (`ce_chunk_mib=32`). The first version also
+   copied batches from pageable memory; that part is left out (only patching torch could bring it back), so "before"
+   is a little faster here than the path as first measured;
 5. the same steps with torch.compile(dynamic=False): the first read-back's time (compiling) and the step after it;
 6. the head's loss each way this torch has (plain, ours, torch's) at the preset's size, bfloat16 and float32.
 
@@ -26,23 +28,27 @@ import time
 import traceback
 import warnings
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from zo_gpt import model, train
+from zo_gpt import train
+from zo_gpt.accounting import account
 from zo_gpt.config import make_config
 from zo_gpt.evaluation import excess_text
 from zo_gpt.helpers import get_device
-from zo_gpt.model import compare_losses, loss_table
-from zo_gpt.profiling import account, category_table, flops_table, ops_table, profile_config, profile_steps
+from zo_gpt.losses import LOSSES, compare_losses, loss_methods, loss_table
+from zo_gpt.model import ce_chunk_rows
+from zo_gpt.profiling import category_table, flops_table, ops_table, profile_config, profile_steps
 from zo_gpt.tokens import DataConfig, prepare
 
 SKIP = 20  # steps left out of the step time: the first ones warm up (and a compiled run compiles in its first)
-NOW = {"read_back": train.READ_BACK_EVERY.get("cuda", 1), "ce_chunk": 0, "pinned": True}
-BEFORE = {"read_back": 1, "ce_chunk": 166, "pinned": False}  # the GPU path as first measured (101 ms a step on an H100)
-TINY = {"n_embd": 64, "n_head": 4, "block_size": 64, "batch_size": 4, "max_iters": 40, "eval_interval": 20,
-        "eval_batches": 1, "final_tokens": 4096, "device": "cpu"}  # --dry-run
+NOW = {}  # the run's own settings: on CUDA the loss read back every 10 steps, 512 MiB of logits per loss chunk
+BEFORE = {"read_back_every": 1, "ce_chunk_mib": 32}  # the GPU path as first measured (101 ms a step on an H100)
+TINY = {"n_embd": 32, "n_head": 2, "block_size": 32, "batch_size": 2, "max_iters": 24, "eval_interval": 12,
+        "eval_batches": 1, "final_tokens": 2048, "device": "cpu"}  # --dry-run: each part once, as small as it goes
+TINY_SKIP = 4  # --dry-run: steps left out of the step time
 
 
 class Clock(train.Callback):
@@ -62,25 +68,17 @@ class Clock(train.Callback):
 
 
 def way_text(way:dict, cfg) -> str:
-    kind = get_device(cfg.device).type
-    rows = model.ce_chunk_rows(cfg.vocab_size, way["ce_chunk"], kind)
-    copies = f"batches copied from {'pinned' if way['pinned'] else 'pageable'} memory" if kind == "cuda" else "no batch copies"
-    return f"loss read back every {way['read_back']} steps, loss chunks of {rows} rows, {copies}"
+    "The `way`'s settings (NOW, BEFORE) for `cfg`, in words."
+    c, kind = replace(cfg, **way), get_device(cfg.device).type
+    rows = ce_chunk_rows(c.vocab_size, 0, kind, c.ce_chunk_mib)
+    return f"loss read back every {c.read_back(kind)} steps, loss chunks of {rows} rows"
 
 
 def timed_fit(cfg, way:dict=NOW, callbacks:list=()):
-    "Train `cfg` the `way` given (NOW, BEFORE); returns the history, the clock and the wall time."
-    kind = get_device(cfg.device).type
-    read_back, chunk_bytes, pin = dict(train.READ_BACK_EVERY), dict(model.CE_CHUNK_BYTES), torch.Tensor.pin_memory
-    train.READ_BACK_EVERY[kind] = way["read_back"]
-    if way["ce_chunk"]: model.CE_CHUNK_BYTES[kind] = way["ce_chunk"] * 4 * cfg.vocab_size
-    if not way["pinned"]: torch.Tensor.pin_memory = lambda self, *a, **k: self
+    "Train `cfg` with the `way`'s settings (NOW, BEFORE); returns the history, the clock and the wall time."
     if torch.cuda.is_available(): torch.cuda.reset_peak_memory_stats()
     clock, t0 = Clock(), time.perf_counter()
-    try: h = train.fit(cfg, callbacks=[clock, *callbacks], verbose=False)
-    finally:
-        for d, old in ((train.READ_BACK_EVERY, read_back), (model.CE_CHUNK_BYTES, chunk_bytes)): d.clear(); d.update(old)
-        torch.Tensor.pin_memory = pin
+    h = train.fit(replace(cfg, **way), callbacks=[clock, *callbacks], verbose=False)
     return h, clock, time.perf_counter() - t0
 
 
@@ -111,13 +109,15 @@ def main(argv=None):
     ap.add_argument("data_dir"); ap.add_argument("out_dir")
     ap.add_argument("--dry-run", action="store_true", help="every part on the CPU at a tiny size")
     args = ap.parse_args(argv)
-    if not args.dry_run and not torch.cuda.is_available(): sys.exit("bench/gpu.py: no CUDA device here (--dry-run checks the script on the CPU)")
+    if not args.dry_run and not torch.cuda.is_available():
+        sys.exit("bench/gpu.py: no CUDA device here (--dry-run checks the script on the CPU)")
     out, failed = Path(args.out_dir), []
     out.mkdir(parents=True, exist_ok=True)
     extra = {"data_dir": args.data_dir, **(TINY if args.dry_run else {})}
+    skip = TINY_SKIP if args.dry_run else SKIP
     cfg = make_config("a100", {**extra, "out_dir": str(out / "run")})
     where = "CPU (dry run)" if args.dry_run else torch.cuda.get_device_name()
-    summary = {"device": where, "torch": torch.__version__, "has_torch_loss": model.LOSSES[2] in model.loss_methods()}
+    summary = {"device": where, "torch": torch.__version__, "has_torch_loss": len(loss_methods()) == len(LOSSES)}
     print(f"{where}; torch {torch.__version__}; a100 preset: batch {cfg.batch_size} x block {cfg.block_size}, "
           f"n_embd {cfg.n_embd}, {cfg.dtype}")
 
@@ -148,7 +148,7 @@ def main(argv=None):
     def _():
         if not torch.cuda.is_available(): print("no CUDA: nothing to count"); return
         c = make_config("a100", {**extra, "max_iters": 40, "eval_interval": 10**6, "final_eval": False})
-        class Mark(train.Callback):   # the warnings of the steps, not of building the model and batches, nor the evaluation
+        class Mark(train.Callback):   # the steps' warnings, not those of making the model and batches, nor evaluations
             def on_fit_start(self, state): self.first = len(caught)
             def on_step(self, state, record): self.last = len(caught)
         for name, way in (("now", NOW), ("before", BEFORE)):
@@ -168,16 +168,19 @@ def main(argv=None):
         @part(f"a100 preset, {name}: {way_text(way, cfg)}", failed)
         def _():
             now = name == "now"   # the run before needs no final evaluation, nor all 300 steps, for its step time
-            c = make_config("a100", {**extra, "final_eval": now, **({} if now else {"max_iters": min(cfg.max_iters, 100)})})
+            shorter = {} if now else {"max_iters": min(cfg.max_iters, 100)}
+            c = make_config("a100", {**extra, "final_eval": now, **shorter})
             h, clock, wall = timed_fit(c, way)
-            ms = clock.step_ms()
+            ms = clock.step_ms(skip)
             tokens = c.batch_size * c.block_size * c.grad_accum
             peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
             print(f"{c.max_iters} steps in {wall:.1f} s; {ms:.1f} ms a step, {tokens / ms * 1e3:,.0f} tokens/s"
                   + (f"; peak GPU memory {peak:.2f} GiB" if peak is not None else ""))
             for r in h.val: print(f"  step {r['iter']:4d}  val loss {r['loss']:.4f} +- {r['se']:.4f}  {excess_text(r)}")
-            if h.final: print(f"final, {h.final['scored']:,} tokens: loss {h.final['loss']:.5f} +- {h.final['se']:.5f}, "
-                              f"floor {h.floor:.5f}, {excess_text(h.final)}")
+            if h.final:
+                f = h.final
+                print(f"final, {f['scored']:,} tokens: loss {f['loss']:.5f} +- {f['se']:.5f}, floor {h.floor:.5f}, "
+                      f"{excess_text(f)}")
             summary[name] = {"step_ms": ms, "tokens_per_s": tokens / ms * 1e3, "peak_gib": peak, "wall_s": wall,
                              **({"final_loss": h.final["loss"], "final_se": h.final["se"], "floor": h.floor,
                                  "excess": h.final["kl"], "excess_se": h.final["kl_se"]} if h.final else {})}
@@ -186,7 +189,7 @@ def main(argv=None):
     def _():
         c = make_config("a100", {**extra, "compile": True, "max_iters": min(cfg.max_iters, 60), "final_eval": False})
         _, clock, _ = timed_fit(c, NOW)
-        ms = clock.step_ms()
+        ms = clock.step_ms(skip)
         (t, i) = clock.bursts[0]
         compiling = t - clock.t0 - i * ms / 1e3
         print(f"first read-back after {t - clock.t0:.1f} s ({i} steps, compiling included: about "
@@ -201,7 +204,8 @@ def main(argv=None):
             print(f"{rows:,} rows x n_embd {cfg.n_embd} x vocab {cfg.vocab_size:,}, forward and backward:")
             results = compare_losses(rows, cfg.n_embd, cfg.vocab_size, device=cfg.device, dtype=dtype, repeats=5)
             print(loss_table(results))
-            summary[f"loss_{dtype}"] = {r["method"].split(":")[0]: {"ms": r["ms"], "peak_mib": r["peak_mib"]} for r in results}
+            summary[f"loss_{dtype}"] = {r["method"].split(":")[0]: {"ms": r["ms"], "peak_mib": r["peak_mib"]}
+                                        for r in results}
 
     if "now" in summary and "before" in summary:
         summary["speed_up"] = summary["before"]["step_ms"] / summary["now"]["step_ms"]

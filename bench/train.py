@@ -31,20 +31,20 @@ def worker(args):
     "One measurement in this process; prints a JSON line."
     import torch
     from zo_gpt.config import make_config
-    from zo_gpt.model import GPT, autocast
-    from zo_gpt.train import make_optimizer
+    from zo_gpt.model import GPT
+    from zo_gpt.model import make_optimizer
+    from zo_gpt.train import train_step
     cfg = make_config(args.preset, {"fused_ce": args.ce == "fused", "dtype": args.dtype, **json.loads(args.overrides)})
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
     model = GPT(cfg.model_config()).to(device)
-    opt = make_optimizer(model, cfg, device)
+    opt = make_optimizer(model, cfg.lr, (cfg.beta1, cfg.beta2), cfg.weight_decay, device, cfg.compile)
     x = torch.randint(0, cfg.vocab_size, (cfg.batch_size, cfg.block_size), device=device)
     y = torch.randint(0, cfg.vocab_size, (cfg.batch_size, cfg.block_size), device=device)
     times = []
-    for _ in range(args.steps):
+    for _ in range(args.steps):   # training's own step: forward, backward, clipping, the update
         t0 = time.perf_counter()
-        with autocast(device, cfg.dtype): loss = model(x, y)
-        loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
+        train_step(model, opt, cfg, lambda: (x, y), cfg.lr)
         if device.type == "cuda": torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
     print(json.dumps({"times": times, "rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}))
@@ -141,8 +141,8 @@ def split_worker(argv):
             try: return fn(*a, **k)
             finally: switch(); stack.pop()
         return run
-    for name, phase in (("fit", "set-up"), ("_loop", "steps"), ("evaluate", "evaluations"), ("_final_eval", "evaluations"),
-                        ("save_checkpoint", "checkpoints")):
+    for name, phase in (("fit", "set-up"), ("_loop", "steps"), ("evaluate", "evaluations"),
+                        ("final_evaluation", "evaluations"), ("save_checkpoint", "checkpoints")):
         setattr(train, name, timed(getattr(train, name), phase))
     cli.main(argv)
     switch()
@@ -174,7 +174,7 @@ def main():
         rows[name] = (statistics.median(r["times"][1:]), r["rss_gb"])
         print(f"   {name:24} {rows[name][0]:6.2f} s/step   peak RSS {rows[name][1]:5.2f} GB")
     from zo_gpt.profiling import measure_matmul_peak
-    peak = measure_matmul_peak(torch.device("cpu"))
+    peak, _ = measure_matmul_peak(torch.device("cpu"))
     head = 6 * 16 * 256 * 128 * 50304                                       # forward + backward FLOPs of the LM head
     print(f"   fp32 matmul floor of the LM head alone: {head / peak:.2f} s ({head / 1e9:.0f} GFLOP at a measured "
           f"{peak / 1e9:.0f} GFLOP/s)")

@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 from conftest import ROOT
-from zo_gpt.model import loss_methods
-from zo_gpt.profiling import CATEGORIES, account
+from zo_gpt.accounting import CATEGORIES, account
+from zo_gpt.losses import loss_methods
 
 
 def test_gpu_bench_dry_run_runs_every_part(tmp_path):

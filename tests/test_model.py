@@ -5,8 +5,8 @@ import torch
 from torch.nn import functional as F
 
 from zo_gpt.helpers import ConfigError, get_device
-from zo_gpt.model import (LOSSES, GPT, GPTConfig, autocast, ce_chunk_rows, compare_losses, flops_per_token, linear_cross_entropy,
-                           loss_methods, loss_table, param_counts)
+from zo_gpt.losses import LOSSES, compare_losses, loss_methods, loss_table
+from zo_gpt.model import GPT, GPTConfig, autocast, ce_chunk_rows, flops_per_token, linear_cross_entropy, param_counts
 
 
 def rel(a, b):
@@ -128,19 +128,30 @@ def test_chunks_are_sized_by_the_devices_memory_budget():
 
 def test_loss_comparison_measures_time_memory_and_agreement():
     rows = compare_losses(4096, 16, 4096, device="cpu", repeats=1)
-    assert [r["method"] for r in rows] == list(loss_methods())   # torch's own too, from torch 2.13 on
+    assert [r["method"] for r in rows] == [label for label, _ in loss_methods()]   # torch's own too, from torch 2.13 on
     plain, chunked = rows[0], rows[1:]
     logits_mib = 4096 * 4096 * 4 / 2**20                                                 # 64 MiB of float32 logits
     assert plain["peak_mib"] >= 2 * logits_mib                                           # the logits and their gradient
     assert all(r["peak_mib"] < plain["peak_mib"] / 4 for r in chunked)
     assert all(r["ms"] > 0 for r in rows) and plain["loss_diff"] == plain["grad_diff"] == 0
     assert all(r["grad_diff"] < 1e-5 and r["loss_diff"] < 1e-5 for r in chunked)
-    assert loss_table(rows).splitlines()[1].startswith(LOSSES[0])
+    assert loss_table(rows).splitlines()[1].startswith(LOSSES[0][0])
 
 
 def test_loss_comparison_on_a_torch_without_its_own_chunked_loss(monkeypatch):
     monkeypatch.delattr(torch.nn.functional, "linear_cross_entropy", raising=False)   # as in torch 2.11
     assert loss_methods() == LOSSES[:2]
     rows = compare_losses(256, 8, 64, device="cpu", repeats=1)
-    assert [r["method"] for r in rows] == list(LOSSES[:2]) and rows[1]["grad_diff"] < 1e-5
+    assert [r["method"] for r in rows] == [label for label, _ in LOSSES[:2]] and rows[1]["grad_diff"] < 1e-5
     assert "has no chunked linear_cross_entropy" in loss_table(rows).splitlines()[-1]
+
+
+def test_each_way_of_the_loss_is_the_function_listed_with_it():
+    "The comparison runs the functions `LOSSES` pairs with its labels: each gives the float64 cross-entropy."
+    g = torch.Generator().manual_seed(1)
+    x, w, t = torch.randn(200, 8, generator=g), torch.randn(31, 8, generator=g), torch.randint(0, 31, (200,), generator=g)
+    ref = F.cross_entropy(x.double() @ w.double().t(), t).item()
+    assert [label.split(":")[0] for label, _ in LOSSES] == ["plain", "ours", "torch"]
+    assert LOSSES[1][1] is linear_cross_entropy
+    for label, fn in loss_methods():
+        assert fn(x, w, t).item() == pytest.approx(ref, rel=1e-5), label

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -9,10 +10,12 @@ import torch
 from torch.autograd import DeviceType
 from torch.autograd.profiler_util import FunctionEvent
 
+from zo_gpt.accounting import CATEGORIES, IDLE, account, categorize, event_table, kineto_links, quiet_profiler
+from zo_gpt.config import open_dataset
 from zo_gpt.model import GPTConfig, flops_per_token
-from zo_gpt.profiling import (CATEGORIES, IDLE, account, categorize, device_peak, event_table, kineto_links, profile_config,
-                              profile_steps)
+from zo_gpt.profiling import device_peak, phase_marks, profile_config, profile_steps
 from zo_gpt.tokens import DataConfig, prepare
+from zo_gpt.train import Callback, fit, new_run
 
 
 @pytest.mark.parametrize("name, ranges, category", [
@@ -52,6 +55,41 @@ def test_profile_accounts_for_the_whole_step(tmp_path):
     assert r.categories["matrix multiplies"] > 0 and r.categories["softmax / cross-entropy"] > 0
     assert r.memory["cpu_peak_by_phase"]["forward"] > 0 and 0 < r.mfu < 1.5
     assert json.loads((tmp_path / "t.json").read_text())
+
+
+class StopAt(Callback):
+    def __init__(self, n): self.n = n
+    def on_step(self, state, record): state.stop = state.stop or state.iter >= self.n
+
+
+def test_the_profiled_steps_are_trainings_steps(tmp_path):
+    "The run `fit` makes, stepped as `fit` steps it: the same recorded losses, clipping in the optimizer's range."
+    prepare(DataConfig(n_seq=200, seq_len=100, vocab="compact"), tmp_path / "d", verbose=False)
+    cfg = profile_config("cpu", {"data_dir": str(tmp_path / "d"), "vocab": "compact", "n_embd": 32, "n_head": 2,
+                                 "block_size": 32, "batch_size": 2, "grad_accum": 2, "grad_clip": 0.5})
+    r = profile_steps(cfg, active=2, table=tmp_path / "events.json")
+    assert len(r.losses) == 2 * (1 + 1) + 2 * 2                          # untimed, timed, then profiled steps
+    trained = fit(cfg, callbacks=[StopAt(len(r.losses))], verbose=False).train
+    assert [rec["loss"] for rec in trained] == r.losses                    # the same steps, to the last bit
+    rows = json.loads((tmp_path / "events.json").read_text())["rows"]
+    clipping = {row["name"] for row in rows if "optimizer" in row["ranges"] and "norm" in row["name"]}
+    assert clipping and {categorize(n, frozenset({"optimizer"})) for n in clipping} == {"optimizer"}   # grad norms
+    marks = []
+    phase_marks(new_run(cfg, open_dataset(cfg), torch.device("cpu")), marks.append)
+    assert marks == ["data", "forward", "loss", "backward"] * 2 + ["optimizer"]
+
+
+def test_the_profiler_keeps_quiet_and_puts_the_environment_back(tmp_path, monkeypatch):
+    code = ("import os, torch\nfrom torch.profiler import profile\nfrom zo_gpt.accounting import quiet_profiler\n"
+            "with quiet_profiler(), profile(profile_memory=True): (torch.randn(64, 64) @ torch.randn(64, 64)).sum()\n"
+            "print(os.environ.get('KINETO_LOG_LEVEL'))")
+    env = {k: v for k, v in os.environ.items() if k != "KINETO_LOG_LEVEL"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "None", r.stderr
+    assert "profiler_start" not in r.stderr and "profiler_stop" not in r.stderr, r.stderr
+    monkeypatch.setenv("KINETO_LOG_LEVEL", "3")   # a level set by the user is theirs
+    with quiet_profiler(): assert os.environ["KINETO_LOG_LEVEL"] == "3"
+    assert os.environ["KINETO_LOG_LEVEL"] == "3"
 
 
 def test_cli_profile_writes_its_outputs(tmp_path):
@@ -138,7 +176,7 @@ def test_gpu_kernels_find_their_operator_where_events_lack_the_link():
 def test_raw_event_links_pair_with_the_profilers_events():
     "`kineto_links`'s keys are the profiler's own events' (device, id, start): checked on a real (CPU) profile."
     from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with quiet_profiler(), profile(activities=[ProfilerActivity.CPU]) as prof:
         a = torch.randn(64, 64)
         (a @ a).relu().sum()
     links = kineto_links(prof)
