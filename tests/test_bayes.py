@@ -74,10 +74,9 @@ def test_bayes_loss_on_a_generated_stream_is_the_floor(stream):
 
 
 @pytest.mark.parametrize("vocab", ["compact", "gpt2"])
-def test_excess_is_the_expected_loss_minus_the_floor_on_both_vocabularies(tmp_path, vocab):
-    path = tmp_path / vocab
-    prepare(DataConfig(n_seq=200, seq_len=60, vocab=vocab), path, verbose=False)
-    ds = load_dataset(path)
+def test_excess_is_the_expected_loss_minus_the_floor_on_both_vocabularies(request, vocab):
+    # 200 sequences of 60 words, with compact or GPT-2 ids
+    ds = load_dataset(request.getfixturevalue({"compact": "tiny_data", "gpt2": "tiny_gpt2_data"}[vocab]))
     cfg = make_config("cpu", {"vocab": vocab, "block_size": 32, "n_embd": 16, "batch_size": 32, "eval_batches": 4})
     torch.manual_seed(0)
     model = GPT(cfg.model_config())

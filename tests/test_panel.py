@@ -10,16 +10,10 @@ from zo_gpt.config import make_config
 from zo_gpt.data import reference_excess, stream_floor
 from zo_gpt.helpers import ConfigError
 from zo_gpt.evaluation import loss_figure
+from zo_gpt.runs import runs_figure
 from zo_gpt.tokens import DataConfig, prepare
 from zo_gpt.train import fit
-from zo_gpt.ui import COMPARE, TrainingPanel, _label, _Live, runs_figure, steps_to
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data")
-    prepare(DataConfig(n_seq=400, seq_len=200, vocab="compact"), path, verbose=False)
-    return path
+from zo_gpt.ui import COMPARE, TrainingPanel, _label, _Live, steps_to
 
 
 def base(data, **kw):
@@ -27,14 +21,15 @@ def base(data, **kw):
 
 
 @pytest.fixture
-def panel(data, tmp_path):
-    return TrainingPanel(base(data), run_dir=str(tmp_path))
+def panel(compact_data, tmp_path):
+    return TrainingPanel(base(compact_data), run_dir=str(tmp_path))
 
 
 @pytest.fixture(scope="module")
-def short_history(data, tmp_path_factory):
+def short_history(compact_data, tmp_path_factory):
     "A finished 40-step run, to fill the panel with runs."
-    cfg = base(data, batch_size=8, block_size=64, max_iters=40, eval_interval=5, out_dir=str(tmp_path_factory.mktemp("short")))
+    cfg = base(compact_data, batch_size=8, block_size=64, max_iters=40, eval_interval=5,
+               out_dir=str(tmp_path_factory.mktemp("short")))
     return fit(cfg, verbose=False)
 
 
@@ -76,14 +71,14 @@ def test_train_records_the_settings_and_the_loss_falls_to_the_floor(panel):
     assert "run 1: batch 8 x block 64" in panel.status.value and "done: excess" in panel.status.value
     assert h.final["kl"] < 0.05 and all("kl" in r for r in h.val)
     assert bytes(panel.image.value[:4]) == b"\x89PNG" and shown_is_current(panel)
-    assert "zo-shows-loss" in panel.image._dom_classes
+    assert bytes(panel.image.value) == panel.picture("loss")
     fig = panel.figure()
     floors = hlines(fig)
     assert round(stream_floor(2 / 3, 200, 64), 6) in floors          # the run's own floor ...
     assert round(stream_floor(2 / 3, 200, 128), 6) in floors         # ... and the slider's
     assert "run 1: batch 8 x block 64, 200 steps, lr 3e-2" in legend_texts(fig)
     panel.view.value = "excess"                                       # the toggle redraws with the excess
-    assert panel.wait(timeout=30) and shown_is_current(panel) and "zo-shows-excess" in panel.image._dom_classes
+    assert panel.wait(timeout=30) and shown_is_current(panel) and bytes(panel.image.value) == panel.picture("excess")
     fig = panel.figure()
     assert fig.axes[0].get_yscale() == "log"
     assert {round(v, 6) for v in reference_excess(2 / 3, 200, 128).values()} <= set(hlines(fig))
@@ -217,8 +212,8 @@ def test_sliders_land_on_the_values_they_show(panel):
     assert f"block 64, {panel.iters.options[-1]} steps" in panel.train_button.tooltip
 
 
-def test_any_base_config_is_shown_as_it_is(data, tmp_path):
-    odd = base(data, batch_size=24, block_size=100, max_iters=5, lr=0.5, min_lr=0.05)
+def test_any_base_config_is_shown_as_it_is(compact_data, tmp_path):
+    odd = base(compact_data, batch_size=24, block_size=100, max_iters=5, lr=0.5, min_lr=0.05)
     panel = TrainingPanel(odd, run_dir=str(tmp_path))
     assert (panel.batch.value, panel.block.value, panel.iters.value, panel.lr.value) == (24, 100, 5, 0.5)
     c = panel.config()
@@ -261,17 +256,18 @@ def test_stress_the_widgets_while_a_run_trains(panel, trial, thread_errors):
     h = panel.runs[0].history
     assert thread_errors == [] and flips >= 10
     assert len(h.train) == 150 and h.final is not None and "done: excess" in panel.status.value
-    assert shown_is_current(panel)                               # the last change won
-    assert {f"zo-shows-{panel.view.value}", "zo-runs-1", "zo-settled"} <= set(panel.image._dom_classes)
+    assert shown_is_current(panel)                               # the last change won: the view and block shown now,
+    assert len(panel.runs) == 1 and not panel.running            # with the one run, finished
 
 
-def test_python_exits_cleanly_while_a_run_trains_and_a_picture_is_drawn(data, tmp_path):
+def test_python_exits_cleanly_while_a_run_trains_and_a_picture_is_drawn(compact_data, tmp_path):
     "Closing the kernel mid-run: the run stops after its step and the picture finishes; nothing is cut off inside torch."
     code = f"""
 import time
 from zo_gpt.config import make_config
 from zo_gpt.ui import TrainingPanel
-panel = TrainingPanel(make_config("cpu", {{"data_dir": {str(data)!r}, "max_iters": 3000}}), run_dir={str(tmp_path)!r})
+cfg = make_config("cpu", {{"data_dir": {str(compact_data)!r}, "max_iters": 3000}})
+panel = TrainingPanel(cfg, run_dir={str(tmp_path)!r})
 panel.train_button.click()
 while not (panel.runs and panel.runs[0].history and len(panel.runs[0].history.train) >= 3): time.sleep(0.01)
 panel.view.value = "excess"

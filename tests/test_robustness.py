@@ -5,6 +5,7 @@ import json
 import os
 import pickle
 import random
+import shutil
 import signal
 import stat
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SMALL
 
 from zo_gpt.cli import main
 from zo_gpt.config import TrainConfig, make_config
@@ -23,22 +25,21 @@ from zo_gpt.tokens import DataConfig, load_dataset, prepare
 from zo_gpt.train import MetricsLog, fit
 
 CLI = str(Path(sys.executable).parent / "zo-gpt")
-SMALL = ["--block_size=32", "--batch_size=4", "--n_embd=16", "--eval_batches=1", "--final_tokens=2000"]
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    "Datasets, a finished run, and damaged copies of them."
+def world(tmp_path_factory, tiny_data, tiny_gpt2_data, finished_run):
+    "Datasets, a finished run (4 steps on data, SMALL), and damaged copies of them: copies of the session's own."
     w = tmp_path_factory.mktemp("world")
-    prepare(DataConfig(n_seq=200, seq_len=60, vocab="compact"), w / "data", verbose=False)
+    shutil.copytree(tiny_data, w / "data")                           # 200 sequences of 60 words, compact vocabulary
     prepare(DataConfig(n_seq=200, seq_len=60, seed=2, vocab="compact"), w / "data2", verbose=False)
-    prepare(DataConfig(n_seq=100, seq_len=30), w / "gpt2", verbose=False)
-    assert main(["train", f"--data_dir={w / 'data'}", f"--out_dir={w / 'done'}", "--max_iters=4", "--eval_interval=2", *SMALL]) == 0
+    shutil.copytree(tiny_gpt2_data, w / "gpt2")
+    shutil.copytree(finished_run, w / "done")
     (w / "file").write_text("not a folder")
     (w / "empty").mkdir()
     def damaged(name, edit):
         d = w / name
-        prepare(DataConfig(n_seq=200, seq_len=60, vocab="compact"), d, verbose=False)
+        shutil.copytree(tiny_data, d)
         edit(d)
     def edit_p(d):
         m = json.loads((d / "meta.json").read_text()); m["config"]["p"] = 0.5; (d / "meta.json").write_text(json.dumps(m))
@@ -235,7 +236,7 @@ def test_run_folders_are_never_mixed(world, tmp_path):
 
 def test_tampered_meta_is_refused_and_rebuilt_on_force(world, tmp_path):
     d = tmp_path / "ds"
-    prepare(DataConfig(n_seq=200, seq_len=60, vocab="compact"), d, verbose=False)
+    shutil.copytree(world / "data", d)                              # 200 sequences of 60 words, compact vocabulary
     meta = json.loads((d / "meta.json").read_text()); meta["config"]["p"] = 0.5
     (d / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(DatasetError, match="was changed after the dataset was made"):
