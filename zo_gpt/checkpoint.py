@@ -21,7 +21,8 @@ from .model import GPT
 RESULT_FILES = ("summary.json", "loss.png")  # what a run leaves in its folder when it ends
 RUN_FILES = ("ckpt.pt", "metrics.jsonl", *RESULT_FILES)  # everything a run writes in its folder
 CKPT_KEYS = ("model", "optimizer", "config", "iter", "tokens", "rng", "history", "tokens_table", "data_hash")
-RESUME_FREE = {"device", "compile", "out_dir", "final_eval", "data_dir", "read_back_every"}  # settings that may differ on resume
+# settings that may differ on resume
+RESUME_FREE = {"device", "compile", "out_dir", "final_eval", "data_dir", "read_back_every"}
 
 def claim_run_folder(
     cfg:TrainConfig, # the run
@@ -65,7 +66,7 @@ def load_checkpoint(path:str|Path) -> dict:
     return ckpt
 
 def config_differences(old:dict, cfg:TrainConfig) -> dict:
-    "Keys whose values differ between a checkpoint's config and `cfg`, as {key: (checkpoint, now)}; a setting newer than the checkpoint counts as its default."
+    "{key: (checkpoint, now)} where a checkpoint's config and `cfg` differ; a setting it predates counts as its default."
     then = {**asdict(TrainConfig()), **old}
     return {k: (then[k], v) for k, v in asdict(cfg).items() if k not in RESUME_FREE and then[k] != v}
 
@@ -93,7 +94,7 @@ def _rng_state(gen:torch.Generator) -> dict:
     return s
 
 def save_checkpoint(state) -> str:
-    "Write `ckpt.pt` of a run's `State` (the training notebook) at its last completed step, atomically; returns its path."
+    "Write a run's `State` (training notebook) at its last completed step to `ckpt.pt`, atomically; its path."
     ckpt = {"model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(), "config": asdict(state.cfg),
             "iter": state.iter, "tokens": state.tokens, "rng": _rng_state(state.gen), "history": asdict(state.history),
             "tokens_table": state.data.meta["tokens"], "data_hash": state.data.meta["content_hash"],
@@ -102,18 +103,19 @@ def save_checkpoint(state) -> str:
     return state.last_checkpoint
 
 def restore(state, path:Path):
-    "Set a new run's `State` to the checkpoint at `path`: weights, optimizer, step, random states and history, after checking it fits."
+    "Set a new run's `State` to the checkpoint at `path` (weights, optimizer, step, random states, history) if it fits."
     cfg, ckpt = state.cfg, load_checkpoint(path)
     diff = config_differences(ckpt["config"], cfg)
     if diff: raise TrainingError("the checkpoint was made with another configuration: " +
                                  ", ".join(f"{k}={a!r} there, {b!r} now" for k, (a, b) in diff.items()))
     if ckpt["data_hash"] != state.data.meta["content_hash"]:
+        held, made = state.data.meta["content_hash"][:12], ckpt["data_hash"][:12]
         raise TrainingError(f"the checkpoint was trained on another dataset ({ckpt.get('data_path', '?')}, content hash "
-                            f"{ckpt['data_hash'][:12]}); {state.data.path} holds {state.data.meta['content_hash'][:12]}")
+                            f"{made}); {state.data.path} holds {held}")
     done = ckpt["iter"] >= cfg.max_iters and (ckpt["history"].get("final") or not cfg.final_eval)
     if done and all((path.parent / n).exists() for n in RESULT_FILES):
-        raise TrainingError(f"the run in {path.parent} finished at step {ckpt['iter']} of {cfg.max_iters}: there is nothing "
-                            "to resume (its results are in summary.json and metrics.jsonl)")
+        raise TrainingError(f"the run in {path.parent} finished at step {ckpt['iter']} of {cfg.max_iters}: there is "
+                            "nothing to resume (its results are in summary.json and metrics.jsonl)")
     load_weights(state.model, ckpt, path)
     state.optimizer.load_state_dict(ckpt["optimizer"])
     state.iter, state.tokens = ckpt["iter"], ckpt["tokens"]
@@ -121,5 +123,5 @@ def restore(state, path:Path):
     state.gen.set_state(ckpt["rng"]["batches"])
     if "cuda" in ckpt["rng"] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
     state.history.train, state.history.val = ckpt["history"]["train"], ckpt["history"]["val"]
-    state.history.final = ckpt["history"].get("final")  # a finished run resumed for its missing files: nothing runs again
+    state.history.final = ckpt["history"].get("final")  # a finished run resumed for its missing files: nothing runs
     state.last_checkpoint = str(path)

@@ -60,10 +60,11 @@ def processes(device:str="auto") -> tuple:
     return True, dist.get_rank(), dist.get_world_size(), local, mine
 
 def gather_checksums(model, first_loss:float) -> dict:
-    "Every rank's parameter checksum and first loss, gathered from the process group: equal checksums mean the ranks stayed in step."
+    "Every rank's parameter checksum and first loss, gathered: equal checksums mean the ranks stayed in step."
     import torch
     import torch.distributed as dist
-    mine = torch.tensor([sum(p.detach().double().sum().item() for p in model.parameters()), first_loss], dtype=torch.float64)
+    checksum = sum(p.detach().double().sum().item() for p in model.parameters())
+    mine = torch.tensor([checksum, first_loss], dtype=torch.float64)
     everyone = [torch.zeros_like(mine) for _ in range(dist.get_world_size())]
     dist.all_gather(everyone, mine)
     return {"world_size": dist.get_world_size(), "checksums": [t[0].item() for t in everyone],
@@ -162,15 +163,15 @@ def folder_lock(
     folder:str|Path, # the folder to write
     name:str="out", # the setting that named it, for messages
 ):
-    "Hold `folder` for the block: one writer at a time, whatever process or thread asks; a second is refused in one line."
+    "Hold `folder` for the block: one writer at a time, whatever process or thread asks; a second is refused."
     from filelock import FileLock, Timeout
     made = not Path(folder).exists()
     folder = writable_folder(folder, name)
-    lock = FileLock(str(folder / LOCK_FILE), timeout=0, thread_local=False)  # a lock of its own each time: never re-entered
+    lock = FileLock(str(folder / LOCK_FILE), timeout=0, thread_local=False)  # its own each time: never re-entered
     try: lock.acquire()
     except Timeout:
-        raise ConfigError(f"{name}={str(folder)!r} is in use by {_owner(folder)}; wait for it to end, or choose another "
-                          "folder") from None
+        raise ConfigError(f"{name}={str(folder)!r} is in use by {_owner(folder)}; wait for it to end, or choose "
+                          "another folder") from None
     try:
         with atomic_path(folder / OWNER_FILE) as tmp: tmp.write_text(f"process {os.getpid()} ({_command()})\n")
         yield folder
