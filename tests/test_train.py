@@ -10,7 +10,6 @@ import torch
 
 from zo_gpt.data import stream_floor
 from zo_gpt.helpers import LOCK_FILE, ConfigError
-from zo_gpt.tokens import DataConfig, prepare
 from zo_gpt.config import lr_at, make_config, parse_overrides
 from zo_gpt.data import reference_excess
 from zo_gpt.evaluation import loss_figure
@@ -19,15 +18,8 @@ from zo_gpt.model import SAMPLE_PIECE, sample_text
 from zo_gpt.train import Callback, Checkpointer, MetricsLog, TrainingError, fit
 
 
-@pytest.fixture(scope="module")
-def small_data(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data")
-    prepare(DataConfig(n_seq=400, seq_len=200, vocab="compact"), path, verbose=False)
-    return path
-
-
-def cfg(small_data, tmp_path, **kw):
-    base = {"data_dir": str(small_data), "out_dir": str(tmp_path / "run"), "block_size": 64, "batch_size": 8, "device": "cpu",
+def cfg(compact_data, tmp_path, **kw):
+    base = {"data_dir": str(compact_data), "out_dir": str(tmp_path / "run"), "block_size": 64, "batch_size": 8, "device": "cpu",
             "max_iters": 12, "eval_interval": 4, "eval_batches": 2, "warmup_iters": 2}
     return make_config("cpu", {**base, **kw})
 
@@ -59,10 +51,10 @@ def test_lr_schedule():
     assert all(a >= b for a, b in zip(after, after[1:]))
 
 
-def test_same_seed_same_losses(small_data, tmp_path):
-    a = fit(cfg(small_data, tmp_path / "a"), verbose=False)
-    b = fit(cfg(small_data, tmp_path / "b"), verbose=False)
-    c = fit(cfg(small_data, tmp_path / "c", seed=7), verbose=False)
+def test_same_seed_same_losses(compact_data, tmp_path):
+    a = fit(cfg(compact_data, tmp_path / "a"), verbose=False)
+    b = fit(cfg(compact_data, tmp_path / "b"), verbose=False)
+    c = fit(cfg(compact_data, tmp_path / "c", seed=7), verbose=False)
     assert losses(a) == losses(b) and losses(a) != losses(c)
     assert a.final["loss"] == b.final["loss"] and len(a.val) == 3
 
@@ -74,9 +66,9 @@ class StopAt(Callback):
         if record["iter"] == self.it: raise KeyboardInterrupt
 
 
-def test_interrupt_saves_and_resume_continues_exactly(small_data, tmp_path):
-    full = fit(cfg(small_data, tmp_path / "full"), verbose=False)
-    c = cfg(small_data, tmp_path / "cut")
+def test_interrupt_saves_and_resume_continues_exactly(compact_data, tmp_path):
+    full = fit(cfg(compact_data, tmp_path / "full"), verbose=False)
+    c = cfg(compact_data, tmp_path / "cut")
     part = fit(c, callbacks=[StopAt(6), Checkpointer(), MetricsLog()], verbose=False)
     assert part.interrupted and len(part.train) == 6 and part.final is None
     assert load_checkpoint(Path(c.out_dir) / "ckpt.pt")["iter"] == 6
@@ -86,7 +78,7 @@ def test_interrupt_saves_and_resume_continues_exactly(small_data, tmp_path):
     kinds = [json.loads(line)["kind"] for line in (Path(c.out_dir) / "metrics.jsonl").read_text().splitlines()]
     assert kinds.count("train") == 12 and kinds.count("final") == 1
     with pytest.raises(TrainingError, match="another configuration: lr=0.03 there, 0.02 now"):
-        fit(cfg(small_data, tmp_path / "cut", lr=0.02), resume=True, verbose=False)
+        fit(cfg(compact_data, tmp_path / "cut", lr=0.02), resume=True, verbose=False)
 
 
 class Heard(Callback):
@@ -94,22 +86,22 @@ class Heard(Callback):
     def on_step(self, state, record): self.iters.append(record["iter"])
 
 
-def test_losses_read_back_every_few_steps_give_the_same_run(small_data, tmp_path):
+def test_losses_read_back_every_few_steps_give_the_same_run(compact_data, tmp_path):
     "On CUDA the loop reads the loss back every few steps (no wait for the device each step): the same history, checks and resume."
     keys = lambda h: [(r["iter"], r["tokens"], r["loss"], r["lr"]) for r in h.train]
-    full = fit(cfg(small_data, tmp_path / "full", eval_interval=6), verbose=False)
+    full = fit(cfg(compact_data, tmp_path / "full", eval_interval=6), verbose=False)
     with pytest.raises(TrainingError) as each:
-        fit(cfg(small_data, tmp_path / "boom1", lr=1e9), verbose=False)
+        fit(cfg(compact_data, tmp_path / "boom1", lr=1e9), verbose=False)
     heard = Heard()                                                      # read back at steps 4, 6, 10 and 12
-    batched = fit(cfg(small_data, tmp_path / "b", eval_interval=6, read_back_every=4), callbacks=[heard, MetricsLog()],
+    batched = fit(cfg(compact_data, tmp_path / "b", eval_interval=6, read_back_every=4), callbacks=[heard, MetricsLog()],
                   verbose=False)
     assert keys(batched) == keys(full) and batched.final["loss"] == full.final["loss"] and heard.iters == list(range(1, 13))
     lines = (tmp_path / "b" / "run" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["iter"] for line in lines if json.loads(line)["kind"] == "train"] == list(range(1, 13))
     with pytest.raises(TrainingError) as batch:
-        fit(cfg(small_data, tmp_path / "boom4", lr=1e9, read_back_every=4), verbose=False)
+        fit(cfg(compact_data, tmp_path / "boom4", lr=1e9, read_back_every=4), verbose=False)
     assert str(batch.value).split(";")[0] == str(each.value).split(";")[0]    # the same step named: "the loss is nan at iteration N"
-    c = cfg(small_data, tmp_path / "cut", eval_interval=6, read_back_every=4)
+    c = cfg(compact_data, tmp_path / "cut", eval_interval=6, read_back_every=4)
     part = fit(c, callbacks=[StopAt(3), Checkpointer(), MetricsLog()], verbose=False)  # heard at step 4's read-back
     assert part.interrupted and [r["iter"] for r in part.train] == [1, 2, 3, 4]
     rest = fit(c, callbacks=[Checkpointer(), MetricsLog()], resume=True, verbose=False)
@@ -123,9 +115,9 @@ class FinalListener(Callback):
         self.heard.append((done, total)); state.stop = state.stop or self.stop
 
 
-def test_a_final_evaluation_ended_by_a_callback_resumes_to_just_that(small_data, tmp_path):
-    full = fit(cfg(small_data, tmp_path / "full"), verbose=False)
-    c = cfg(small_data, tmp_path / "cut")
+def test_a_final_evaluation_ended_by_a_callback_resumes_to_just_that(compact_data, tmp_path):
+    full = fit(cfg(compact_data, tmp_path / "full"), verbose=False)
+    c = cfg(compact_data, tmp_path / "cut")
     stopper, listener = FinalListener(stop=True), FinalListener()
     part = fit(c, callbacks=[stopper, Checkpointer(), MetricsLog()], verbose=False)
     assert len(part.train) == 12 and part.final is None and part.interrupted
@@ -143,25 +135,25 @@ class Poison(Callback):
             with torch.no_grad(): state.model.wte.weight.fill_(float("nan"))
 
 
-def test_non_finite_loss_stops_with_the_last_good_checkpoint(small_data, tmp_path):
-    c = cfg(small_data, tmp_path)
+def test_non_finite_loss_stops_with_the_last_good_checkpoint(compact_data, tmp_path):
+    c = cfg(compact_data, tmp_path)
     with pytest.raises(TrainingError, match=r"the loss is nan at iteration 6; the last good checkpoint is .*ckpt.pt"):
         fit(c, callbacks=[Checkpointer(), Poison()], verbose=False)
     good = load_checkpoint(Path(c.out_dir) / "ckpt.pt")
     assert good["iter"] == 4 and torch.isfinite(good["model"]["wte.weight"]).all()
 
 
-def test_bad_runs_are_refused(small_data, tmp_path):
+def test_bad_runs_are_refused(compact_data, tmp_path):
     with pytest.raises(ConfigError, match=r"block_size=9000 needs more than 18001 tokens \(two blocks\); the val split has"):
-        fit(cfg(small_data, tmp_path, block_size=9000), verbose=False)
+        fit(cfg(compact_data, tmp_path, block_size=9000), verbose=False)
     with pytest.raises(ConfigError, match="was made for vocab='compact', the model uses vocab='gpt2'"):
-        fit(cfg(small_data, tmp_path, vocab="gpt2"), verbose=False)
+        fit(cfg(compact_data, tmp_path, vocab="gpt2"), verbose=False)
     with pytest.raises(ConfigError, match="batch_size must be a positive integer"):
-        cfg(small_data, tmp_path, batch_size=0)
+        cfg(compact_data, tmp_path, batch_size=0)
 
 
-def test_checkpoint_model_samples_and_figure(small_data, tmp_path, capsys):
-    c = cfg(small_data, tmp_path, max_iters=150, eval_interval=50)
+def test_checkpoint_model_samples_and_figure(compact_data, tmp_path, capsys):
+    c = cfg(compact_data, tmp_path, max_iters=150, eval_interval=50)
     h = fit(c, callbacks=[Checkpointer()], verbose=False)
     model, ckpt = load_model(c.out_dir)
     text, frac, n = sample_text(model, ckpt["tokens_table"], 600, seed=1, verbose=True)
@@ -180,12 +172,12 @@ def test_checkpoint_model_samples_and_figure(small_data, tmp_path, capsys):
     assert h.floor == pytest.approx(stream_floor(2 / 3, 200, 64))
 
 
-def test_two_processes_with_gloo_stay_in_sync(small_data, tmp_path):
+def test_two_processes_with_gloo_stay_in_sync(compact_data, tmp_path):
     torchrun = Path(sys.executable).parent / "torchrun"
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "zo_gpt.cli", "train",
-                        f"--data_dir={small_data}", f"--out_dir={out}", "--block_size=64", "--batch_size=8",
+                        f"--data_dir={compact_data}", f"--out_dir={out}", "--block_size=64", "--batch_size=8",
                         "--max_iters=6", "--eval_interval=3", "--final_eval=False"],
                        capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -196,15 +188,15 @@ def test_two_processes_with_gloo_stay_in_sync(small_data, tmp_path):
     assert "x 2 processes" in r.stdout
 
 
-def test_gradient_accumulation_counts_tokens(small_data, tmp_path):
-    h = fit(cfg(small_data, tmp_path, grad_accum=3, max_iters=4, final_eval=False), verbose=False)
+def test_gradient_accumulation_counts_tokens(compact_data, tmp_path):
+    h = fit(cfg(compact_data, tmp_path, grad_accum=3, max_iters=4, final_eval=False), verbose=False)
     assert [r["tokens"] for r in h.train] == [3 * 8 * 64 * i for i in range(1, 5)]
     assert all(math.isfinite(r["loss"]) for r in h.train) and h.final is None
 
 
-def test_training_without_compile_never_imports_dynamo(small_data, tmp_path, monkeypatch):
+def test_training_without_compile_never_imports_dynamo(compact_data, tmp_path, monkeypatch):
     "torch's optimizers import torch._dynamo (over a second) on first use; zo_gpt's AdamW does not, and steps the same."
-    settings = {"data_dir": str(small_data), "out_dir": str(tmp_path / "run"), "block_size": 64, "batch_size": 8, "max_iters": 6,
+    settings = {"data_dir": str(compact_data), "out_dir": str(tmp_path / "run"), "block_size": 64, "batch_size": 8, "max_iters": 6,
                 "eval_interval": 3, "eval_batches": 2}
     code = (f"import sys, json; from zo_gpt.config import make_config; from zo_gpt.train import fit, Checkpointer, Callback\n"
             f"class Cut(Callback):\n    def on_step(self, state, record):\n        if state.iter == 4: raise KeyboardInterrupt\n"
@@ -219,5 +211,5 @@ def test_training_without_compile_never_imports_dynamo(small_data, tmp_path, mon
     assert out["dynamo"] is False and out["tiktoken"] is False and len(out["losses"]) == 6  # nor a tokenizer
     import zo_gpt.model                                             # the same run with torch's own AdamW
     monkeypatch.setattr(zo_gpt.model, "_AdamW", torch.optim.AdamW)
-    theirs = fit(cfg(small_data, tmp_path / "torch", max_iters=6, eval_interval=3, warmup_iters=20), verbose=False)
+    theirs = fit(cfg(compact_data, tmp_path / "torch", max_iters=6, eval_interval=3, warmup_iters=20), verbose=False)
     assert losses(theirs) == out["losses"]
