@@ -1,5 +1,6 @@
 """bench/gpu.py runs only where a GPU is; its dry run takes every part through the CPU at a tiny size, so the script is
-checked on every run of the suite, with or without a GPU."""
+checked on every run of the suite, with or without a GPU. bench/threads.py's dry run takes a few steps at two of its
+settings, for the same reason."""
 import json
 import re
 import subprocess
@@ -27,3 +28,11 @@ def test_gpu_bench_dry_run_runs_every_part(tmp_path):
     assert table["device"] == "cpu" and len(table["steps"]) == 3 and set(acc["categories"]) == set(CATEGORIES)
     assert abs(sum(acc["categories"].values()) - acc["step_ms"]) < 1e-6 * acc["step_ms"]
     assert f"profiled {acc['step_ms']:.1f} ms" in text
+
+
+def test_threads_bench_dry_run_prints_its_table(tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "threads.py"), "--dry-run"], capture_output=True, text=True,
+                       timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [l.split() for l in r.stdout.splitlines() if l.strip().startswith(("2 threads, package", "1 thread "))]
+    assert len(rows) == 2 and all(float(row[-5]) > 0 and float(row[-4]) > 0 for row in rows), r.stdout

@@ -213,3 +213,32 @@ def test_training_without_compile_never_imports_dynamo(compact_data, tmp_path, m
     monkeypatch.setattr(zo_gpt.model, "_AdamW", torch.optim.AdamW)
     theirs = fit(cfg(compact_data, tmp_path / "torch", max_iters=6, eval_interval=3, warmup_iters=20), verbose=False)
     assert losses(theirs) == out["losses"]
+
+
+class Flushing(Callback):
+    "Records, at each step, whether the run's thread reads subnormal floats as zero."
+    def __init__(self): self.seen = set()
+    def on_step(self, state, record):
+        from zo_gpt.model import flushing_subnormals
+        self.seen.add(flushing_subnormals())
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_subnormals_are_flushed_during_a_run_as_set_and_restored_after(compact_data, tmp_path, flush):
+    from zo_gpt.model import flushing_subnormals
+    if not torch.set_flush_denormal(False): pytest.skip("this CPU cannot flush subnormal floats")
+    cb = Flushing()
+    fit(cfg(compact_data, tmp_path, max_iters=3, eval_interval=3, final_eval=False, flush_denormal=flush), callbacks=[cb],
+        verbose=False)
+    assert cb.seen == {flush}
+    assert not flushing_subnormals()                      # the process's own setting is back
+    assert torch.tensor(1e-39).mul(1.0).item() > 0
+
+
+@pytest.mark.parametrize("given", [None, "ACTIVE"])
+def test_importing_zo_gpt_asks_openmp_to_wait_passively_unless_told_otherwise(given):
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given: env["OMP_WAIT_POLICY"] = given
+    code = "import os, zo_gpt; print(os.environ['OMP_WAIT_POLICY'])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.strip() == (given or "PASSIVE")

@@ -59,6 +59,7 @@ class TrainConfig:
     dtype: str = "float32"  # 'float32' or 'bfloat16' (autocast)
     compile: bool = False  # torch.compile the model
     tf32: bool = True  # allow TF32 matmuls on CUDA (set for the run, restored after it)
+    flush_denormal: bool = True  # on the CPU, read subnormal floats as zero (set for the run, restored after it)
     read_back_every: int = 0  # steps per read-back of the training loss; 0: 10 on CUDA, every step elsewhere
     seed: int = 1337  # seed of the initialisation and of the batches
     out_dir: str = "runs/cpu"  # run folder: checkpoint, metrics.jsonl, loss.png

@@ -116,7 +116,7 @@ def profile_steps(
     check_data(cfg, data)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with precision(cfg.tf32, device):
+    with precision(device, cfg.tf32, cfg.flush_denormal):
         state = new_run(cfg, data, device)
         for _ in range(wait + warmup): take_step(state)   # untimed
         sync()

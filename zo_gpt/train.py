@@ -24,8 +24,7 @@ from .checkpoint import claim_run_folder, restore, save_checkpoint
 from .config import TrainConfig, check_data, fixed_batches, get_batch, lr_at, open_dataset
 from .data import entropy, stream_floor
 from .evaluation import History, check_final, evaluate, evaluate_split, final_split, loss_figure
-from .helpers import (ConfigError, TrainingError, atomic_path, first_line, folder_lock, gather_checksums,
-                            processes)
+from .helpers import ConfigError, TrainingError, atomic_path, first_line, folder_lock, gather_checksums, processes
 from .model import GPT, autocast, make_optimizer, precision
 from .tokens import Dataset
 
@@ -272,8 +271,9 @@ def fit(
             raise ConfigError(f"callbacks must be Callback objects, got {type(cb).__name__}")
     ddp, rank, world, local, device = processes(cfg.device)
     writes = rank == 0 and any(getattr(cb, "writes", False) for cb in callbacks)
+    lock = folder_lock(cfg.out_dir, "out_dir") if writes else contextlib.nullcontext()
     try:
-        with folder_lock(cfg.out_dir, "out_dir") if writes else contextlib.nullcontext(), precision(cfg.tf32, device):
+        with lock, precision(device, cfg.tf32, cfg.flush_denormal):
             data = data or open_dataset(cfg)
             check_data(cfg, data)
             check_final(cfg, data)
