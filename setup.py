@@ -41,7 +41,9 @@ setup(
     install_requires=cfg["requirements"].split(),
     extras_require={
         "notebook": cfg["notebook_requirements"].split(),
-        "dev": cfg["dev_requirements"].split() + cfg["notebook_requirements"].split(),
+        "interop": cfg["interop_requirements"].split(),
+        # the tests and notebooks cover the export too, so a fresh clone's `make install` brings what it needs
+        "dev": cfg["dev_requirements"].split() + cfg["notebook_requirements"].split() + cfg["interop_requirements"].split(),
     },
     entry_points={
         "console_scripts": cfg["console_scripts"].split(),

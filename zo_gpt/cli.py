@@ -73,6 +73,13 @@ def _sample(args, extra) -> int:
     print(f"\n{n:,} words, fraction of '1': {frac:.4f}")
     return 0
 
+def _export(args, extra) -> int:
+    from zo_gpt.export import export_run  # transformers loads only for this command
+    out = export_run(args.run, args.out, force=args.force)
+    print(f"wrote {out}: config.json and model.safetensors for transformers' GPT2LMHeadModel.from_pretrained, "
+          f"tokens.json, README.md")
+    return 0
+
 def format_sample(text:str, width:int=100) -> str:
     "Sampled text as one sequence per paragraph, each ending with its visible end-of-text token, wrapped to `width`."
     eot = "<|endoftext|>"
@@ -154,6 +161,14 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--tokens", type=int, default=1000, help="tokens to sample (default %(default)s)")
     sp.add_argument("--seed", type=int, default=0, help="sampling seed (default %(default)s)")
     sp.set_defaults(func=_sample)
+    ep = sub.add_parser("export", help="write a trained model as a Hugging Face transformers folder", description="Write "
+                        "the model of the checkpoint in RUN_DIR to OUT as transformers' GPT-2 (config.json, "
+                        "model.safetensors), with tokens.json and a README.md that says how to tokenize text for it. "
+                        "Needs the interop extra: pip install 'zo_gpt[interop]'.")
+    ep.add_argument("run", metavar="RUN_DIR", type=os.path.expanduser, help="run folder holding ckpt.pt")
+    ep.add_argument("out", metavar="OUT", type=os.path.expanduser, help="folder to write: new or empty")
+    ep.add_argument("--force", action="store_true", help="write into a folder that holds files, replacing an export there")
+    ep.set_defaults(func=_export)
     fp = sub.add_parser("profile", help="profile a few training steps", epilog=_settings_help(),
                         formatter_class=argparse.RawDescriptionHelpFormatter,
                         description="Profile training steps with torch.profiler and write table.txt, ops.csv, "
