@@ -24,14 +24,16 @@ demo: $(STAMP)
 	$(BIN)/zo-gpt prepare --out data/zero_one-compact --vocab compact
 	$(BIN)/zo-gpt train --preset cpu --out_dir=runs/cpu
 
-# One torch/BLAS thread per process: nbdev_test runs notebooks side by side on a 2-core machine. The notebooks that
-# train runs (index, 03_train, 03a_panel, 05_cli) are left to pytest, which runs each once under papermill: 03_train at
-# its defaults (the suite's one full cpu-preset run, shared by the tests that need it), the others with short runs.
+# One torch/BLAS thread per process: nbdev_test and pytest each run two at a time on a 2-core machine. Notebooks that
+# pytest runs under papermill are left out of nbdev_test, so no notebook's work is done twice: 03_train at its
+# defaults (the suite's one full cpu-preset run, which 04b_export then reuses), the others with small parameters
+# (index, 03a_panel and 05_cli train; 02b_evaluation, 04_profile and 04a_losses measure at sizes that take minutes).
+# pytest-xdist keeps each group of tests that shares a run on one worker (--dist loadgroup).
 # The browser test drives Debian's chromium with playwright (never `playwright install`).
-TRAINING_NOTEBOOKS := ^(index|03_train|03a_panel|05_cli)\.ipynb$$|^[_.]
+PAPERMILL_NOTEBOOKS := ^(index|02b_evaluation|03_train|03a_panel|04_profile|04a_losses|04b_export|05_cli)\.ipynb$$|^[_.]
 test: $(STAMP) chromium
-	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --skip_file_re '$(TRAINING_NOTEBOOKS)'
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests
+	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --skip_file_re '$(PAPERMILL_NOTEBOOKS)'
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadgroup tests
 
 chromium:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)
@@ -47,5 +49,6 @@ export: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/prepare.py
 	$(BIN)/python bench/train.py
+	$(BIN)/python bench/threads.py
 	$(BIN)/python bench/cli.py
 	$(BIN)/python bench/panel.py

@@ -77,15 +77,18 @@ def test_02b_evaluation(tmp_path):
 @pytest.fixture(scope="module")
 def preset_run(tmp_path_factory):
     """03_train at its defaults: the suite's one full run of the cpu preset, at torch's default threads as `make demo`
-    trains it (OpenMP threads told to sleep, not spin, while they wait, so a busy core does not stall them)."""
+    trains it. The tests that read it are one xdist group, so it runs once."""
     tmp = tmp_path_factory.mktemp("preset")
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("OMP_NUM_THREADS", raising=False)
-        mp.setenv("OMP_WAIT_POLICY", "PASSIVE")
         _, s = run("03_train.ipynb", tmp, run_dir=str(tmp / "run"))
     return tmp / "run", s
 
 
+PRESET = pytest.mark.xdist_group("preset")
+
+
+@PRESET
 def test_03_train_at_its_defaults(preset_run):
     "The notebook's own checks of what its text says held on the way; here what the run left behind."
     run_dir, s = preset_run
@@ -98,6 +101,7 @@ def test_03_train_at_its_defaults(preset_run):
     assert all((run_dir / n).exists() for n in ("ckpt.pt", "metrics.jsonl", "loss.png"))
 
 
+@PRESET
 def test_cpu_preset_reaches_the_floor(preset_run):
     "The cpu preset on the default dataset: the loss within 0.002 of the exact floor, the excess small and precise."
     _, s = preset_run
@@ -209,6 +213,18 @@ def test_04a_losses(tmp_path):
     assert s["loss_diff"] < 1e-4 and s["grad_diff"] < 1e-4
 
 
+@PRESET
+def test_04b_export_reuses_the_preset_run(preset_run, tmp_path):
+    "04b finds the suite's cpu-preset run (a copy: it writes its export beside it) and reuses it instead of training."
+    run_dir = tmp_path / "run"
+    shutil.copytree(preset_run[0], run_dir)
+    _, s = run("04b_export.ipynb", tmp_path, run_dir=str(run_dir))
+    assert s["reused"] and s["final_kl"] == preset_run[1]["final"]["kl"]
+    assert s["hf_logit_diff"] < 1e-5 and s["tl_logit_diff"] < 1e-4 and s["parity_step_diff"] < 1e-5
+    assert s["excess_hf"] == pytest.approx(s["excess_ours"], rel=5e-5)
+    assert s["boundary_head"] in s["boundary_heads"] and "model.safetensors" in s["files"]
+
+
 @pytest.mark.parametrize("name, params, line", [
     ("00_data.ipynb", {"block_size": "abc"}, "ConfigError: block_size must be a positive integer, got 'abc'"),
     ("01_tokenizer.ipynb", {"vocab": "bpe"}, "ConfigError: vocab must be one of ('gpt2', 'compact'), got 'bpe'"),
@@ -219,6 +235,7 @@ def test_04a_losses(tmp_path):
     ("03b_accounting.ipynb", {"size": 0}, "ConfigError: size must be a positive integer, got 0"),
     ("04_profile.ipynb", {"active_steps": 0}, "ConfigError: active_steps must be a positive integer, got 0"),
     ("04a_losses.ipynb", {"repeats": 0}, "ConfigError: repeats must be a positive integer, got 0"),
+    ("04b_export.ipynb", {"n_tokens": 0}, "ConfigError: n_tokens must be a positive integer, got 0"),
     ("05_cli.ipynb", {"train_iters": "many"}, "ConfigError: train_iters must be a positive integer, got 'many'"),
 ])
 def test_a_bad_parameter_is_one_line_naming_it_before_any_work(tmp_path, name, params, line):
@@ -229,3 +246,12 @@ def test_a_bad_parameter_is_one_line_naming_it_before_any_work(tmp_path, name, p
         run(name, tmp_path, **folders, **params)
     assert e.value.traceback == [line]
     assert not (tmp_path / "w").exists()                     # refused before anything was written
+
+
+def test_every_notebook_left_out_of_nbdev_test_runs_here():
+    "The Makefile leaves notebooks to this file; each must have a papermill test here, or it would run nowhere."
+    import re
+    skip = re.search(r"^PAPERMILL_NOTEBOOKS := (.*)$", (ROOT / "Makefile").read_text(), re.M).group(1).replace("$$", "$")
+    left_out = [n for n in NOTEBOOKS if re.search(skip, n)]
+    here = Path(__file__).read_text()
+    assert len(left_out) >= 8 and not [n for n in left_out if f'run("{n}"' not in here], left_out

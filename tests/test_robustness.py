@@ -250,34 +250,43 @@ def losses(run):
     return [json.loads(l)["loss"] for l in (run / "metrics.jsonl").read_text().splitlines() if '"kind": "train"' in l]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_an_interrupted_run_resumes_exactly(world, tmp_path, sig):
-    "Ctrl-C or SIGTERM at a random moment, then --resume: the same losses and final measures, bit for bit, as an uninterrupted run."
-    args = [f"--data_dir={world / 'data'}", "--max_iters=1500", "--eval_interval=100", *SMALL]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    full = subprocess.run([CLI, "train", f"--out_dir={tmp_path / 'full'}", *args], capture_output=True, text=True, env=env)
+INTERRUPTED = ["--max_iters=1500", "--eval_interval=100", *SMALL]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(world):
+    "The run the interrupted ones must match, bit for bit: made once for both signals."
+    out = world / "uninterrupted"
+    full = subprocess.run([CLI, "train", f"--out_dir={out}", f"--data_dir={world / 'data'}", *INTERRUPTED],
+                          capture_output=True, text=True, env=ENV)
     assert full.returncode == 0, full.stderr[-2000:]
-    rng = random.Random()
-    for attempt in range(2):
-        cut = tmp_path / f"cut{attempt}"
-        p = subprocess.Popen([CLI, "train", f"--out_dir={cut}", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, env=env)
-        while not (cut / "metrics.jsonl").exists() or '"kind": "train"' not in (cut / "metrics.jsonl").read_text():
-            time.sleep(0.01)
-        time.sleep(rng.uniform(0.0, 1.5))                  # the run takes about 4 s: mostly mid-training
-        p.send_signal(sig)
-        out, err = p.communicate(timeout=120)
-        assert "Traceback" not in err, err[-2000:]
-        if p.returncode == 130:                             # stopped: a checkpoint of the last completed step
-            stopped = int(err.split("stopped at step ")[1].split()[0])
-            assert torch.load(cut / "ckpt.pt", weights_only=True)["iter"] == stopped
-            r = subprocess.run([CLI, "train", f"--out_dir={cut}", *args, "--resume"], capture_output=True, text=True, env=env)
-            assert r.returncode == 0, r.stderr[-2000:]
-        else:                                               # the signal came during the final evaluation, which finished
-            assert p.returncode == 0, err[-2000:]
-        assert losses(cut) == losses(tmp_path / "full")
-        a, b = (json.loads((run / "summary.json").read_text())["final"] for run in (cut, tmp_path / "full"))
-        assert {k: a[k] for k in ("loss", "kl", "kl_se", "bayes")} == {k: b[k] for k in ("loss", "kl", "kl_se", "bayes")}
+    return out
+
+
+@pytest.mark.xdist_group("interrupted")
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_an_interrupted_run_resumes_exactly(world, uninterrupted, tmp_path, sig):
+    "Ctrl-C or SIGTERM at a random moment, then --resume: the same losses and final measures, bit for bit, as an uninterrupted run."
+    args, cut = [f"--data_dir={world / 'data'}", *INTERRUPTED], tmp_path / "cut"
+    p = subprocess.Popen([CLI, "train", f"--out_dir={cut}", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=ENV)
+    while not (cut / "metrics.jsonl").exists() or '"kind": "train"' not in (cut / "metrics.jsonl").read_text():
+        time.sleep(0.01)
+    time.sleep(random.uniform(0.0, 1.5))                   # the run takes about 4 s: mostly mid-training
+    p.send_signal(sig)
+    out, err = p.communicate(timeout=120)
+    assert "Traceback" not in err, err[-2000:]
+    if p.returncode == 130:                                 # stopped: a checkpoint of the last completed step
+        stopped = int(err.split("stopped at step ")[1].split()[0])
+        assert torch.load(cut / "ckpt.pt", weights_only=True)["iter"] == stopped
+        r = subprocess.run([CLI, "train", f"--out_dir={cut}", *args, "--resume"], capture_output=True, text=True, env=ENV)
+        assert r.returncode == 0, r.stderr[-2000:]
+    else:                                                   # the signal came during the final evaluation, which finished
+        assert p.returncode == 0, err[-2000:]
+    assert losses(cut) == losses(uninterrupted)
+    a, b = (json.loads((run / "summary.json").read_text())["final"] for run in (cut, uninterrupted))
+    assert {k: a[k] for k in ("loss", "kl", "kl_se", "bayes")} == {k: b[k] for k in ("loss", "kl", "kl_se", "bayes")}
 
 
 def test_everyday_paths_tilde_a_closed_pipe_and_profile_reports(world, tmp_path):
