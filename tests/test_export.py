@@ -152,3 +152,20 @@ def test_the_export_command_and_its_one_line_refusals(finished_run, tmp_path, ca
     monkeypatch.setitem(sys.modules, "transformers", None)                  # as without the interop extra
     err = export(finished_run, tmp_path / "bare", code=2)
     assert err.count("\n") == 1 and "pip install 'zo_gpt[interop]'" in err, err
+
+
+def test_force_never_replaces_files_that_no_export_wrote(finished_run, tmp_path, capsys):
+    "`zo-gpt export RUN . --force` in a project folder must not replace the project's README.md or config.json."
+    project = tmp_path / "it's a project"                         # a quote in the path: the README's program still runs
+    project.mkdir()
+    (project / "README.md").write_text("my project")
+    assert main(["export", str(finished_run), str(project), "--force"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "README.md, which no zo_gpt export wrote" in err, err
+    assert (project / "README.md").read_text() == "my project" and not (project / "model.safetensors").exists()
+    out = project / "hf"
+    assert main(["export", str(finished_run), str(out)]) == 0
+    assert main(["export", str(finished_run), str(out), "--force"]) == 0                  # an export is replaced
+    code = re.search(r"```python\n(.*?)```", (out / "README.md").read_text(), re.S).group(1)
+    compile(code, "README.md", "exec")                                                      # the path is quoted right
+    assert repr(str(out)) in code

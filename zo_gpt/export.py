@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['INTEROP', 'CONV1D', 'TOKENIZE', 'EXPORT_FILES', 'check_exportable', 'no_progress_bars', 'hf_config', 'to_hf',
-           'LogitsModel', 'table_vocab', 'readme_text', 'write_hf', 'export_run', 'tl_config', 'to_transformer_lens',
-           'boundary_attention', 'patterns_figure', 'mean_ablation']
+           'LogitsModel', 'table_vocab', 'readme_text', 'is_export', 'write_hf', 'export_run', 'tl_config',
+           'to_transformer_lens', 'boundary_attention', 'patterns_figure', 'mean_ablation']
 
 # %% ../nbs/04b_export.ipynb #fe127100
 import contextlib
@@ -108,7 +108,7 @@ from 50,257 on are no token, so leave them out (or set their logits to -inf) bef
 ```python
 import json, tiktoken, torch
 from transformers import GPT2LMHeadModel
-folder = "{folder}"
+folder = {folder}
 model = GPT2LMHeadModel.from_pretrained(folder).eval()
 table = json.load(open(f"{{folder}}/tokens.json"))
 ids = tiktoken.get_encoding("gpt2").encode("<|endoftext|>1 0 1 1", allowed_special={{"<|endoftext|>"}})
@@ -120,7 +120,7 @@ print({{t["text"]: round(probs[t["id"]].item(), 4) for t in table}})
 ```python
 import json, re, torch
 from transformers import GPT2LMHeadModel
-folder = "{folder}"
+folder = {folder}
 model = GPT2LMHeadModel.from_pretrained(folder).eval()
 table = json.load(open(f"{{folder}}/tokens.json"))
 id_of = {{t["text"]: t["id"] for t in table}}
@@ -147,29 +147,39 @@ GPT-2's `"gelu_new"`), and its head is tied to the token embedding.{bias}
 |---|---|---|
 {rows}
 
-{TOKENIZE[vocab].format(V=cfg.vocab_size, folder=folder)}
+{TOKENIZE[vocab].format(V=cfg.vocab_size, folder=repr(folder))}
 """
 
 # %% ../nbs/04b_export.ipynb #53e9ae72
 EXPORT_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokens.json", "README.md")  # an export's files
 
+def is_export(folder:Path) -> bool:
+    "Whether `folder` holds an export's `tokens.json`: a list of tokens, each with its id, text and kind."
+    try: table = json.loads((folder / "tokens.json").read_text())
+    except (OSError, ValueError): return False
+    return isinstance(table, list) and all(isinstance(t, dict) and {"id", "text", "kind"} <= set(t) for t in table)
+
 def write_hf(
     model:GPT, # the model to export
     out:str|Path, # the folder to write: new or empty, or with `force` any
     tokens_table:list, # the checkpoint's table of its five tokens (`ckpt["tokens_table"]`)
-    force:bool=False, # write into a folder that holds files, replacing an export there
+    force:bool=False, # write into a folder that holds other files, replacing an export there (never another's files)
 ) -> Path:
     "Write `model` to `out` as transformers' GPT-2 (`config.json`, `model.safetensors`), with `tokens.json` and a README.md."
     check_exportable(model)
     vocab = table_vocab(tokens_table, model.config.vocab_size)
     hf = to_hf(model, next(t["id"] for t in tokens_table if t["kind"] == "end of text"))
     with folder_lock(out, "out") as folder:
-        for stale in folder.glob(".export-*"): shutil.rmtree(stale, ignore_errors=True)  # left by a killed export
         held = sorted(p.name for p in folder.iterdir() if p.name not in (LOCK_FILE, OWNER_FILE))
         if held and not force:
             raise ConfigError(f"out={str(out)!r} is not empty (it holds {', '.join(held[:3])}{', ...' * (len(held) > 3)}); "
                               "replace the export there with --force (force=True), or choose another folder")
-        with tempfile.TemporaryDirectory(dir=folder, prefix=".export-") as tmp:  # each file appears whole, or not at all
+        clash = [n for n in EXPORT_FILES if (folder / n).exists()]
+        if clash and not is_export(folder):   # --force replaces an export's files, never a README or config of another's
+            raise ConfigError(f"out={str(out)!r} holds {', '.join(clash)}, which no zo_gpt export wrote (there is no "
+                              "tokens.json of one); choose another folder")
+        for stale in folder.glob(".zo_gpt-export-*"): shutil.rmtree(stale, ignore_errors=True)  # left by a killed export
+        with tempfile.TemporaryDirectory(dir=folder, prefix=".zo_gpt-export-") as tmp:  # each file appears whole, or not at all
             with no_progress_bars(): hf.save_pretrained(tmp)
             table = [{k: t[k] for k in ("id", "text", "kind")} for t in tokens_table]
             (Path(tmp) / "tokens.json").write_text(json.dumps(table, indent=1) + "\n")
