@@ -24,9 +24,9 @@ from pathlib import Path
 CLI = str(Path(sys.executable).parent / "zo-gpt")
 # (label, environment, flush_denormal); OMP_WAIT_POLICY '' means: torch imported first, libgomp's own default
 SETTINGS = [
-    ("2 threads, package defaults", {}, True),
-    ("2 threads, libgomp default wait", {"OMP_WAIT_POLICY": ""}, True),
-    ("2 threads, no flush", {}, False),
+    ("2 threads, package defaults", {"OMP_NUM_THREADS": "2"}, True),
+    ("2 threads, libgomp default wait", {"OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": ""}, True),
+    ("2 threads, no flush", {"OMP_NUM_THREADS": "2"}, False),
     ("1 thread", {"OMP_NUM_THREADS": "1"}, True),
     ("1 thread, no flush", {"OMP_NUM_THREADS": "1"}, False),
 ]
@@ -44,19 +44,19 @@ def worker(args):
     from zo_gpt.train import new_run, take_step
     cfg = make_config("cpu", {"flush_denormal": args.flush, "data_dir": args.data})
     data, device, out = load_dataset(args.data), torch.device("cpu"), {}
-    for phase in ("early", "late"):
-        state = new_run(cfg, data, device)
-        if phase == "late":   # the finished run's weights and optimizer, stepped on at its final learning rate
-            ckpt = load_checkpoint(Path(args.run) / "ckpt.pt")
-            state.model.load_state_dict(ckpt["model"]); state.optimizer.load_state_dict(ckpt["optimizer"])
-            state.iter = ckpt["iter"]
-        times = []
-        with precision(device, cfg.tf32, cfg.flush_denormal):
+    with precision(device, cfg.tf32, cfg.flush_denormal):   # as in fit: the run's arithmetic from its first line
+        for phase in ("early", "late"):
+            state = new_run(cfg, data, device)
+            if phase == "late":   # the finished run's weights and optimizer, stepped on at its final learning rate
+                ckpt = load_checkpoint(Path(args.run) / "ckpt.pt")
+                state.model.load_state_dict(ckpt["model"]); state.optimizer.load_state_dict(ckpt["optimizer"])
+                state.iter = ckpt["iter"]
+            times = []
             for i in range(args.warmup + args.steps):
                 t0 = time.perf_counter()
                 take_step(state)
                 if i >= args.warmup: times.append(time.perf_counter() - t0)
-        out[phase] = statistics.median(times)
+            out[phase] = statistics.median(times)
     out["threads"] = torch.get_num_threads()
     print(json.dumps(out))
 
@@ -75,7 +75,7 @@ def env_for(extra:dict) -> dict:
     return {**env, **{k: v for k, v in extra.items() if v}}
 
 
-def step_times(data, run, steps, repeats, settings=SETTINGS, busy_too=True):
+def step_times(data, run, steps, warmup, repeats, settings=SETTINGS, busy_too=True):
     print(f"1. median step time of the cpu preset (ms), {steps} steps after a warm-up, early (a fresh model) and late "
           f"(the finished run's model); the best of {repeats} processes per cell")
     print(f"   {'setting':34} {'quiet early':>11} {'quiet late':>10} {'late/early':>10} {'busy early':>10} {'busy late':>9}")
@@ -87,12 +87,14 @@ def step_times(data, run, steps, repeats, settings=SETTINGS, busy_too=True):
                 got = []
                 for _ in range(repeats):
                     cmd = [sys.executable, __file__, "--worker", "--data", str(data), "--run", str(run),
-                           "--steps", str(steps), *(["--flush"] if flush else []),
+                           "--steps", str(steps), "--warmup", str(warmup), *(["--flush"] if flush else []),
                            *(["--torch-first"] if extra.get("OMP_WAIT_POLICY") == "" else [])]
                     r = subprocess.run(cmd, capture_output=True, text=True, env=env_for(extra))
                     if r.returncode: raise SystemExit(r.stderr)
                     got.append(json.loads(r.stdout.strip().splitlines()[-1]))
             for phase in ("early", "late"): row[(busy, phase)] = 1000 * min(g[phase] for g in got)
+            if got[0]["threads"] != int(label[0]):   # the label says how many threads the row is about
+                raise SystemExit(f"{label}: torch used {got[0]['threads']} threads")
         rows[label] = row
         ms = lambda busy, phase, w: f"{row[(busy, phase)]:{w}.1f}" if (busy, phase) in row else f"{'-':>{w}}"
         print(f"   {label:34} {ms(False, 'early', 11)} {ms(False, 'late', 10)} "
@@ -148,8 +150,8 @@ def main():
         subprocess.run([CLI, "train", "--preset", "cpu", f"--data_dir={data}", f"--out_dir={run}", *iters],
                        check=True, capture_output=True)
         if args.dry_run:   # two settings, quiet only: that the script works, not what it measures
-            return step_times(data, run, args.steps, args.repeats, [SETTINGS[0], SETTINGS[3]], busy_too=False)
-        step_times(data, run, args.steps, args.repeats)
+            return step_times(data, run, args.steps, args.warmup, args.repeats, [SETTINGS[0], SETTINGS[3]], busy_too=False)
+        step_times(data, run, args.steps, args.warmup, args.repeats)
         command_times(data, args.repeats)
 
 

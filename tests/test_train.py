@@ -223,15 +223,18 @@ class Flushing(Callback):
         self.seen.add(flushing_subnormals())
 
 
-@pytest.mark.parametrize("flush", [True, False])
-def test_subnormals_are_flushed_during_a_run_as_set_and_restored_after(compact_data, tmp_path, flush):
+@pytest.mark.parametrize("flush, outer", [(True, False), (False, False), (False, True)])
+def test_subnormals_are_flushed_during_a_run_as_set_and_restored_after(compact_data, tmp_path, flush, outer):
+    "The run's thread flushes as the run says; the process's own setting, off or on, is back after it."
     from zo_gpt.model import flushing_subnormals
-    if not torch.set_flush_denormal(False): pytest.skip("this CPU cannot flush subnormal floats")
-    cb = Flushing()
-    fit(cfg(compact_data, tmp_path, max_iters=3, eval_interval=3, final_eval=False, flush_denormal=flush), callbacks=[cb],
-        verbose=False)
-    assert cb.seen == {flush}
-    assert not flushing_subnormals()                      # the process's own setting is back
+    if not torch.set_flush_denormal(outer): pytest.skip("this CPU cannot flush subnormal floats")
+    try:
+        cb = Flushing()
+        fit(cfg(compact_data, tmp_path, max_iters=3, eval_interval=3, final_eval=False, flush_denormal=flush), callbacks=[cb],
+            verbose=False)
+        assert cb.seen == {flush}
+        assert flushing_subnormals() == outer
+    finally: torch.set_flush_denormal(False)
     assert torch.tensor(1e-39).mul(1.0).item() > 0
 
 
