@@ -12,6 +12,7 @@ if "TIKTOKEN_CACHE_DIR" not in os.environ and _cache.is_dir():
     os.environ["TIKTOKEN_CACHE_DIR"] = str(_cache)
 # Two cores: one BLAS/torch thread per process.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+import zo_gpt  # noqa: E402,F401  before any test module imports torch: zo_gpt sets OpenMP's wait policy (02a_config)
 
 # Arguments of a run that takes a second: `zo-gpt train ... *SMALL` (with --max_iters and --eval_interval).
 SMALL = ["--block_size=32", "--batch_size=4", "--n_embd=16", "--eval_batches=1", "--final_tokens=2000"]

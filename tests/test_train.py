@@ -245,3 +245,11 @@ def test_importing_zo_gpt_asks_openmp_to_wait_passively_unless_told_otherwise(gi
     code = "import os, zo_gpt; print(os.environ['OMP_WAIT_POLICY'])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
     assert out.strip() == (given or "PASSIVE")
+
+
+def test_importing_torch_first_is_told_in_one_warning():
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    r = subprocess.run([sys.executable, "-c", "import torch, zo_gpt"], capture_output=True, text=True, env=env, check=True)
+    assert "torch was imported before zo_gpt" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, "-c", "import zo_gpt, torch"], capture_output=True, text=True, env=env, check=True)
+    assert r.stderr == ""

@@ -8,8 +8,14 @@ __all__ = []
 
 # %% ../nbs/index.ipynb #93dc29c6
 import os
+import sys
+import warnings
 
 # OpenMP's worker threads spin while they wait for work, and on a busy machine the spinning takes the cores the work
 # needs: ask them to sleep instead, unless told otherwise. OpenMP reads this once, when torch is first imported, so
 # zo_gpt is imported first (02a_config says why and how much it matters).
+if "torch" in sys.modules and "OMP_WAIT_POLICY" not in os.environ:
+    warnings.warn("torch was imported before zo_gpt, so OpenMP keeps spinning while it waits, which is slow on a busy "
+                  "machine; import zo_gpt first, or set OMP_WAIT_POLICY=PASSIVE before Python starts (see 02a_config)",
+                  stacklevel=2)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
