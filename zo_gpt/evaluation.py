@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['PARTS', 'REF_STYLES', 'stream_ids', 'measure', 'Tally', 'evaluate', 'alignment_blocks', 'evaluate_split',
            'final_split', 'check_final', 'excess_text', 'History', 'draw_references', 'loss_figure',
-           'attention_weights', 'mechanism', 'mechanism_figure']
+           'attention_weights', 'attention_on_boundary', 'mechanism', 'mechanism_figure']
 
 # %% ../nbs/02b_evaluation.ipynb #84d8f647
 import itertools
@@ -232,6 +232,11 @@ def _mean_by(keys:np.ndarray, values:np.ndarray, size:int) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"): return np.bincount(keys, values, minlength=size)[:size] / n
 
 @torch.no_grad()
+def attention_on_boundary(att:np.ndarray, codes:np.ndarray) -> np.ndarray:
+    "Each head's attention (N, n_head) on first words and end-of-text tokens, for the N queries with one at or before them."
+    on = (att * is_boundary(codes)[:, None, None, :]).sum(-1)                              # (B, nh, T) per query
+    return on.transpose(0, 2, 1)[latest_boundary(codes) >= 0]
+
 def mechanism(model, batches:list, meta:dict) -> dict:
     "What the model believes, position by position, on `batches` of (x, y); see the training notebook for the figure."
     ids, code_of, n = stream_ids(meta), code_lookup(meta), meta["config"]["seq_len"]
@@ -246,8 +251,7 @@ def mechanism(model, batches:list, meta:dict) -> dict:
         out["out_c"].append(t[~seen] + 1); out["out_p"].append(m[..., 4][~seen])
         out["in_d"].append((t - last)[seen & word_next]); out["in_p"].append(m[..., 4][seen & word_next])
         att = attention_weights(model, x).cpu().numpy()                                  # (B, nh, T, T)
-        on_anchor = (att * anchor[:, None, None, :]).sum(-1)                             # (B, nh, T)
-        out["att_d"].append((t - last)[seen]); out["att"].append(on_anchor.transpose(0, 2, 1)[seen])
+        out["att_d"].append((t - last)[seen]); out["att"].append(attention_on_boundary(att, xc))
         out["att_uniform"].append((np.cumsum(anchor, -1) / (t + 1))[seen])                # attention spread evenly
         out["p_one"].append((m[..., 3] / (m[..., 2] + m[..., 3]))[word_next])
     cat = {k: np.concatenate(v) for k, v in out.items()}

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['INTEROP', 'CONV1D', 'TOKENIZE', 'EXPORT_FILES', 'check_exportable', 'no_progress_bars', 'hf_config', 'to_hf',
            'LogitsModel', 'table_vocab', 'readme_text', 'is_export', 'write_hf', 'export_run', 'tl_config',
-           'to_transformer_lens', 'boundary_attention', 'patterns_figure', 'mean_ablation']
+           'to_transformer_lens', 'patterns_figure', 'mean_ablation']
 
 # %% ../nbs/04b_export.ipynb #fe127100
 import contextlib
@@ -22,7 +22,6 @@ import torch
 from torch.nn import functional as F
 
 from .checkpoint import load_model
-from .data import is_boundary
 from .figures import draws, png_figure
 from .helpers import LOCK_FILE, OWNER_FILE, ConfigError, folder_lock
 from .model import GPT, GPTConfig
@@ -213,14 +212,6 @@ def to_transformer_lens(model:GPT):
     hooked.load_and_process_state_dict(convert(to_hf(model), cfg), fold_ln=False, center_writing_weights=False,
                                        center_unembed=False, fold_value_biases=False)
     return hooked.eval()
-
-# %% ../nbs/04b_export.ipynb #46471f90
-def boundary_attention(pattern:torch.Tensor, codes:np.ndarray) -> np.ndarray:
-    "Each head's mean attention (n_head,) on first words and end-of-text tokens, over the query positions with one in view."
-    marks = is_boundary(codes)                                              # (B, T): keys that mark a sequence start
-    att = (pattern * torch.as_tensor(marks, dtype=pattern.dtype)[:, None, None, :]).sum(-1)   # (B, nh, T) per query
-    seen = torch.as_tensor(np.cumsum(marks, axis=-1) > 0)                   # (B, T): queries with a mark at or before them
-    return att.transpose(1, 2)[seen].mean(0).numpy()
 
 # %% ../nbs/04b_export.ipynb #4d3a5f94
 @draws
