@@ -14,7 +14,7 @@ import pytest
 import torch
 from conftest import SMALL
 
-from zo_gpt.helpers import LOCK_FILE, OWNER_FILE, ConfigError, folder_lock
+from zo_gpt.helpers import OWNER_FILE, ConfigError, TrainingError, folder_lock
 from zo_gpt.train import Callback, Checkpointer, MetricsLog, fit
 from zo_gpt.config import make_config
 
@@ -130,7 +130,7 @@ def test_a_refused_command_beside_a_live_run_harms_nothing(data, tmp_path):
     assert steps == list(range(1, stopped + 1))
     assert torch.load(run / "ckpt.pt", weights_only=True)["iter"] == stopped
     assert json.loads((run / "summary.json").read_text())["interrupted"]
-    assert sorted(p.name for p in run.iterdir()) == sorted([LOCK_FILE, "ckpt.pt", "metrics.jsonl", "summary.json", "loss.png"])
+    assert sorted(p.name for p in run.iterdir()) == sorted(["ckpt.pt", "metrics.jsonl", "summary.json", "loss.png"])
 
 
 def test_a_finished_run_that_lost_its_summary_is_finished_by_resume(data, tmp_path):
@@ -163,3 +163,30 @@ def test_a_torn_last_line_of_metrics_does_not_stop_resume(data, tmp_path):
     h = fit(cfg, callbacks=[Checkpointer(), MetricsLog()], resume=True, verbose=False)
     records = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["iter"] for r in records if r["kind"] == "train"] == list(range(1, 13)) and h.final is not None
+
+
+def test_the_lock_is_on_the_folder_so_a_clean_up_of_hidden_files_cannot_sidestep_it(data, tmp_path, holder):
+    run = tmp_path / "run"
+    holder(run)
+    record = (run / OWNER_FILE).read_text()
+    args = ["train", f"--data_dir={data}", f"--out_dir={run}", "--max_iters=2", "--eval_interval=2", *SMALL]
+    r = zo(*args)
+    assert r.returncode == 2 and "is in use by process" in one_line(r)
+    assert (run / OWNER_FILE).read_text() == record                    # a refused command leaves the holder's record be
+    for f in run.iterdir(): f.unlink()                                 # a clean-up of hidden files, a sync tool
+    for extra in ([], ["--force"]):
+        r = zo(*args, *extra)
+        assert r.returncode == 2 and "is in use by another process" in one_line(r)
+    assert list(run.iterdir()) == []
+
+
+def test_a_run_whose_folder_is_moved_away_stops_before_writing_into_another(data, tmp_path):
+    run = tmp_path / "run"
+    class MoveAway(Callback):
+        def on_step(self, state, record):
+            if record["iter"] == 1: run.rename(tmp_path / "moved"); run.mkdir()   # another folder under its name
+    cfg = make_config("cpu", {"data_dir": str(data), "out_dir": str(run), "max_iters": 4, "eval_interval": 2, "block_size": 32,
+                              "batch_size": 4, "n_embd": 16, "eval_batches": 1, "final_tokens": 2000})
+    with pytest.raises(TrainingError, match="was moved, removed or replaced while this process held it"):
+        fit(cfg, callbacks=[MoveAway(), MetricsLog(), Checkpointer()], verbose=False)
+    assert list(run.iterdir()) == []                                   # nothing written into the new folder

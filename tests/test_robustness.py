@@ -36,6 +36,7 @@ def world(tmp_path_factory, tiny_data, tiny_gpt2_data, finished_run):
     shutil.copytree(tiny_gpt2_data, w / "gpt2")
     shutil.copytree(finished_run, w / "done")
     (w / "file").write_text("not a folder")
+    (w / "nockpt").mkdir(); (w / "nockpt" / "metrics.jsonl").write_text('{"kind": "train", "iter": 1}\n')  # killed before its first checkpoint
     (w / "empty").mkdir()
     def damaged(name, edit):
         d = w / name
@@ -131,12 +132,14 @@ def cases(w):
         (["train", f"--data_dir={w / 'meta_dir'}", f"--out_dir={w / 'r8'}", *SMALL], 1, "is a folder, not a file"),
         (["train", f"--data_dir={w / 'short_bin'}", f"--out_dir={w / 'r9'}", *SMALL], 1, "truncated or corrupt"),
         # run folders and checkpoints
-        (run("done"), 2, "holds another run (ckpt.pt, metrics.jsonl, summary.json, loss.png)"),
         (run("done", "--resume"), 1, "finished at step 4 of 4: there is nothing to resume"),
         (run("done", "--resume", "--max_iters=8"), 1, "another configuration: max_iters=4 there, 8 now"),
         (["train", f"--data_dir={w / 'data2'}", f"--out_dir={w / 'done'}", "--max_iters=4", "--eval_interval=2", *SMALL, "--resume"],
          1, "trained on another dataset"),
         (run("empty", "--resume"), 1, "no checkpoint at"),
+        (run("nockpt"), 2, "it ended before its first checkpoint, so nothing can resume it: replace it with --force"),
+        (run("nockpt", "--resume"), 1, "ended before its first checkpoint: start again with --force (overwrite=True) instead of --resume"),
+        (run("done"), 2, "holds another run (ckpt.pt, metrics.jsonl, summary.json, loss.png); it finished: replace it with --force"),
         (run("ck_empty", "--resume"), 1, "the file is empty"),
         (run("ck_random", "--resume"), 1, "truncated or is not a torch checkpoint"),
         (run("ck_truncated", "--resume"), 1, "truncated or is not a torch checkpoint"),
@@ -149,6 +152,9 @@ def cases(w):
         (["sample", "--run", str(w / "ck_pickle")], 1, "objects other than tensors"),
         (["sample", "--run", str(w / "ck_mismatch")], 1, "do not fit its configuration"),
         (["sample", "--run", str(w / "done"), "--tokens", "0"], 2, "n_tokens must be a positive integer"),
+        (["sample", "--run", str(w / "done"), "--tokens", str(10 ** 12)], 2, "n_tokens must be at most 1,000,000"),
+        (["sample", "--run", str(w / "file")], 1, "is a file, not a run folder"),
+        (["profile", "--out", str(w / "p4"), "--vocab=compact", d, "--steps", str(10 ** 9)], 2, "steps must be from 1 to 100"),
         (["sample", "--run", str(w / "done"), "--seed", "99999999999999999999999"], 2, "seed must be an integer from 0 to"),
         (["profile", "--out", "", "--vocab=compact", d], 2, "out must name a folder"),
         (["profile", "--out", str(w / "file"), "--vocab=compact", d], 2, "not a writable folder"),
@@ -189,6 +195,12 @@ def test_python_api_refuses_what_is_not_a_config():
         TrainConfig(lr="0.1")
     with pytest.raises(ConfigError, match="callbacks must be Callback objects"):
         fit(make_config("cpu"), callbacks=[print])
+    for kw, needle in (({"data": "data/zero_one-compact"}, "data must be a Dataset"), ({"resume": "yes"}, "resume must be True or False"),
+                       ({"callbacks": MetricsLog()}, "callbacks must be a list of Callback objects")):
+        with pytest.raises(ConfigError, match=needle): fit(make_config("cpu"), **kw)
+    from zo_gpt.checkpoint import load_model
+    for bad in (None, 123, ""):
+        with pytest.raises(ConfigError, match="run_dir must name a run folder"): load_model(bad)
 
 
 def test_settings_from_python_and_papermill_are_checked_before_any_work(tmp_path):
@@ -265,9 +277,9 @@ def uninterrupted(world):
 
 
 @pytest.mark.xdist_group("interrupted")
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["ctrl-c", "sigterm", "hangup"])
 def test_an_interrupted_run_resumes_exactly(world, uninterrupted, tmp_path, sig):
-    "Ctrl-C or SIGTERM at a random moment, then --resume: the same losses and final measures, bit for bit, as an uninterrupted run."
+    "Ctrl-C, SIGTERM or a hang-up (a closed terminal) at a random moment, then --resume: the same losses and final measures, bit for bit, as an uninterrupted run."
     args, cut = [f"--data_dir={world / 'data'}", *INTERRUPTED], tmp_path / "cut"
     p = subprocess.Popen([CLI, "train", f"--out_dir={cut}", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True, env=ENV)
@@ -311,7 +323,7 @@ def test_everyday_paths_tilde_a_closed_pipe_and_profile_reports(world, tmp_path)
     assert zo(*prof, "--steps=1").returncode == 0
     before = (tmp_path / "prof" / "table.txt").read_bytes()
     for extra, needle in ((["--steps=1"], "holds a profile report (table.txt, ops.csv, categories.png, trace.json, events.json)"),
-                          (["--steps=0", "--force"], "steps must be a positive integer"),
+                          (["--steps=0", "--force"], "steps must be from 1 to 100"),
                           (["--steps=1", "--force", "--compile=True"], "compile=True: profile measures the model")):
         r = zo(*prof, *extra)
         assert r.returncode == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
@@ -330,3 +342,56 @@ def test_a_full_disk_while_a_checkpoint_is_written_is_one_line(world, tmp_path, 
     assert code == 1 and len(err) == 1 and f"could not write {tmp_path / 'run' / 'ckpt.pt'}: PytorchStreamWriter failed" in err[0], err
     assert "MiB free on its disk" in err[0]
     assert not list((tmp_path / "run").glob(".*.tmp"))                      # the half-written file is gone
+
+
+def test_a_reader_that_goes_away_ends_the_printing_never_the_run(world, tmp_path):
+    "`zo-gpt train ... 2>&1 | grep -m1 device`: the run goes on to its end, and an unfinished run never exits 0."
+    def started(out, iters):
+        p = subprocess.Popen([CLI, "train", f"--data_dir={world / 'data'}", f"--out_dir={out}", f"--max_iters={iters}",
+                              "--eval_interval=20", *SMALL], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=ENV)
+        while b"device:" not in p.stdout.readline(): pass
+        p.stdout.close()                                           # the reader goes away after the first line it wanted
+        return p
+    p = started(tmp_path / "done", 40)
+    assert p.wait(timeout=300) == 0
+    assert json.loads((tmp_path / "done" / "summary.json").read_text())["interrupted"] is False
+    assert len(losses(tmp_path / "done")) == 40
+    p = started(tmp_path / "cut", 100000)
+    while not (tmp_path / "cut" / "ckpt.pt").exists(): time.sleep(0.02)
+    p.send_signal(signal.SIGINT)
+    assert p.wait(timeout=300) == 130                              # stopped, and its exit code says so
+    assert json.loads((tmp_path / "cut" / "summary.json").read_text())["interrupted"] is True
+
+
+def test_the_environment_is_checked_before_any_work(world, tmp_path):
+    run = lambda out, env: subprocess.run([CLI, "train", f"--data_dir={world / 'data'}", f"--out_dir={out}", "--max_iters=2",
+                                           "--eval_interval=2", *SMALL], capture_output=True, text=True, env={**ENV, **env}, timeout=300)
+    r = run(tmp_path / "rank", {"RANK": "1", "LOCAL_RANK": "1"})   # left in the shell by a cluster job
+    assert r.returncode == 2 and "RANK='1' is set, as torchrun sets it, but WORLD_SIZE" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "rank").exists()
+    r = run(tmp_path / "ünïcødé", {"LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONIOENCODING": "ascii"})   # an ASCII locale
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert (tmp_path / "ünïcødé" / "summary.json").exists()
+
+
+def test_a_run_that_died_before_its_first_checkpoint_is_replaced_as_its_refusal_says(world, tmp_path):
+    shutil.copytree(world / "nockpt", tmp_path / "run")
+    args = ["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=2", "--eval_interval=2", *SMALL]
+    assert main(args) == 2 and main(args + ["--resume"]) == 1
+    assert main(args + ["--force"]) == 0                                       # what both refusals advise
+
+
+def test_a_checkpoint_is_reported_only_with_its_own_summary_and_metrics(world, tmp_path):
+    "A finished checkpoint copied into a stopped run's folder: --resume finishes that run's files from its checkpoint."
+    run, d = tmp_path / "run", f"--data_dir={world / 'data'}"
+    args = ["train", d, f"--out_dir={run}", "--max_iters=4", "--eval_interval=2", *SMALL]
+    assert main(["train", d, f"--out_dir={run}", "--max_iters=4", "--eval_interval=2", "--lr=0.02", *SMALL]) == 0
+    summary = json.loads((run / "summary.json").read_text()); summary["interrupted"] = True
+    (run / "summary.json").write_text(json.dumps(summary))                    # as a stopped run leaves it
+    shutil.copy(world / "done" / "ckpt.pt", run / "ckpt.pt")                 # another run's checkpoint, finished
+    assert main(args + ["--resume"]) == 0                                      # not "finished: results in summary.json"
+    ckpt = torch.load(run / "ckpt.pt", weights_only=True)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["run_id"] == ckpt["run_id"] and summary["final"] == ckpt["history"]["final"] and not summary["interrupted"]
+    assert losses(run) == [r["loss"] for r in ckpt["history"]["train"]] == losses(world / "done")
+    assert main(args + ["--resume"]) == 1                                      # now it is finished, with its own files

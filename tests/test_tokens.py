@@ -10,7 +10,7 @@ import pytest
 
 import zo_gpt.tokens as tokens
 from zo_gpt.data import entropy, generate, stream_floor
-from zo_gpt.helpers import LOCK_FILE, ConfigError, DatasetError
+from zo_gpt.helpers import ConfigError, DatasetError
 from zo_gpt.tokens import DataConfig, encode_text, load_dataset, mc_floor, prepare, token_table
 
 
@@ -134,7 +134,7 @@ def test_interrupt_leaves_no_partial_dataset(out, monkeypatch):
     monkeypatch.setattr(tokens, "iter_words", interrupted)
     with pytest.raises(KeyboardInterrupt):
         prepare(DataConfig(n_seq=3_000, seq_len=1_000), out, force=True, verbose=False)
-    assert sorted(p.name for p in out.iterdir() if p.name != LOCK_FILE) == ["meta.json", "train.bin", "val.bin"]  # no temp files
+    assert sorted(p.name for p in out.iterdir()) == ["meta.json", "train.bin", "val.bin"]  # no temp files
     assert load_dataset(out).meta == old  # the old dataset is intact
     fresh = out.parent / "fresh"
     with pytest.raises(KeyboardInterrupt):

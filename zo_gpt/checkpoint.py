@@ -7,6 +7,8 @@ __all__ = ['RESULT_FILES', 'RUN_FILES', 'CKPT_KEYS', 'RESUME_FREE', 'claim_run_f
            'config_differences', 'load_weights', 'load_model', 'save_checkpoint', 'restore']
 
 # %% ../nbs/02c_checkpoint.ipynb #d08ba28d
+import json
+import os
 import shutil
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -14,7 +16,8 @@ from pathlib import Path
 import torch
 
 from .config import TrainConfig
-from .helpers import ConfigError, TrainingError, atomic_path, first_line, get_device, remove_stale_temps, writable_folder
+from .helpers import (ConfigError, TrainingError, atomic_path, check_held, first_line, get_device, remove_stale_temps,
+                            writable_folder)
 from .model import GPT
 
 # %% ../nbs/02c_checkpoint.ipynb #92f3b586
@@ -35,10 +38,22 @@ def claim_run_folder(
     present = [n for n in RUN_FILES if (out / n).exists()]
     if present and not resume:
         if not overwrite:
-            raise ConfigError(f"out_dir={cfg.out_dir!r} holds another run ({', '.join(present)}); continue it with --resume, "
-                              "replace it with --force (overwrite=True), or choose another folder")
+            raise ConfigError(f"out_dir={cfg.out_dir!r} holds another run ({', '.join(present)}); {_choices(out)}")
         for n in present: (out / n).unlink()
     return out
+
+def _choices(out:Path) -> str:
+    "What a user can do with a folder that holds a run: the choices that work for the run it holds."
+    other = "replace it with --force (overwrite=True), or choose another folder"
+    if not (out / "ckpt.pt").exists(): return f"it ended before its first checkpoint, so nothing can resume it: {other}"
+    if _summary(out).get("interrupted") is False: return f"it finished: {other}"
+    return f"continue it with --resume (resume=True), {other}"
+
+def _summary(out:Path) -> dict:
+    "The run folder's summary.json, or {} where there is none or it is unreadable."
+    try: s = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError): return {}
+    return s if isinstance(s, dict) else {}
 
 def write_checkpoint(path:str|Path, ckpt:dict) -> str:
     "Save `ckpt` (a dict with `CKPT_KEYS`) to `path` through a temporary file, so a crash never leaves half of one."
@@ -58,7 +73,9 @@ def _why_unreadable(path:Path, e:Exception) -> str:
 def load_checkpoint(path:str|Path) -> dict:
     "A checkpoint, loaded with `weights_only=True` and checked for the keys zo_gpt writes; else a one-line `TrainingError`."
     path = Path(path)
-    if not path.is_file(): raise TrainingError(f"no checkpoint at {path}")
+    if not path.is_file():
+        if path.parent.is_file(): raise TrainingError(f"{path.parent} is a file, not a run folder")
+        raise TrainingError(f"no checkpoint at {path}")
     try: ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e: raise TrainingError(f"{path} cannot be loaded: {_why_unreadable(path, e)}") from None
     missing = [k for k in CKPT_KEYS if k not in ckpt] if isinstance(ckpt, dict) else list(CKPT_KEYS)
@@ -78,6 +95,8 @@ def load_weights(model:GPT, ckpt:dict, path:str|Path):
 
 def load_model(run_dir:str|Path, device=None) -> tuple[GPT, dict]:
     "The model of the checkpoint in `run_dir` (loaded with `weights_only=True`) and the checkpoint itself."
+    if not isinstance(run_dir, (str, os.PathLike)) or not str(run_dir).strip():
+        raise ConfigError(f"run_dir must name a run folder, got {run_dir!r}")
     path = Path(run_dir) / "ckpt.pt"
     ckpt = load_checkpoint(path)
     known = {f.name for f in fields(TrainConfig)}
@@ -98,13 +117,20 @@ def save_checkpoint(state) -> str:
     ckpt = {"model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(), "config": asdict(state.cfg),
             "iter": state.iter, "tokens": state.tokens, "rng": _rng_state(state.gen), "history": asdict(state.history),
             "tokens_table": state.data.meta["tokens"], "data_hash": state.data.meta["content_hash"],
-            "data_path": str(state.data.path)}
+            "data_path": str(state.data.path), "run_id": state.run_id}
+    check_held(state.cfg.out_dir)   # the folder this run locked, not one moved or made in its place
     state.last_checkpoint = write_checkpoint(Path(state.cfg.out_dir) / "ckpt.pt", ckpt)
     return state.last_checkpoint
 
 def restore(state, path:Path):
     "Set a new run's `State` to the checkpoint at `path` (weights, optimizer, step, random states, history) if it fits."
-    cfg, ckpt = state.cfg, load_checkpoint(path)
+    cfg = state.cfg
+    if not path.exists():
+        there = [n for n in RUN_FILES if (path.parent / n).exists()]
+        raise TrainingError(f"no checkpoint at {path} to resume; " + (
+            f"the run there ended before its first checkpoint: start again with --force (overwrite=True) instead of --resume"
+            if there else "start a run there without --resume"))
+    ckpt = load_checkpoint(path)
     diff = config_differences(ckpt["config"], cfg)
     if diff: raise TrainingError("the checkpoint was made with another configuration: " +
                                  ", ".join(f"{k}={a!r} there, {b!r} now" for k, (a, b) in diff.items()))
@@ -113,7 +139,7 @@ def restore(state, path:Path):
         raise TrainingError(f"the checkpoint was trained on another dataset ({ckpt.get('data_path', '?')}, content hash "
                             f"{made}); {state.data.path} holds {held}")
     done = ckpt["iter"] >= cfg.max_iters and (ckpt["history"].get("final") or not cfg.final_eval)
-    if done and all((path.parent / n).exists() for n in RESULT_FILES):
+    if done and _results_of(path.parent, ckpt):
         raise TrainingError(f"the run in {path.parent} finished at step {ckpt['iter']} of {cfg.max_iters}: there is "
                             "nothing to resume (its results are in summary.json and metrics.jsonl)")
     load_weights(state.model, ckpt, path)
@@ -124,4 +150,10 @@ def restore(state, path:Path):
     if "cuda" in ckpt["rng"] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
     state.history.train, state.history.val = ckpt["history"]["train"], ckpt["history"]["val"]
     state.history.final = ckpt["history"].get("final")  # a finished run resumed for its missing files: nothing runs
-    state.last_checkpoint = str(path)
+    state.last_checkpoint, state.run_id = str(path), ckpt.get("run_id")
+
+def _results_of(out:Path, ckpt:dict) -> bool:
+    "Whether the run folder's summary.json and loss.png were written by the run of checkpoint `ckpt`, finished."
+    s = _summary(out)
+    return ((out / "loss.png").exists() and s.get("interrupted") is False and s.get("run_id") == ckpt.get("run_id")
+            and s.get("iters") == len(ckpt["history"]["train"]) and s.get("final") == ckpt["history"].get("final"))

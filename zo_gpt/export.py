@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from .checkpoint import load_model
 from .figures import draws, png_figure
-from .helpers import LOCK_FILE, OWNER_FILE, ConfigError, folder_lock
+from .helpers import ConfigError, folder_lock
 from .model import GPT, GPTConfig
 
 # %% ../nbs/04b_export.ipynb #c6e704c1
@@ -169,7 +169,7 @@ def write_hf(
     vocab = table_vocab(tokens_table, model.config.vocab_size)
     hf = to_hf(model, next(t["id"] for t in tokens_table if t["kind"] == "end of text"))
     with folder_lock(out, "out") as folder:
-        held = sorted(p.name for p in folder.iterdir() if p.name not in (LOCK_FILE, OWNER_FILE))
+        held = sorted(p.name for p in folder.iterdir() if not p.name.startswith(".zo_gpt"))   # not zo_gpt's own hidden files
         if held and not force:
             raise ConfigError(f"out={str(out)!r} is not empty (it holds {', '.join(held[:3])}{', ...' * (len(held) > 3)}); "
                               "replace the export there with --force (force=True), or choose another folder")
@@ -182,7 +182,7 @@ def write_hf(
             with no_progress_bars(): hf.save_pretrained(tmp)
             table = [{k: t[k] for k in ("id", "text", "kind")} for t in tokens_table]
             (Path(tmp) / "tokens.json").write_text(json.dumps(table, indent=1) + "\n")
-            (Path(tmp) / "README.md").write_text(readme_text(model.config, vocab, table, str(out)))
+            (Path(tmp) / "README.md").write_text(readme_text(model.config, vocab, table, str(out)), encoding="utf-8", errors="replace")
             for name in EXPORT_FILES: (folder / name).unlink(missing_ok=True)
             for f in Path(tmp).iterdir(): os.replace(f, folder / f.name)
     return folder

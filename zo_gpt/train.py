@@ -10,6 +10,7 @@ __all__ = ['train_step', 'State', 'Callback', 'new_run', 'take_step', 'read_back
 import contextlib
 import json
 import math
+import secrets
 import signal
 import threading
 import time
@@ -24,7 +25,8 @@ from .checkpoint import claim_run_folder, restore, save_checkpoint
 from .config import TrainConfig, check_data, fixed_batches, get_batch, lr_at, open_dataset
 from .data import entropy, stream_floor
 from .evaluation import History, check_final, evaluate, evaluate_split, final_split, loss_figure
-from .helpers import ConfigError, TrainingError, atomic_path, first_line, folder_lock, gather_checksums, processes
+from .helpers import (ConfigError, TrainingError, atomic_path, first_line, folder_lock, gather_checksums, processes,
+                            stop_signals)
 from .model import GPT, autocast, make_optimizer, precision
 from .tokens import Dataset
 
@@ -75,6 +77,7 @@ class State:
     torn: bool = False  # interrupted inside a step
     failed: bool = False  # the run ended with an error
     last_checkpoint: str | None = None
+    run_id: str | None = field(default_factory=lambda: secrets.token_hex(8))  # names the run in its checkpoint and summary
     t0: float = field(default_factory=time.perf_counter)
 
     def __post_init__(self): self.step_model = self.step_model or self.model
@@ -180,10 +183,9 @@ class MetricsLog(Callback):
     writes = True  # `fit` holds and claims the run folder first
     def on_fit_start(self, state):
         path = Path(state.cfg.out_dir) / "metrics.jsonl"
-        if state.iter and path.exists():  # resuming: keep what the checkpoint covers, drop what came after it
-            keep = [l for l in path.read_text().splitlines() if _covered(_record(l), state.iter)]
-            with atomic_path(path) as tmp: tmp.write_text("".join(l + "\n" for l in keep))
-        self.f = open(path, "a" if state.iter else "w")
+        if state.iter:  # resuming: the file again from the checkpoint's own history, whatever the folder held
+            with atomic_path(path) as tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in _records(state.history)))
+        self.f = open(path, "a" if state.iter else "w", encoding="utf-8")
         self.written = {"train": state.iter, "val": state.iter}  # last step written, per kind
     def _write(self, kind, record):
         if record["iter"] > self.written[kind]:
@@ -199,14 +201,10 @@ class MetricsLog(Callback):
         if state.history.final: self.f.write(json.dumps({"kind": "final", **state.history.final}) + "\n")
         self.f.close()
 
-def _record(line:str) -> dict:
-    "A line of metrics.jsonl, or {} for a line a killed process left half written."
-    try: r = json.loads(line)
-    except ValueError: return {}
-    return r if isinstance(r, dict) else {}
-
-def _covered(record:dict, step:int) -> bool:
-    return record.get("kind") in ("train", "val") and record.get("iter", step + 1) <= step
+def _records(history) -> list:
+    "The history's steps and evaluations as metrics.jsonl lines, in the order a run writes them."
+    rows = [(r["iter"], 0, {"kind": "train", **r}) for r in history.train] + [(r["iter"], 1, {"kind": "val", **r}) for r in history.val]
+    return [row for *_, row in sorted(rows, key=lambda t: t[:2])]
 
 # %% ../nbs/03_train.ipynb #f2ea042e
 class RunFiles(Callback):
@@ -218,7 +216,7 @@ class RunFiles(Callback):
         with atomic_path(out / "loss.png") as tmp: loss_figure(h).savefig(tmp, dpi=110, format="png")
         summary = {"final": h.final, "floor": h.floor, "entropy": h.entropy, "iters": len(h.train),
                    "tokens": h.train[-1]["tokens"] if h.train else 0, "interrupted": h.interrupted,
-                   "references": h.references, "config": asdict(state.cfg), "ddp": h.ddp}
+                   "references": h.references, "config": asdict(state.cfg), "ddp": h.ddp, "run_id": state.run_id}
         with atomic_path(out / "summary.json") as tmp: tmp.write_text(json.dumps(summary, indent=1))
 
 # %% ../nbs/03_train.ipynb #eca43ba8
@@ -232,14 +230,14 @@ class Checkpointer(Callback):
 # %% ../nbs/03_train.ipynb #3e538ac7
 @contextlib.contextmanager
 def _stop_on_ctrl_c(state:State):
-    "In the main thread, a first Ctrl-C (or SIGTERM) stops the loop after the current step; a second, at once."
+    "In the main thread, a first Ctrl-C (or SIGTERM, or a hang-up) stops the loop after the current step; a second, at once."
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     def handler(signum, frame):
         if state.interrupt: raise KeyboardInterrupt
         state.interrupt = True
-    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    old = {sig: signal.signal(sig, handler) for sig in stop_signals()}
     try: yield
     finally:
         for sig, h in old.items(): signal.signal(sig, h)
@@ -265,6 +263,12 @@ def fit(
     "Train a GPT as `cfg` says and return the history; Ctrl-C or SIGTERM stops it after the current step."
     if not isinstance(cfg, TrainConfig):
         raise ConfigError(f"cfg must be a TrainConfig (see make_config), got {type(cfg).__name__}")
+    if data is not None and not isinstance(data, Dataset):
+        raise ConfigError(f"data must be a Dataset (see open_dataset) or None, got {type(data).__name__}")
+    for name, flag in (("resume", resume), ("overwrite", overwrite), ("verbose", verbose)):
+        if not isinstance(flag, bool): raise ConfigError(f"{name} must be True or False, got {flag!r}")
+    if isinstance(callbacks, (str, bytes)) or not hasattr(callbacks, "__iter__"):
+        raise ConfigError(f"callbacks must be a list of Callback objects, got {type(callbacks).__name__}")
     callbacks = list(callbacks)
     for cb in callbacks:
         if not isinstance(cb, Callback):
