@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .config import TrainConfig, blocks_at
-from .data import bayes_next, is_boundary, kl_div, latest_boundary, reference_excess
+from .data import bayes_next, check_memory, is_boundary, kl_div, latest_boundary, reference_excess
 from .figures import draws, png_figure
 from .helpers import ConfigError, check_positive
 from .model import autocast
@@ -94,11 +94,15 @@ def alignment_blocks(
     period:int, # tokens per sequence: seq_len words and an end-of-text token
 ) -> tuple[np.ndarray, int]:
     "Starts of the blocks `evaluate_split` scores, and the number of rounds they make (each alignment once per round)."
-    T = check_positive("block_size", block_size)
+    T, period = check_positive("block_size", block_size), check_positive("period", period)
+    if isinstance(n_tokens, bool) or not isinstance(n_tokens, (int, np.integer)) or n_tokens < 0:
+        raise ConfigError(f"n_tokens must be a whole number of tokens, got {n_tokens!r}")
     stride = next(s for s in itertools.count(T) if math.gcd(s, period) == 1)  # so successive starts visit every alignment
     n_blocks = (n_tokens - 1 - T) // stride + 1 if n_tokens > T else 0
     rounds = n_blocks // period
-    return np.arange(rounds * period if rounds else n_blocks) * stride, rounds
+    count = rounds * period if rounds else n_blocks
+    check_memory(f"n_tokens={n_tokens:,} in blocks of {T:,}", 16 * count)  # the starts, and the same times the stride
+    return np.arange(count) * stride, rounds
 
 def evaluate_split(
     model, # the model to measure
@@ -111,15 +115,15 @@ def evaluate_split(
     tick=None, # called as `tick(blocks done, blocks in all)` after each forward pass; a true answer stops the evaluation
 ) -> dict|None:
     "`Tally.result` over the split's blocks from `alignment_blocks`, in whole rounds where one fits; `rounds` says how many. None if `tick` stopped it."
-    T = check_positive("block_size", block_size)
+    T, per = check_positive("block_size", block_size), check_positive("blocks_per_batch", blocks_per_batch)
     starts, rounds = alignment_blocks(len(data), T, meta["config"]["seq_len"] + 1)
     if len(starts) < 2: raise ConfigError(f"block_size={T} leaves fewer than two blocks in the split ({len(data):,} tokens)")
     device = device or next(model.parameters()).device
     tally = Tally()
-    for s in range(0, len(starts), blocks_per_batch):
-        rows = blocks_at(data, starts[s:s + blocks_per_batch], T).to(device)
+    for s in range(0, len(starts), per):
+        rows = blocks_at(data, starts[s:s + per], T).to(device)
         tally.add(measure(model, rows[:, :-1], rows[:, 1:], meta, dtype))
-        if tick and tick(min(s + blocks_per_batch, len(starts)), len(starts)): return None
+        if tick and tick(min(s + per, len(starts)), len(starts)): return None
     return {**tally.result(rounds), "rounds": rounds}
 
 def final_split(cfg:TrainConfig, data) -> np.ndarray:
@@ -169,6 +173,7 @@ def draw_references(ax, refs:dict):
 @draws
 def loss_figure(history:History, title:str|None=None):
     "Top: loss against steps and tokens, with the floor. Bottom: the excess over the Bayes predictor, on a log axis."
+    if not isinstance(history, History): raise ConfigError(f"history must be a History (from fit), got {type(history).__name__}")
     fig = png_figure(figsize=(11, 7.5))
     axes = fig.subplots(2, 2, sharex="col")
     tr, va, fin, refs = history.train, history.val, history.final, history.references
@@ -193,16 +198,24 @@ def loss_figure(history:History, title:str|None=None):
         ax.axhline(history.floor, color="C3", lw=1.2, label=f"stream floor, block {history.config['block_size']} = {history.floor:.4f}")
         draw_references(bx, refs)
         bx.set_yscale("log"); bx.set_xlabel(label); ax.grid(alpha=0.3); bx.grid(alpha=0.3, which="both")
-    from matplotlib.ticker import EngFormatter
+    from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
     axes[1, 1].xaxis.set_major_formatter(EngFormatter(sep=""))  # 200k, 1.5M
     axes[0, 0].set_ylabel("loss (nats per token)"); axes[1, 0].set_ylabel("excess: KL(Bayes || model), nats per token")
-    # The frame holds the entropy, the floor and the validation losses. A short sequence's floor is under H(p): its ends
-    # are predictable.
-    lo, hi = min([history.entropy, history.floor] + [r["loss"] for r in va]), max(history.entropy, history.floor)
-    top = max([r["loss"] for r in va] + [hi + 0.02])
-    for ax in axes[0]: ax.set_ylim(lo - 0.006, min(top, hi + 0.1) + 0.005)
+    # The frame holds the entropy, the floor (under H(p) for short sequences: their ends are predictable) and every
+    # validation loss with its error bar; the first steps' training loss, far above, may leave it, so that the frame
+    # stays close to the floor. From five times the floor up (a gpt2 run's first evaluations), the axis is logarithmic.
+    ys = np.array([history.entropy, history.floor] + [r["bayes"] for r in va] +
+                  [r["loss"] + s * r["se"] for r in va for s in (-1, 1)], float)
+    lo, top = ys[np.isfinite(ys)].min(), ys[np.isfinite(ys)].max()
+    for ax in axes[0]:
+        if top > 5 * max(history.entropy, history.floor):
+            ax.set_yscale("log"); ax.set_ylim(lo / 1.03, top * 1.03)
+            ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5))); ax.yaxis.set_major_formatter("{x:g}")  # 0.5, 1, 2, 5, 10
+            ax.yaxis.set_minor_formatter(NullFormatter())
+        else: ax.set_ylim(lo - 0.03 * (top - lo) - 0.003, top + 0.03 * (top - lo) + 0.003)
     kls = [r["kl"] for r in va] + ([fin["kl"]] if fin else []) + list(refs.values())
-    for bx in axes[1]: bx.set_ylim(min(kls) / 3, max(kls) * 3)
+    ups = [r["kl"] + r["kl_se"] for r in va] + ([fin["kl"] + fin["kl_se"]] if fin else []) + kls
+    for bx in axes[1]: bx.set_ylim(min([v for v in kls if v > 0] or [1e-6]) / 3, max(ups) * 3)
     if fin:
         axes[0, 1].annotate(f"final ({fin['scored']:,} validation tokens)\nloss {fin['loss']:.5f} +- {fin['se']:.5f}\n"
                             f"loss - floor {fin['loss'] - history.floor:+.5f} +- {fin['se']:.5f}\n{excess_text(fin)}",

@@ -112,7 +112,7 @@ def profile_steps(
     "Profile `active` steps of a run of `cfg`, taken as `fit` takes them; sort their time into categories and parts."
     active, warmup = check_positive("active", active), max(0, int(warmup))
     device = get_device(cfg.device)
-    data = data or open_dataset(cfg, make)
+    data = data or open_dataset(cfg, make, unset="have `zo-gpt profile` make one in its --out folder")
     check_data(cfg, data)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])

@@ -4,16 +4,18 @@
 
 # %% auto #0
 __all__ = ['KINDS', 'VOCABS', 'FLOOR_BLOCKS', 'TokenizerUnavailable', 'gpt2_encoding', 'token_table', 'word_codes', 'id_lookup',
-           'encode_words', 'encode_text', 'DataConfig', 'prepare', 'Dataset', 'load_dataset', 'code_lookup', 'describe',
-           'mc_floor']
+           'encode_words', 'encode_text', 'DataConfig', 'prepare', 'Dataset', 'check_folder', 'load_dataset',
+           'code_lookup', 'describe', 'mc_floor']
 
 # %% ../nbs/01_tokenizer.ipynb #989ce63f
+import errno
 import functools
 import hashlib
 import json
 import math
 import os
 import shutil
+import stat
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import __version__
-from .data import PIECES, as_text, entropy, iter_words, stream_floor
+from .data import PIECES, as_text, check_memory, entropy, iter_words, stream_floor
 from .helpers import (DATASET_FORMAT, ConfigError, DatasetError, atomic_path, check_files, check_meta_hash, check_positive,
                              check_prob, check_seed, folder_lock, free_memory, meta_hash, read_meta, remove_stale_temps,
                              UserError)
@@ -66,6 +68,8 @@ def word_codes(words:np.ndarray) -> np.ndarray:
     "Piece codes (0..4, see `PIECES`) of each sequence: its words, then an end-of-text; shape (rows, seq_len + 1)."
     words = np.asarray(words)
     if words.ndim != 2: raise ConfigError(f"words must be a 2-d array (sequences x words), got shape {words.shape}")
+    if words.dtype.kind not in "biu" or words.size and (words.min() < 0 or words.max() > 1):
+        raise ConfigError(f"words must be an array of 0s and 1s; this {words.dtype} array holds other values")
     codes = np.empty((words.shape[0], words.shape[1] + 1), np.uint8)
     codes[:, 0] = words[:, 0]                 # '0' or '1', no leading space
     np.add(words[:, 1:], 2, out=codes[:, 1:-1])  # ' 0' or ' 1'
@@ -172,10 +176,25 @@ def prepare(
 ) -> dict:
     "Generate, tokenize and write `train.bin`, `val.bin` and `meta.json` to `out`, or reuse them; returns the meta."
     if not isinstance(cfg, DataConfig): raise ConfigError(f"cfg must be a DataConfig, got {type(cfg).__name__}")
+    if not isinstance(out, (str, os.PathLike)): raise ConfigError(f"out must be a folder's path, got {type(out).__name__} {out!r}")
     if not str(out).strip(): raise ConfigError("out must name a folder, got ''")
     out, t0 = Path(out).expanduser(), time.perf_counter()
+    if (old := _finished(cfg, out)) is not None:  # read only: a finished dataset needs neither a writable folder nor its lock
+        if verbose: print(f"reused {out}: made with the same arguments, files match meta.json")
+        return old
     with folder_lock(out, "out"):  # one writer: a second prepare or a train into this folder is refused meanwhile
         return _prepare(cfg, out, force, verbose, t0)
+
+def _finished(cfg:DataConfig, out:Path) -> dict|None:
+    "The meta.json of a finished dataset in `out` made with `cfg` (complete, and the files match it), else None; writes nothing."
+    try:
+        if not (out / "meta.json").is_file(): return None
+        meta = read_meta(out)
+        if meta["config"] != asdict(cfg): return None
+        check_meta_hash(out, meta)
+        check_files(out, meta)
+        return meta
+    except (DatasetError, OSError): return None
 
 def _prepare(cfg:DataConfig, out:Path, force:bool, verbose:bool, t0:float) -> dict:
     "`prepare` once `out` is held."
@@ -230,12 +249,31 @@ class Dataset:
     train: np.ndarray  # memory-mapped uint16 training ids
     val: np.ndarray  # memory-mapped uint16 validation ids
 
+def check_folder(
+    path:str|Path, # a folder to read, or to make
+    name:str="path", # the setting that named it, for messages
+) -> Path:
+    "`path` as a Path, or a `ConfigError` naming `name` if no folder can be there: a file, a link to nothing, a loop of links."
+    path = Path(path)
+    for p in (path, *path.parents):  # the nearest one that is there says
+        try:
+            if stat.S_ISDIR(os.stat(p).st_mode): return path
+            what = "a file, not a folder"
+        except FileNotFoundError:
+            if not p.is_symlink(): continue                              # not there yet: it may be made
+            what = f"a symbolic link to {os.path.realpath(p)}, which does not exist"
+        except NotADirectoryError: continue                              # under a file: the file says
+        except OSError as e: what = "a loop of symbolic links" if e.errno == errno.ELOOP else f"unreadable ({e.strerror})"
+        where = "is" if p == path else f"is inside {str(p)!r},"
+        raise ConfigError(f"{name}={str(path)!r} {where} {what}; choose another folder")
+    return path
+
 def load_dataset(
     path:str|Path, # dataset folder written by `prepare`
     verify:bool=True, # check the SHA-256 of the files, not only their sizes
 ) -> Dataset:
     "The memory-mapped splits of the dataset at `path`, checked against its meta.json."
-    path = Path(path)
+    path = check_folder(path, "path")
     meta = read_meta(path)
     check_meta_hash(path, meta)
     check_files(path, meta, hashes=verify)
@@ -272,10 +310,12 @@ def mc_floor(
     seed:int=0, # seed of the block offsets
 ) -> tuple[float, float]:
     "Monte-Carlo estimate (mean, standard error) of the true process's loss per token over random blocks."
+    if not isinstance(ds, Dataset): raise ConfigError(f"ds must be a Dataset (see load_dataset), got {type(ds).__name__}")
     T, n_blocks, seed = check_positive("block_size", block_size), check_positive("n_blocks", n_blocks), check_seed(seed)
     if split not in ("train", "val"): raise ConfigError(f"split must be 'train' or 'val', got {split!r}")
     data, n, p = getattr(ds, split), ds.meta["config"]["seq_len"], ds.meta["config"]["p"]
     if len(data) <= T + 1: raise ConfigError(f"block_size={T} needs more than {T + 1} tokens; the {split} split has {len(data)}")
+    check_memory(f"seq_len={n:,} x block_size={T:,}", 32 * (n + 1) * (T + 1))  # each phase's view of each position
     code_of = code_lookup(ds.meta)
     cls_of = np.array([0, 0, 1, 1, 2])                              # code -> 0 first word, 1 later word, 2 end of text
     val_of = np.array([0, 1, 0, 1, -1])                             # code -> word value

@@ -9,6 +9,7 @@ __all__ = ['STEPS', 'LRS', 'POW2', 'COMPARE', 'Run', 'TrainingPanel', 'steps_to'
 import atexit
 import html
 import io
+import os
 import threading
 import time
 import weakref
@@ -103,11 +104,20 @@ def _slider(name:str, usual:list, value, text=None):
                                    description=name, continuous_update=False, style={"description_width": "90px"},
                                    layout=widgets.Layout(width="330px", max_width="100%"))
 
+def _seconds(timeout) -> float|None:
+    "`timeout` as it is, or a `ConfigError` unless it is None or a number of seconds, 0 or more."
+    if timeout is None: return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
+        raise ConfigError(f"timeout must be a number of seconds, 0 or more (or None), got {timeout!r}")
+    return timeout
+
 class TrainingPanel:
     "Widgets over `fit`: sliders, Train/Stop, a live plot of every run against the floor, and a status line."
     def __init__(self, base:TrainConfig|None=None, run_dir:str="runs/panel", max_batch:int=128, max_block:int=1024):
         if base is not None and not isinstance(base, TrainConfig):
             raise ConfigError(f"base must be a TrainConfig (see make_config), got {type(base).__name__}")
+        if not isinstance(run_dir, (str, os.PathLike)) or not str(run_dir).strip():
+            raise ConfigError(f"run_dir must name a folder, got {run_dir!r}")
         check_positive("max_batch", max_batch)
         check_positive("max_block", max_block)
         self.base, self.run_dir = base or make_config("cpu"), Path(run_dir)
@@ -161,7 +171,9 @@ class TrainingPanel:
         "The configuration the widgets describe now (optionally with another batch and block size)."
         base, vocab, lr = self.base, self.vocab.value, self.lr.value
         same_data = base.data_dir and vocab == base.vocab  # else a dataset of the panel's own
-        return replace(base, batch_size=batch_size or self.batch.value, block_size=block_size or self.block.value,
+        batch_size, block_size = (self.batch.value if batch_size is None else batch_size,
+                                  self.block.value if block_size is None else block_size)
+        return replace(base, batch_size=batch_size, block_size=block_size,
                        max_iters=self.iters.value, lr=lr, min_lr=lr * base.min_lr / base.lr, vocab=vocab,
                        data_dir=base.data_dir if same_data else str(self.run_dir / f"data-{vocab}"))
 
@@ -171,7 +183,11 @@ class TrainingPanel:
     def start(self, pairs:list|None=None):
         "Train one run with the current settings, or one per (batch, block) pair; ignored while a run is going."
         if self.running: return
-        try: cfgs = [self.config(b, t) for b, t in pairs] if pairs else [self.config()]
+        try:
+            pair = lambda p: isinstance(p, (list, tuple)) and len(p) == 2
+            if pairs is not None and not (isinstance(pairs, (list, tuple)) and all(map(pair, pairs))):
+                raise ConfigError(f"pairs must be a list of (batch_size, block_size) pairs, got {pairs!r}")
+            cfgs = [self.config(b, t) for b, t in pairs] if pairs else [self.config()]
         except ConfigError as e: return self._say(f"not started: {e}", error=True)
         self._stop.clear()
         self.train_button.disabled, self.stop_button.disabled = True, False
@@ -184,12 +200,15 @@ class TrainingPanel:
 
     def close(self, timeout:float=30):
         "Stop the run, wait for it to end, and draw nothing more."
+        timeout = _seconds(timeout)
         self.stop()
         if self.thread: self.thread.join(timeout)
         self._renderer.close(timeout)
 
     def add(self, history:History, label:str):
         "Show a finished run's history (from `fit`) beside the panel's own runs."
+        if not isinstance(history, History): raise ConfigError(f"history must be a History (from fit), got {type(history).__name__}")
+        if not isinstance(label, str): raise ConfigError(f"label must be text, got {label!r}")
         with self._lock:
             self.count += 1
             self.runs.append(Run(f"run {self.count}: {label}", TrainConfig(**history.config), history))
@@ -210,7 +229,7 @@ class TrainingPanel:
 
     def wait(self, timeout:float|None=None) -> bool:
         "Wait for the runs to finish and their last picture to be drawn; True if they did."
-        t0 = time.perf_counter()
+        t0, timeout = time.perf_counter(), _seconds(timeout)
         if self.thread: self.thread.join(timeout)
         left = None if timeout is None else max(0.0, timeout - (time.perf_counter() - t0))
         return not self.running and self._renderer.idle(left)
@@ -294,4 +313,5 @@ class TrainingPanel:
 # %% ../nbs/03a_panel.ipynb #dbb865c5
 def steps_to(history:History, excess:float=1e-3):
     "The first evaluated step whose fixed-batch excess is at most `excess`, or None."
+    if not isinstance(history, History): raise ConfigError(f"history must be a History (from fit), got {type(history).__name__}")
     return next((r["iter"] for r in history.val if r["kl"] <= excess), None)

@@ -1,0 +1,269 @@
+"""Misuse from Python, the command line and papermill, as a new user would try it: settings that could only fail late,
+folders that are not folders, sizes that cannot fit, wrong types. Each ends in one zo_gpt error naming the argument,
+before any work, and every hint it gives leads to a command that works."""
+import json
+import math
+import os
+import shutil
+import stat
+
+import numpy as np
+import papermill as pm
+import pytest
+from conftest import NBS, SMALL
+
+import zo_gpt.tokens as tokens
+from zo_gpt.cli import main
+from zo_gpt.config import TrainConfig, check_data, make_config, open_dataset
+from zo_gpt.data import (bayes_entropy, bayes_next, every_block, floor_parts, generate, iter_words, reference_excess,
+                         stream_floor)
+from zo_gpt.evaluation import History, alignment_blocks, evaluate_split, loss_figure
+from zo_gpt.helpers import ConfigError
+from zo_gpt.tokens import DataConfig, Dataset, load_dataset, mc_floor, prepare, word_codes
+from zo_gpt.ui import TrainingPanel
+
+
+def train(data, out, *extra):
+    return main(["train", f"--data_dir={data}", f"--out_dir={out}", "--max_iters=2", "--eval_interval=1", *SMALL, *extra])
+
+
+# 1. Settings that could only fail late are refused when the configuration is made
+
+@pytest.mark.parametrize("name", ["lr", "weight_decay", "grad_clip", "init_std"])
+def test_a_float_setting_beyond_float32_is_refused_by_name(name):
+    with pytest.raises(ConfigError, match=f"^{name}=1e\\+39 is beyond float32's range"):
+        TrainConfig(**{name: 1e39})
+    with pytest.raises(ConfigError, match="^lr=1e\\+39 is beyond float32's range"):
+        TrainConfig(lr=1e39, min_lr=1e39)
+    TrainConfig(lr=1e38, min_lr=0.0)      # within float32: a bad idea, and the loss says so, but a number it can hold
+
+
+def test_settings_beyond_float32_leave_no_run_folder(tiny_data, tmp_path, capsys):
+    assert train(tiny_data, tmp_path / "run", "--lr=1e39", "--min_lr=0") == 2
+    assert "lr=1e+39 is beyond float32's range" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_a_model_too_big_for_memory_is_refused_before_any_work(tiny_data, tmp_path, capsys):
+    data = load_dataset(tiny_data)
+    with pytest.raises(ConfigError, match=r"^n_layer=1, n_embd=1,048,576 make a model of about [\d,]+ parameters"):
+        check_data(make_config("cpu", {"vocab": "compact", "n_embd": 2 ** 20, "n_head": 1}), data)
+    assert train(tiny_data, tmp_path / "run", "--n_layer=1000000000") == 2      # would take hours to build, then fail
+    assert "n_layer=1,000,000,000" in capsys.readouterr().err and not (tmp_path / "run").exists()
+    with pytest.raises(ConfigError, match=r"eval_batches=1 would hold .* batch_size=1,000,000,000,000 x block_size=32"):
+        check_data(make_config("cpu", {"batch_size": 10 ** 12, "block_size": 32, "eval_batches": 1}), data)
+
+
+# 2. prepare reuses a finished dataset it cannot write; the tokenizer notebook checks its parameters first
+
+def test_prepare_reuses_a_finished_read_only_dataset(tiny_data, tmp_path, monkeypatch, capsys):
+    ro = tmp_path / "ro"
+    shutil.copytree(tiny_data, ro)
+    def refused(folder, name="out"):   # what a folder that cannot be written gives, even to root
+        raise ConfigError(f"{name}={str(folder)!r} is not a writable folder: Permission denied")
+    monkeypatch.setattr(tokens, "folder_lock", refused)
+    for f in (*ro.iterdir(), ro): f.chmod(f.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    try:
+        meta = prepare(DataConfig(n_seq=200, seq_len=60, vocab="compact"), ro)
+        assert meta == json.loads((ro / "meta.json").read_text()) and "reused" in capsys.readouterr().out
+        with pytest.raises(ConfigError, match="not a writable folder"):      # other arguments: it would have to write
+            prepare(DataConfig(n_seq=200, seq_len=61, vocab="compact"), ro)
+    finally:
+        for f in (ro, *ro.iterdir()): f.chmod(f.stat().st_mode | stat.S_IWUSR)
+
+
+def first_failure(name, tmp_path, **params):
+    "Run notebook `name` under papermill with `params`; the one-line error and whether it came from the first code cell after the parameters."
+    out, cwd = tmp_path / f"out-{name}", tmp_path / "cwd"
+    cwd.mkdir()
+    with pytest.raises(pm.PapermillExecutionError) as e:
+        pm.execute_notebook(str(NBS / name), str(out), parameters=params, cwd=str(cwd), kernel_name="python3",
+                            progress_bar=False)
+    cells = [c for c in json.loads(out.read_text())["cells"] if c["cell_type"] == "code"]
+    tags = [c["metadata"].get("tags", []) for c in cells]
+    first = next(i for i, t in enumerate(tags) if "injected-parameters" in t) + 1
+    failed = next(i for i, c in enumerate(cells) if any(o.get("output_type") == "error" for o in c.get("outputs", [])))
+    assert not list(cwd.iterdir())                                  # nothing written where the notebook runs
+    return e.value.traceback, failed == first
+
+
+@pytest.mark.parametrize("params, line", [
+    ({"n_seq": -5}, "ConfigError: n_seq must be a positive integer, got -5"),
+    ({"val_frac": 0.95, "n_seq": 5}, "ConfigError: val_frac=0.95 leaves the training split empty"),
+    ({"block_size": 10 ** 9}, "ConfigError: block_size=1000000000 needs more than 1000000001 tokens"),
+    ({"out": ""}, "ConfigError: out must name a folder, got ''"),
+])
+def test_the_tokenizer_notebook_checks_its_parameters_first(tmp_path, params, line):
+    error, first = first_failure("01_tokenizer.ipynb", tmp_path, **{"out": str(tmp_path / "w"), **params})
+    assert len(error) == 1 and error[0].startswith(line) and first, error
+    assert not (tmp_path / "w").exists()
+
+
+# 3. A folder parameter given as '' never means the filesystem's root or the current folder
+
+@pytest.mark.parametrize("name, param", [("02a_config.ipynb", "run_dir"), ("02b_evaluation.ipynb", "run_dir"),
+                                         ("03a_panel.ipynb", "run_dir"), ("04_profile.ipynb", "out")])
+def test_an_empty_folder_parameter_is_refused_first(tmp_path, name, param):
+    error, first = first_failure(name, tmp_path, **{param: ""})
+    assert error == [f"ConfigError: {param} must name a folder, got ''"] and first
+
+
+# 4. A data folder that is a file or a broken link gets advice that works
+
+@pytest.fixture
+def odd_folders(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    return tmp_path
+
+
+@pytest.mark.parametrize("name, says", [
+    ("file", "is a file, not a folder; choose another folder"),
+    ("file/sub", "is inside '{}', a file, not a folder; choose another folder"),
+    ("dangling", "is a symbolic link to {}, which does not exist; choose another folder"),
+    ("loop", "is a loop of symbolic links; choose another folder"),
+])
+def test_a_data_dir_that_cannot_be_a_folder_says_what_it_is(odd_folders, name, says, capsys):
+    path = str(odd_folders / name)
+    says = says.format(odd_folders / ("gone" if name == "dangling" else "file"))
+    with pytest.raises(ConfigError) as e:
+        open_dataset(make_config("cpu", {"data_dir": path}))
+    assert str(e.value) == f"data_dir={path!r} {says}"
+    with pytest.raises(ConfigError) as e:
+        load_dataset(path)
+    assert str(e.value) == f"path={path!r} {says}"
+    assert train(path, odd_folders / "run") == 2
+    assert capsys.readouterr().err == f"zo-gpt train: error: data_dir={path!r} {says}\n"
+    assert train(odd_folders / "other", odd_folders / "run") == 1         # another folder: the advice there works
+    assert "make a dataset there with `zo-gpt prepare" in capsys.readouterr().err
+
+
+def test_the_hint_for_a_missing_data_dir_works(tmp_path, capsys):
+    nope, run = tmp_path / "nope", tmp_path / "run"
+    assert train(nope, run) == 1
+    hint = capsys.readouterr().err.split("`")[1]                    # the command the message gives
+    assert hint == f"zo-gpt prepare --out {nope} --vocab compact"
+    assert main(hint.split()[1:]) == 0 and train(nope, run) == 0
+
+
+def test_profile_names_the_folder_profile_uses(tmp_path, capsys):
+    assert main(["profile", "--out", str(tmp_path / "prof"), f"--data_dir={tmp_path / 'nope'}", "--steps=1"]) == 1
+    err = capsys.readouterr().err
+    assert "data/zero_one" not in err and "`zo-gpt prepare --out" in err and "its --out folder" in err, err
+
+
+# 5. The Python API's misuse is one line naming the argument, before any big allocation
+
+@pytest.mark.parametrize("out", [None, 123, b"data", ""])
+def test_prepare_wants_a_folder_path(tmp_path, out, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="^out must "):
+        prepare(DataConfig(n_seq=20, seq_len=5), out)
+    with pytest.raises(ConfigError, match="^cfg must be a DataConfig"):
+        prepare({"n_seq": 20}, tmp_path / "x")
+    assert not list(tmp_path.iterdir())
+
+
+HUGE = 10 ** 12
+
+HELPER_MISUSE = [
+    (lambda: generate(HUGE, 1000), "n_seq"),
+    (lambda: iter_words(10, HUGE), "seq_len"),
+    (lambda: floor_parts(2 / 3, 1000, HUGE), "block_size"),
+    (lambda: stream_floor(2 / 3, 1000, HUGE), "block_size"),
+    (lambda: every_block(10 ** 6, 10 ** 6), "seq_len"),
+    (lambda: bayes_entropy(2 / 3, 10 ** 6, 10 ** 6), "seq_len"),
+    (lambda: reference_excess(2 / 3, 10 ** 6, 10 ** 6), "seq_len"),
+    (lambda: reference_excess(2 / 3, 1000, True), "block_size"),
+    (lambda: reference_excess([2 / 3], 1000, 8), "p"),
+    (lambda: reference_excess(2 / 3, "1000", 8), "seq_len"),
+    (lambda: stream_floor(float("nan"), 1000, 8), "p"),
+    (lambda: bayes_next("0 1 1", 2 / 3, 10), "codes"),
+    (lambda: bayes_next(np.array([[0.5, 1.0]]), 2 / 3, 10), "codes"),
+    (lambda: word_codes(np.array([[0, 2]])), "words"),
+    (lambda: alignment_blocks(HUGE * 1000, 8, 61), "n_tokens"),
+    (lambda: alignment_blocks(-1, 8, 61), "n_tokens"),
+    (lambda: alignment_blocks(1000, 8, 0), "period"),
+    (lambda: alignment_blocks(float("nan"), 8, 61), "n_tokens"),
+    (lambda: alignment_blocks("1000", 8, 61), "n_tokens"),
+    (lambda: evaluate_split(None, np.zeros(1000, np.uint16), {"config": {"seq_len": 10}}, 8, blocks_per_batch=0), "blocks_per_batch"),
+]
+
+@pytest.mark.parametrize("call, name", HELPER_MISUSE, ids=[f"{i}-{name}" for i, (_, name) in enumerate(HELPER_MISUSE)])
+def test_numeric_helpers_refuse_what_cannot_fit_or_make_sense(call, name):
+    with pytest.raises(ConfigError, match=f"^{name}"):
+        call()
+
+
+def test_mc_floor_refuses_a_block_that_cannot_fit(tiny_data):
+    ds = load_dataset(tiny_data)
+    big = Dataset(ds.path, {**ds.meta, "config": {**ds.meta["config"], "seq_len": 10 ** 6}}, np.zeros(10 ** 7, np.uint16), ds.val)
+    with pytest.raises(ConfigError, match="^seq_len=1,000,000 x block_size=5,000,000 needs about"):
+        mc_floor(big, 5 * 10 ** 6, split="train")
+    with pytest.raises(ConfigError, match="^ds must be a Dataset"):
+        mc_floor(str(tiny_data), 8)
+
+
+@pytest.mark.parametrize("kwargs, says", [
+    ({"run_dir": ""}, "run_dir must name a folder, got ''"),
+    ({"run_dir": None}, "run_dir must name a folder, got None"),
+    ({"run_dir": 7}, "run_dir must name a folder, got 7"),
+    ({"max_batch": 0}, "max_batch must be a positive integer"),
+    ({"max_block": True}, "max_block must be a positive integer"),
+    ({"base": {"lr": 1}}, "base must be a TrainConfig"),
+])
+def test_the_panel_refuses_wrong_arguments_by_name(kwargs, says):
+    with pytest.raises(ConfigError, match=f"^{says}"):
+        TrainingPanel(**kwargs)
+
+
+def test_the_panel_methods_refuse_wrong_arguments(tiny_data, tmp_path):
+    panel = TrainingPanel(make_config("cpu", {"data_dir": str(tiny_data)}), run_dir=str(tmp_path))
+    try:
+        with pytest.raises(ConfigError, match="^batch_size must be a positive integer, got 0"):
+            panel.config(batch_size=0)
+        with pytest.raises(ConfigError, match="^history must be a History"):
+            panel.add({"train": []}, "a dict")
+        with pytest.raises(ConfigError, match="^label must be text"):
+            panel.add(History({}, 0.7, 0.64, 2 / 3, 60), None)
+        with pytest.raises(ConfigError, match="^timeout must be"):
+            panel.wait("soon")
+        for pairs, says in (([(8,)], "pairs must be"), (7, "pairs must be"), ([(0, 64)], "batch_size must be")):
+            panel.start(pairs)
+            assert "not started: " + says in panel.status.value and not panel.running, panel.status.value
+    finally:
+        panel.close()
+
+
+# 6. The loss figure frames everything it draws
+
+def short_block_history(T=4, seq_len=1000, start=1.7):
+    "A made-up run at block `T` that starts `start` above 0.9 and ends far above its floor: all of it should be in the frame."
+    from zo_gpt.data import entropy
+    p = 2 / 3
+    rng = np.random.default_rng(0)
+    train = [{"iter": i, "tokens": 64 * i, "loss": float(start * math.exp(-i / 30) + 0.9 + 0.3 * rng.standard_normal())}
+             for i in range(1, 101)]
+    val = [{"iter": i, "tokens": 64 * i, "loss": start * math.exp(-i / 30) + 0.9, "se": 0.02, "bayes": 0.66,
+            "kl": 0.9 - 0.004 * i, "kl_se": 0.01} for i in range(5, 101, 15)]
+    final = {"loss": 1.2, "se": 0.01, "kl": 0.5, "kl_se": 0.01, "scored": 100_000}
+    cfg = {"block_size": T, "n_embd": 32, "n_layer": 1, "vocab": "compact", "batch_size": 16}
+    return History(cfg, stream_floor(p, seq_len, T), entropy(p), p, seq_len, train, val, final)
+
+
+@pytest.mark.parametrize("T, start", [(2, 1.7), (4, 1.7), (8, 1.7), (256, 1.7), (8, 10.8)])
+def test_the_loss_figure_frames_every_validation_loss_and_both_floors(T, start):
+    "The first steps' training loss may leave the frame (so that it stays close to the floor); no validation loss may."
+    h = short_block_history(T, start=start)
+    fig = loss_figure(h)
+    high = max(r["loss"] for r in h.val) > 5 * max(h.entropy, h.floor)
+    assert fig.axes[0].get_yscale() == ("log" if high else "linear")          # a gpt2 run starts near ln(50,304)
+    ys = [r["loss"] + s * r["se"] for r in h.val for s in (-1, 1)] + [r["bayes"] for r in h.val] + [h.entropy, h.floor]
+    for ax in fig.axes[:2]:
+        lo, hi = ax.get_ylim()
+        assert lo <= min(ys) and max(ys) <= hi, (T, lo, hi, min(ys), max(ys))
+    for bx in fig.axes[2:]:
+        lo, hi = bx.get_ylim()
+        kls = [r["kl"] for r in h.val] + [h.final["kl"]] + list(h.references.values())
+        assert 0 < lo < min(kls) and max(kls) < hi
+    fig.savefig(os.devnull, format="png")
