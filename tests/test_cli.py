@@ -54,7 +54,7 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path, args, needle):
 def test_unwritable_out_exits_2(tmp_path):
     (tmp_path / "f").write_text("")
     r = zo("prepare", "--out", tmp_path / "f" / "ds", "--n-seq", 10, "--seq-len", 3)
-    assert r.returncode == 2 and "not a writable folder" in r.stderr
+    assert r.returncode == 2 and "a file, not a folder; choose another folder" in r.stderr
 
 
 def test_prepare_and_help_load_neither_torch_nor_matplotlib(tmp_path):

@@ -190,3 +190,26 @@ def test_a_run_whose_folder_is_moved_away_stops_before_writing_into_another(data
     with pytest.raises(TrainingError, match="was moved, removed or replaced while this process held it"):
         fit(cfg, callbacks=[MoveAway(), MetricsLog(), Checkpointer()], verbose=False)
     assert list(run.iterdir()) == []                                   # nothing written into the new folder
+
+
+def test_a_run_holds_its_dataset_for_reading(data, tmp_path, holder):
+    "Runs share a dataset; a prepare cannot replace it under them, and a run does not start on one being written."
+    ds = tmp_path / "ds"; shutil.copytree(data, ds)
+    args = ["train", f"--data_dir={ds}", f"--out_dir={tmp_path / 'run'}", "--max_iters=100000", "--eval_interval=20", *SMALL]
+    live = subprocess.Popen([str(BIN / "zo-gpt"), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    try:
+        wait_for(lambda: (tmp_path / "run" / "ckpt.pt").exists(), "the live run's first checkpoint")
+        before = (ds / "meta.json").read_bytes()
+        r = zo("prepare", "--out", ds, "--n-seq", "300", "--seq-len", "60", "--vocab", "compact", "--force")
+        assert r.returncode == 2 and "is in use by another process" in one_line(r)
+        assert (ds / "meta.json").read_bytes() == before
+        r = zo("train", f"--data_dir={ds}", f"--out_dir={tmp_path / 'second'}", "--max_iters=2", "--eval_interval=2", *SMALL)
+        assert r.returncode == 0, r.stderr[-2000:]                       # a second run reads it too
+        live.send_signal(signal.SIGINT)
+        assert live.wait(timeout=120) == 130
+    finally:
+        if live.poll() is None: live.kill()
+    writer = holder(ds)                                                  # as a prepare writing the folder holds it
+    r = zo("train", f"--data_dir={ds}", f"--out_dir={tmp_path / 'third'}", "--max_iters=2", "--eval_interval=2", *SMALL)
+    assert r.returncode == 2 and f"data_dir={str(ds)!r} is in use by process {writer.pid}" in one_line(r)
+    assert not (tmp_path / "third").exists()

@@ -145,7 +145,7 @@ def test_the_export_command_and_its_one_line_refusals(finished_run, tmp_path, ca
     refusals = [export(finished_run, out, code=2),                           # a folder that holds files
                 export(tmp_path / "no-run", tmp_path / "other", code=1),    # a folder without a checkpoint
                 export(finished_run, out / "notes.txt", code=2)]            # a file where a folder should be
-    for err, words in zip(refusals, ("is not empty", "no checkpoint at", "not a writable folder")):
+    for err, words in zip(refusals, ("is not empty", "no checkpoint at", "is a file, not a folder")):
         assert err.count("\n") == 1 and err.startswith("zo-gpt export: ") and words in err, err
     assert "--force" in refusals[0]
     assert "wrote" in export(finished_run, out, "--force", code=0) and (out / "notes.txt").read_text() == "mine"

@@ -78,7 +78,7 @@ def cases(w):
     return [
         # prepare
         (["prepare", "--out", ""], 2, "out must name a folder"),
-        (["prepare", "--out", str(w / "file")], 2, "not a writable folder"),
+        (["prepare", "--out", str(w / "file")], 2, "is a file, not a folder; choose another folder"),
         (["prepare", "--out", "/proc/zo_gpt"], 2, "not a writable folder"),
         (["prepare", "--out", str(w / "huge"), "--seq-len", str(10 ** 12)], 2, "GB of memory"),
         (["prepare", "--out", str(w / "huge"), "--n-seq", str(10 ** 11), "--seq-len", "1000"], 2, "GB of token files"),
@@ -114,7 +114,7 @@ def cases(w):
         (run("d2", "--device=mps"), 2, "MPS is not available"),
         (run("d3", "--device=meta"), 2, "is not one zo_gpt trains on"),
         (run("d4", "--device=toaster"), 2, "is not a device torch knows"),
-        (["train", d, f"--out_dir={w / 'file'}", *SMALL], 2, "not a writable folder"),
+        (["train", d, f"--out_dir={w / 'file'}", *SMALL], 2, "is a file, not a folder"),
         (["train", d, "--out_dir=/proc/zo_gpt", *SMALL], 2, "not a writable folder"),
         (["train", d, "--out_dir=", *SMALL], 2, "out_dir must name a folder"),
         # datasets
@@ -157,7 +157,7 @@ def cases(w):
         (["profile", "--out", str(w / "p4"), "--vocab=compact", d, "--steps", str(10 ** 9)], 2, "steps must be from 1 to 100"),
         (["sample", "--run", str(w / "done"), "--seed", "99999999999999999999999"], 2, "seed must be an integer from 0 to"),
         (["profile", "--out", "", "--vocab=compact", d], 2, "out must name a folder"),
-        (["profile", "--out", str(w / "file"), "--vocab=compact", d], 2, "not a writable folder"),
+        (["profile", "--out", str(w / "file"), "--vocab=compact", d], 2, "is a file, not a folder"),
         (["profile", "--out", str(w / "p1"), d], 2, "was made for vocab='compact'"),
         (["profile", "--out", str(w / "p2"), "--vocab=compact", d, "--block_size=9000"], 2, "needs more than"),
         (["profile", "--out", str(w / "p3"), "--vocab=compact", d, "--device=cuda"], 2, "CUDA devices"),

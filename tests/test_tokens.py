@@ -118,9 +118,9 @@ def test_bad_config_names_the_parameter(kwargs, name):
 
 def test_unwritable_output_folder(tmp_path):
     (tmp_path / "file").write_text("")
-    with pytest.raises(ConfigError, match="out=.* is not a writable folder"):
+    with pytest.raises(ConfigError, match="out=.* is inside .*, a file, not a folder"):
         prepare(DataConfig(n_seq=10, seq_len=3), tmp_path / "file" / "ds")
-    with pytest.raises(ConfigError, match="not a writable folder"):
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
         prepare(DataConfig(n_seq=10, seq_len=3), tmp_path / "file")
 
 

@@ -155,5 +155,5 @@ def restore(state, path:Path):
 def _results_of(out:Path, ckpt:dict) -> bool:
     "Whether the run folder's summary.json and loss.png were written by the run of checkpoint `ckpt`, finished."
     s = _summary(out)
-    return ((out / "loss.png").exists() and s.get("interrupted") is False and s.get("run_id") == ckpt.get("run_id")
+    return ((out / "loss.png").exists() and (out / "metrics.jsonl").exists() and s.get("interrupted") is False and s.get("run_id") == ckpt.get("run_id")
             and s.get("iters") == len(ckpt["history"]["train"]) and s.get("final") == ckpt["history"].get("final"))

@@ -51,8 +51,12 @@ def _train(args, extra:list[str]) -> int:
         if int(os.environ.get("RANK", 0)): return 0  # rank 0 writes and reports
     out = Path(cfg.out_dir)
     if history.interrupted:
-        print(f"stopped at step {len(history.train)} of {cfg.max_iters}; the checkpoint in {out / 'ckpt.pt'} holds the last "
-              f"step saved; continue with the same arguments and --resume", file=sys.stderr)
+        if (out / "ckpt.pt").exists():
+            print(f"stopped at step {len(history.train)} of {cfg.max_iters}; the checkpoint in {out / 'ckpt.pt'} holds the "
+                  f"last step saved; continue with the same arguments and --resume", file=sys.stderr)
+        else:
+            print(f"stopped at step {len(history.train)} of {cfg.max_iters}, before its first checkpoint: nothing can resume "
+                  f"it; start again with --force", file=sys.stderr)
         return 130
     f = history.final or history.val[-1]
     where = f"{f['scored']:,} validation tokens" if history.final else "fixed validation batches"
@@ -227,7 +231,8 @@ def _output_that_may_go():
     streams = sys.stdout, sys.stderr
     for s in streams:
         with contextlib.suppress(AttributeError, ValueError, OSError): s.reconfigure(errors="backslashreplace")
-    sys.stdout, sys.stderr = _Output(sys.stdout), _Output(sys.stderr)
+    nowhere = lambda: open(os.devnull, "w")  # a stream Python left as None: its descriptor was closed at start (2>&-)
+    sys.stdout, sys.stderr = _Output(sys.stdout or nowhere()), _Output(sys.stderr or nowhere())
     try: yield
     finally: sys.stdout, sys.stderr = streams
 

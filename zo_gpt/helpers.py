@@ -6,11 +6,12 @@
 __all__ = ['JOIN_SECONDS', 'DTYPE_NAMES', 'SEED_MAX', 'OWNER_FILE', 'DATASET_FORMAT', 'META_KEYS', 'get_device', 'environment',
            'stop_signals', 'processes', 'gather_checksums', 'UserError', 'ConfigError', 'TrainingError', 'first_line',
            'check_positive', 'check_prob', 'check_seed', 'free_memory', 'atomic_path', 'remove_stale_temps',
-           'writable_folder', 'folder_lock', 'check_held', 'DatasetError', 'file_sha256', 'meta_hash',
+           'check_folder', 'writable_folder', 'folder_lock', 'check_held', 'DatasetError', 'file_sha256', 'meta_hash',
            'check_meta_hash', 'read_meta', 'check_files']
 
 # %% ../nbs/00_core.ipynb #a1000003
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -18,6 +19,7 @@ import os
 import re
 import secrets
 import signal
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -58,7 +60,7 @@ def stop_signals() -> list:
     hup = getattr(signal, "SIGHUP", None)
     return [signal.SIGINT, signal.SIGTERM] + ([hup] if hup and signal.getsignal(hup) is not signal.SIG_IGN else [])
 
-JOIN_SECONDS = 120  # how long a process started by torchrun waits for the others
+JOIN_SECONDS = 60  # how long a process started by torchrun waits for the others
 _STRAY = "if no torchrun started this command, these variables are left from another job: unset RANK LOCAL_RANK WORLD_SIZE"
 
 def _check_torchrun_env() -> int:
@@ -84,6 +86,9 @@ def processes(device:str="auto") -> tuple:
     import torch
     import torch.distributed as dist
     if not dist.is_initialized():
+        if os.environ["RANK"] == "0":
+            print(f"joining {os.environ['WORLD_SIZE']} processes at {os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']} "
+                  f"(waiting up to {JOIN_SECONDS} s for the others)", file=sys.stderr)
         try: dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo",
                                      timeout=datetime.timedelta(seconds=JOIN_SECONDS))
         except dist.DistError as e:
@@ -168,10 +173,30 @@ def remove_stale_temps(folder:str|Path, names:tuple) -> list:
     for f in gone: f.unlink(missing_ok=True)
     return gone
 
+def check_folder(
+    path:str|Path, # a folder to read, or to make
+    name:str="path", # the setting that named it, for messages
+) -> Path:
+    "`path` as a Path, or a `ConfigError` naming `name` if no folder can be there: a file, a link to nothing, a loop of links."
+    path = Path(path)
+    for p in (path, *path.parents):  # the nearest one that is there says
+        try:
+            if stat.S_ISDIR(os.stat(p).st_mode): return path
+            what = "a file, not a folder"
+        except FileNotFoundError:
+            if not p.is_symlink(): continue                              # not there yet: it may be made
+            what = f"a symbolic link to {os.path.realpath(p)}, which does not exist"
+        except NotADirectoryError: continue                              # under a file: the file says
+        except OSError as e: what = "a loop of symbolic links" if e.errno == errno.ELOOP else f"unreadable ({e.strerror})"
+        where = "is" if p == path else f"is inside {str(p)!r},"
+        raise ConfigError(f"{name}={str(path)!r} {where} {what}; choose another folder")
+    return path
+
 def writable_folder(out:str|Path, name:str="out") -> Path:
     "`out` as a Path after making sure it is a folder this process can write, or a `ConfigError` naming `name`."
+    if not isinstance(out, (str, os.PathLike)): raise ConfigError(f"{name} must be a folder's path, got {type(out).__name__} {out!r}")
     if not str(out).strip(): raise ConfigError(f"{name} must name a folder, got ''")
-    out = Path(out)
+    out = check_folder(out, name)
     try:
         out.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=out).close()
@@ -190,8 +215,13 @@ def _command() -> str:
     return " ".join([Path(argv[0]).name, *argv[1:]])[:200]
 
 def _owner(folder:Path) -> str:
-    try: return (folder / OWNER_FILE).read_text(encoding="utf-8", errors="replace").strip().split("\n")[0] or "another process"
-    except OSError: return "another process"
+    "Who holds `folder`, from its record if that process is still alive: a killed one leaves its record behind."
+    try: who = (folder / OWNER_FILE).read_text(encoding="utf-8", errors="replace").strip().split("\n")[0]
+    except OSError: return "another process (one writing it, or a run reading it)"
+    try: os.kill(int(who.split()[1]), 0)
+    except (IndexError, ValueError, ProcessLookupError): return "another process (one writing it, or a run reading it)"
+    except PermissionError: pass   # alive, another user's
+    return who
 
 def _first_missing(folder:Path) -> Path|None:
     "The outermost of `folder` and its parents that does not exist yet: what making `folder` would make."
@@ -215,11 +245,11 @@ def _remove_empty(made:list):
             p.rmdir()                                         # refused where anything is left in it
         except OSError: break
 
-def _lock(folder:Path, name:str):
-    "An open descriptor of `folder` holding the operating system's exclusive lock on the folder itself."
+def _lock(folder:Path, name:str, shared:bool=False):
+    "An open descriptor of `folder` holding the operating system's lock on the folder itself: exclusive, or `shared`."
     fd = os.open(folder, os.O_RDONLY)
     try:
-        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try: fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             raise ConfigError(f"{name}={str(folder)!r} is in use by {_owner(folder)}; wait for it to end, or choose "
                               "another folder") from None
@@ -234,8 +264,14 @@ def _lock(folder:Path, name:str):
 def folder_lock(
     folder:str|Path, # the folder to write
     name:str="out", # the setting that named it, for messages
+    shared:bool=False, # hold it for reading: readers share it, and keep writers out
 ):
     "Hold `folder` for the block: one writer at a time, whatever process or thread asks; a second is refused."
+    if shared:
+        fd = _lock(check_folder(folder, name), name, shared=True)
+        try: yield Path(folder)
+        finally: os.close(fd)
+        return
     missing = _first_missing(Path(folder)) if str(folder).strip() else None
     folder = writable_folder(folder, name)
     made = _made(folder, missing)

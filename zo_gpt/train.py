@@ -26,7 +26,7 @@ from .config import TrainConfig, check_data, fixed_batches, get_batch, lr_at, op
 from .data import entropy, stream_floor
 from .evaluation import History, check_final, evaluate, evaluate_split, final_split, loss_figure
 from .helpers import (ConfigError, TrainingError, atomic_path, first_line, folder_lock, gather_checksums, processes,
-                            stop_signals)
+                            read_meta, stop_signals)
 from .model import GPT, autocast, make_optimizer, precision
 from .tokens import Dataset
 
@@ -277,8 +277,8 @@ def fit(
     writes = rank == 0 and any(getattr(cb, "writes", False) for cb in callbacks)
     lock = folder_lock(cfg.out_dir, "out_dir") if writes else contextlib.nullcontext()
     try:
-        with lock, precision(device, cfg.tf32, cfg.flush_denormal):
-            data = data or open_dataset(cfg)
+        with lock, precision(device, cfg.tf32, cfg.flush_denormal), contextlib.ExitStack() as reading:
+            data = _held_dataset(cfg, data, reading)
             check_data(cfg, data)
             check_final(cfg, data)
             if writes: claim_run_folder(cfg, resume, overwrite)
@@ -293,6 +293,21 @@ def fit(
         if not _out_of_memory(e): raise
         raise TrainingError(f"ran out of memory ({first_line(e)[:160]}); try a smaller batch_size, block_size, "
                             "n_embd or eval_batches") from None
+
+def _held_dataset(cfg:TrainConfig, data:Dataset|None, reading:contextlib.ExitStack) -> Dataset:
+    "The run's dataset, held for reading while `reading` lasts: no `prepare` replaces it under the run, nor the run reads one being made."
+    path = data.path if data is not None else cfg.dataset
+    def hold():
+        if Path(path).resolve() != Path(cfg.out_dir).resolve():   # a run folder that is its dataset's folder is held already
+            reading.enter_context(folder_lock(path, "data_dir", shared=True))
+    held = Path(path).is_dir()
+    if held: hold()                                 # before opening: a prepare still writing it is named, not missed
+    data = data or open_dataset(cfg)
+    if not held:                                   # the default dataset, made just now
+        hold()
+        if read_meta(data.path)["content_hash"] != data.meta["content_hash"]:
+            raise TrainingError(f"the dataset in {data.path} was replaced while this run opened it; start the run again")
+    return data
 
 def _loop(state:State, callbacks:list, ddp:bool) -> History:
     "The steps, evaluations and final evaluation of `fit`; the callbacks hear of the end however the run ends."
