@@ -124,7 +124,7 @@ def read_back(state:State, callbacks:list=(), check:bool=True):
         for (record, _), loss in zip(todo, torch.stack([t for _, t in todo]).tolist()):
             record["loss"] = loss
             if check and not math.isfinite(loss):
-                raise TrainingError(f"the loss is {loss} at iteration {record['iter']}; {_where(state)}")
+                raise TrainingError(f"the loss is {loss} at iteration {record['iter']}; {_where(state)}; {_diverged(state.cfg)}")
     while state.pending:   # one at a time: a callback that interrupts the run leaves the rest for the end
         record = state.pending.pop(0)[0]
         state.history.train.append(record)
@@ -132,6 +132,9 @@ def read_back(state:State, callbacks:list=(), check:bool=True):
 
 def _evaluates(state:State) -> bool:   # every `eval_interval` steps and after the last
     return state.iter % state.cfg.eval_interval == 0 or state.iter == state.cfg.max_iters
+
+def _diverged(cfg:TrainConfig) -> str:
+    return f"the run diverged: try a smaller lr (now {cfg.lr:g})" + (", or grad_clip=1" if not cfg.grad_clip else "")
 
 def _where(state:State) -> str:
     return f"the last good checkpoint is {state.last_checkpoint}" if state.last_checkpoint else "no checkpoint yet"
@@ -142,7 +145,7 @@ def evaluate_now(state:State, callbacks:list=()):
     measures = evaluate(state.model, state.eval_set, state.data.meta, state.cfg.dtype)
     rec = {"iter": state.iter, "tokens": state.tokens, **measures, "time": time.perf_counter() - state.t0}
     if not (math.isfinite(rec["loss"]) and math.isfinite(rec["kl"])):
-        raise TrainingError(f"the validation loss is {rec['loss']} at iteration {state.iter}; {_where(state)}")
+        raise TrainingError(f"the validation loss is {rec['loss']} at iteration {state.iter}; {_where(state)}; {_diverged(state.cfg)}")
     state.history.val.append(rec)
     for cb in callbacks: cb.on_eval(state, rec)
 
