@@ -4,6 +4,7 @@ before any work, and every hint it gives leads to a command that works."""
 import json
 import math
 import os
+import re
 import shutil
 import stat
 
@@ -14,12 +15,13 @@ from conftest import NBS, SMALL
 
 import zo_gpt.tokens as tokens
 from zo_gpt.cli import main
-from zo_gpt.config import TrainConfig, check_data, make_config, open_dataset
-from zo_gpt.data import (bayes_entropy, bayes_next, every_block, floor_parts, generate, iter_words, reference_excess,
-                         stream_floor)
-from zo_gpt.evaluation import History, alignment_blocks, evaluate_split, loss_figure
-from zo_gpt.helpers import ConfigError
-from zo_gpt.tokens import DataConfig, Dataset, load_dataset, mc_floor, prepare, word_codes
+from zo_gpt.config import TrainConfig, check_data, lr_at, make_config, open_dataset
+from zo_gpt.data import (as_text, bayes_entropy, bayes_next, entropy, every_block, floor_parts, generate, is_boundary,
+                         iter_words, kl_div, latest_boundary, reference_excess, stream_floor)
+from zo_gpt.evaluation import History, alignment_blocks, check_final, evaluate_split, excess_text, loss_figure
+from zo_gpt.helpers import ConfigError, free_memory
+from zo_gpt.runs import runs_figure
+from zo_gpt.tokens import DataConfig, Dataset, code_lookup, describe, load_dataset, mc_floor, prepare, word_codes
 from zo_gpt.ui import TrainingPanel
 
 
@@ -48,7 +50,7 @@ def test_a_model_too_big_for_memory_is_refused_before_any_work(tiny_data, tmp_pa
     with pytest.raises(ConfigError, match=r"^n_layer=1, n_embd=1,048,576 make a model of about [\d,]+ parameters"):
         check_data(make_config("cpu", {"vocab": "compact", "n_embd": 2 ** 20, "n_head": 1}), data)
     assert train(tiny_data, tmp_path / "run", "--n_layer=1000000000") == 2      # would take hours to build, then fail
-    assert "n_layer=1,000,000,000" in capsys.readouterr().err and not (tmp_path / "run").exists()
+    assert "n_layer must be at most 1,000, got 1,000,000,000" in capsys.readouterr().err and not (tmp_path / "run").exists()
     with pytest.raises(ConfigError, match=r"eval_batches=1 would hold .* batch_size=1,000,000,000,000 x block_size=32"):
         check_data(make_config("cpu", {"batch_size": 10 ** 12, "block_size": 32, "eval_batches": 1}), data)
 
@@ -202,6 +204,8 @@ def test_mc_floor_refuses_a_block_that_cannot_fit(tiny_data):
         mc_floor(big, 5 * 10 ** 6, split="train")
     with pytest.raises(ConfigError, match="^ds must be a Dataset"):
         mc_floor(str(tiny_data), 8)
+    with pytest.raises(ConfigError, match="^n_blocks=1,000,000,000,000 needs about 16,000.0 GB of memory"):
+        mc_floor(ds, 32, n_blocks=10 ** 12)          # was a MemoryError of 7.28 TiB from numpy
 
 
 @pytest.mark.parametrize("kwargs, says", [
@@ -267,3 +271,76 @@ def test_the_loss_figure_frames_every_validation_loss_and_both_floors(T, start):
         kls = [r["kl"] for r in h.val] + [h.final["kl"]] + list(h.references.values())
         assert 0 < lo < min(kls) and max(kls) < hi
     fig.savefig(os.devnull, format="png")
+
+
+# 7. Wrong types and values reach no numpy, difflib or matplotlib call: one line naming the argument
+
+MORE_MISUSE = [
+    (lambda: kl_div("a", "b"), "q must be an array of probabilities"),
+    (lambda: kl_div([0.5, 0.5], "b"), "log_m must be an array of log-probabilities"),
+    (lambda: kl_div([0.5, 0.5], np.log([0.2, 0.3, 0.5])), "q and log_m must give the same number of outcomes"),
+    (lambda: kl_div(np.full((2, 5), 0.2), np.zeros((3, 5))), "q of shape (2, 5) and log_m of shape (3, 5) do not broadcast"),
+    (lambda: as_text(5), "words must be a 2-d array (sequences x words)"),
+    (lambda: as_text([[0, 1], [1]]), "words must be a 2-d array (sequences x words)"),
+    (lambda: as_text(np.array([[0, 2]])), "words must be an array of 0s and 1s"),
+    (lambda: is_boundary("0 1"), "codes must be an integer array of piece codes 0..4"),
+    (lambda: latest_boundary(np.array([[0, 7]])), "codes must be piece codes 0..4"),
+    (lambda: entropy(2 / 3, bits="no"), "bits must be True or False, got 'no'"),
+    (lambda: excess_text({}), "r lacks 'kl' and 'kl_se'"),
+    (lambda: excess_text({"kl": 0.1, "kl_se": "small"}), "r lacks 'kl_se'"),
+    (lambda: excess_text([0.1, 0.01]), "r must be a measures dict"),
+    (lambda: make_config("cpu", {1: 2}), "unknown setting 1: setting names are text"),
+    (lambda: make_config("cpu", {"n_layer": 1001}), "n_layer must be at most 1,000, got 1,001"),
+    (lambda: lr_at({"lr": 0.1}, 3), "cfg must be a TrainConfig"),
+    (lambda: load_dataset(None), "path must be a dataset folder's path, got NoneType None"),
+    (lambda: load_dataset(123), "path must be a dataset folder's path, got int 123"),
+    (lambda: load_dataset(""), "path must be a dataset folder's path, got str ''"),
+    (lambda: code_lookup({"config": {}}), "meta must be a dataset's meta.json"),
+    (lambda: describe(None), "meta must be a dataset's meta.json"),
+    (lambda: check_data(TrainConfig(), "data/zero_one-compact"), "data must be a Dataset"),
+    (lambda: check_final({"final_eval": True}, None), "cfg must be a TrainConfig"),
+    (lambda: open_dataset(TrainConfig(), make="no"), "make must be True or False, got 'no'"),
+    (lambda: runs_figure([1], ["a"]), "histories must be History objects"),
+    (lambda: runs_figure(History({"block_size": 8}, 0.7, 0.64, 2 / 3, 60), ["a"]), "histories must be History objects"),
+    (lambda: runs_figure([History({"block_size": 8}, 0.7, 0.64, 2 / 3, 60)], "a"), "labels must be a list of 1 strings"),
+    (lambda: runs_figure([History({"block_size": 8}, 0.7, 0.64, 2 / 3, 60)], [None]), "labels must be a list of 1 strings"),
+    (lambda: runs_figure([], [], x=["iter"]), "x must be 'iter' or 'tokens'"),
+    (lambda: runs_figure([], [], view=np.array(["loss"])), "view must be one of"),
+    (lambda: runs_figure([], [], block_size=0), "block_size must be a positive integer"),
+]
+
+@pytest.mark.parametrize("call, says", MORE_MISUSE, ids=[f"{i}-{says.split()[0]}" for i, (_, says) in enumerate(MORE_MISUSE)])
+def test_wrong_types_are_refused_by_name(call, says):
+    with pytest.raises(ConfigError, match=f"^{re.escape(says)}"):
+        call()
+
+
+def test_flags_must_be_true_or_false(tiny_data, tmp_path):
+    "'no' is true to Python: prepare(force='no') used to replace a dataset made with other arguments."
+    ds = tmp_path / "ds"
+    shutil.copytree(tiny_data, ds)
+    before = (ds / "meta.json").read_text()
+    for kwargs, says in (({"force": "no"}, "force must be True or False, got 'no'"),
+                         ({"verbose": "yes"}, "verbose must be True or False, got 'yes'"), ({"force": 1}, "force must be True or False, got 1")):
+        with pytest.raises(ConfigError, match=f"^{says}$"):
+            prepare(DataConfig(n_seq=300, seq_len=60, vocab="compact"), ds, **kwargs)
+    assert (ds / "meta.json").read_text() == before
+    with pytest.raises(ConfigError, match="^verify must be True or False, got 'no'$"):
+        load_dataset(ds, verify="no")
+    assert load_dataset(ds, verify=False).meta["content_hash"] == json.loads(before)["content_hash"]
+
+
+@pytest.mark.skipif(free_memory() is None, reason="the system does not say how much memory is free")
+def test_the_model_check_counts_what_training_holds(tiny_data):
+    "Weights, gradients and AdamW's two moments: 16 bytes a parameter. Weights that take half the free memory are refused."
+    n_embd = int(math.sqrt(free_memory() / 8 / 12))                 # 12 n_embd^2 parameters: 4 bytes each is half the memory
+    with pytest.raises(ConfigError, match=r"^n_layer=1, n_embd=[\d,]+ make a model of about [\d,]+ parameters: [\d.,]+ GB for the "
+                                          r"weights, gradients and AdamW's two moments \(float32\); [\d.,]+ GB of memory is free$"):
+        check_data(make_config("cpu", {"n_embd": n_embd, "n_head": 1}), load_dataset(tiny_data))
+
+
+def test_a_million_layers_are_refused_at_once(tiny_data, tmp_path, capsys):
+    assert train(tiny_data, tmp_path / "run", "--n_layer=1000000", "--n_embd=16", "--n_head=2") == 2   # refused before any model
+    assert not (tmp_path / "run").exists()
+    assert capsys.readouterr().err == "zo-gpt train: error: n_layer must be at most 1,000, got 1,000,000\n"
+    make_config("cpu", {"n_layer": 1000})                           # the bound itself is allowed

@@ -20,7 +20,7 @@ from .data import bayes_next, check_memory, is_boundary, kl_div, latest_boundary
 from .figures import draws, png_figure
 from .helpers import ConfigError, check_positive
 from .model import autocast
-from .tokens import code_lookup
+from .tokens import Dataset, code_lookup
 
 # %% ../nbs/02b_evaluation.ipynb #1e9337e0
 PARTS = {"first": "first word, after an end-of-text token", "word_in_view": "word, sequence start in view",
@@ -132,6 +132,8 @@ def final_split(cfg:TrainConfig, data) -> np.ndarray:
 
 def check_final(cfg:TrainConfig, data):
     "A `ConfigError` before a run starts if its final evaluation would have fewer than two blocks to score."
+    if not isinstance(cfg, TrainConfig): raise ConfigError(f"cfg must be a TrainConfig (see make_config), got {type(cfg).__name__}")
+    if not isinstance(data, Dataset): raise ConfigError(f"data must be a Dataset (see open_dataset), got {type(data).__name__}")
     period = data.meta["config"]["seq_len"] + 1
     if cfg.final_eval and len(alignment_blocks(len(final_split(cfg, data)), cfg.block_size, period)[0]) < 2:
         raise ConfigError(f"final_tokens={cfg.final_tokens:,} leaves fewer than two blocks of block_size={cfg.block_size} for "
@@ -139,6 +141,11 @@ def check_final(cfg:TrainConfig, data):
 
 def excess_text(r:dict) -> str:
     "'excess 3.2e-04 +- 4.6e-06' from a measures dict."
+    if not isinstance(r, dict): raise ConfigError(f"r must be a measures dict (from evaluate or evaluate_split), got {type(r).__name__}")
+    number = lambda v: isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+    missing = [k for k in ("kl", "kl_se") if not number(r.get(k))]
+    if missing: raise ConfigError(f"r lacks {' and '.join(map(repr, missing))}: excess_text wants a measures dict from "
+                                  "evaluate or evaluate_split, whose 'kl' and 'kl_se' are numbers")
     return f"excess {r['kl']:.1e} +- {r['kl_se']:.1e}"
 
 # %% ../nbs/02b_evaluation.ipynb #f8f16ac7

@@ -9,9 +9,9 @@ __all__ = ['RUN_COLORS', 'VIEWS', 'runs_figure']
 import numpy as np
 
 from .data import entropy, reference_excess, stream_floor
-from .evaluation import draw_references
+from .evaluation import History, draw_references
 from .figures import draws, png_figure
-from .helpers import ConfigError
+from .helpers import ConfigError, check_positive
 
 # %% ../nbs/02d_runs.ipynb #c18d152c
 RUN_COLORS = ["C0", "C1", "C2", "C4", "C5", "C6", "C7", "C8", "C9"]  # red is the floor's
@@ -26,8 +26,14 @@ def _smoothed(train:list, x:str):
 @draws
 def runs_figure(histories:list, labels:list, x:str="iter", view:str="loss", block_size:int=256, title:str=""):
     "Every run against `x` ('iter' or 'tokens'): its loss with its own floor, or its excess on a log axis."
-    if x not in ("iter", "tokens"): raise ConfigError(f"x must be 'iter' or 'tokens', got {x!r}")
-    if view not in VIEWS: raise ConfigError(f"view must be one of {VIEWS}, got {view!r}")
+    bad = [h for h in histories if not isinstance(h, History)] if isinstance(histories, (list, tuple)) else [histories]
+    if bad: raise ConfigError(f"histories must be History objects (from fit) in a list, got {type(bad[0]).__name__} {repr(bad[0])[:60]}")
+    if not isinstance(labels, (list, tuple)) or not all(isinstance(l, str) for l in labels) or len(labels) != len(histories):
+        raise ConfigError(f"labels must be a list of {len(histories)} strings, one for each history, got {repr(labels)[:80]}")
+    if not isinstance(x, str) or x not in ("iter", "tokens"): raise ConfigError(f"x must be 'iter' or 'tokens', got {x!r}")
+    if not isinstance(view, str) or view not in VIEWS: raise ConfigError(f"view must be one of {VIEWS}, got {view!r}")
+    if not isinstance(title, str): raise ConfigError(f"title must be text, got {type(title).__name__} {title!r}")
+    block_size = check_positive("block_size", block_size)
     p, n = (histories[-1].p, histories[-1].seq_len) if histories else (2 / 3, 1000)
     h, blocks = entropy(p), sorted({hist.config["block_size"] for hist in histories} | {block_size})
     floors = {T: stream_floor(p, n, T) for T in blocks}

@@ -4,18 +4,16 @@
 
 # %% auto #0
 __all__ = ['KINDS', 'VOCABS', 'FLOOR_BLOCKS', 'TokenizerUnavailable', 'gpt2_encoding', 'token_table', 'word_codes', 'id_lookup',
-           'encode_words', 'encode_text', 'DataConfig', 'prepare', 'Dataset', 'check_folder', 'load_dataset',
-           'code_lookup', 'describe', 'mc_floor']
+           'encode_words', 'encode_text', 'DataConfig', 'prepare', 'Dataset', 'load_dataset', 'code_lookup', 'describe',
+           'mc_floor']
 
 # %% ../nbs/01_tokenizer.ipynb #989ce63f
-import errno
 import functools
 import hashlib
 import json
 import math
 import os
 import shutil
-import stat
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,10 +22,10 @@ import numpy as np
 from tqdm import tqdm
 
 from . import __version__
-from .data import PIECES, as_text, check_memory, entropy, iter_words, stream_floor
-from .helpers import (DATASET_FORMAT, ConfigError, DatasetError, atomic_path, check_files, check_meta_hash, check_positive,
-                             check_prob, check_seed, folder_lock, free_memory, meta_hash, read_meta, remove_stale_temps,
-                             UserError)
+from .data import PIECES, as_text, check_flag, check_memory, check_words, entropy, iter_words, stream_floor
+from .helpers import (DATASET_FORMAT, ConfigError, DatasetError, atomic_path, check_files, check_folder, check_meta_hash,
+                             check_positive, check_prob, check_seed, folder_lock, free_memory, meta_hash, read_meta,
+                             remove_stale_temps, UserError)
 
 # %% ../nbs/01_tokenizer.ipynb #9b17e7c8
 class TokenizerUnavailable(UserError, RuntimeError):
@@ -66,10 +64,7 @@ def token_table(enc=None) -> list[dict]:
 
 def word_codes(words:np.ndarray) -> np.ndarray:
     "Piece codes (0..4, see `PIECES`) of each sequence: its words, then an end-of-text; shape (rows, seq_len + 1)."
-    words = np.asarray(words)
-    if words.ndim != 2: raise ConfigError(f"words must be a 2-d array (sequences x words), got shape {words.shape}")
-    if words.dtype.kind not in "biu" or words.size and (words.min() < 0 or words.max() > 1):
-        raise ConfigError(f"words must be an array of 0s and 1s; this {words.dtype} array holds other values")
+    words = check_words(words)
     codes = np.empty((words.shape[0], words.shape[1] + 1), np.uint8)
     codes[:, 0] = words[:, 0]                 # '0' or '1', no leading space
     np.add(words[:, 1:], 2, out=codes[:, 1:-1])  # ' 0' or ' 1'
@@ -176,6 +171,7 @@ def prepare(
 ) -> dict:
     "Generate, tokenize and write `train.bin`, `val.bin` and `meta.json` to `out`, or reuse them; returns the meta."
     if not isinstance(cfg, DataConfig): raise ConfigError(f"cfg must be a DataConfig, got {type(cfg).__name__}")
+    force, verbose = check_flag("force", force), check_flag("verbose", verbose)
     if not isinstance(out, (str, os.PathLike)): raise ConfigError(f"out must be a folder's path, got {type(out).__name__} {out!r}")
     if not str(out).strip(): raise ConfigError("out must name a folder, got ''")
     out, t0 = Path(out).expanduser(), time.perf_counter()
@@ -249,45 +245,37 @@ class Dataset:
     train: np.ndarray  # memory-mapped uint16 training ids
     val: np.ndarray  # memory-mapped uint16 validation ids
 
-def check_folder(
-    path:str|Path, # a folder to read, or to make
-    name:str="path", # the setting that named it, for messages
-) -> Path:
-    "`path` as a Path, or a `ConfigError` naming `name` if no folder can be there: a file, a link to nothing, a loop of links."
-    path = Path(path)
-    for p in (path, *path.parents):  # the nearest one that is there says
-        try:
-            if stat.S_ISDIR(os.stat(p).st_mode): return path
-            what = "a file, not a folder"
-        except FileNotFoundError:
-            if not p.is_symlink(): continue                              # not there yet: it may be made
-            what = f"a symbolic link to {os.path.realpath(p)}, which does not exist"
-        except NotADirectoryError: continue                              # under a file: the file says
-        except OSError as e: what = "a loop of symbolic links" if e.errno == errno.ELOOP else f"unreadable ({e.strerror})"
-        where = "is" if p == path else f"is inside {str(p)!r},"
-        raise ConfigError(f"{name}={str(path)!r} {where} {what}; choose another folder")
-    return path
-
 def load_dataset(
     path:str|Path, # dataset folder written by `prepare`
     verify:bool=True, # check the SHA-256 of the files, not only their sizes
 ) -> Dataset:
     "The memory-mapped splits of the dataset at `path`, checked against its meta.json."
-    path = check_folder(path, "path")
+    if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+        raise ConfigError(f"path must be a dataset folder's path, got {type(path).__name__} {path!r}")
+    path, verify = check_folder(path, "path"), check_flag("verify", verify)
     meta = read_meta(path)
     check_meta_hash(path, meta)
     check_files(path, meta, hashes=verify)
     mm = {n: np.memmap(path / f"{n}.bin", dtype=np.uint16, mode="r") for n in ("train", "val")}
     return Dataset(path, meta, mm["train"], mm["val"])
 
+def _check_meta(meta, keys:tuple):
+    "A `ConfigError` unless `meta` is a dict with `keys`: a dataset's meta.json, as `prepare` returns it and `Dataset.meta` holds it."
+    missing = [k for k in keys if k not in meta] if isinstance(meta, dict) else None
+    if missing is None or missing:
+        raise ConfigError("meta must be a dataset's meta.json (Dataset.meta, or what prepare returns), got "
+                          + (f"a dict without {', '.join(map(repr, missing))}" if missing else type(meta).__name__))
+
 def code_lookup(meta:dict) -> np.ndarray:
     "Array mapping a dataset's token ids to their piece codes (0..4, see `PIECES`)."
+    _check_meta(meta, ("tokens",))
     lut = np.zeros(max(t["id"] for t in meta["tokens"]) + 1, np.int64)
     for t in meta["tokens"]: lut[t["id"]] = t["code"]
     return lut
 
 def describe(meta:dict) -> str:
     "A plain-text summary of a dataset: sizes, the token table with counts, and both floors."
+    _check_meta(meta, ("config", "split", "files", "vocab", "vocab_size", "tokens", "floors"))
     c, s = meta["config"], meta["split"]
     lines = [f"{c['n_seq']:,} sequences x {c['seq_len']:,} words, p = {c['p']:.4f}, seed {c['seed']}; "
              f"{s['train_seqs']:,} train / {s['val_seqs']:,} val sequences",
@@ -316,6 +304,7 @@ def mc_floor(
     data, n, p = getattr(ds, split), ds.meta["config"]["seq_len"], ds.meta["config"]["p"]
     if len(data) <= T + 1: raise ConfigError(f"block_size={T} needs more than {T + 1} tokens; the {split} split has {len(data)}")
     check_memory(f"seq_len={n:,} x block_size={T:,}", 32 * (n + 1) * (T + 1))  # each phase's view of each position
+    check_memory(f"n_blocks={n_blocks:,}", 16 * n_blocks)           # the offsets, and a loss for each block
     code_of = code_lookup(ds.meta)
     cls_of = np.array([0, 0, 1, 1, 2])                              # code -> 0 first word, 1 later word, 2 end of text
     val_of = np.array([0, 1, 0, 1, -1])                             # code -> word value
