@@ -14,13 +14,14 @@ import pytest
 import torch
 from conftest import SMALL
 
-from zo_gpt.helpers import OWNER_FILE, ConfigError, TrainingError, folder_lock
+from zo_gpt.helpers import ConfigError, TrainingError
+from zo_gpt.folders import OWNER_FILE, folder_lock
 from zo_gpt.train import Callback, Checkpointer, MetricsLog, fit
 from zo_gpt.config import make_config
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-HOLD = "import sys\nfrom zo_gpt.helpers import folder_lock\nwith folder_lock(sys.argv[1]):\n    print('held', flush=True); sys.stdin.read()"
+HOLD = "import sys\nfrom zo_gpt.folders import folder_lock\nwith folder_lock(sys.argv[1]):\n    print('held', flush=True); sys.stdin.read()"
 
 
 def zo(*args):

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from .config import TrainConfig
-from .helpers import (ConfigError, TrainingError, atomic_path, check_held, first_line, get_device, remove_stale_temps,
-                            writable_folder)
+from .helpers import ConfigError, TrainingError, first_line, get_device
+from .folders import atomic_path, check_held, remove_stale_temps, writable_folder
 from .model import GPT
 
 # %% ../nbs/02c_checkpoint.ipynb #92f3b586
@@ -118,7 +118,7 @@ def save_checkpoint(state) -> str:
             "iter": state.iter, "tokens": state.tokens, "rng": _rng_state(state.gen), "history": asdict(state.history),
             "tokens_table": state.data.meta["tokens"], "data_hash": state.data.meta["content_hash"],
             "data_path": str(state.data.path), "run_id": state.run_id}
-    check_held(state.cfg.out_dir)   # the folder this run locked, not one moved or made in its place
+    if state.held is not None: check_held(state.cfg.out_dir, state.held)   # the folder the run locked, not one in its place
     state.last_checkpoint = write_checkpoint(Path(state.cfg.out_dir) / "ckpt.pt", ckpt)
     return state.last_checkpoint
 

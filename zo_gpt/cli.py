@@ -22,7 +22,8 @@ from pathlib import Path
 
 from . import __version__
 from .config import PRESETS, TrainConfig, make_config, parse_overrides
-from .helpers import ConfigError, DatasetError, TrainingError, folder_lock, get_device, stop_signals
+from .helpers import ConfigError, DatasetError, TrainingError, get_device, stop_signals
+from .folders import folder_lock
 from .tokens import DataConfig, TokenizerUnavailable, describe, prepare
 
 # %% ../nbs/05_cli.ipynb #46029ea4

@@ -4,9 +4,11 @@
 
 # %% auto #0
 __all__ = ['MAX_LAYERS', 'FLOAT32_MAX', 'CPU', 'A100', 'PRESETS', 'TrainConfig', 'make_config', 'read_overrides',
-           'parse_overrides', 'blocks_at', 'get_batch', 'lr_at', 'open_dataset', 'check_data', 'fixed_batches']
+           'parse_overrides', 'blocks_at', 'get_batch', 'lr_at', 'open_dataset', 'held_dataset', 'check_data',
+           'fixed_batches']
 
 # %% ../nbs/02a_config.ipynb #835d2b0d
+import contextlib
 import json
 import math
 import os
@@ -17,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .helpers import DTYPE_NAMES, ConfigError, DatasetError, check_folder, check_positive, check_seed, free_memory
+from .helpers import (DTYPE_NAMES, ConfigError, DatasetError, TrainingError, check_positive, check_seed, free_memory,
+                            read_meta)
+from .folders import check_folder, folder_lock
 from .data import check_flag
 from .tokens import VOCABS, DataConfig, Dataset, load_dataset, prepare
 
@@ -210,6 +214,21 @@ def open_dataset(
         print(f"making the default {cfg.vocab} dataset in {path} (first use)")
         prepare(DataConfig(vocab=cfg.vocab), path, verbose=False)
     return load_dataset(path)
+
+def held_dataset(cfg:TrainConfig, data:Dataset|None, reading:contextlib.ExitStack) -> Dataset:
+    "The run's dataset, held for reading while `reading` lasts: no `prepare` replaces it under the run, nor the run reads one being made."
+    path = data.path if data is not None else cfg.dataset
+    def hold():
+        if Path(path).resolve() != Path(cfg.out_dir).resolve():   # a run folder that is its dataset's folder is held already
+            reading.enter_context(folder_lock(path, "data_dir", shared=True))
+    held = Path(path).is_dir()
+    if held: hold()                                 # before opening: a prepare still writing it is named, not missed
+    data = data or open_dataset(cfg)
+    if not held:                                   # the default dataset, made just now
+        hold()
+        if read_meta(data.path)["content_hash"] != data.meta["content_hash"]:
+            raise TrainingError(f"the dataset in {data.path} was replaced while this run opened it; start the run again")
+    return data
 
 def check_data(cfg:TrainConfig, data:Dataset):
     "A `ConfigError` if the dataset cannot serve the run."

@@ -23,7 +23,8 @@ from torch.nn import functional as F
 
 from .checkpoint import load_model
 from .figures import draws, png_figure
-from .helpers import ConfigError, folder_lock
+from .helpers import ConfigError
+from .folders import folder_lock
 from .model import GPT, GPTConfig
 
 # %% ../nbs/04b_export.ipynb #c6e704c1

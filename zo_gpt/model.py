@@ -5,7 +5,8 @@
 # %% auto #0
 __all__ = ['DTYPES', 'SAMPLE_PIECE', 'MAX_SAMPLE_TOKENS', 'autocast', 'flushing_subnormals', 'precision', 'GPTConfig',
            'LayerNorm', 'CausalSelfAttention', 'MLP', 'Block', 'LinearCrossEntropy', 'ce_chunk_rows',
-           'linear_cross_entropy', 'GPT', 'sample_text', 'param_counts', 'flops_per_token', 'make_optimizer']
+           'linear_cross_entropy', 'GPT', 'sample_text', 'step_model', 'param_counts', 'flops_per_token',
+           'make_optimizer']
 
 # %% ../nbs/02_model.ipynb #c04db08e
 import contextlib
@@ -269,6 +270,14 @@ def sample_text(model:GPT, tokens_table:list, n_tokens:int=1000, seed:int=0, dev
     words = [text_of[i].strip() for i in ids if i in text_of and text_of[i].strip() in ("0", "1")]
     text = "".join(text_of.get(i, "<?>") for i in ids)
     return text, (words.count("1") / len(words)) if words else float("nan"), len(words)
+
+def step_model(model:GPT, compile:bool, ddp:bool, local:int, device):
+    "The model a run's steps call: compiled if `compile`, wrapped in DistributedDataParallel across processes."
+    stepped = torch.compile(model, dynamic=False) if compile else model   # the same shapes every step: one graph
+    if ddp:
+        from torch.nn.parallel import DistributedDataParallel
+        stepped = DistributedDataParallel(stepped, device_ids=[local] if device.type == "cuda" else None)
+    return stepped
 
 # %% ../nbs/02_model.ipynb #74ae9ea0
 def param_counts(model:GPT) -> dict:

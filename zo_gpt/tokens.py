@@ -23,9 +23,9 @@ from tqdm import tqdm
 
 from . import __version__
 from .data import PIECES, as_text, check_flag, check_memory, check_words, entropy, iter_words, stream_floor
-from .helpers import (DATASET_FORMAT, ConfigError, DatasetError, atomic_path, check_files, check_folder, check_meta_hash,
-                             check_positive, check_prob, check_seed, folder_lock, free_memory, meta_hash, read_meta,
-                             remove_stale_temps, UserError)
+from .helpers import (DATASET_FORMAT, ConfigError, DatasetError, check_files, check_meta_hash, check_positive,
+                            check_prob, check_seed, free_memory, meta_hash, read_meta, UserError)
+from .folders import atomic_path, check_folder, folder_lock, remove_stale_temps
 
 # %% ../nbs/01_tokenizer.ipynb #9b17e7c8
 class TokenizerUnavailable(UserError, RuntimeError):
@@ -184,11 +184,9 @@ def prepare(
 def _finished(cfg:DataConfig, out:Path) -> dict|None:
     "The meta.json of a finished dataset in `out` made with `cfg` (complete, and the files match it), else None; writes nothing."
     try:
-        if not (out / "meta.json").is_file(): return None
-        meta = read_meta(out)
-        if meta["config"] != asdict(cfg): return None
-        check_meta_hash(out, meta)
-        check_files(out, meta)
+        meta = read_meta(out) if (out / "meta.json").is_file() else None
+        if meta is None or meta["config"] != asdict(cfg): return None
+        check_meta_hash(out, meta); check_files(out, meta)
         return meta
     except (DatasetError, OSError): return None
 

@@ -10,6 +10,7 @@ __all__ = ['train_step', 'State', 'Callback', 'new_run', 'take_step', 'read_back
 import contextlib
 import json
 import math
+import os
 import secrets
 import signal
 import threading
@@ -22,12 +23,12 @@ from torch.autograd.profiler import record_function
 from tqdm import tqdm
 
 from .checkpoint import claim_run_folder, restore, save_checkpoint
-from .config import TrainConfig, check_data, fixed_batches, get_batch, lr_at, open_dataset
+from .config import TrainConfig, check_data, fixed_batches, get_batch, held_dataset, lr_at
 from .data import entropy, stream_floor
 from .evaluation import History, check_final, evaluate, evaluate_split, final_split, loss_figure
-from .helpers import (ConfigError, TrainingError, atomic_path, first_line, folder_lock, gather_checksums, processes,
-                            read_meta, stop_signals)
-from .model import GPT, autocast, make_optimizer, precision
+from .helpers import ConfigError, TrainingError, first_line, gather_checksums, processes, stop_signals
+from .folders import atomic_path, folder_lock
+from .model import GPT, autocast, make_optimizer, precision, step_model
 from .tokens import Dataset
 
 # %% ../nbs/03_train.ipynb #66c341cf
@@ -78,6 +79,7 @@ class State:
     failed: bool = False  # the run ended with an error
     last_checkpoint: str | None = None
     run_id: str | None = field(default_factory=lambda: secrets.token_hex(8))  # names the run in its checkpoint and summary
+    held: object = None  # `os.stat` of the run folder `fit` locked, which `check_held` compares before each checkpoint
     t0: float = field(default_factory=time.perf_counter)
 
     def __post_init__(self): self.step_model = self.step_model or self.model
@@ -245,15 +247,6 @@ def _stop_on_ctrl_c(state:State):
     finally:
         for sig, h in old.items(): signal.signal(sig, h)
 
-# %% ../nbs/03_train.ipynb #3c20acd1
-def _step_model(model:GPT, cfg:TrainConfig, ddp:bool, local:int, device):
-    "The model the steps call: compiled if `cfg.compile`, wrapped in DistributedDataParallel across processes."
-    step_model = torch.compile(model, dynamic=False) if cfg.compile else model   # the same shapes every step: one graph
-    if ddp:
-        from torch.nn.parallel import DistributedDataParallel
-        step_model = DistributedDataParallel(step_model, device_ids=[local] if device.type == "cuda" else None)
-    return step_model
-
 # %% ../nbs/03_train.ipynb #9535dc5e
 def fit(
     cfg:TrainConfig, # the run
@@ -274,43 +267,28 @@ def fit(
         raise ConfigError(f"callbacks must be a list of Callback objects, got {type(callbacks).__name__}")
     callbacks = list(callbacks)
     for cb in callbacks:
-        if not isinstance(cb, Callback):
-            raise ConfigError(f"callbacks must be Callback objects, got {type(cb).__name__}")
+        if not isinstance(cb, Callback): raise ConfigError(f"callbacks must be Callback objects, got {type(cb).__name__}")
     ddp, rank, world, local, device = processes(cfg.device)
     writes = rank == 0 and any(getattr(cb, "writes", False) for cb in callbacks)
     lock = folder_lock(cfg.out_dir, "out_dir") if writes else contextlib.nullcontext()
     try:
         with lock, precision(device, cfg.tf32, cfg.flush_denormal), contextlib.ExitStack() as reading:
-            data = _held_dataset(cfg, data, reading)
+            data = held_dataset(cfg, data, reading)
             check_data(cfg, data)
             check_final(cfg, data)
             if writes: claim_run_folder(cfg, resume, overwrite)
             state = new_run(cfg, data, device, rank, world)
+            if writes: state.held = os.stat(cfg.out_dir)
             if resume: restore(state, Path(cfg.out_dir) / "ckpt.pt")
             n, procs = sum(p.numel() for p in state.model.parameters()), f" x {world} processes" if ddp else ""
             if verbose and rank == 0: print(f"device: {device}{procs}; {n:,} parameters; "
                                             f"floor {state.history.floor:.5f} at block {cfg.block_size}")
-            state.step_model = _step_model(state.model, cfg, ddp, local, device)
+            state.step_model = step_model(state.model, cfg.compile, ddp, local, device)
             return _loop(state, callbacks if rank == 0 else [], ddp)
     except RuntimeError as e:  # torch's allocators raise RuntimeError (CUDA's is a subclass), not MemoryError
         if not _out_of_memory(e): raise
         raise TrainingError(f"ran out of memory ({first_line(e)[:160]}); try a smaller batch_size, block_size, "
                             "n_embd or eval_batches") from None
-
-def _held_dataset(cfg:TrainConfig, data:Dataset|None, reading:contextlib.ExitStack) -> Dataset:
-    "The run's dataset, held for reading while `reading` lasts: no `prepare` replaces it under the run, nor the run reads one being made."
-    path = data.path if data is not None else cfg.dataset
-    def hold():
-        if Path(path).resolve() != Path(cfg.out_dir).resolve():   # a run folder that is its dataset's folder is held already
-            reading.enter_context(folder_lock(path, "data_dir", shared=True))
-    held = Path(path).is_dir()
-    if held: hold()                                 # before opening: a prepare still writing it is named, not missed
-    data = data or open_dataset(cfg)
-    if not held:                                   # the default dataset, made just now
-        hold()
-        if read_meta(data.path)["content_hash"] != data.meta["content_hash"]:
-            raise TrainingError(f"the dataset in {data.path} was replaced while this run opened it; start the run again")
-    return data
 
 def _loop(state:State, callbacks:list, ddp:bool) -> History:
     "The steps, evaluations and final evaluation of `fit`; the callbacks hear of the end however the run ends."
