@@ -13,6 +13,7 @@ import math
 import os
 import secrets
 import signal
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,7 +25,7 @@ from tqdm import tqdm
 
 from .checkpoint import claim_run_folder, restore, save_checkpoint
 from .config import TrainConfig, check_data, fixed_batches, get_batch, held_dataset, lr_at
-from .data import entropy, stream_floor
+from .data import check_flag, entropy, stream_floor
 from .evaluation import History, check_final, evaluate, evaluate_split, final_split, loss_figure
 from .helpers import ConfigError, TrainingError, first_line, gather_checksums, processes, stop_signals
 from .folders import atomic_path, folder_lock
@@ -157,9 +158,8 @@ def final_evaluation(state:State, callbacks:list=()):
     state.stop = False  # a stop asked for during the steps ended them; this evaluation is stopped on its own
     def tick(done, total):
         for cb in callbacks: cb.on_final_batch(state, done, total)
-        return state.stop
-    final = evaluate_split(state.model, final_split(cfg, data), data.meta, cfg.block_size, cfg.dtype, state.device,
-                           tick=tick)
+        return state.stop or state.interrupt
+    final = evaluate_split(state.model, final_split(cfg, data), data.meta, cfg.block_size, cfg.dtype, tick=tick)
     if final: state.history.final = {**final, "time": time.perf_counter() - state.t0}
 
 # %% ../nbs/03_train.ipynb #3c08f536
@@ -235,13 +235,16 @@ class Checkpointer(Callback):
 # %% ../nbs/03_train.ipynb #3e538ac7
 @contextlib.contextmanager
 def _stop_on_ctrl_c(state:State):
-    "In the main thread, a first Ctrl-C (or SIGTERM, or a hang-up) stops the loop after the current step; a second, at once."
+    """In the main thread, a first Ctrl-C (or SIGTERM, or a hang-up) stops the loop after the current step, or the final
+    evaluation after its current batch, and says so at once; a second stops it at once."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     def handler(signum, frame):
         if state.interrupt: raise KeyboardInterrupt
         state.interrupt = True
+        msg = f"stopping{' after this step' if state.in_step else ''}; press Ctrl-C again to stop at once"
+        threading.Thread(target=tqdm.write, args=(msg, sys.stderr), daemon=True).start()  # a handler must not print itself
     old = {sig: signal.signal(sig, handler) for sig in stop_signals()}
     try: yield
     finally:
@@ -261,13 +264,10 @@ def fit(
         raise ConfigError(f"cfg must be a TrainConfig (see make_config), got {type(cfg).__name__}")
     if data is not None and not isinstance(data, Dataset):
         raise ConfigError(f"data must be a Dataset (see open_dataset) or None, got {type(data).__name__}")
-    for name, flag in (("resume", resume), ("overwrite", overwrite), ("verbose", verbose)):
-        if not isinstance(flag, bool): raise ConfigError(f"{name} must be True or False, got {flag!r}")
-    if isinstance(callbacks, (str, bytes)) or not hasattr(callbacks, "__iter__"):
-        raise ConfigError(f"callbacks must be a list of Callback objects, got {type(callbacks).__name__}")
-    callbacks = list(callbacks)
+    resume, overwrite, verbose = (check_flag(*a) for a in (("resume", resume), ("overwrite", overwrite), ("verbose", verbose)))
+    callbacks = [callbacks] if isinstance(callbacks, (str, bytes)) or not hasattr(callbacks, "__iter__") else list(callbacks)
     for cb in callbacks:
-        if not isinstance(cb, Callback): raise ConfigError(f"callbacks must be Callback objects, got {type(cb).__name__}")
+        if not isinstance(cb, Callback): raise ConfigError(f"callbacks must be a list of Callback objects, got {type(cb).__name__}")
     ddp, rank, world, local, device = processes(cfg.device)
     writes = rank == 0 and any(getattr(cb, "writes", False) for cb in callbacks)
     lock = folder_lock(cfg.out_dir, "out_dir") if writes else contextlib.nullcontext()
@@ -295,7 +295,7 @@ def _loop(state:State, callbacks:list, ddp:bool) -> History:
     cfg, history = state.cfg, state.history
     for cb in callbacks: cb.on_fit_start(state)
     try:
-        with _stop_on_ctrl_c(state):  # the final evaluation too: a first Ctrl-C during it lets it finish
+        with _stop_on_ctrl_c(state):  # the final evaluation too: a Ctrl-C during it stops it, and --resume runs it again
             while state.iter < cfg.max_iters and not state.stop:
                 take_step(state, callbacks)
                 if _evaluates(state): evaluate_now(state, callbacks)
