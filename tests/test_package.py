@@ -1,7 +1,6 @@
 "The package as users get it: a wheel in a clean environment, and the notebooks as rendered pages."
 import json
 import os
-import re
 import subprocess
 import sys
 import venv
@@ -81,19 +80,3 @@ def test_editable_install_imports_from_the_folder_that_holds_the_clone(tmp_path)
     mine = subprocess.run([sys.executable, "-m", "pip", "show", "--files", "zo_gpt"], capture_output=True, text=True)
     assert mine.returncode == 0 and (Path(sys.executable).parent / "zo-gpt").exists()   # this environment's own install is untouched
 
-
-def test_markdown_tables_keep_their_columns_when_rendered():
-    "In a table row every `|` that is not escaped ends a cell, inside `code` too (GFM): `<|endoftext|>` must be written `<\\|endoftext\\|>`."
-    bad, tables = [], 0
-    for name in NOTEBOOKS:
-        for cell in json.loads((NBS / name).read_text())["cells"]:
-            if cell["cell_type"] != "markdown": continue
-            block = []
-            for line in "".join(cell["source"]).splitlines() + [""]:
-                if line.startswith("|"): block.append(line); continue
-                if block:   # a table ended: each row as many cells as its header
-                    tables += 1
-                    cells = [len(re.findall(r"(?<!\\)\|", l)) for l in block]
-                    bad += [(name, l[:80]) for l, n in zip(block, cells) if n != cells[0]]
-                block = []
-    assert tables >= 5 and not bad, bad

@@ -168,7 +168,7 @@ def test_checkpoint_model_samples_and_figure(compact_data, tmp_path, capsys):
     ys = {round(line.get_ydata()[0], 6) for ax in fig.axes for line in ax.lines if len(set(line.get_ydata())) == 1}
     assert round(h.floor, 6) in ys and round(h.entropy, 6) in ys
     assert {round(v, 6) for v in reference_excess(2 / 3, 200, 64).values()} <= ys     # the reference lines
-    assert [ax.get_yscale() for ax in fig.axes] == ["linear", "linear", "log", "log"]
+    assert [ax.get_yscale() for ax in fig.axes] == ["linear", "log"]      # the loss, then the excess
     assert h.floor == pytest.approx(stream_floor(2 / 3, 200, 64))
 
 

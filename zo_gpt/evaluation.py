@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['PARTS', 'REF_STYLES', 'stream_ids', 'measure', 'Tally', 'evaluate', 'alignment_blocks', 'evaluate_split',
-           'final_split', 'check_final', 'excess_text', 'History', 'draw_references', 'loss_figure',
+           'final_split', 'check_final', 'excess_text', 'with_se', 'History', 'draw_references', 'loss_figure',
            'attention_weights', 'attention_on_boundary', 'mechanism', 'mechanism_figure']
 
 # %% ../nbs/02b_evaluation.ipynb #84d8f647
@@ -148,6 +148,13 @@ def excess_text(r:dict) -> str:
                                   "evaluate or evaluate_split, whose 'kl' and 'kl_se' are numbers")
     return f"excess {r['kl']:.1e} +- {r['kl_se']:.1e}"
 
+def with_se(value:float, se:float, sign:bool=False) -> str:
+    "'0.64313 +- 0.00044', '(7.9692 +- 0.0010)e-05': the standard error to 2 significant digits, the value to the same place."
+    if not (math.isfinite(value) and math.isfinite(se) and se > 0): return f"{value:{'+' if sign else ''}.6g} +- {se:.2g}"
+    place, exp = math.floor(math.log10(se)) - 1, math.floor(math.log10(abs(value))) if value else 0  # the last digit kept
+    if place >= -6 or exp < place: return f"{value:{'+' if sign else ''}.{max(0, -place)}f} +- {se:.{max(0, -place)}f}"
+    return f"({value / 10**exp:{'+' if sign else ''}.{exp - place}f} +- {se / 10**exp:.{exp - place}f})e{exp:+03d}"
+
 # %% ../nbs/02b_evaluation.ipynb #f8f16ac7
 @dataclass
 class History:
@@ -179,59 +186,59 @@ def draw_references(ax, refs:dict):
 
 @draws
 def loss_figure(history:History, title:str|None=None):
-    "Top: loss against steps and tokens, with the floor. Bottom: the excess over the Bayes predictor, on a log axis."
+    "Top: the loss against steps (tokens seen on the top axis), with the floor. Bottom: the excess over the Bayes predictor, on a log axis."
     if not isinstance(history, History): raise ConfigError(f"history must be a History (from fit), got {type(history).__name__}")
-    fig = png_figure(figsize=(11, 7.5))
-    axes = fig.subplots(2, 2, sharex="col")
-    tr, va, fin, refs = history.train, history.val, history.final, history.references
-    for col, (key, label) in enumerate((("iter", "step"), ("tokens", "tokens seen"))):
-        ax, bx = axes[0, col], axes[1, col]
-        if tr:
-            xs, ys = [r[key] for r in tr], np.array([r["loss"] for r in tr])
-            ax.plot(xs, ys, color="C0", alpha=0.25, lw=0.8)
-            w = max(1, len(ys) // 30)
-            ax.plot(xs[w - 1:], np.convolve(ys, np.ones(w) / w, mode="valid"), color="C0", label=f"train (mean of {w})")
-        if va:
-            vx = [r[key] for r in va]
-            ax.errorbar(vx, [r["loss"] for r in va], yerr=[r["se"] for r in va], fmt="o-", color="C1", ms=4, capsize=2,
-                        label="validation, fixed batches (± SE)")
-            ax.plot(vx, [r["bayes"] for r in va], "x:", color="C2", label="Bayes predictor on the same batches")
-            bx.errorbar(vx, [r["kl"] for r in va], yerr=[r["kl_se"] for r in va], fmt="o-", color="C1", ms=4, capsize=2,
-                        label="model, fixed batches (± SE)")
-        if fin and tr:
-            bx.errorbar([tr[-1][key]], [fin["kl"]], yerr=[fin["kl_se"]], fmt="*", color="C3", ms=12,
-                        label=f"final, {fin['scored']:,} tokens: {fin['kl']:.2e}")
-        ax.axhline(history.entropy, color="k", ls="--", lw=1, label=f"source entropy H(p) = {history.entropy:.4f}")
-        ax.axhline(history.floor, color="C3", lw=1.2, label=f"stream floor, block {history.config['block_size']} = {history.floor:.4f}")
-        draw_references(bx, refs)
-        bx.set_yscale("log"); bx.set_xlabel(label); ax.grid(alpha=0.3); bx.grid(alpha=0.3, which="both")
     from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
-    axes[1, 1].xaxis.set_major_formatter(EngFormatter(sep=""))  # 200k, 1.5M
-    axes[0, 0].set_ylabel("loss (nats per token)"); axes[1, 0].set_ylabel("excess: KL(Bayes || model), nats per token")
+    fig = png_figure(figsize=(11, 7.5))
+    ax, bx = fig.subplots(2, 1, sharex=True)
+    tr, va, fin, refs = history.train, history.val, history.final, history.references
+    if tr:
+        xs, ys = [r["iter"] for r in tr], np.array([r["loss"] for r in tr])
+        ax.plot(xs, ys, color="C0", alpha=0.25, lw=0.8)
+        w = max(1, len(ys) // 30)
+        ax.plot(xs[w - 1:], np.convolve(ys, np.ones(w) / w, mode="valid"), color="C0", label=f"train (mean of {w})")
+        if tr[-1]["iter"]:  # every step takes the same number of tokens: one axis, labelled twice
+            per = tr[-1]["tokens"] / tr[-1]["iter"]
+            top_axis = ax.secondary_xaxis("top", functions=(lambda s: s * per, lambda t: t / per))
+            top_axis.set_xlabel("tokens seen"); top_axis.xaxis.set_major_formatter(EngFormatter(sep=""))  # 200k, 1.5M
+    if va:
+        vx = [r["iter"] for r in va]
+        ax.errorbar(vx, [r["loss"] for r in va], yerr=[r["se"] for r in va], fmt="o-", color="C1", ms=4, capsize=2,
+                    label="validation, fixed batches (± SE)")
+        ax.plot(vx, [r["bayes"] for r in va], "x:", color="C2", label="Bayes predictor on the same batches")
+        bx.errorbar(vx, [r["kl"] for r in va], yerr=[r["kl_se"] for r in va], fmt="o-", color="C1", ms=4, capsize=2,
+                    label="model, fixed batches (± SE)")
+    if fin and tr:
+        bx.errorbar([tr[-1]["iter"]], [fin["kl"]], yerr=[fin["kl_se"]], fmt="*", color="C3", ms=12,
+                    label=f"final, {fin['scored']:,} tokens: {fin['kl']:.2e}")
+    ax.axhline(history.entropy, color="k", ls="--", lw=1, label=f"source entropy H(p) = {history.entropy:.4f}")
+    ax.axhline(history.floor, color="C3", lw=1.2, label=f"stream floor, block {history.config['block_size']} = {history.floor:.4f}")
+    draw_references(bx, refs)
+    bx.set_yscale("log"); bx.set_xlabel("step"); ax.grid(alpha=0.3); bx.grid(alpha=0.3, which="both")
+    ax.set_ylabel("loss (nats per token)"); bx.set_ylabel("excess: KL(Bayes || model),\nnats per token")
     # The frame holds the entropy, the floor (under H(p) for short sequences: their ends are predictable) and every
     # validation loss with its error bar; the first steps' training loss, far above, may leave it, so that the frame
     # stays close to the floor. From five times the floor up (a gpt2 run's first evaluations), the axis is logarithmic.
     ys = np.array([history.entropy, history.floor] + [r["bayes"] for r in va] +
                   [r["loss"] + s * r["se"] for r in va for s in (-1, 1)], float)
     lo, top = ys[np.isfinite(ys)].min(), ys[np.isfinite(ys)].max()
-    for ax in axes[0]:
-        if top > 5 * max(history.entropy, history.floor):
-            ax.set_yscale("log"); ax.set_ylim(lo / 1.03, top * 1.03)
-            ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5))); ax.yaxis.set_major_formatter("{x:g}")  # 0.5, 1, 2, 5, 10
-            ax.yaxis.set_minor_formatter(NullFormatter())
-        else: ax.set_ylim(lo - 0.03 * (top - lo) - 0.003, top + 0.03 * (top - lo) + 0.003)
+    if top > 5 * max(history.entropy, history.floor):
+        ax.set_yscale("log"); ax.set_ylim(lo / 1.03, top * 1.03)
+        ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5))); ax.yaxis.set_major_formatter("{x:g}")  # 0.5, 1, 2, 5, 10
+        ax.yaxis.set_minor_formatter(NullFormatter())
+    else: ax.set_ylim(lo - 0.03 * (top - lo) - 0.003, top + 0.03 * (top - lo) + 0.003)
     kls = [r["kl"] for r in va] + ([fin["kl"]] if fin else []) + list(refs.values())
     ups = [r["kl"] + r["kl_se"] for r in va] + ([fin["kl"] + fin["kl_se"]] if fin else []) + kls
-    for bx in axes[1]: bx.set_ylim(min([v for v in kls if v > 0] or [1e-6]) / 3, max(ups) * 3)
-    if fin:
-        axes[0, 1].annotate(f"final ({fin['scored']:,} validation tokens)\nloss {fin['loss']:.5f} +- {fin['se']:.5f}\n"
-                            f"loss - floor {fin['loss'] - history.floor:+.5f} +- {fin['se']:.5f}\n{excess_text(fin)}",
-                            xy=(0.97, 0.5), xycoords="axes fraction", ha="right", fontsize=9,
-                            bbox=dict(boxstyle="round", fc="white", ec="0.7"))
-    axes[0, 0].legend(loc="upper right", fontsize=7.5); axes[1, 0].legend(loc="upper right", fontsize=7.5)
+    bx.set_ylim(min([v for v in kls if v > 0] or [1e-6]) / 3, max(ups) * 3)
+    if fin:  # beside the data, under the legend, never over a curve
+        ax.annotate(f"final ({fin['scored']:,} validation tokens)\nloss {with_se(fin['loss'], fin['se'])}\nloss - floor "
+                    f"{with_se(fin['loss'] - history.floor, fin['se'], sign=True)}\nexcess {with_se(fin['kl'], fin['kl_se'])}",
+                    xy=(1.02, 0), xycoords="axes fraction", ha="left", va="bottom", fontsize=8.5,
+                    bbox=dict(boxstyle="round", fc="white", ec="0.7"))
+    for a in (ax, bx): a.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7.5, borderaxespad=0)
     fig.suptitle(title or f"{history.config['n_embd']}-wide, {history.config['n_layer']}-layer GPT, "
                  f"vocab {history.config['vocab']}, batch {history.config['batch_size']} x block {history.config['block_size']}")
-    fig.subplots_adjust(left=0.075, right=0.985, bottom=0.07, top=0.935, wspace=0.13, hspace=0.05)  # tight_layout would draw it once more
+    fig.subplots_adjust(left=0.08, right=0.7, bottom=0.07, top=0.88, hspace=0.06)  # tight_layout would draw it once more
     return fig
 
 # %% ../nbs/02b_evaluation.ipynb #913e9ec0
@@ -284,7 +291,7 @@ def mechanism(model, batches:list, meta:dict) -> dict:
 @draws
 def mechanism_figure(mech:dict, p:float):
     "P(end of text) against the exact posterior, P('1' | a word comes), and each head's attention to the sequence boundary."
-    fig = png_figure(figsize=(12, 3.6))
+    fig = png_figure(figsize=(13, 3.6))
     a1, a2, a3 = fig.subplots(1, 3)
     a1.plot(mech["c"], mech["p_eot_out"], ".", ms=3, color="C0", label="model, start out of view (by c)")
     a1.plot(mech["c"], mech["posterior"], color="C3", label="exact: 1/(n - c)")
@@ -296,10 +303,14 @@ def mechanism_figure(mech:dict, p:float):
     a2.axvline(p, color="C3", label=f"p = {p:.4f}")
     a2.set(xlabel="model's P('1' | a word comes next)", ylabel="positions", title=f"mean {mech['p_one'].mean():.4f}")
     a2.legend(fontsize=8)
-    for h, row in enumerate(mech["attention"]): a3.plot(mech["d"], row, ".", ms=3, label=f"head {h}")
-    a3.plot(mech["d"], mech["uniform"], color="0.5", lw=1, label="attention spread evenly")
+    on = np.nanmean(mech["attention"][:, 1:], axis=1)                  # each head's attention on it, from one token after
+    strong = iter(zip(["C3", "C0", "C2", "C1", "C4", "C5", "C6", "C8"], "ox+^vsd*"))  # boundary heads that overlap stay visible
+    for h, row in sorted(enumerate(mech["attention"]), key=lambda hr: on[hr[0]] > 0.9):  # boundary heads drawn last, on top
+        if on[h] > 0.9: a3.plot(mech["d"], row, (s := next(strong))[1], ms=5, mfc="none", color=s[0], label=f"head {h}: {on[h]:.0%} on it")
+        else: a3.plot(mech["d"], row, ".", ms=3.5, color="0.72", label="the other heads" if h == min(np.flatnonzero(~(on > 0.9))) else None)
+    a3.plot(mech["d"], mech["uniform"], color="k", ls="--", lw=1, label="attention spread evenly")
     a3.set(xscale="log", xlabel="tokens since the latest first word or end of text", ylabel="attention on those tokens",
            title="Where the heads look", ylim=(0, 1.05))
-    a3.legend(fontsize=7.5); a3.grid(alpha=0.3)
+    a3.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0); a3.grid(alpha=0.3)
     fig.tight_layout()
     return fig
