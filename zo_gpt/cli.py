@@ -8,7 +8,7 @@ __all__ = ['MAX_PROFILE_STEPS', 'GONE', 'format_sample', 'parser', 'main']
 # %% ../nbs/05_cli.ipynb #5dc0f386
 import sys
 if __name__ == "__main__" and getattr(globals().get("__spec__"), "name", "") == "zo_gpt.cli":
-    from zo_gpt.launch import run  # `python -m zo_gpt.cli` starts as `zo-gpt` does: stop signals first, then the imports
+    from zo_gpt import run  # `python -m zo_gpt.cli` starts as `zo-gpt` does: stop signals first, then the imports
     sys.exit(run())
 
 import argparse
