@@ -5,6 +5,7 @@ import json
 import os
 import pickle
 import random
+import re
 import shutil
 import signal
 import stat
@@ -80,8 +81,8 @@ def cases(w):
         (["prepare", "--out", ""], 2, "out must name a folder"),
         (["prepare", "--out", str(w / "file")], 2, "is a file, not a folder; choose another folder"),
         (["prepare", "--out", "/proc/zo_gpt"], 2, "not a writable folder"),
-        (["prepare", "--out", str(w / "huge"), "--seq-len", str(10 ** 12)], 2, "GB of memory"),
-        (["prepare", "--out", str(w / "huge"), "--n-seq", str(10 ** 11), "--seq-len", "1000"], 2, "GB of token files"),
+        (["prepare", "--out", str(w / "huge"), "--seq-len", str(10 ** 12)], 2, "TB of memory"),
+        (["prepare", "--out", str(w / "huge"), "--n-seq", str(10 ** 11), "--seq-len", "1000"], 2, "TB on disk"),
         (["prepare", "--out", str(w / "x"), "--p", "nan"], 2, "p must be a probability"),
         (["prepare", "--out", str(w / "x"), "--p", "two thirds"], 2, "not a number: 'two thirds' (see zo-gpt prepare --help)"),
         (["prepare", "--out", str(w / "x"), "--vocab", "bytes"], 2, "invalid choice: 'bytes'"),
@@ -337,13 +338,13 @@ def test_everyday_paths_tilde_a_closed_pipe_and_profile_reports(world, tmp_path)
 def test_a_full_disk_while_a_checkpoint_is_written_is_one_line(world, tmp_path, monkeypatch, capsys):
     import zo_gpt.checkpoint
     def full(obj, f, *a, **kw):
-        Path(f).write_bytes(b"x" * 10)
+        f.write(b"x" * 10)
         raise RuntimeError("[enforce fail at inline_container.cc:603] . PytorchStreamWriter failed writing file data/0: file write failed")
     monkeypatch.setattr(zo_gpt.checkpoint.torch, "save", full)
     code = main(["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=4", "--eval_interval=2", *SMALL])
     err = [l for l in capsys.readouterr().err.splitlines() if l.strip() and not l.startswith(("train:", "final evaluation:"))]
     assert code == 1 and len(err) == 1 and f"could not write {tmp_path / 'run' / 'ckpt.pt'}: PytorchStreamWriter failed" in err[0], err
-    assert "MiB free on its disk" in err[0]
+    assert re.search(r"\(\S+ [kMGT]?B free on its disk\)$", err[0]), err[0]
     assert not list((tmp_path / "run").glob(".*.tmp"))                      # the half-written file is gone
 
 
@@ -398,3 +399,14 @@ def test_a_checkpoint_is_reported_only_with_its_own_summary_and_metrics(world, t
     assert summary["run_id"] == ckpt["run_id"] and summary["final"] == ckpt["history"]["final"] and not summary["interrupted"]
     assert losses(run) == [r["loss"] for r in ckpt["history"]["train"]] == losses(world / "done")
     assert main(args + ["--resume"]) == 1                                      # now it is finished, with its own files
+
+
+def test_a_file_size_limit_while_a_checkpoint_is_written_names_the_cause(world, tmp_path):
+    "Under `ulimit -f`, torch's own message ('unexpected pos ...') hides the cause; the command names it."
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000)); from zo_gpt.cli import main; "
+            f"sys.exit(main(['train', '--data_dir={world / 'data'}', '--out_dir={tmp_path / 'run'}', '--max_iters=2', "
+            "'--eval_interval=2', '--n_embd=64', '--n_head=2', '--block_size=32', '--batch_size=4', '--final_tokens=0', '--eval_batches=1']))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    err = [l for l in r.stderr.splitlines() if l.strip() and not l.startswith(("train:", "final evaluation:"))]
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert f"could not write {tmp_path / 'run' / 'ckpt.pt'}: File too large" in err[-1], err

@@ -29,6 +29,10 @@ def run() -> int:
     hup = getattr(signal, "SIGHUP", None)
     sigs = [s for s in (signal.SIGINT, signal.SIGTERM, hup)  # one ignored from the start (nohup, `&`) stays ignored
             if s is not None and signal.getsignal(s) is not signal.SIG_IGN]
+    try: os.getcwd()
+    except FileNotFoundError:  # torch cannot even load there
+        print("zo-gpt: the current folder no longer exists; cd to another one and run the command again", file=sys.stderr)
+        return 2
     held, first = [], {s: signal.getsignal(s) for s in sigs}
     for s in sigs: signal.signal(s, lambda signum, frame: held.append(signum))  # noted, not raised inside an import
     code = None

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from .config import TrainConfig
-from .helpers import ConfigError, TrainingError, first_line, get_device
-from .folders import atomic_path, check_held, remove_stale_temps, writable_folder
+from .helpers import ConfigError, TrainingError, check_tokens_table, first_line, get_device, size_text
+from .folders import atomic_path, check_held, held_here, remove_stale_temps, writable_folder
 from .model import GPT
 
 # %% ../nbs/02c_checkpoint.ipynb #92f3b586
@@ -32,25 +32,28 @@ def claim_run_folder(
     resume:bool=False, # the run continues the one in the folder
     overwrite:bool=False, # replace the run in the folder
 ) -> Path:
-    "The run folder, made if missing, after refusing one that holds another run unless `resume` or `overwrite`."
-    out = writable_folder(cfg.out_dir, "out_dir")
-    remove_stale_temps(out, RUN_FILES)                      # left by a process killed while writing
-    present = [n for n in RUN_FILES if (out / n).exists()]
-    if present and not resume:
-        if not overwrite:
-            raise ConfigError(f"out_dir={cfg.out_dir!r} holds another run ({', '.join(present)}); {_choices(out)}")
-        for n in present: (out / n).unlink()
-    return out
+    """The run folder, made if missing, after refusing one that holds another run unless `resume` or `overwrite`; and
+    one another process holds (`fit` holds it first)."""
+    with held_here(writable_folder(cfg.out_dir, "out_dir"), "out_dir") as out:
+        remove_stale_temps(out, RUN_FILES)                      # left by a process killed while writing
+        present = [n for n in RUN_FILES if (out / n).exists()]
+        if present and not resume:
+            if not overwrite:
+                raise ConfigError(f"out_dir={cfg.out_dir!r} holds another run ({', '.join(present)}); {_choices(out)}")
+            for n in present: (out / n).unlink()
+        return out
 
 def _choices(out:Path) -> str:
     "What a user can do with a folder that holds a run: the choices that work for the run it holds."
     other = "replace it with --force (overwrite=True), or choose another folder"
     if not (out / "ckpt.pt").exists(): return f"it ended before its first checkpoint, so nothing can resume it: {other}"
+    if not (out / "ckpt.pt").is_file(): return f"its ckpt.pt is not a file, so nothing can resume it: {other}"
     if _summary(out).get("interrupted") is False: return f"it finished: {other}"
     return f"continue it with --resume (resume=True), {other}"
 
 def _summary(out:Path) -> dict:
-    "The run folder's summary.json, or {} where there is none or it is unreadable."
+    "The run folder's summary.json, or {} where there is none or it is unreadable (a pipe is never opened)."
+    if not (out / "summary.json").is_file(): return {}
     try: s = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     except (OSError, ValueError): return {}
     return s if isinstance(s, dict) else {}
@@ -58,10 +61,11 @@ def _summary(out:Path) -> dict:
 def write_checkpoint(path:str|Path, ckpt:dict) -> str:
     "Save `ckpt` (a dict with `CKPT_KEYS`) to `path` through a temporary file, so a crash never leaves half of one."
     try:
-        with atomic_path(path) as tmp: torch.save(ckpt, tmp)
-    except RuntimeError as e:  # torch reports a failed write (a full disk, say) as a RuntimeError, not an OSError
+        with atomic_path(path) as tmp, open(tmp, "wb") as f: torch.save(ckpt, f)
+    except RuntimeError as e:  # torch reports a failed write as a RuntimeError; through a Python file, the write's own error says why
+        why = e.__context__.strerror if isinstance(e.__context__, OSError) else first_line(e)
         free = shutil.disk_usage(Path(path).parent).free
-        raise TrainingError(f"could not write {path}: {first_line(e)} ({free / 2**20:,.0f} MiB free on its disk)") from None
+        raise TrainingError(f"could not write {path}: {why} ({size_text(free)} free on its disk)") from None
     return str(path)
 
 def _why_unreadable(path:Path, e:Exception) -> str:
@@ -75,12 +79,31 @@ def load_checkpoint(path:str|Path) -> dict:
     path = Path(path)
     if not path.is_file():
         if path.parent.is_file(): raise TrainingError(f"{path.parent} is a file, not a run folder")
+        if path.exists(): raise TrainingError(f"{path} is not a file (a folder, a pipe, a device): move it away")
         raise TrainingError(f"no checkpoint at {path}")
+    try: path.open("rb").close()
+    except OSError as e: raise TrainingError(f"{path} cannot be read: {e.strerror}") from None
     try: ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e: raise TrainingError(f"{path} cannot be loaded: {_why_unreadable(path, e)}") from None
     missing = [k for k in CKPT_KEYS if k not in ckpt] if isinstance(ckpt, dict) else list(CKPT_KEYS)
     if missing: raise TrainingError(f"{path} is not a zo_gpt checkpoint: it lacks {', '.join(missing)}")
+    if _damage(ckpt): raise TrainingError(f"{path} is not a zo_gpt checkpoint: {_damage(ckpt)}")
     return ckpt
+
+def _damage(ckpt:dict) -> str|None:
+    "What in a loaded checkpoint is not as zo_gpt writes it, in a few words; None if nothing is."
+    kinds = {"model": dict, "optimizer": dict, "config": dict, "iter": int, "tokens": int, "rng": dict, "history": dict,
+             "tokens_table": list, "data_hash": str}
+    for k, kind in kinds.items():
+        if not isinstance(ckpt[k], kind): return f"its {k} is {type(ckpt[k]).__name__}, not {kind.__name__}"
+    if not all(isinstance(ckpt["rng"].get(k), torch.Tensor) for k in ("torch", "batches")): return "its rng lacks a random state"
+    h = ckpt["history"]
+    if not all(isinstance(h.get(k), list) for k in ("train", "val")): return "its history lacks steps or evaluations"
+    number = lambda r, k: isinstance(r, dict) and isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool)
+    if not all(number(r, "iter") and number(r, "loss") for r in h["train"] + h["val"]) or not all(number(r, "kl") for r in h["val"]):
+        return "its history holds a step or an evaluation without its numbers"
+    try: check_tokens_table(ckpt["tokens_table"])
+    except ConfigError as e: return str(e)
 
 def config_differences(old:dict, cfg:TrainConfig) -> dict:
     "{key: (checkpoint, now)} where a checkpoint's config and `cfg` differ; a setting it predates counts as its default."
@@ -104,7 +127,7 @@ def load_model(run_dir:str|Path, device=None) -> tuple[GPT, dict]:
     except (ConfigError, TypeError, AttributeError) as e: raise TrainingError(f"{path} holds an unusable configuration: {e}") from None
     model = GPT(cfg.model_config())
     load_weights(model, ckpt, path)
-    return model.to(device or get_device()).eval(), ckpt
+    return model.to(get_device(device or "auto")).eval(), ckpt
 
 # %% ../nbs/02c_checkpoint.ipynb #508ca50e
 def _rng_state(gen:torch.Generator) -> dict:
@@ -143,10 +166,13 @@ def restore(state, path:Path):
         raise TrainingError(f"the run in {path.parent} finished at step {ckpt['iter']} of {cfg.max_iters}: there is "
                             "nothing to resume (its results are in summary.json and metrics.jsonl)")
     load_weights(state.model, ckpt, path)
-    state.optimizer.load_state_dict(ckpt["optimizer"])
+    try:
+        state.optimizer.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        state.gen.set_state(ckpt["rng"]["batches"])
+    except (RuntimeError, KeyError, TypeError, ValueError, IndexError) as e:
+        raise TrainingError(f"the optimizer or random state in {path} does not fit this run ({first_line(e)[:120]})") from None
     state.iter, state.tokens = ckpt["iter"], ckpt["tokens"]
-    torch.set_rng_state(ckpt["rng"]["torch"])
-    state.gen.set_state(ckpt["rng"]["batches"])
     if "cuda" in ckpt["rng"] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
     state.history.train, state.history.val = ckpt["history"]["train"], ckpt["history"]["val"]
     state.history.final = ckpt["history"].get("final")  # a finished run resumed for its missing files: nothing runs
@@ -154,6 +180,13 @@ def restore(state, path:Path):
 
 def _results_of(out:Path, ckpt:dict) -> bool:
     "Whether the run folder's summary.json and loss.png were written by the run of checkpoint `ckpt`, finished."
-    s = _summary(out)
-    return ((out / "loss.png").exists() and (out / "metrics.jsonl").exists() and s.get("interrupted") is False and s.get("run_id") == ckpt.get("run_id")
-            and s.get("iters") == len(ckpt["history"]["train"]) and s.get("final") == ckpt["history"].get("final"))
+    s, h = _summary(out), ckpt["history"]
+    return ((out / "loss.png").is_file() and s.get("interrupted") is False and s.get("run_id") == ckpt.get("run_id")
+            and s.get("iters") == len(h["train"]) and s.get("final") == h.get("final")
+            and _lines(out / "metrics.jsonl") == len(h["train"]) + len(h["val"]) + bool(h.get("final")))
+
+def _lines(path:Path) -> int|None:
+    "How many records `path` (a metrics.jsonl) holds, or None if it is not a file of JSON records."
+    if not path.is_file(): return None
+    try: return sum(isinstance(json.loads(l), dict) for l in path.read_text(encoding="utf-8").splitlines())
+    except (OSError, ValueError): return None

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .helpers import (DTYPE_NAMES, ConfigError, DatasetError, TrainingError, check_positive, check_seed, free_memory,
-                            read_meta)
+                            read_meta, size_text)
 from .folders import check_folder, folder_lock
 from .data import check_flag
 from .tokens import VOCABS, DataConfig, Dataset, load_dataset, prepare
@@ -208,22 +208,25 @@ def open_dataset(
             raise DatasetError(f"data_dir={cfg.data_dir!r} does not exist; make a dataset there with `zo-gpt prepare --out "
                                f"{cfg.data_dir} --vocab {cfg.vocab}`, or leave data_dir out to "
                                + (unset or f"use {Path(f'data/zero_one-{cfg.vocab}')}"))
-        if cfg.data_dir and not make:
+        if cfg.data_dir and not make:   # token files without meta.json: an interrupted prepare, which --force replaces
+            force = " --force" if any((path / n).exists() for n in ("train.bin", "val.bin")) else ""
             raise DatasetError(f"data_dir={cfg.data_dir!r} holds no dataset (no meta.json); make one with "
-                               f"`zo-gpt prepare --out {cfg.data_dir} --vocab {cfg.vocab}`")
+                               f"`zo-gpt prepare --out {cfg.data_dir} --vocab {cfg.vocab}{force}`")
         print(f"making the default {cfg.vocab} dataset in {path} (first use)")
         prepare(DataConfig(vocab=cfg.vocab), path, verbose=False)
     return load_dataset(path)
 
-def held_dataset(cfg:TrainConfig, data:Dataset|None, reading:contextlib.ExitStack) -> Dataset:
-    "The run's dataset, held for reading while `reading` lasts: no `prepare` replaces it under the run, nor the run reads one being made."
+def held_dataset(cfg:TrainConfig, data:Dataset|None, reading:contextlib.ExitStack, make:bool=False, unset:str|None=None) -> Dataset:
+    """The run's dataset (`open_dataset(cfg, make, unset)` unless given), held for reading while `reading` lasts: no
+    `prepare` replaces it under the run, nor the run reads one being made."""
     path = data.path if data is not None else cfg.dataset
+    if data is not None and not Path(path).is_dir(): raise DatasetError(f"the dataset's folder {path} no longer exists")
     def hold():
         if Path(path).resolve() != Path(cfg.out_dir).resolve():   # a run folder that is its dataset's folder is held already
             reading.enter_context(folder_lock(path, "data_dir", shared=True))
     held = Path(path).is_dir()
     if held: hold()                                 # before opening: a prepare still writing it is named, not missed
-    data = data or open_dataset(cfg)
+    data = data or open_dataset(cfg, make, unset)
     if not held:                                   # the default dataset, made just now
         hold()
         if read_meta(data.path)["content_hash"] != data.meta["content_hash"]:
@@ -246,12 +249,12 @@ def check_data(cfg:TrainConfig, data:Dataset):
     params = (cfg.vocab_size + cfg.block_size) * cfg.n_embd + 12 * cfg.n_layer * cfg.n_embd ** 2  # at least: embeddings, blocks
     if free and 16 * params > free:  # float32 weights, gradients and AdamW's two moments: 16 bytes a parameter
         raise ConfigError(f"n_layer={cfg.n_layer:,}, n_embd={cfg.n_embd:,} make a model of about {params:,} parameters: "
-                          f"{16 * params / 1e9:,.1f} GB for the weights, gradients and AdamW's two moments (float32); "
-                          f"{free / 1e9:,.1f} GB of memory is free")
+                          f"{size_text(16 * params)} for the weights, gradients and AdamW's two moments (float32); "
+                          f"{size_text(free)} of memory is free")
     need = 16 * cfg.eval_batches * cfg.batch_size * cfg.block_size  # the fixed batches: inputs and targets, int64
     if free and need > free / 2:
-        raise ConfigError(f"eval_batches={cfg.eval_batches:,} would hold {need / 1e9:,.1f} GB of fixed validation batches "
-                          f"of batch_size={cfg.batch_size:,} x block_size={cfg.block_size:,} tokens; {free / 1e9:,.1f} GB "
+        raise ConfigError(f"eval_batches={cfg.eval_batches:,} would hold {size_text(need)} of fixed validation batches "
+                          f"of batch_size={cfg.batch_size:,} x block_size={cfg.block_size:,} tokens; {size_text(free)} "
                           "of memory is free")
 
 def fixed_batches(data:np.ndarray, cfg:TrainConfig, device:"torch.device") -> list:

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .helpers import ConfigError, check_positive, check_prob, check_seed, free_memory
+from .helpers import ConfigError, check_positive, check_prob, check_seed, free_memory, size_text
 
 # %% ../nbs/00_data.ipynb #4b5eccbe
 def check_memory(what:str, nbytes:int):
     "A `ConfigError` naming `what` if it needs more than the memory free now: raised before anything is allocated."
     free = free_memory()
     if free and nbytes > free:
-        raise ConfigError(f"{what} needs about {nbytes / 1e9:,.1f} GB of memory; {free / 1e9:,.1f} GB is free")
+        raise ConfigError(f"{what} needs about {size_text(nbytes)} of memory; {size_text(free)} is free")
 
 def check_flag(name:str, value) -> bool:
     "`value` as a bool, or a `ConfigError` naming `name` unless it is True or False: to Python the text 'no' is true."

@@ -188,8 +188,8 @@ def draw_references(ax, refs:dict):
 def loss_figure(history:History, title:str|None=None):
     "Top: the loss against steps (tokens seen on the top axis), with the floor. Bottom: the excess over the Bayes predictor, on a log axis."
     if not isinstance(history, History): raise ConfigError(f"history must be a History (from fit), got {type(history).__name__}")
+    fig = png_figure(figsize=(11, 7.5))  # first: it imports matplotlib, whatever MPLBACKEND says
     from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
-    fig = png_figure(figsize=(11, 7.5))
     ax, bx = fig.subplots(2, 1, sharex=True)
     tr, va, fin, refs = history.train, history.val, history.final, history.references
     if tr:

@@ -23,7 +23,8 @@ from torch.nn import functional as F
 
 from .checkpoint import load_model
 from .figures import draws, png_figure
-from .helpers import ConfigError
+from .data import check_flag
+from .helpers import ConfigError, check_tokens_table, first_line
 from .folders import folder_lock
 from .model import GPT, GPTConfig
 
@@ -92,13 +93,9 @@ class LogitsModel:
 # %% ../nbs/04b_export.ipynb #7c7b0bee
 def table_vocab(tokens_table:list, vocab_size:int) -> str:
     "'gpt2' or 'compact': the vocabulary of a checkpoint's `tokens_table`, checked against the model's `vocab_size`."
-    try: vocab = next(v for v in ("compact", "gpt2") if all(t["id"] == t[f"{v}_id"] for t in tokens_table))
-    except (StopIteration, KeyError, TypeError):
-        raise ConfigError("tokens_table must be a checkpoint's table of its five tokens (ckpt['tokens_table'])") from None
-    top = max(t["id"] for t in tokens_table)
-    if top >= vocab_size:
-        raise ConfigError(f"the {vocab} vocabulary has ids up to {top:,}; the model has only {vocab_size:,} rows in its head")
-    return vocab
+    check_tokens_table(tokens_table, vocab_size)
+    try: return next(v for v in ("compact", "gpt2") if all(t["id"] == t.get(f"{v}_id") for t in tokens_table))
+    except StopIteration: raise ConfigError("tokens_table's ids are neither GPT-2's nor the compact ones") from None
 
 TOKENIZE = {  # how to tokenize, by vocabulary: the README's text and a program that runs as it is
     "gpt2": '''Text goes through GPT-2's own tokenizer: tiktoken's `gpt2` encoding, or transformers' `GPT2TokenizerFast`
@@ -155,6 +152,7 @@ EXPORT_FILES = ("config.json", "generation_config.json", "model.safetensors", "t
 
 def is_export(folder:Path) -> bool:
     "Whether `folder` holds an export's `tokens.json`: a list of tokens, each with its id, text and kind."
+    if not (folder / "tokens.json").is_file(): return False   # a pipe is never opened
     try: table = json.loads((folder / "tokens.json").read_text())
     except (OSError, ValueError): return False
     return isinstance(table, list) and all(isinstance(t, dict) and {"id", "text", "kind"} <= set(t) for t in table)
@@ -167,6 +165,7 @@ def write_hf(
 ) -> Path:
     "Write `model` to `out` as transformers' GPT-2 (`config.json`, `model.safetensors`), with `tokens.json` and a README.md."
     check_exportable(model)
+    force = check_flag("force", force)
     vocab = table_vocab(tokens_table, model.config.vocab_size)
     hf = to_hf(model, next(t["id"] for t in tokens_table if t["kind"] == "end of text"))
     with folder_lock(out, "out") as folder:
@@ -180,7 +179,11 @@ def write_hf(
                               "tokens.json of one); choose another folder")
         for stale in folder.glob(".zo_gpt-export-*"): shutil.rmtree(stale, ignore_errors=True)  # left by a killed export
         with tempfile.TemporaryDirectory(dir=folder, prefix=".zo_gpt-export-") as tmp:  # each file appears whole, or not at all
-            with no_progress_bars(): hf.save_pretrained(tmp)
+            try:
+                with no_progress_bars(): hf.save_pretrained(tmp)
+            except Exception as e:   # safetensors' own error for a full disk is no OSError
+                if isinstance(e, OSError): raise OSError(e.errno, e.strerror, str(folder / "model.safetensors")) from None
+                raise OSError(f"could not write {folder / 'model.safetensors'}: {first_line(e)}") from None
             table = [{k: t[k] for k in ("id", "text", "kind")} for t in tokens_table]
             (Path(tmp) / "tokens.json").write_text(json.dumps(table, indent=1) + "\n")
             (Path(tmp) / "README.md").write_text(readme_text(model.config, vocab, table, str(out)), encoding="utf-8", errors="replace")
@@ -190,6 +193,9 @@ def write_hf(
 
 def export_run(run_dir:str|Path, out:str|Path, force:bool=False) -> Path:
     "Export the model of the checkpoint in `run_dir` to the folder `out` (see `write_hf`)."
+    if not isinstance(out, (str, os.PathLike)) or not str(out).strip():   # before the work of loading
+        raise ConfigError(f"out must name a folder, got {out!r}")
+    force = check_flag("force", force)
     model, ckpt = load_model(run_dir, device="cpu")
     return write_hf(model, out, ckpt["tokens_table"], force)
 

@@ -8,6 +8,8 @@ __all__ = ['DRAWING', 'draws', 'png_figure', 'Renderer']
 # %% ../nbs/00a_figures.ipynb #30140760
 import functools
 import io
+import os
+import sys
 import threading
 import time
 
@@ -24,7 +26,13 @@ def draws(make_figure):
 @functools.cache
 def _figure_class():
     "matplotlib's Figure, laid out and rendered under `DRAWING`, shown as PNG in notebooks; made when first used."
-    from matplotlib.figure import Figure
+    try: from matplotlib.figure import Figure
+    except ValueError:  # MPLBACKEND names no backend matplotlib knows: these figures use none, so it is left out
+        for name in [m for m in sys.modules if m.split(".")[0] == "matplotlib"]: del sys.modules[name]  # the half-made import
+        backend = os.environ.pop("MPLBACKEND", None)
+        try: from matplotlib.figure import Figure
+        finally:
+            if backend is not None: os.environ["MPLBACKEND"] = backend
     class PngFigure(Figure):
         def draw(self, renderer):
             with DRAWING: return super().draw(renderer)

@@ -5,14 +5,15 @@
 # %% auto #0
 __all__ = ['JOIN_SECONDS', 'DTYPE_NAMES', 'SEED_MAX', 'DATASET_FORMAT', 'META_KEYS', 'get_device', 'environment', 'stop_signals',
            'processes', 'gather_checksums', 'UserError', 'ConfigError', 'TrainingError', 'first_line', 'check_positive',
-           'check_prob', 'check_seed', 'free_memory', 'DatasetError', 'file_sha256', 'meta_hash', 'check_meta_hash',
-           'read_meta', 'check_files']
+           'check_prob', 'check_seed', 'check_tokens_table', 'free_memory', 'DatasetError', 'file_sha256', 'meta_hash',
+           'size_text', 'remake', 'check_meta_hash', 'read_meta', 'check_files']
 
 # %% ../nbs/00_core.ipynb #a1000003
 import hashlib
 import json
 import os
 import re
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -142,6 +143,19 @@ def check_seed(value) -> int:
         raise ConfigError(f"seed must be an integer from 0 to {SEED_MAX:,}, got {value!r}")
     return int(value)
 
+def check_tokens_table(table, vocab_size:int|None=None) -> list:
+    """`table` if it is a checkpoint's table of its tokens (`ckpt["tokens_table"]`: each an id, a text and a kind, one
+    the end of text) whose ids are below `vocab_size`; else a `ConfigError`."""
+    fields = {"id": int, "text": str, "kind": str}
+    if not (isinstance(table, list) and table and all(isinstance(t, dict) and all(isinstance(t.get(k), c) for k, c in fields.items())
+                                                      for t in table) and any(t["kind"] == "end of text" for t in table)):
+        raise ConfigError(f"tokens_table must be a checkpoint's table of its tokens (ckpt['tokens_table']), got {str(table)[:60]}")
+    top = max(t["id"] for t in table)
+    if vocab_size is not None and not 0 <= min(t["id"] for t in table) <= top < vocab_size:
+        raise ConfigError(f"tokens_table has ids up to {top:,}; the model has only {vocab_size:,} rows in its head (a table of "
+                          "another vocabulary?)")
+    return table
+
 def free_memory() -> int|None:
     "Bytes of memory free now, where the system says; else None."
     try: return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -165,9 +179,23 @@ def meta_hash(meta:dict) -> str:
     kept = {k: v for k, v in meta.items() if k not in ("content_hash", "versions")}
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()
 
+def size_text(nbytes:float) -> str:
+    "A size in bytes as a reader says it: three figures and a unit (kB, MB, GB, TB: powers of 1000)."
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= scale: return f"{nbytes / scale:.3g} {unit}"
+    return f"{nbytes:,.0f} bytes"
+
+def remake(path, meta=None) -> str:
+    "The advice that makes the dataset in `path` again: a command with the arguments its `meta` records, where it can."
+    c, names = meta.get("config") if isinstance(meta, dict) else None, ("vocab", "n_seq", "seq_len", "p", "seed", "val_frac")
+    if not (isinstance(c, dict) and set(names) <= set(c)):
+        return f"make the dataset again with `zo-gpt prepare --out {shlex.quote(str(path))} --force` and the arguments it was made with"
+    args = " ".join(f"--{n.replace('_', '-')} {c[n]}" for n in names)
+    return f"make the dataset again with `zo-gpt prepare --out {shlex.quote(str(path))} {args} --force`"
+
 def check_meta_hash(path, meta:dict):
     "A `DatasetError` unless `meta` is as `prepare` wrote it: this format, and nothing in it changed since."
-    again = f"make the dataset again with `zo-gpt prepare --out {path} --force`"
+    again = remake(path, meta)
     if meta.get("format") != DATASET_FORMAT:
         raise DatasetError(f"{path} was made by another version of zo_gpt (format {meta.get('format')!r}); {again}")
     if meta.get("content_hash") != meta_hash(meta):
@@ -179,15 +207,15 @@ META_KEYS = ("format", "config", "vocab", "vocab_size", "eot_id", "tokens", "fil
 def read_meta(path) -> dict:
     "The parsed meta.json of dataset folder `path`, checked for the keys zo_gpt needs, or a `DatasetError`."
     f = Path(path) / "meta.json"
-    if f.is_dir(): raise DatasetError(f"{f} is a folder, not a file; make the dataset again with `zo-gpt prepare --out {path} --force`")
+    if f.exists() and not f.is_file(): raise DatasetError(f"{f} is not a file (a folder, a pipe, a device); {remake(path)}")
     if not f.is_file(): raise DatasetError(f"{path} holds no dataset: {f} is missing (make one with `zo-gpt prepare --out {path}`)")
     try: meta = json.loads(f.read_text())
-    except (OSError, ValueError) as e:
-        raise DatasetError(f"{f} is unreadable or not valid JSON ({e}); make the dataset again with --force") from e
+    except OSError as e: raise DatasetError(f"{f} cannot be read: {e.strerror}") from None
+    except ValueError as e: raise DatasetError(f"{f} is not valid JSON ({e}); {remake(path)}") from None
     missing = [k for k in META_KEYS if k not in meta] if isinstance(meta, dict) else list(META_KEYS)
     if missing or not isinstance(meta.get("files"), dict) or not isinstance(meta.get("config"), dict):
         raise DatasetError(f"{f} is not a zo_gpt dataset description (missing or malformed: {', '.join(missing) or 'files/config'}); "
-                           f"make the dataset again with `zo-gpt prepare --out {path} --force`")
+                           f"{remake(path, meta)}")
     return meta
 
 def check_files(path, meta:dict, hashes:bool=True):
@@ -195,10 +223,10 @@ def check_files(path, meta:dict, hashes:bool=True):
     path = Path(path)
     for name, rec in meta["files"].items():
         f = path / name
-        if not f.is_file(): raise DatasetError(f"{f} is missing; make the dataset again with `zo-gpt prepare --force`")
+        if f.exists() and not f.is_file(): raise DatasetError(f"{f} is not a file (a folder, a pipe, a device); {remake(path, meta)}")
+        if not f.is_file(): raise DatasetError(f"{f} is missing; {remake(path, meta)}")
         size = f.stat().st_size
         if size != rec["bytes"]:
-            raise DatasetError(f"{f} is truncated or corrupt: {size:,} bytes, meta.json says {rec['bytes']:,}; "
-                               "make the dataset again with `zo-gpt prepare --force`")
+            raise DatasetError(f"{f} is truncated or corrupt: {size:,} bytes, meta.json says {rec['bytes']:,}; {remake(path, meta)}")
         if hashes and file_sha256(f) != rec["sha256"]:
-            raise DatasetError(f"{f} is corrupt: its SHA-256 differs from meta.json's; make the dataset again with `zo-gpt prepare --force`")
+            raise DatasetError(f"{f} is corrupt: its SHA-256 differs from meta.json's; {remake(path, meta)}")

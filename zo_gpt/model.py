@@ -20,7 +20,7 @@ from torch.autograd.profiler import record_function
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from .helpers import DTYPE_NAMES, ConfigError, check_positive, check_seed
+from .helpers import DTYPE_NAMES, ConfigError, check_positive, check_seed, check_tokens_table
 
 # %% ../nbs/02_model.ipynb #f4489db9
 DTYPES = dict(zip(DTYPE_NAMES, (torch.float32, torch.bfloat16, torch.float16)))
@@ -247,12 +247,12 @@ class GPT(nn.Module):
 SAMPLE_PIECE = 256  # tokens per `generate` call while sampling
 MAX_SAMPLE_TOKENS = 1_000_000  # a sample that long takes minutes on a CPU; its text, megabytes
 
-def sample_text(model:GPT, tokens_table:list, n_tokens:int=1000, seed:int=0, device=None, verbose:bool=False) -> tuple[str, float, int]:
+def sample_text(model:GPT, tokens_table:list, n_tokens:int=1000, seed:int=0, verbose:bool=False) -> tuple[str, float, int]:
     "Sample `n_tokens` after an end-of-text token; returns the text, the fraction of '1' words and the word count."
     check_positive("n_tokens", n_tokens); check_seed(seed)
     if n_tokens > MAX_SAMPLE_TOKENS: raise ConfigError(f"n_tokens must be at most {MAX_SAMPLE_TOKENS:,}, got {n_tokens:,}")
-    device = device or next(model.parameters()).device
-    text_of = {t["id"]: t["text"] for t in tokens_table}
+    device = next(model.parameters()).device   # where the model is: load_model(..., device=) chooses it
+    text_of = {t["id"]: t["text"] for t in check_tokens_table(tokens_table, model.config.vocab_size)}
     eot = next(t["id"] for t in tokens_table if t["kind"] == "end of text")
     g = torch.Generator(device=device).manual_seed(seed)
     was, ids, ctx = model.training, [], torch.tensor([[eot]], device=device)

@@ -8,10 +8,13 @@ __all__ = ['GPU_PEAKS', 'REPORT_FILES', 'profile_config', 'ProfileResult', 'meas
            'memory_table', 'write_report']
 
 # %% ../nbs/04_profile.ipynb #515e57be
+import contextlib
 import csv
 import json
 import resource
+import shutil
 import sys
+import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -21,8 +24,9 @@ import torch
 from torch.profiler import ProfilerActivity, profile, schedule
 
 from .helpers import check_positive, get_device
+from .folders import atomic_path, writable_folder
 from .model import flops_per_token, precision
-from .config import TrainConfig, check_data, make_config, open_dataset, read_overrides
+from .config import TrainConfig, check_data, held_dataset, make_config, read_overrides
 from .figures import draws, png_figure
 from .train import State, new_run, read_back, take_step
 from .accounting import CATEGORIES, PHASES, account, event_table, kineto_links, memory_by_phase, quiet_profiler
@@ -106,13 +110,19 @@ def profile_steps(
     wait:int=1, # skipped steps
     trace:str|Path|None=None, # write a Chrome/Perfetto trace here
     table:str|Path|None=None, # write the steps' `event_table` (JSON) here, to replay with `account`
-    data=None, # dataset; by default `open_dataset(cfg, make)`
+    data=None, # dataset; by default `open_dataset(cfg, make)`, held as `fit` holds it
     make:bool=False, # make the default dataset in `cfg.data_dir` if that folder holds none
 ) -> ProfileResult:
     "Profile `active` steps of a run of `cfg`, taken as `fit` takes them; sort their time into categories and parts."
     active, warmup = check_positive("active", active), max(0, int(warmup))
+    for name, path in (("trace", trace), ("table", table)):  # before the work: a folder that cannot be written
+        if path is not None: writable_folder(Path(path).parent, name)
     device = get_device(cfg.device)
-    data = data or open_dataset(cfg, make, unset="have `zo-gpt profile` make one in its --out folder")
+    with contextlib.ExitStack() as reading:   # the dataset held as `fit` holds it: no prepare replaces it meanwhile
+        data = held_dataset(cfg, data, reading, make, unset="have `zo-gpt profile` make one in its --out folder")
+        return _profiled(cfg, data, device, active, warmup, wait, trace, table)
+
+def _profiled(cfg, data, device, active, warmup, wait, trace, table) -> ProfileResult:
     check_data(cfg, data)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
@@ -125,15 +135,16 @@ def profile_steps(
         sync()
         step_ms = (time.perf_counter() - t0) / active * 1e3
         plan = schedule(wait=wait, warmup=warmup, active=active)
-        with quiet_profiler(), profile(activities=activities, schedule=plan, profile_memory=True) as prof:
+        with _interrupt_wins(), quiet_profiler(), profile(activities=activities, schedule=plan, profile_memory=True) as prof:
             for _ in range(wait + warmup + active):
                 take_step(state)
                 prof.step()
         phase_peaks = _cuda_phase_peaks(state) if device.type == "cuda" else {}
     read_back(state)   # the steps whose losses are still on the device
     if trace:
-        Path(trace).parent.mkdir(parents=True, exist_ok=True)
-        prof.export_chrome_trace(str(trace))
+        with tempfile.TemporaryDirectory() as tmp:  # torch's C++ takes only a path it can encode; Python moves it where asked
+            prof.export_chrome_trace(f"{tmp}/trace.json")
+            with atomic_path(trace) as out: shutil.move(f"{tmp}/trace.json", out)
 
     everything = list(prof.events())
     links = kineto_links(prof) if everything and not hasattr(everything[0], "linked_correlation_id") else None
@@ -141,8 +152,7 @@ def profile_steps(
     if device.type == "cuda" and steps_table["device"] != "cuda":
         warnings.warn("the profiler recorded no GPU kernels; start Python with KINETO_LOG_LEVEL=3 to see its errors")
     if table:
-        Path(table).parent.mkdir(parents=True, exist_ok=True)
-        Path(table).write_text(json.dumps(steps_table))
+        with atomic_path(table) as out: out.write_text(json.dumps(steps_table))
     acc = account(steps_table)
     fl = flops_per_token(cfg.model_config())
     tokens = cfg.batch_size * cfg.block_size * cfg.grad_accum
@@ -156,6 +166,14 @@ def profile_steps(
                          components, flops_per_step, flops_per_step / (step_ms / 1e3), peak, source, memory,
                          acc["launch_bound"], str(trace) if trace else None, str(table) if table else None,
                          [r["loss"] for r in state.history.train])
+
+@contextlib.contextmanager
+def _interrupt_wins():
+    "A Ctrl-C inside torch.profiler stays a Ctrl-C: the profiler's own clean-up fails on it with an error of its own."
+    try: yield
+    except Exception as e:
+        if isinstance(e.__context__, KeyboardInterrupt): raise KeyboardInterrupt from None
+        raise
 
 def _device_words(device:torch.device) -> str:
     if device.type == "cuda": return torch.cuda.get_device_name(device)

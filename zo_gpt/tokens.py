@@ -24,7 +24,7 @@ from tqdm import tqdm
 from . import __version__
 from .data import PIECES, as_text, check_flag, check_memory, check_words, entropy, iter_words, stream_floor
 from .helpers import (DATASET_FORMAT, ConfigError, DatasetError, check_files, check_meta_hash, check_positive,
-                            check_prob, check_seed, free_memory, meta_hash, read_meta, UserError)
+                            check_prob, check_seed, free_memory, meta_hash, read_meta, size_text, UserError)
 from .folders import atomic_path, check_folder, folder_lock, remove_stale_temps
 
 # %% ../nbs/01_tokenizer.ipynb #9b17e7c8
@@ -226,14 +226,14 @@ def _check_room(cfg:DataConfig, out:Path):
     chunk = max(1, (1 << 20) // n_tok) * n_tok * 16                  # bytes of one chunk's arrays, generous
     free_mem = free_memory()
     if free_mem and chunk > free_mem:
-        raise ConfigError(f"seq_len={cfg.seq_len:,} needs about {chunk / 1e9:,.1f} GB of memory to generate one sequence; "
-                          f"{free_mem / 1e9:,.1f} GB is free")
-    disk = cfg.n_seq * n_tok * 2
+        raise ConfigError(f"seq_len={cfg.seq_len:,} needs about {size_text(chunk)} of memory to generate one sequence; "
+                          f"{size_text(free_mem)} is free")
+    disk = cfg.n_seq * n_tok * 2 + (1 << 16)                          # the token files, meta.json and the folder
     base = next((p for p in (out, *out.parents) if p.exists()), Path("."))
     free_disk = shutil.disk_usage(base).free
     if disk > free_disk:
-        raise ConfigError(f"n_seq={cfg.n_seq:,} x seq_len={cfg.seq_len:,} makes {disk / 1e9:,.1f} GB of token files; "
-                          f"{free_disk / 1e9:,.1f} GB is free at {base}")
+        raise ConfigError(f"the dataset ({cfg.n_seq:,} sequences of {cfg.seq_len:,} words) needs {size_text(disk)} on disk; "
+                          f"{size_text(free_disk)} is free at {base}")
 
 # %% ../nbs/01_tokenizer.ipynb #c8073abf
 @dataclass
