@@ -70,6 +70,15 @@ def world(tmp_path_factory, tiny_data, tiny_gpt2_data, finished_run):
     (w / "ck_mismatch").mkdir()
     c = torch.load(w / "done" / "ckpt.pt", weights_only=True); c["config"]["n_embd"] = 64
     torch.save(c, w / "ck_mismatch" / "ckpt.pt")
+    good = torch.load(w / "done" / "ckpt.pt", weights_only=True)
+    for name, key, value in (("ck_iter", "iter", "7"), ("ck_rng", "rng", {}), ("ck_config", "config", "abc"),
+                             ("ck_history", "history", {"train": [{"iter": 1}], "val": []}), ("ck_table", "tokens_table", []),
+                             ("ck_table_keys", "tokens_table", [{"id": 0}])):
+        shutil.copytree(w / "done", w / name)                            # a whole run whose checkpoint has one bad value
+        torch.save({**good, key: value}, w / name / "ckpt.pt")
+    for name, file in (("fifo_ckpt", "ckpt.pt"), ("fifo_summary", "summary.json")):
+        shutil.copytree(w / "done", w / name); (w / name / file).unlink(); os.mkfifo(w / name / file)   # never opened: no hang
+    damaged("no_meta", lambda d: (d / "meta.json").unlink())             # an interrupted prepare: token files, no meta.json
     return w
 
 
@@ -130,7 +139,7 @@ def cases(w):
         (["train", f"--data_dir={w / 'meta_vocab'}", f"--out_dir={w / 'r12'}", *SMALL], 1, "was changed after the dataset was made"),
         (["train", f"--data_dir={w / 'meta_old'}", f"--out_dir={w / 'r13'}", *SMALL], 1, "made by another version of zo_gpt"),
         (["train", f"--data_dir={w / 'meta_empty'}", f"--out_dir={w / 'r7'}", *SMALL], 1, "not a zo_gpt dataset description"),
-        (["train", f"--data_dir={w / 'meta_dir'}", f"--out_dir={w / 'r8'}", *SMALL], 1, "is a folder, not a file"),
+        (["train", f"--data_dir={w / 'meta_dir'}", f"--out_dir={w / 'r8'}", *SMALL], 1, "meta.json is not a file (a folder, a pipe, a device)"),
         (["train", f"--data_dir={w / 'short_bin'}", f"--out_dir={w / 'r9'}", *SMALL], 1, "truncated or corrupt"),
         # run folders and checkpoints
         (run("done", "--resume"), 1, "finished at step 4 of 4: there is nothing to resume"),
@@ -147,11 +156,24 @@ def cases(w):
         (run("ck_pickle", "--resume"), 1, "objects other than tensors"),
         (run("ck_raw_pickle", "--resume"), 1, "cannot be loaded"),
         (run("ck_keys", "--resume"), 1, "is not a zo_gpt checkpoint: it lacks optimizer"),
+        (run("ck_iter", "--resume"), 1, "is not a zo_gpt checkpoint: its iter is str, not int"),
+        (run("ck_rng", "--resume"), 1, "is not a zo_gpt checkpoint: its rng lacks a random state"),
+        (run("ck_config", "--resume"), 1, "is not a zo_gpt checkpoint: its config is str, not dict"),
+        (run("ck_history", "--resume"), 1, "its history holds a step or an evaluation without its numbers"),
+        (run("fifo_ckpt"), 2, "its ckpt.pt is not a file, so nothing can resume it: replace it with --force"),
+        (run("fifo_ckpt", "--resume"), 1, "ckpt.pt is not a file (a folder, a pipe, a device)"),
+        (run("fifo_summary"), 2, "holds another run"),
+        (["train", f"--data_dir={w / 'no_meta'}", f"--out_dir={w / 'r14'}", *SMALL], 1, "--vocab compact --force`"),
+        (["train", f"--data_dir={w / 'short_bin'}", f"--out_dir={w / 'r15'}", *SMALL], 1,
+         "--vocab compact --n-seq 200 --seq-len 60 --p 0.6666666666666666 --seed 1337 --val-frac 0.1 --force`"),
         (run("boom", "--lr=1e9", "--eval_interval=1"), 1, "at iteration"),
         # sample and profile
         (["sample", "--run", str(w / "nowhere")], 1, "no checkpoint at"),
         (["sample", "--run", str(w / "ck_pickle")], 1, "objects other than tensors"),
         (["sample", "--run", str(w / "ck_mismatch")], 1, "do not fit its configuration"),
+        (["sample", "--run", str(w / "ck_table")], 1, "tokens_table must be a checkpoint's table of its tokens"),
+        (["sample", "--run", str(w / "ck_table_keys")], 1, "tokens_table must be a checkpoint's table of its tokens"),
+        (["export", str(w / "ck_table"), str(w / "x_export")], 1, "tokens_table must be a checkpoint's table of its tokens"),
         (["sample", "--run", str(w / "done"), "--tokens", "0"], 2, "n_tokens must be a positive integer"),
         (["sample", "--run", str(w / "done"), "--tokens", str(10 ** 12)], 2, "n_tokens must be at most 1,000,000"),
         (["sample", "--run", str(w / "file")], 1, "is a file, not a run folder"),
@@ -338,7 +360,7 @@ def test_everyday_paths_tilde_a_closed_pipe_and_profile_reports(world, tmp_path)
 def test_a_full_disk_while_a_checkpoint_is_written_is_one_line(world, tmp_path, monkeypatch, capsys):
     import zo_gpt.checkpoint
     def full(obj, f, *a, **kw):
-        f.write(b"x" * 10)
+        Path(f).write_bytes(b"x" * 10)
         raise RuntimeError("[enforce fail at inline_container.cc:603] . PytorchStreamWriter failed writing file data/0: file write failed")
     monkeypatch.setattr(zo_gpt.checkpoint.torch, "save", full)
     code = main(["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=4", "--eval_interval=2", *SMALL])
@@ -402,11 +424,11 @@ def test_a_checkpoint_is_reported_only_with_its_own_summary_and_metrics(world, t
 
 
 def test_a_file_size_limit_while_a_checkpoint_is_written_names_the_cause(world, tmp_path):
-    "Under `ulimit -f`, torch's own message ('unexpected pos ...') hides the cause; the command names it."
+    "Under `ulimit -f`, torch's own message ('unexpected pos ...') hides the cause; the command names the limit."
     code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000)); from zo_gpt.cli import main; "
             f"sys.exit(main(['train', '--data_dir={world / 'data'}', '--out_dir={tmp_path / 'run'}', '--max_iters=2', "
             "'--eval_interval=2', '--n_embd=64', '--n_head=2', '--block_size=32', '--batch_size=4', '--final_tokens=0', '--eval_batches=1']))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     err = [l for l in r.stderr.splitlines() if l.strip() and not l.startswith(("train:", "final evaluation:"))]
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
-    assert f"could not write {tmp_path / 'run' / 'ckpt.pt'}: File too large" in err[-1], err
+    assert f"could not write {tmp_path / 'run' / 'ckpt.pt'}: " in err[-1] and "files may be at most 20 kB here (ulimit -f)" in err[-1], err

@@ -9,6 +9,7 @@ __all__ = ['RESULT_FILES', 'RUN_FILES', 'CKPT_KEYS', 'RESUME_FREE', 'claim_run_f
 # %% ../nbs/02c_checkpoint.ipynb #d08ba28d
 import json
 import os
+import resource
 import shutil
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -61,11 +62,11 @@ def _summary(out:Path) -> dict:
 def write_checkpoint(path:str|Path, ckpt:dict) -> str:
     "Save `ckpt` (a dict with `CKPT_KEYS`) to `path` through a temporary file, so a crash never leaves half of one."
     try:
-        with atomic_path(path) as tmp, open(tmp, "wb") as f: torch.save(ckpt, f)
-    except RuntimeError as e:  # torch reports a failed write as a RuntimeError; through a Python file, the write's own error says why
-        why = e.__context__.strerror if isinstance(e.__context__, OSError) else first_line(e)
-        free = shutil.disk_usage(Path(path).parent).free
-        raise TrainingError(f"could not write {path}: {why} ({size_text(free)} free on its disk)") from None
+        with atomic_path(path) as tmp: torch.save(ckpt, tmp)   # torch's own writer: a Ctrl-C waits for it to finish
+    except RuntimeError as e:  # torch reports a failed write (a full disk, a file size limit) as a RuntimeError, not an OSError
+        free, limit = shutil.disk_usage(Path(path).parent).free, resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        cap = f"; files may be at most {size_text(limit)} here (ulimit -f)" if limit != resource.RLIM_INFINITY else ""
+        raise TrainingError(f"could not write {path}: {first_line(e)} ({size_text(free)} free on its disk{cap})") from None
     return str(path)
 
 def _why_unreadable(path:Path, e:Exception) -> str:

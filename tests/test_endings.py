@@ -1,0 +1,132 @@
+"How a command ends: stop signals from the first instant to the last, a full standard output, a deleted working folder."
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from conftest import SMALL
+
+from zo_gpt.cli import main
+
+TINY = ["--max_iters=4", "--eval_interval=2", *SMALL]
+
+
+def python(code: str, cwd=None, env=None, timeout=300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+def one_line(r: subprocess.CompletedProcess) -> list:
+    lines = [l for l in r.stderr.replace("\r", "\n").splitlines() if l.strip() and not l.startswith(("train:", "final evaluation:", "sample:"))]
+    assert "Traceback" not in r.stderr, r.stderr[-3000:]
+    return lines
+
+
+def test_a_stop_signal_while_the_package_loads_is_one_line_and_130(tiny_data, tmp_path):
+    # The signal arrives exactly while `run` imports the command line (and with it torch): an import hook sends it.
+    r = python(f"""
+        import importlib.abc, os, signal, sys
+        class Stop(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name == "zo_gpt.cli": os.kill(os.getpid(), signal.SIGTERM)
+        sys.meta_path.insert(0, Stop())
+        from zo_gpt import run
+        sys.argv = ["zo-gpt", "train", "--data_dir={tiny_data}", "--out_dir={tmp_path / 'run'}", {", ".join(map(repr, TINY))}]
+        sys.exit(run())""")
+    assert r.returncode == 130 and one_line(r) == ["zo-gpt: interrupted"], r.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_once_the_command_has_ended_no_signal_changes_its_exit_code(tiny_data, tmp_path):
+    r = python(f"""
+        import signal, sys
+        from zo_gpt import run
+        sys.argv = ["zo-gpt", "train", "--data_dir={tiny_data}", "--out_dir={tmp_path / 'run'}", {", ".join(map(repr, TINY))}]
+        code = run()
+        assert all(signal.getsignal(s) is signal.SIG_IGN for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
+        signal.raise_signal(signal.SIGINT); signal.raise_signal(signal.SIGTERM)   # during the interpreter's exit, say
+        sys.exit(code)""")
+    assert r.returncode == 0 and one_line(r) == [], r.stderr
+    assert "wrote" in r.stdout
+
+
+def test_a_ctrl_c_in_the_final_evaluation_stops_it_and_resume_finishes_it(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    r = python(f"""
+        import os, signal, sys
+        from zo_gpt.config import make_config
+        from zo_gpt.train import Callback, Checkpointer, MetricsLog, RunFiles, fit
+        class CtrlC(Callback):   # the user presses Ctrl-C once the final evaluation has begun
+            def on_final_batch(self, state, done, total):
+                if done and not state.interrupt: os.kill(os.getpid(), signal.SIGINT)
+        cfg = make_config("cpu", dict(data_dir="{tiny_data}", out_dir="{out}", max_iters=4, eval_interval=2, block_size=8,
+                                       batch_size=4, n_embd=16, eval_batches=1, final_tokens=4000))
+        h = fit(cfg, callbacks=[CtrlC(), MetricsLog(), Checkpointer(), RunFiles()], verbose=False)
+        print(h.interrupted, h.final, len(h.train))""")
+    assert r.returncode == 0 and r.stdout.split() == ["True", "None", "4"], (r.stdout, r.stderr[-2000:])
+    assert "stopping; press Ctrl-C again to stop at once" in r.stderr
+    args = ["train", f"--data_dir={tiny_data}", f"--out_dir={out}", "--max_iters=4", "--eval_interval=2", "--block_size=8",
+            "--batch_size=4", "--n_embd=16", "--eval_batches=1", "--final_tokens=4000"]
+    assert main(args) == 2                                             # a stopped run: only --resume continues it
+    assert main([*args, "--resume"]) == 0                              # the final evaluation alone, then the files
+    assert (out / "summary.json").exists()
+
+
+def test_sample_fails_when_its_output_cannot_be_written_and_not_when_its_reader_goes(finished_run):
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([sys.executable, "-m", "zo_gpt.cli", "sample", "--run", str(finished_run), "--tokens", "50"],
+                           stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert r.returncode == 1 and one_line(r) == ["zo-gpt sample: failed: could not write to the standard output (No space left on device)"]
+    r = subprocess.run(f"{shlex.quote(sys.executable)} -m zo_gpt.cli sample --run {shlex.quote(str(finished_run))} --tokens 20000 "
+                       "| head -c 10", shell=True, capture_output=True, text=True, timeout=300)
+    assert len(r.stdout) == 10 and "Traceback" not in r.stderr, r.stderr[-2000:]
+
+
+def test_a_deleted_working_folder_is_one_line(tmp_path):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    r = subprocess.run([sys.executable, "-c", "import os, sys; os.rmdir(os.getcwd()); from zo_gpt import run; "
+                        "sys.argv = ['zo-gpt', 'sample', '--run', 'x']; sys.exit(run())"], cwd=gone,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and one_line(r) == ["zo-gpt: the current folder no longer exists; cd to another one and run the command again"]
+
+
+def test_a_backend_that_matplotlib_does_not_know_does_not_stop_the_run(tiny_data, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "zo_gpt.cli", "train", f"--data_dir={tiny_data}", f"--out_dir={tmp_path / 'run'}",
+                        *TINY], capture_output=True, text=True, env={**os.environ, "MPLBACKEND": "nonsense"}, timeout=300)
+    assert r.returncode == 0 and one_line(r) == [], r.stderr[-2000:]
+    assert (tmp_path / "run" / "loss.png").stat().st_size > 10_000
+
+
+def test_a_failed_command_never_removes_a_folder_another_holds(tmp_path):
+    from zo_gpt import folders
+    new = tmp_path / "a" / "b"
+    missing = folders._first_missing(new)            # what this command is about to make: a/ and a/b/
+    new.mkdir(parents=True)
+    made = folders._made(new, missing)
+    with folders.folder_lock(new, "out"):            # another command made it at the same moment, and holds it
+        folders._remove_empty(made)                  # this one failed: it cleans up what it thinks it made
+        assert new.is_dir()
+    folders._remove_empty(made)                      # held by no one: removed, parents too
+    assert not (tmp_path / "a").exists()
+
+
+def test_every_dataset_hint_is_a_command_that_works(tiny_data, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    (data / "val.bin").write_bytes((data / "val.bin").read_bytes()[:-2])          # damaged
+    args = ["train", f"--data_dir={data}", f"--out_dir={tmp_path / 'run'}", *TINY]
+    for damage in ("truncated", "no meta.json"):
+        capsys.readouterr()
+        assert main(args) == 1
+        hint = re.search(r"`zo-gpt (prepare [^`]+)`", capsys.readouterr().err)
+        assert hint, damage
+        assert main(shlex.split(hint.group(1))) == 0                                # the hint, as it is written
+        assert main(args) == 0, damage                                            # and the run it was for
+        shutil.rmtree(tmp_path / "run")
+        (data / "meta.json").unlink()                                            # next: an interrupted prepare
