@@ -38,7 +38,7 @@ def test_a_stop_signal_while_the_package_loads_is_one_line_and_130(tiny_data, tm
         from zo_gpt import run
         sys.argv = ["zo-gpt", "train", "--data_dir={tiny_data}", "--out_dir={tmp_path / 'run'}", {", ".join(map(repr, TINY))}]
         sys.exit(run())""")
-    assert r.returncode == 130 and one_line(r) == ["zo-gpt: interrupted"], r.stderr
+    assert r.returncode == 130 and one_line(r) == ["zo-gpt train: interrupted"], r.stderr
     assert not (tmp_path / "run").exists()
 
 
@@ -93,7 +93,7 @@ def test_a_deleted_working_folder_is_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-c", "import os, sys; os.rmdir(os.getcwd()); from zo_gpt import run; "
                         "sys.argv = ['zo-gpt', 'sample', '--run', 'x']; sys.exit(run())"], cwd=gone,
                        capture_output=True, text=True, timeout=300)
-    assert r.returncode == 2 and one_line(r) == ["zo-gpt: the current folder no longer exists; cd to another one and run the command again"]
+    assert r.returncode == 2 and one_line(r) == ["zo-gpt sample: error: the current folder no longer exists; cd to another one and run the command again"]
 
 
 def test_a_backend_that_matplotlib_does_not_know_does_not_stop_the_run(tiny_data, tmp_path):

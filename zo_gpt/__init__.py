@@ -29,9 +29,10 @@ def run() -> int:
     hup = getattr(signal, "SIGHUP", None)
     sigs = [s for s in (signal.SIGINT, signal.SIGTERM, hup)  # one ignored from the start (nohup, `&`) stays ignored
             if s is not None and signal.getsignal(s) is not signal.SIG_IGN]
+    who = " ".join(["zo-gpt", *sys.argv[1:2]]) if sys.argv[1:2] and sys.argv[1][:1].isalpha() else "zo-gpt"  # zo-gpt train
     try: os.getcwd()
     except FileNotFoundError:  # torch cannot even load there
-        print("zo-gpt: the current folder no longer exists; cd to another one and run the command again", file=sys.stderr)
+        print(f"{who}: error: the current folder no longer exists; cd to another one and run the command again", file=sys.stderr)
         return 2
     held, first = [], {s: signal.getsignal(s) for s in sigs}
     for s in sigs: signal.signal(s, lambda signum, frame: held.append(signum))  # noted, not raised inside an import
@@ -42,7 +43,7 @@ def run() -> int:
         for s in sigs: signal.signal(s, first[s] if s == signal.SIGINT else _stop)
         code = main()
     except KeyboardInterrupt:  # while the package loaded or the arguments were read
-        if code is None: print("zo-gpt: interrupted", file=sys.stderr)
+        if code is None: print(f"{who}: interrupted", file=sys.stderr)
     finally:
         for s in sigs: signal.signal(s, signal.SIG_IGN)  # the command has ended: exit with its code
     return 130 if code is None else code

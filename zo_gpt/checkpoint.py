@@ -49,6 +49,10 @@ def _choices(out:Path) -> str:
     other = "replace it with --force (overwrite=True), or choose another folder"
     if not (out / "ckpt.pt").exists(): return f"it ended before its first checkpoint, so nothing can resume it: {other}"
     if not (out / "ckpt.pt").is_file(): return f"its ckpt.pt is not a file, so nothing can resume it: {other}"
+    try:
+        with open(out / "ckpt.pt", "rb") as f: head = f.read(4)
+    except OSError as e: return f"its ckpt.pt cannot be read ({e.strerror}): {other}"
+    if head != b"PK\x03\x04": return f"its ckpt.pt is no torch checkpoint (empty or damaged), so nothing can resume it: {other}"
     if _summary(out).get("interrupted") is False: return f"it finished: {other}"
     return f"continue it with --resume (resume=True), {other}"
 

@@ -284,11 +284,12 @@ def write_report(result:ProfileResult, cfg:TrainConfig, out:str|Path) -> list[Pa
             f"{cfg.dtype}; step {result.step_ms:.1f} ms ({result.profiled_step_ms:.1f} ms profiled)")
     text = "\n\n".join([head, ops_table(result, 25), category_table({name: result}), flops_table(result),
                          memory_table(result, cfg)])
-    (out / "table.txt").write_text(text + "\n")
-    with open(out / "ops.csv", "w", newline="") as f:
+    with atomic_path(out / "table.txt") as tmp: tmp.write_text(text + "\n")   # each file whole, or an error naming it
+    with atomic_path(out / "ops.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["name", "op", "category", "calls", "self_ms"])
         w.writeheader()
         w.writerows(result.ops)
-    category_figure({name: result}).savefig(out / "categories.png", dpi=110, bbox_inches="tight")
+    with atomic_path(out / "categories.png") as tmp:
+        category_figure({name: result}).savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     written = [out / "table.txt", out / "ops.csv", out / "categories.png"]
     return written + [Path(p) for p in (result.trace, result.table) if p]
