@@ -69,8 +69,9 @@ def write_checkpoint(path:str|Path, ckpt:dict) -> str:
         with atomic_path(path) as tmp: torch.save(ckpt, tmp)   # torch's own writer: a Ctrl-C waits for it to finish
     except RuntimeError as e:  # torch reports a failed write (a full disk, a file size limit) as a RuntimeError, not an OSError
         free, limit = shutil.disk_usage(Path(path).parent).free, resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-        cap = f"; files may be at most {size_text(limit)} here (ulimit -f)" if limit != resource.RLIM_INFINITY else ""
-        raise TrainingError(f"could not write {path}: {first_line(e)} ({size_text(free)} free on its disk{cap})") from None
+        why = first_line(e) if "Writer" not in str(e) and "unexpected pos" not in str(e) else "the write failed"  # torch's words
+        if limit != resource.RLIM_INFINITY: why += f"; files may be at most {size_text(limit)} here (ulimit -f)"
+        raise TrainingError(f"could not write {path}: {why} ({size_text(free)} free on its disk)") from None
     return str(path)
 
 def _why_unreadable(path:Path, e:Exception) -> str:
