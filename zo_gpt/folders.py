@@ -31,7 +31,7 @@ def atomic_path(path:str|Path):
         os.chmod(tmp, 0o666 & ~umask)            # the permissions of a plainly created file, not mkstemp's 0600
         os.replace(tmp, path)
     except OSError as e:                         # a full disk, a folder where the file goes: named by the file asked for
-        if e.errno and e.filename in (None, tmp): raise OSError(e.errno, e.strerror, str(path)) from None
+        if e.errno and (e.filename is None or tmp in (e.filename, e.filename2)): raise OSError(e.errno, e.strerror, str(path)) from None
         raise
     finally: Path(tmp).unlink(missing_ok=True)
 
