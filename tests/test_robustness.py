@@ -219,7 +219,7 @@ def test_python_api_refuses_what_is_not_a_config():
             fit(bad)
     with pytest.raises(ConfigError, match="lr must be float, got '0.1'"):
         TrainConfig(lr="0.1")
-    with pytest.raises(ConfigError, match="callbacks must be Callback objects"):
+    with pytest.raises(ConfigError, match="callbacks must be a list of Callback objects"):
         fit(make_config("cpu"), callbacks=[print])
     for kw, needle in (({"data": "data/zero_one-compact"}, "data must be a Dataset"), ({"resume": "yes"}, "resume must be True or False"),
                        ({"callbacks": MetricsLog()}, "callbacks must be a list of Callback objects")):

@@ -54,6 +54,7 @@ def _train(args, extra:list[str]) -> int:
     _ending_decided()  # the run's files are written: a stop signal now cannot change how it ended
     if history.ddp:
         import torch.distributed as dist
+        dist.barrier()   # rank 0 has written the run's files: the processes leave together, none while another still talks
         dist.destroy_process_group()
         if int(os.environ.get("RANK", 0)): return 0  # rank 0 writes and reports
     out = Path(cfg.out_dir)
