@@ -265,9 +265,9 @@ def fit(
     if data is not None and not isinstance(data, Dataset):
         raise ConfigError(f"data must be a Dataset (see open_dataset) or None, got {type(data).__name__}")
     resume, overwrite, verbose = (check_flag(*a) for a in (("resume", resume), ("overwrite", overwrite), ("verbose", verbose)))
-    callbacks = [callbacks] if isinstance(callbacks, (str, bytes)) or not hasattr(callbacks, "__iter__") else list(callbacks)
-    for cb in callbacks:
-        if not isinstance(cb, Callback): raise ConfigError(f"callbacks must be a list of Callback objects, got {type(cb).__name__}")
+    callbacks = list(callbacks) if hasattr(callbacks, "__iter__") and not isinstance(callbacks, (str, bytes)) else callbacks
+    if not isinstance(callbacks, list) or not all(isinstance(cb, Callback) for cb in callbacks):
+        raise ConfigError(f"callbacks must be a list of Callback objects, got {str(callbacks)[:80]}")
     ddp, rank, world, local, device = processes(cfg.device)
     writes = rank == 0 and any(getattr(cb, "writes", False) for cb in callbacks)
     lock = folder_lock(cfg.out_dir, "out_dir") if writes else contextlib.nullcontext()
