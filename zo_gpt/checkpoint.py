@@ -103,11 +103,15 @@ def _damage(ckpt:dict) -> str|None:
     for k, kind in kinds.items():
         if not isinstance(ckpt[k], kind): return f"its {k} is {type(ckpt[k]).__name__}, not {kind.__name__}"
     if not all(isinstance(ckpt["rng"].get(k), torch.Tensor) for k in ("torch", "batches")): return "its rng lacks a random state"
+    if ckpt["iter"] < 0 or ckpt["tokens"] < 0 or (ckpt["iter"] > 0) != (ckpt["tokens"] > 0): return "its iter or tokens is not a count of steps"
+    if not all(isinstance(t, torch.Tensor) and (not t.is_floating_point() or bool(torch.isfinite(t).all())) for t in ckpt["model"].values()):
+        return "its model holds weights that are not finite numbers"
     h = ckpt["history"]
     if not all(isinstance(h.get(k), list) for k in ("train", "val")): return "its history lacks steps or evaluations"
     number = lambda r, k: isinstance(r, dict) and isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool)
     if not all(number(r, "iter") and number(r, "loss") for r in h["train"] + h["val"]) or not all(number(r, "kl") for r in h["val"]):
         return "its history holds a step or an evaluation without its numbers"
+    if not (h.get("final") is None or number(h["final"], "kl")): return "its history's final evaluation is not one"
     try: check_tokens_table(ckpt["tokens_table"])
     except ConfigError as e: return str(e)
 

@@ -9,6 +9,7 @@ __all__ = ['MAX_LAYERS', 'FLOAT32_MAX', 'CPU', 'A100', 'PRESETS', 'TrainConfig',
 
 # %% ../nbs/02a_config.ipynb #835d2b0d
 import contextlib
+import shlex
 import json
 import math
 import os
@@ -206,12 +207,12 @@ def open_dataset(
     if not (path / "meta.json").exists():
         if cfg.data_dir and not make and not path.exists():
             raise DatasetError(f"data_dir={cfg.data_dir!r} does not exist; make a dataset there with `zo-gpt prepare --out "
-                               f"{cfg.data_dir} --vocab {cfg.vocab}`, or leave data_dir out to "
+                               f"{shlex.quote(cfg.data_dir)} --vocab {cfg.vocab}`, or leave data_dir out to "
                                + (unset or f"use {Path(f'data/zero_one-{cfg.vocab}')}"))
         if cfg.data_dir and not make:   # token files without meta.json: an interrupted prepare, which --force replaces
             force = " --force" if any((path / n).exists() for n in ("train.bin", "val.bin")) else ""
             raise DatasetError(f"data_dir={cfg.data_dir!r} holds no dataset (no meta.json); make one with "
-                               f"`zo-gpt prepare --out {cfg.data_dir} --vocab {cfg.vocab}{force}`")
+                               f"`zo-gpt prepare --out {shlex.quote(cfg.data_dir)} --vocab {cfg.vocab}{force}`")
         print(f"making the default {cfg.vocab} dataset in {path} (first use)")
         prepare(DataConfig(vocab=cfg.vocab), path, verbose=False)
     return load_dataset(path)

@@ -150,6 +150,8 @@ def excess_text(r:dict) -> str:
 
 def with_se(value:float, se:float, sign:bool=False) -> str:
     "'0.64313 +- 0.00044', '(7.9692 +- 0.0010)e-05': the standard error to 2 significant digits, the value to the same place."
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (value, se)) or se < 0:
+        raise ConfigError(f"with_se takes a number and its standard error (0 or more), got {value!r} and {se!r}")
     if not (math.isfinite(value) and math.isfinite(se) and se > 0): return f"{value:{'+' if sign else ''}.6g} +- {se:.2g}"
     place, exp = math.floor(math.log10(se)) - 1, math.floor(math.log10(abs(value))) if value else 0  # the last digit kept
     if place >= -6 or exp < place: return f"{value:{'+' if sign else ''}.{max(0, -place)}f} +- {se:.{max(0, -place)}f}"

@@ -182,7 +182,7 @@ def meta_hash(meta:dict) -> str:
 def size_text(nbytes:float) -> str:
     "A size in bytes as a reader says it: three figures and a unit (kB, MB, GB, TB: powers of 1000)."
     for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if nbytes >= scale: return f"{nbytes / scale:.3g} {unit}"
+        if float(f"{nbytes:.3g}") >= scale: return f"{nbytes / scale:.3g} {unit}"   # 999,999 bytes: 1 MB, not 1e+03 kB
     return f"{nbytes:,.0f} bytes"
 
 def remake(path, meta=None) -> str:
@@ -198,9 +198,9 @@ def check_meta_hash(path, meta:dict):
     again = remake(path, meta)
     if meta.get("format") != DATASET_FORMAT:
         raise DatasetError(f"{path} was made by another version of zo_gpt (format {meta.get('format')!r}); {again}")
-    if meta.get("content_hash") != meta_hash(meta):
+    if meta.get("content_hash") != meta_hash(meta):   # its arguments cannot be trusted either
         raise DatasetError(f"{Path(path) / 'meta.json'} was changed after the dataset was made (its content hash no longer "
-                           f"matches); {again}")
+                           f"matches); {remake(path)}")
 
 META_KEYS = ("format", "config", "vocab", "vocab_size", "eot_id", "tokens", "files", "content_hash")  # what loading needs
 
@@ -208,7 +208,7 @@ def read_meta(path) -> dict:
     "The parsed meta.json of dataset folder `path`, checked for the keys zo_gpt needs, or a `DatasetError`."
     f = Path(path) / "meta.json"
     if f.exists() and not f.is_file(): raise DatasetError(f"{f} is not a file (a folder, a pipe, a device); {remake(path)}")
-    if not f.is_file(): raise DatasetError(f"{path} holds no dataset: {f} is missing (make one with `zo-gpt prepare --out {path}`)")
+    if not f.is_file(): raise DatasetError(f"{path} holds no dataset: {f} is missing (make one with `zo-gpt prepare --out {shlex.quote(str(path))}`)")
     try: meta = json.loads(f.read_text())
     except OSError as e: raise DatasetError(f"{f} cannot be read: {e.strerror}") from None
     except ValueError as e: raise DatasetError(f"{f} is not valid JSON ({e}); {remake(path)}") from None
