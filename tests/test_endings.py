@@ -55,6 +55,36 @@ def test_once_the_command_has_ended_no_signal_changes_its_exit_code(tiny_data, t
     assert "wrote" in r.stdout
 
 
+def test_an_ignored_ctrl_c_stays_ignored_sigterm_still_stops_and_the_ending_once_decided_stays(tiny_data, tmp_path):
+    # A script's `&` starts a command with Ctrl-C ignored: the terminal's Ctrl-C is not meant for it.
+    r = python(f"""
+        import os, signal
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        from zo_gpt.config import make_config
+        from zo_gpt.train import Callback, RunFiles, fit
+        class Send(Callback):
+            def __init__(self, sig): self.sig = sig
+            def on_step(self, state, record):
+                if state.iter == 2: os.kill(os.getpid(), self.sig)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            cfg = make_config("cpu", dict(data_dir="{tiny_data}", out_dir="{tmp_path}/" + sig.name, max_iters=4,
+                                          eval_interval=2, block_size=8, batch_size=4, n_embd=16, eval_batches=1,
+                                          final_eval=False))
+            h = fit(cfg, callbacks=[Send(sig)], verbose=False)
+            print(sig.name, h.interrupted, len(h.train))
+        class Late(Callback):   # a stop signal once the run has ended, while its files are written
+            def on_fit_end(self, state): os.kill(os.getpid(), signal.SIGTERM)
+        cfg = make_config("cpu", dict(data_dir="{tiny_data}", out_dir="{tmp_path}/late", max_iters=2, eval_interval=2,
+                                      block_size=8, batch_size=4, n_embd=16, eval_batches=1, final_eval=False))
+        h = fit(cfg, callbacks=[Late(), RunFiles()], verbose=False)
+        print(h.interrupted, os.path.exists("{tmp_path}/late/summary.json"))
+        print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)""")
+    out = r.stdout.split()
+    assert r.returncode == 0 and out[:3] == ["SIGINT", "False", "4"] and out[3:5] == ["SIGTERM", "True"], (r.stdout, r.stderr[-2000:])
+    assert int(out[5]) < 4, r.stdout                          # SIGTERM stopped the second run
+    assert out[6:] == ["False", "True", "True"], r.stdout      # the third's files were written; Ctrl-C is still ignored
+
+
 def test_a_ctrl_c_in_the_final_evaluation_stops_it_and_resume_finishes_it(tiny_data, tmp_path):
     out = tmp_path / "run"
     r = python(f"""

@@ -50,9 +50,10 @@ def environment() -> str:
 
 # %% ../nbs/00_core.ipynb #ef660277
 def stop_signals() -> list:
-    "The signals that stop a command cleanly: Ctrl-C, SIGTERM, and a hang-up (a closed terminal) unless nohup ignores it."
-    hup = getattr(signal, "SIGHUP", None)
-    return [signal.SIGINT, signal.SIGTERM] + ([hup] if hup and signal.getsignal(hup) is not signal.SIG_IGN else [])
+    """The signals that stop a command cleanly: Ctrl-C, SIGTERM and a hang-up (a closed terminal), each unless it is
+    ignored: nohup ignores the hang-up, and a script's `&` ignores Ctrl-C for the command it starts in the background."""
+    sigs = (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None))
+    return [s for s in sigs if s is not None and signal.getsignal(s) is not signal.SIG_IGN]
 
 JOIN_SECONDS = 60  # how long a process started by torchrun waits for the others
 _STRAY = "if no torchrun started this command, these variables are left from another job: unset RANK LOCAL_RANK WORLD_SIZE"

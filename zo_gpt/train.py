@@ -133,8 +133,7 @@ def read_back(state:State, callbacks:list=(), check:bool=True):
         state.history.train.append(record)
         for cb in callbacks: cb.on_step(state, record)
 
-def _evaluates(state:State) -> bool:   # every `eval_interval` steps and after the last
-    return state.iter % state.cfg.eval_interval == 0 or state.iter == state.cfg.max_iters
+def _evaluates(state:State) -> bool: return state.iter % state.cfg.eval_interval == 0 or state.iter == state.cfg.max_iters
 
 def _diverged(cfg:TrainConfig) -> str:
     return f"the run diverged: try a smaller lr (now {cfg.lr:g})" + (", or grad_clip=1" if not cfg.grad_clip else "")
@@ -235,10 +234,10 @@ class Checkpointer(Callback):
 # %% ../nbs/03_train.ipynb #3e538ac7
 @contextlib.contextmanager
 def _stop_on_ctrl_c(state:State):
-    """In the main thread, a first Ctrl-C (or SIGTERM, or a hang-up) stops the loop after the current step, or the final
-    evaluation after its current batch, and says so at once; a second stops it at once."""
+    """In the main thread, a first stop signal ends the loop after this step (the final evaluation after this batch) and
+    says so; a second, at once. `settle`, once the ending is decided, ignores them while the run's files are written."""
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield lambda: None
         return
     def handler(signum, frame):
         if state.interrupt: raise KeyboardInterrupt
@@ -246,7 +245,7 @@ def _stop_on_ctrl_c(state:State):
         msg = f"stopping{' after this step' if state.in_step else ''}; press Ctrl-C again to stop at once"
         threading.Thread(target=tqdm.write, args=(msg, sys.stderr), daemon=True).start()  # a handler must not print itself
     old = {sig: signal.signal(sig, handler) for sig in stop_signals()}
-    try: yield
+    try: yield lambda: [signal.signal(sig, signal.SIG_IGN) for sig in old]
     finally:
         for sig, h in old.items(): signal.signal(sig, h)
 
@@ -294,25 +293,26 @@ def _loop(state:State, callbacks:list, ddp:bool) -> History:
     "The steps, evaluations and final evaluation of `fit`; the callbacks hear of the end however the run ends."
     cfg, history = state.cfg, state.history
     for cb in callbacks: cb.on_fit_start(state)
-    try:
-        with _stop_on_ctrl_c(state):  # the final evaluation too: a Ctrl-C during it stops it, and --resume runs it again
+    with _stop_on_ctrl_c(state) as settle:  # the final evaluation too: a Ctrl-C during it stops it; --resume runs it again
+        try:
             while state.iter < cfg.max_iters and not state.stop:
                 take_step(state, callbacks)
                 if _evaluates(state): evaluate_now(state, callbacks)
                 if state.interrupt: state.stop = True
             if cfg.final_eval and state.iter >= cfg.max_iters and history.final is None:
                 final_evaluation(state, callbacks)
-    except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread: the step may be half done
-        state.stop, state.torn = True, state.in_step
-    except BaseException:
-        state.failed = True
-        raise
-    finally:
-        if not state.failed: read_back(state, callbacks, check=False)   # steps not heard of yet: a run that ended early
-        history.interrupted = state.iter < cfg.max_iters or (cfg.final_eval and history.final is None)
-        if ddp and not state.failed:
-            history.ddp = gather_checksums(state.model, history.train[0]["loss"] if history.train else float("nan"))
-        for cb in callbacks: cb.on_fit_end(state)
+        except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread: the step may be half done
+            state.stop, state.torn = True, state.in_step
+        except BaseException:
+            state.failed = True
+            raise
+        finally:
+            if not state.failed: read_back(state, callbacks, check=False)   # steps not heard of yet: a run that ended early
+            history.interrupted = state.iter < cfg.max_iters or (cfg.final_eval and history.final is None)
+            if ddp and not state.failed:
+                history.ddp = gather_checksums(state.model, history.train[0]["loss"] if history.train else float("nan"))
+            settle()  # how the run ended is decided: a stop signal now would only leave its files half written
+            for cb in callbacks: cb.on_fit_end(state)
     return history
 
 def _out_of_memory(e:BaseException) -> bool:
