@@ -22,7 +22,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/zo-gpt prepare --out data/zero_one-compact --vocab compact
-	$(BIN)/zo-gpt train --preset cpu --out_dir=runs/cpu
+	$(BIN)/zo-gpt train --preset cpu --out_dir=runs/cpu --reuse
 
 # One torch/BLAS thread per process: nbdev_test and pytest each run two at a time on a 2-core machine. Notebooks that
 # pytest runs under papermill are left out of nbdev_test, so no notebook's work is done twice: 03_train at its

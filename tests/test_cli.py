@@ -103,3 +103,19 @@ def test_train_says_why_a_loss_sits_below_the_floor(tmp_path, monkeypatch, capsy
     monkeypatch.setattr(zo_gpt.train, "fit", lambda cfg, **kw: Path(cfg.out_dir).mkdir(parents=True, exist_ok=True) or h)
     assert main(["train", f"--out_dir={tmp_path / 'run2'}"]) == 0
     assert "below the floor" not in capsys.readouterr().out
+
+
+def test_train_reuse_reports_the_same_finished_run_and_trains_only_when_it_is_not_there(tiny_data, tmp_path):
+    from conftest import SMALL
+    args = ["train", f"--data_dir={tiny_data}", f"--out_dir={tmp_path / 'run'}", "--max_iters=4", "--eval_interval=2", *SMALL]
+    first = zo(*args, "--reuse")                                           # nothing there yet: it trains
+    assert first.returncode == 0 and "wrote" in first.stdout, first.stderr
+    stamp = (tmp_path / "run" / "ckpt.pt").stat().st_mtime_ns
+    again = zo(*args, "--reuse")
+    assert again.returncode == 0 and "reused the finished run in" in again.stdout and "wrote" not in again.stdout, again.stderr
+    result = lambda r: [l for l in r.stdout.splitlines() if l.startswith("final val loss")]
+    assert result(again) == result(first) and len(result(first)) == 1   # the same results, reported again
+    assert (tmp_path / "run" / "ckpt.pt").stat().st_mtime_ns == stamp
+    assert zo(*args).returncode == 2                                       # without --reuse: refused, as before
+    other = zo(*args, "--reuse", "--lr=0.01")                              # another run: refused, not replaced
+    assert other.returncode == 2 and "holds another run" in other.stderr and (tmp_path / "run" / "ckpt.pt").stat().st_mtime_ns == stamp

@@ -133,21 +133,21 @@ def test_03_train_short_runs_and_bad_parameters_from_papermill(tmp_path):
 
 
 def test_03a_panel(tmp_path):
-    _, s = run("03a_panel.ipynb", tmp_path, run_dir=str(tmp_path / "panel"), max_iters=50, seeds=2)
+    _, s = run("03a_panel.ipynb", tmp_path, run_dir=str(tmp_path / "panel"), max_iters=50, seeds=2, compare=True)
     assert [(r["batch"], r["block"]) for r in s["runs"]] == [(8, 512), (16, 256), (32, 128), (64, 64)]
     assert all(len(r["final_kl"]) == 2 and 0 < min(r["final_kl"]) < 0.1 for r in s["runs"])
     assert all(r["floor"] == pytest.approx(stream_floor(2 / 3, 1000, r["block"])) for r in s["runs"])
 
 
 def test_05_cli(tmp_path):
-    _, s = run("05_cli.ipynb", tmp_path, out=str(tmp_path / "cli"), train_iters=30)
+    _, s = run("05_cli.ipynb", tmp_path, out=str(tmp_path / "cli"), run_dir=str(tmp_path / "run"), train_iters=30)
     assert json.loads((tmp_path / "cli" / "meta.json").read_text())["content_hash"] == s["content_hash"]
     assert s["train"]["loss"] < 1.0 and s["train"]["scored"] == 512_512 and s["train"]["rounds"] == 2 and s["train"]["kl_se"] < 1e-3
     assert sum(s["train"]["kl_parts"].values()) == pytest.approx(s["train"]["kl"], rel=1e-9)
 
 
 def test_index(tmp_path):
-    text, _ = run("index.ipynb", tmp_path, out=str(tmp_path / "ds"), train_iters=30)
+    text, _ = run("index.ipynb", tmp_path, out=str(tmp_path / "ds"), run_dir=str(tmp_path / "run"), train_iters=30)
     assert "stream floor, block   256  0.64364" in text and "floor 0.64364" in text and "excess " in text
 
 
@@ -218,13 +218,13 @@ def test_04b_export_under_nbdev_test_reuses_the_preset_run(preset_run, tmp_path)
     """04b at its defaults under nbdev_test, as `make test` runs the others, with the suite's cpu-preset run copied to
     the folder it looks in (beside a copy of the notebook: it writes its export there), so the preset trains once."""
     nbs = tmp_path / "nbs"
-    shutil.copytree(preset_run[0], nbs / "runs" / "04b_export")
+    shutil.copytree(preset_run[0], nbs / "runs" / "cpu")
     shutil.copy(NBS / "04b_export.ipynb", nbs)
     r = subprocess.run([str(BIN / "nbdev_test"), "--path", str(nbs / "04b_export.ipynb")], cwd=ROOT, capture_output=True,
                        text=True)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     assert (nbs / "runs" / "04b_export" / "hf" / "model.safetensors").exists()
-    ckpt = (nbs / "runs" / "04b_export" / "ckpt.pt").stat().st_mtime
+    ckpt = (nbs / "runs" / "cpu" / "ckpt.pt").stat().st_mtime
     assert ckpt == (preset_run[0] / "ckpt.pt").stat().st_mtime      # reused, not trained again
 
 

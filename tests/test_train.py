@@ -81,6 +81,29 @@ def test_interrupt_saves_and_resume_continues_exactly(compact_data, tmp_path):
         fit(cfg(compact_data, tmp_path / "cut", lr=0.02), resume=True, verbose=False)
 
 
+def test_reuse_returns_only_the_same_finished_run_with_all_its_files(compact_data, tmp_path, capsys):
+    from zo_gpt.train import RunFiles
+    files = lambda: [Checkpointer(), MetricsLog(), RunFiles()]
+    c = cfg(compact_data, tmp_path)
+    first = fit(c, callbacks=files(), verbose=False)
+    ckpt = Path(c.out_dir) / "ckpt.pt"
+    stamp = ckpt.stat().st_mtime_ns
+    again = fit(c, callbacks=files(), reuse=True)
+    assert "reused the finished run in" in capsys.readouterr().out and ckpt.stat().st_mtime_ns == stamp
+    assert losses(again) == losses(first) and again.final == first.final and again.val == first.val
+    with pytest.raises(ConfigError, match="holds another run"):           # other settings: not this run, never replaced unasked
+        fit(cfg(compact_data, tmp_path, lr=0.02), callbacks=files(), reuse=True, verbose=False)
+    (Path(c.out_dir) / "loss.png").unlink()                              # a file missing: trained again, with overwrite
+    fit(c, callbacks=files(), reuse=True, overwrite=True, verbose=False)
+    assert ckpt.stat().st_mtime_ns != stamp and (Path(c.out_dir) / "loss.png").exists()
+    cut = cfg(compact_data, tmp_path / "cut")
+    fit(cut, callbacks=[StopAt(6), *files()], verbose=False)             # a stopped run is not a finished one
+    with pytest.raises(ConfigError, match="--resume"):
+        fit(cut, callbacks=files(), reuse=True, verbose=False)
+    with pytest.raises(ConfigError, match="reuse must be True or False"):
+        fit(c, reuse="yes")
+
+
 class Heard(Callback):
     def __init__(self): self.iters = []
     def on_step(self, state, record): self.iters.append(record["iter"])

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['RESULT_FILES', 'RUN_FILES', 'CKPT_KEYS', 'RESUME_FREE', 'claim_run_folder', 'write_checkpoint', 'load_checkpoint',
-           'config_differences', 'load_weights', 'load_model', 'save_checkpoint', 'restore']
+           'config_differences', 'load_weights', 'load_model', 'save_checkpoint', 'restore', 'finished_run']
 
 # %% ../nbs/02c_checkpoint.ipynb #d08ba28d
 import json
@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from .config import TrainConfig
+from .evaluation import History
 from .helpers import ConfigError, TrainingError, check_tokens_table, first_line, get_device, size_text
 from .folders import atomic_path, check_held, held_here, remove_stale_temps, writable_folder
 from .model import GPT
@@ -200,3 +201,16 @@ def _lines(path:Path) -> int|None:
     if not path.is_file(): return None
     try: return sum(isinstance(json.loads(l), dict) for l in path.read_text(encoding="utf-8").splitlines())
     except (OSError, ValueError): return None
+
+# %% ../nbs/02c_checkpoint.ipynb #ec65fd99
+def finished_run(cfg:TrainConfig, data_hash:str):
+    """The `History` of the finished run in `cfg.out_dir` if it is `cfg`'s run on the dataset whose content hash is
+    `data_hash`, with all its files; else None. A damaged checkpoint there is a one-line `TrainingError`."""
+    out = Path(cfg.out_dir)
+    if not ((out / "ckpt.pt").is_file() and _summary(out).get("interrupted") is False): return None
+    ckpt = load_checkpoint(out / "ckpt.pt")
+    h = ckpt["history"]
+    same = not config_differences(ckpt["config"], cfg) and ckpt["data_hash"] == data_hash
+    done = ckpt["iter"] == cfg.max_iters and not (cfg.final_eval and h.get("final") is None)
+    known = {f.name for f in fields(History)}
+    return History(**{**{k: v for k, v in h.items() if k in known}, "reused": True}) if same and done and _results_of(out, ckpt) else None

@@ -50,7 +50,7 @@ def _train(args, extra:list[str]) -> int:
     from zo_gpt.train import Checkpointer, MetricsLog, ProgressBar, RunFiles, fit
     cfg = make_config(args.preset, parse_overrides(extra))
     history = fit(cfg, callbacks=[ProgressBar(), MetricsLog(), Checkpointer(), RunFiles()], resume=args.resume,
-                  overwrite=args.force)   # fit holds the run folder and writes every file in it
+                  overwrite=args.force, reuse=args.reuse)   # fit holds the run folder and writes every file in it
     _ending_decided()  # the run's files are written: a stop signal now cannot change how it ended
     if history.ddp:
         import torch.distributed as dist
@@ -76,7 +76,7 @@ def _train(args, extra:list[str]) -> int:
     if f["loss"] < history.floor:  # a sample can be easier than the average the floor is; no model beats the Bayes predictor on it
         print(f"the loss is below the floor because these tokens are easier than average: the Bayes predictor scores "
               f"{f['bayes']:.5f} on them, the model {f['loss'] - f['bayes']:+.5f} more")
-    print(f"wrote {out / 'loss.png'}, {out / 'metrics.jsonl'}, {out / 'ckpt.pt'}, {out / 'summary.json'}")
+    if not history.reused: print(f"wrote {out / 'loss.png'}, {out / 'metrics.jsonl'}, {out / 'ckpt.pt'}, {out / 'summary.json'}")
     return 0
 
 def _sample(args, extra) -> int:
@@ -172,6 +172,8 @@ def parser() -> argparse.ArgumentParser:
     tp.add_argument("--preset", choices=tuple(PRESETS), default="cpu", help="starting configuration (default %(default)s)")
     tp.add_argument("--resume", action="store_true", help="continue from the checkpoint in the run folder")
     tp.add_argument("--force", action="store_true", help="replace a run already in the run folder")
+    tp.add_argument("--reuse", action="store_true", help="report the run in the run folder instead of training, if it is "
+                    "this run (same settings and dataset) and finished")
     tp.set_defaults(func=_train)
     sp = sub.add_parser("sample", help="sample text from a trained model", description="Print text sampled from the "
                         "checkpoint in --run, starting after an end-of-text token, and the fraction of '1' words.")

@@ -170,6 +170,7 @@ class History:
     final: dict | None = None  # `evaluate_split`'s measures at the end
     interrupted: bool = False  # stopped by Ctrl-C or a callback
     ddp: dict | None = None  # ranks' checksums when run with torchrun
+    reused: bool = False  # found finished in its run folder (`finished_run`), not trained by this call
 
     @property
     def last_val(self): return self.val[-1] if self.val else None

@@ -23,9 +23,9 @@ import torch
 from torch.autograd.profiler import record_function
 from tqdm import tqdm
 
-from .checkpoint import claim_run_folder, restore, save_checkpoint
+from .checkpoint import claim_run_folder, finished_run, restore, save_checkpoint
 from .config import TrainConfig, check_data, fixed_batches, get_batch, held_dataset, lr_at
-from .data import check_flag, entropy, stream_floor
+from .data import check_flag, entropy, out_of_memory, stream_floor
 from .evaluation import History, check_final, evaluate, evaluate_split, final_split, loss_figure
 from .helpers import ConfigError, TrainingError, first_line, gather_checksums, processes, stop_signals
 from .folders import atomic_path, folder_lock
@@ -257,13 +257,14 @@ def fit(
     resume:bool=False, # continue from the run folder's checkpoint
     overwrite:bool=False, # replace a run already in the run folder
     verbose:bool=True, # print the device and the model size
+    reuse:bool=False, # return the finished run in the run folder if it is this run (`finished_run`), untrained
 ) -> History:
     "Train a GPT as `cfg` says and return the history; Ctrl-C or SIGTERM stops it after the current step."
     if not isinstance(cfg, TrainConfig):
         raise ConfigError(f"cfg must be a TrainConfig (see make_config), got {type(cfg).__name__}")
     if data is not None and not isinstance(data, Dataset):
         raise ConfigError(f"data must be a Dataset (see open_dataset) or None, got {type(data).__name__}")
-    resume, overwrite, verbose = (check_flag(*a) for a in (("resume", resume), ("overwrite", overwrite), ("verbose", verbose)))
+    resume, overwrite, verbose, reuse = map(check_flag, ("resume", "overwrite", "verbose", "reuse"), (resume, overwrite, verbose, reuse))
     callbacks = list(callbacks) if hasattr(callbacks, "__iter__") and not isinstance(callbacks, (str, bytes)) else callbacks
     if not isinstance(callbacks, list) or not all(isinstance(cb, Callback) for cb in callbacks):
         raise ConfigError(f"callbacks must be a list of Callback objects, got {str(callbacks)[:80]}")
@@ -275,6 +276,9 @@ def fit(
             data = held_dataset(cfg, data, reading)
             check_data(cfg, data)
             check_final(cfg, data)
+            if reuse and not resume and (found := finished_run(cfg, data.meta["content_hash"])):
+                if verbose and rank == 0: print(f"reused the finished run in {cfg.out_dir}: the same settings and dataset")
+                return found
             if writes: claim_run_folder(cfg, resume, overwrite)
             state = new_run(cfg, data, device, rank, world)
             if writes: state.held = os.stat(cfg.out_dir)
@@ -285,7 +289,7 @@ def fit(
             state.step_model = step_model(state.model, cfg.compile, ddp, local, device)
             return _loop(state, callbacks if rank == 0 else [], ddp)
     except RuntimeError as e:  # torch's allocators raise RuntimeError (CUDA's is a subclass), not MemoryError
-        if not _out_of_memory(e): raise
+        if not out_of_memory(e): raise
         raise TrainingError(f"ran out of memory ({first_line(e)[:160]}); try a smaller batch_size, block_size, "
                             "n_embd or eval_batches") from None
 
@@ -314,7 +318,3 @@ def _loop(state:State, callbacks:list, ddp:bool) -> History:
             settle()  # how the run ended is decided: a stop signal now would only leave its files half written
             for cb in callbacks: cb.on_fit_end(state)
     return history
-
-def _out_of_memory(e:BaseException) -> bool:
-    return isinstance(e, getattr(torch, "OutOfMemoryError", ())) or any(
-        s in str(e) for s in ("can't allocate memory", "out of memory", "Cannot allocate memory"))
