@@ -7,10 +7,12 @@ import os
 import re
 import shutil
 import stat
+import tempfile
 
 import numpy as np
 import papermill as pm
 import pytest
+import torch
 from conftest import NBS, SMALL
 
 import zo_gpt.tokens as tokens
@@ -18,8 +20,11 @@ from zo_gpt.cli import main
 from zo_gpt.config import TrainConfig, check_data, lr_at, make_config, open_dataset
 from zo_gpt.data import (as_text, bayes_entropy, bayes_next, entropy, every_block, floor_parts, generate, is_boundary,
                          iter_words, kl_div, latest_boundary, reference_excess, stream_floor)
-from zo_gpt.evaluation import History, alignment_blocks, check_final, evaluate_split, excess_text, loss_figure
+from zo_gpt.evaluation import (History, alignment_blocks, attention_weights, check_final, evaluate_split, excess_text, loss_figure,
+                               mechanism, with_se)
 from zo_gpt.helpers import ConfigError, free_memory
+from zo_gpt.model import GPT, GPTConfig
+from zo_gpt.profiling import profile_steps
 from zo_gpt.runs import runs_figure
 from zo_gpt.tokens import DataConfig, Dataset, code_lookup, describe, load_dataset, mc_floor, prepare, word_codes
 from zo_gpt.ui import TrainingPanel
@@ -146,6 +151,17 @@ def test_the_hint_for_a_missing_data_dir_works(tmp_path, capsys):
     hint = capsys.readouterr().err.split("`")[1]                    # the command the message gives
     assert hint == f"zo-gpt prepare --out {nope} --vocab compact"
     assert main(hint.split()[1:]) == 0 and train(nope, run) == 0
+
+
+def test_the_hint_for_an_edited_meta_json_works(tiny_data, tmp_path, capsys):
+    "meta.json changed by hand: its arguments cannot be trusted (n_seq 0 would be refused), so the hint gives the run's vocab only."
+    ds, run = tmp_path / "ds", tmp_path / "run"
+    shutil.copytree(tiny_data, ds)
+    (ds / "meta.json").write_text((ds / "meta.json").read_text().replace('"n_seq": 200', '"n_seq": 0'))
+    assert train(ds, run) == 1
+    hint = capsys.readouterr().err.split("`")[1]
+    assert hint == f"zo-gpt prepare --out {ds} --vocab compact --force"
+    assert main(hint.split()[1:]) == 0 and train(ds, run) == 0
 
 
 def test_profile_names_the_folder_profile_uses(tmp_path, capsys):
@@ -307,6 +323,14 @@ MORE_MISUSE = [
     (lambda: runs_figure([], [], x=["iter"]), "x must be 'iter' or 'tokens'"),
     (lambda: runs_figure([], [], view=np.array(["loss"])), "view must be one of"),
     (lambda: runs_figure([], [], block_size=0), "block_size must be a positive integer"),
+    (lambda: with_se("0.5", 0.1), "with_se takes a number, value, and its standard error, se (0 or more), got value='0.5'"),
+    (lambda: attention_weights(GPT(GPTConfig(n_head=2, n_embd=16, block_size=8, vocab_size=5)), torch.zeros(1, 8)),
+     "idx must be a (B, T) tensor of integer token ids from 0 to 4, got torch.float32 (1, 8)"),
+    (lambda: attention_weights(GPT(GPTConfig(n_head=2, n_embd=16, block_size=8, vocab_size=5)), torch.full((1, 8), 5)),
+     "idx must be a (B, T) tensor of integer token ids from 0 to 4, got torch.int64 (1, 8) from 5 to 5"),
+    (lambda: mechanism(GPT(GPTConfig(n_head=2, n_embd=16, block_size=8, vocab_size=5)), [], {}), "batches must hold at least one"),
+    (lambda: profile_steps(TrainConfig(), trace=5), "trace must be a file's path, got int 5"),
+    (lambda: profile_steps(TrainConfig(), table=tempfile.gettempdir()), f"table={tempfile.gettempdir()!r} is a folder"),
 ]
 
 @pytest.mark.parametrize("call, says", MORE_MISUSE, ids=[f"{i}-{says.split()[0]}" for i, (_, says) in enumerate(MORE_MISUSE)])

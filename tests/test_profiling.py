@@ -203,3 +203,24 @@ def test_overlapping_kernels_and_gaps_add_up_to_the_step():
 def test_mfu_peak_matches_the_gpu_and_the_dtype(monkeypatch, gpu, dtype, peak, words):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: gpu)
     assert device_peak(torch.device("cuda"), dtype) == (peak, words)
+
+
+def test_profile_writes_into_its_own_dataset_folder(tmp_path, capsys):
+    "`zo-gpt profile --out ds --data_dir=ds`: the folder it holds for writing is its dataset's, held already; no refusal of itself."
+    from zo_gpt.cli import main
+    prepare(DataConfig(n_seq=200, seq_len=60, vocab="compact"), tmp_path / "ds", verbose=False)
+    assert main(["profile", "--out", str(tmp_path / "ds"), f"--data_dir={tmp_path / 'ds'}", "--vocab=compact", "--steps=1",
+                 "--n_embd=16", "--n_head=2", "--block_size=32", "--batch_size=4"]) == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "ds" / "trace.json").read_text())
+
+
+def test_a_trace_the_profiler_could_not_write_is_named(tmp_path, monkeypatch):
+    "A full TMPDIR: torch's trace export only logs its failure; the profile says where the trace could not be written."
+    from zo_gpt.helpers import TrainingError
+    prepare(DataConfig(n_seq=200, seq_len=60, vocab="compact"), tmp_path / "d", verbose=False)
+    cfg = profile_config("cpu", {"data_dir": str(tmp_path / "d"), "vocab": "compact", "n_embd": 16, "n_head": 2,
+                                 "block_size": 32, "batch_size": 2})
+    monkeypatch.setattr(torch.profiler.profile, "export_chrome_trace", lambda self, path: None)   # as on a full disk: no file
+    with pytest.raises(TrainingError, match="^the profiler could not write its trace into the temporary folder .* free there\); "):
+        profile_steps(cfg, active=1, trace=tmp_path / "t.json")
+    assert not (tmp_path / "t.json").exists()

@@ -12,6 +12,7 @@ import stat
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +80,10 @@ def world(tmp_path_factory, tiny_data, tiny_gpt2_data, finished_run):
     for name, file in (("fifo_ckpt", "ckpt.pt"), ("fifo_summary", "summary.json")):
         shutil.copytree(w / "done", w / name); (w / name / file).unlink(); os.mkfifo(w / name / file)   # never opened: no hang
     damaged("no_meta", lambda d: (d / "meta.json").unlink())             # an interrupted prepare: token files, no meta.json
+    damaged("meta_huge", lambda d: os.truncate(d / "meta.json", 2 * 2**20))   # sparse: read only up to zo_gpt's bound
+    shutil.copytree(w / "done", w / "summary_huge"); os.truncate(w / "summary_huge" / "summary.json", 2 * 2**20)
+    shutil.copytree(w / "nockpt", w / "ck_zip")                          # a zip, but not one torch wrote: nothing resumes it
+    with zipfile.ZipFile(w / "ck_zip" / "ckpt.pt", "w") as z: z.writestr("notes.txt", "mine")
     return w
 
 
@@ -134,7 +139,11 @@ def cases(w):
         (["train", d, f"--out_dir={w / 'r4'}", "--block_size=9000"], 2, "needs more than 18001 tokens"),
         (["train", f"--data_dir={w / 'meta_p'}", f"--out_dir={w / 'r5'}", *SMALL], 1, "was changed after the dataset was made"),
         (["train", f"--data_dir={w / 'meta_list'}", f"--out_dir={w / 'r6'}", *SMALL], 1, "not a zo_gpt dataset description"),
+        (["train", f"--data_dir={w / 'meta_p'}", f"--out_dir={w / 'r5'}", *SMALL], 1,          # its arguments cannot be trusted
+         "--vocab compact --force`, adding any of --n-seq, --seq-len, --p, --seed, --val-frac it was made with"),
         (["train", f"--data_dir={w / 'meta_tokens'}", f"--out_dir={w / 'r10'}", *SMALL], 1, "was changed after the dataset was made"),
+        (["train", f"--data_dir={w / 'meta_huge'}", f"--out_dir={w / 'r16'}", *SMALL], 1,
+         "meta.json is not a zo_gpt dataset description (it holds 2.1 MB; zo_gpt writes a few kB there)"),
         (["train", f"--data_dir={w / 'meta_eot'}", f"--out_dir={w / 'r11'}", *SMALL], 1, "was changed after the dataset was made"),
         (["train", f"--data_dir={w / 'meta_vocab'}", f"--out_dir={w / 'r12'}", *SMALL], 1, "was changed after the dataset was made"),
         (["train", f"--data_dir={w / 'meta_old'}", f"--out_dir={w / 'r13'}", *SMALL], 1, "made by another version of zo_gpt"),
@@ -163,6 +172,8 @@ def cases(w):
         (run("fifo_ckpt"), 2, "its ckpt.pt is not a file, so nothing can resume it: replace it with --force"),
         (run("fifo_ckpt", "--resume"), 1, "ckpt.pt is not a file (a folder, a pipe, a device)"),
         (run("fifo_summary"), 2, "holds another run"),
+        (run("summary_huge"), 2, "holds another run"),
+        (run("ck_zip"), 2, "its ckpt.pt is no torch checkpoint (empty or damaged), so nothing can resume it"),
         (["train", f"--data_dir={w / 'no_meta'}", f"--out_dir={w / 'r14'}", *SMALL], 1, "--vocab compact --force`"),
         (["train", f"--data_dir={w / 'short_bin'}", f"--out_dir={w / 'r15'}", *SMALL], 1,
          "--vocab compact --n-seq 200 --seq-len 60 --p 0.6666666666666666 --seed 1337 --val-frac 0.1 --force`"),
@@ -432,3 +443,18 @@ def test_a_file_size_limit_while_a_checkpoint_is_written_names_the_cause(world, 
     err = [l for l in r.stderr.splitlines() if l.strip() and not l.startswith(("train:", "final evaluation:"))]
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert f"could not write {tmp_path / 'run' / 'ckpt.pt'}: the write failed; files may be at most 20 kB here (ulimit -f)" in err[-1], err
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv to drop root's right to read any folder")
+def test_a_run_folder_that_cannot_be_read_is_refused_by_name(world, tmp_path):
+    "Mode 333 (write and search, no read): the lock opens the folder to read it; refused up front, naming out_dir."
+    out = tmp_path / "r"; out.mkdir(); out.chmod(0o333)
+    nocap = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", "--inh-caps=-dac_override,-dac_read_search,-fowner"]
+    if subprocess.run([*nocap, "true"], capture_output=True).returncode: pytest.skip("setpriv cannot drop capabilities here")
+    try:
+        r = subprocess.run([*nocap, sys.executable, "-m", "zo_gpt.cli", "train", f"--data_dir={world / 'data'}", f"--out_dir={out}",
+                            "--max_iters=2", "--eval_interval=2", *SMALL], capture_output=True, text=True, timeout=300)
+    finally: out.chmod(0o755)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert r.stderr.strip() == (f"zo-gpt train: error: out_dir='{out}' is a folder this process cannot read (Permission denied); "
+                                "give it read permission (chmod u+r), or choose another folder")

@@ -11,6 +11,7 @@ import json
 import os
 import resource
 import shutil
+import zipfile
 from dataclasses import asdict, fields
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import torch
 
 from .config import TrainConfig
 from .evaluation import History
-from .helpers import ConfigError, TrainingError, check_tokens_table, first_line, get_device, size_text
+from .helpers import ConfigError, TrainingError, check_tokens_table, first_line, get_device, read_small, size_text
 from .folders import atomic_path, check_held, held_here, remove_stale_temps, writable_folder
 from .model import GPT
 
@@ -53,14 +54,22 @@ def _choices(out:Path) -> str:
     try:
         with open(out / "ckpt.pt", "rb") as f: head = f.read(4)
     except OSError as e: return f"its ckpt.pt cannot be read ({e.strerror}): {other}"
-    if head != b"PK\x03\x04": return f"its ckpt.pt is no torch checkpoint (empty or damaged), so nothing can resume it: {other}"
+    if head != b"PK\x03\x04" or not _torch_zip(out / "ckpt.pt"):
+        return f"its ckpt.pt is no torch checkpoint (empty or damaged), so nothing can resume it: {other}"
     if _summary(out).get("interrupted") is False: return f"it finished: {other}"
     return f"continue it with --resume (resume=True), {other}"
 
+def _torch_zip(path:Path) -> bool:
+    "Whether `path` is laid out as `torch.save` writes: a zip holding `<name>/data.pkl` and `<name>/version`. Only its index is read."
+    try:
+        with zipfile.ZipFile(path) as z: names = set(z.namelist())
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile): return False
+    return any(n.endswith("/data.pkl") and n[:-len("data.pkl")] + "version" in names for n in names)
+
 def _summary(out:Path) -> dict:
-    "The run folder's summary.json, or {} where there is none or it is unreadable (a pipe is never opened)."
+    "The run folder's summary.json, or {} where there is none or it is unreadable: a pipe is never opened, a huge file never read whole."
     if not (out / "summary.json").is_file(): return {}
-    try: s = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    try: s = json.loads(read_small(out / "summary.json"))
     except (OSError, ValueError): return {}
     return s if isinstance(s, dict) else {}
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from .helpers import (DTYPE_NAMES, ConfigError, DatasetError, TrainingError, check_positive, check_seed, free_memory,
-                            read_meta, size_text)
-from .folders import check_folder, folder_lock
+                            check_meta_hash, read_meta, size_text)
+from .folders import check_folder, folder_lock, writing_here
 from .data import check_flag
 from .tokens import VOCABS, DataConfig, Dataset, load_dataset, prepare
 
@@ -215,6 +215,7 @@ def open_dataset(
                                f"`zo-gpt prepare --out {shlex.quote(cfg.data_dir)} --vocab {cfg.vocab}{force}`")
         print(f"making the default {cfg.vocab} dataset in {path} (first use)")
         prepare(DataConfig(vocab=cfg.vocab), path, verbose=False)
+    check_meta_hash(path, read_meta(path), cfg.vocab)   # first: an edited meta.json's hint remakes it for this run's vocab
     return load_dataset(path)
 
 def held_dataset(cfg:TrainConfig, data:Dataset|None, reading:contextlib.ExitStack, make:bool=False, unset:str|None=None) -> Dataset:
@@ -223,7 +224,7 @@ def held_dataset(cfg:TrainConfig, data:Dataset|None, reading:contextlib.ExitStac
     path = data.path if data is not None else cfg.dataset
     if data is not None and not Path(path).is_dir(): raise DatasetError(f"the dataset's folder {path} no longer exists")
     def hold():
-        if Path(path).resolve() != Path(cfg.out_dir).resolve():   # a run folder that is its dataset's folder is held already
+        if Path(path).resolve() != Path(cfg.out_dir).resolve() and not writing_here(path):   # a folder this run writes is held already
             reading.enter_context(folder_lock(path, "data_dir", shared=True))
     held = Path(path).is_dir()
     if held: hold()                                 # before opening: a prepare still writing it is named, not missed

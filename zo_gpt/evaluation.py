@@ -69,11 +69,10 @@ class Tally:
     def result(self, rounds:int=0) -> dict:
         "loss, se, bayes, kl, kl_se (nats per token); kl_parts: each situation's share of kl; p_eot_in_view: mean P(end of text) where it cannot come."
         if not self.n: raise ConfigError("nothing was measured")
-        cat = lambda xs: np.concatenate(xs)
         if rounds >= 2:  # blocks i, i + L, i + 2L, ... share an alignment: the spread within each alignment only
             se = lambda v: float(math.sqrt(v.reshape(rounds, -1).var(0, ddof=1).sum() / rounds) / (len(v) // rounds))
         else: se = lambda v: float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else float("nan")
-        loss, bayes, kl = cat(self.block_loss), cat(self.block_bayes), cat(self.block_kl)
+        loss, bayes, kl = (np.concatenate(v) for v in (self.block_loss, self.block_bayes, self.block_kl))
         names = list(PARTS)
         return {"loss": float(loss.mean()), "se": se(loss), "bayes": float(bayes.mean()), "gap_se": se(loss - bayes),
                 "kl": float(kl.mean()), "kl_se": se(kl), "scored": int(self.n),
@@ -151,7 +150,7 @@ def excess_text(r:dict) -> str:
 def with_se(value:float, se:float, sign:bool=False) -> str:
     "'0.64313 +- 0.00044', '(7.9692 +- 0.0010)e-05': the standard error to 2 significant digits, the value to the same place."
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (value, se)) or se < 0:
-        raise ConfigError(f"with_se takes a number and its standard error (0 or more), got {value!r} and {se!r}")
+        raise ConfigError(f"with_se takes a number, value, and its standard error, se (0 or more), got value={value!r}, se={se!r}")
     if not (math.isfinite(value) and math.isfinite(se) and se > 0): return f"{value:{'+' if sign else ''}.6g} +- {se:.2g}"
     place, exp = math.floor(math.log10(se)) - 1, math.floor(math.log10(abs(value))) if value else 0  # the last digit kept
     if place >= -6 or exp < place: return f"{value:{'+' if sign else ''}.{max(0, -place)}f} +- {se:.{max(0, -place)}f}"
@@ -174,7 +173,6 @@ class History:
 
     @property
     def last_val(self): return self.val[-1] if self.val else None
-
     @property
     def references(self) -> dict:
         "The exact excess of the simple predictors, for this run's data and block size."
@@ -248,14 +246,17 @@ def loss_figure(history:History, title:str|None=None):
 @torch.no_grad()
 def attention_weights(model, idx:torch.Tensor) -> torch.Tensor:
     "The first block's attention probabilities (B, n_head, T, T) for token ids `idx` (B, T): query rows, key columns."
+    V, ok = model.config.vocab_size, isinstance(idx, torch.Tensor) and idx.dim() == 2 and idx.dtype in (torch.int32, torch.int64)
+    if not (ok and idx.numel() and 0 <= idx.min() and idx.max() < V):   # what the embedding takes, said before it fails
+        got = f"{idx.dtype} {tuple(idx.shape)} from {idx.min().item()} to {idx.max().item()}" if isinstance(idx, torch.Tensor) and idx.numel() else repr(idx)[:80]
+        raise ConfigError(f"idx must be a (B, T) tensor of integer token ids from 0 to {V - 1}, got {got}")
     B, T = idx.shape
     x = model.wte(idx) + model.wpe(torch.arange(T, device=idx.device))
     attn = model.h[0].attn
     q, k, _ = attn.c_attn(model.h[0].ln_1(x)).split(model.config.n_embd, dim=2)
     q, k = (t.view(B, T, attn.n_head, -1).transpose(1, 2) for t in (q, k))  # (B, nh, T, hs)
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
-    mask = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
-    return scores.masked_fill(~mask, float("-inf")).softmax(-1)
+    return scores.masked_fill(~torch.ones(T, T, dtype=torch.bool, device=idx.device).tril(), float("-inf")).softmax(-1)
 
 def _mean_by(keys:np.ndarray, values:np.ndarray, size:int) -> np.ndarray:
     n = np.bincount(keys, minlength=size)[:size]
@@ -269,8 +270,8 @@ def attention_on_boundary(att:np.ndarray, codes:np.ndarray) -> np.ndarray:
 
 def mechanism(model, batches:list, meta:dict) -> dict:
     "What the model believes, position by position, on `batches` of (x, y); see the training notebook for the figure."
-    ids, code_of, n = stream_ids(meta), code_lookup(meta), meta["config"]["seq_len"]
-    T = batches[0][0].shape[1]
+    if not batches: raise ConfigError("batches must hold at least one (x, y) batch, got none")
+    ids, code_of, n, T = stream_ids(meta), code_lookup(meta), meta["config"]["seq_len"], batches[0][0].shape[1]
     out = {k: [] for k in ("out_c", "out_p", "in_d", "in_p", "att_d", "att", "att_uniform", "p_one")}
     for x, y in batches:
         m = model.log_probs(x, ids).double().exp().cpu().numpy()

@@ -11,6 +11,7 @@ __all__ = ['GPU_PEAKS', 'REPORT_FILES', 'profile_config', 'ProfileResult', 'meas
 import contextlib
 import csv
 import json
+import os
 import resource
 import shutil
 import sys
@@ -23,7 +24,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile, schedule
 
-from .helpers import check_positive, get_device
+from .helpers import ConfigError, TrainingError, check_positive, get_device, size_text
 from .folders import atomic_path, writable_folder
 from .model import flops_per_token, precision
 from .config import TrainConfig, check_data, held_dataset, make_config, read_overrides
@@ -115,8 +116,12 @@ def profile_steps(
 ) -> ProfileResult:
     "Profile `active` steps of a run of `cfg`, taken as `fit` takes them; sort their time into categories and parts."
     active, warmup = check_positive("active", active), max(0, int(warmup))
-    for name, path in (("trace", trace), ("table", table)):  # before the work: a folder that cannot be written
-        if path is not None: writable_folder(Path(path).parent, name)
+    for name, path in (("trace", trace), ("table", table)):  # before the work: a path no file can be written to
+        if path is None: continue
+        if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+            raise ConfigError(f"{name} must be a file's path, got {type(path).__name__} {path!r}")
+        if Path(path).is_dir(): raise ConfigError(f"{name}={str(path)!r} is a folder; name a file to write, or move the folder away")
+        writable_folder(Path(path).parent, name)
     device = get_device(cfg.device)
     with contextlib.ExitStack() as reading:   # the dataset held as `fit` holds it: no prepare replaces it meanwhile
         data = held_dataset(cfg, data, reading, make, unset="have `zo-gpt profile` make one in its --out folder")
@@ -144,6 +149,10 @@ def _profiled(cfg, data, device, active, warmup, wait, trace, table) -> ProfileR
     if trace:
         with tempfile.TemporaryDirectory() as tmp:  # torch's C++ takes only a path it can encode; Python moves it where asked
             prof.export_chrome_trace(f"{tmp}/trace.json")
+            if not _ends_whole(Path(tmp) / "trace.json"):   # torch logs a failed write of its trace, and raises nothing
+                raise TrainingError(f"the profiler could not write its trace into the temporary folder {Path(tmp).parent} "
+                                    f"({size_text(shutil.disk_usage(tmp).free)} free there); free some space there, or "
+                                    "set TMPDIR to a folder with room")
             with atomic_path(trace) as out: shutil.move(f"{tmp}/trace.json", out)
 
     everything = list(prof.events())
@@ -174,6 +183,14 @@ def _interrupt_wins():
     except Exception as e:
         if isinstance(e.__context__, KeyboardInterrupt): raise KeyboardInterrupt from None
         raise
+
+def _ends_whole(path:Path) -> bool:
+    "Whether the file at `path` ends as a whole JSON object does (with '}'): a trace written to its end."
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 64))
+            return f.read().rstrip().endswith(b"}")
+    except OSError: return False
 
 def _device_words(device:torch.device) -> str:
     if device.type == "cuda": return torch.cuda.get_device_name(device)
