@@ -49,7 +49,7 @@ def lab(tmp_path, cpu_data):
     work.mkdir()
     nb = json.loads((NBS / "03a_panel.ipynb").read_text())
     cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
-    cell["source"] = 'run_dir = "runs"\nmax_iters = 40\nseeds = 1\nn_head = 2\n'
+    cell["source"] = 'run_dir = "runs"\nmax_iters = 40\nseeds = 1\nn_head = 2\ncompare = True\n'
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     for c in code: c["outputs"], c["execution_count"] = [], None
     nb["metadata"].pop("widgets", None)
