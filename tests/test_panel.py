@@ -48,7 +48,8 @@ def hlines(fig):
 
 
 def legend_texts(fig):
-    return [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    "The legend's labels, each on one line (the figure wraps long ones)."
+    return [" ".join(t.get_text().split()) for t in fig.axes[0].get_legend().get_texts()]
 
 
 def shown_is_current(panel):
@@ -76,7 +77,7 @@ def test_train_records_the_settings_and_the_loss_falls_to_the_floor(panel):
     floors = hlines(fig)
     assert round(stream_floor(2 / 3, 200, 64), 6) in floors          # the run's own floor ...
     assert round(stream_floor(2 / 3, 200, 128), 6) in floors         # ... and the slider's
-    assert "run 1: batch 8 x block 64, 200 steps, lr 3e-2" in legend_texts(fig)
+    assert "run 1: batch 8 x block 64, 200 steps, lr 3e-2, seed 1337" in legend_texts(fig)
     panel.view.value = "excess"                                       # the toggle redraws with the excess
     assert panel.wait(timeout=30) and shown_is_current(panel) and bytes(panel.image.value) == panel.picture("excess")
     fig = panel.figure()
@@ -191,17 +192,38 @@ def test_the_loss_view_frames_the_floor_and_marks_runs_above_it(panel, short_his
     assert any("above the frame" in t.get_text() for t in ax.texts)
 
 
-def test_ten_runs_keep_a_legible_legend_with_labels_that_differ(panel, short_history):
-    for i in range(10): panel.add(short_history, f"run of {40 + i} steps")
+def test_twenty_runs_keep_a_legible_legend_with_labels_that_differ(panel, short_history):
+    for i in range(20): panel.add(short_history, f"run of {40 + i} steps, seed {1337 + i} (stopped in the final evaluation)")
     fig = panel.figure()
     fig._repr_png_()                                           # lays the legend out
-    legend = fig.axes[0].get_legend()
+    legend, ax = fig.axes[0].get_legend(), fig.axes[0]
     texts = legend_texts(fig)
-    assert len(set(texts)) == len(texts) and min(t.get_fontsize() for t in legend.get_texts()) >= 8
-    box, page, plot = legend.get_window_extent(), fig.bbox, fig.axes[0].get_window_extent()
-    assert box.x0 >= plot.x1 and box.y0 >= page.y0 and box.y1 <= page.y1   # beside the plot, whole
+    assert len(set(texts)) == len(texts) and min(t.get_fontsize() for t in legend.get_texts()) >= 9
+    box, page, plot = legend.get_window_extent(), fig.bbox, ax.get_window_extent()
+    assert box.x0 >= plot.x1 and box.x1 <= page.x1 and box.y0 >= page.y0 and box.y1 <= page.y1   # beside the plot, whole
+    lines = [c.lines[0] for c in ax.containers if c.get_label().startswith("run ")]
+    assert len({(l.get_color(), l.get_marker(), l.get_linestyle()) for l in lines}) == 20   # no two runs look alike
+    assert sorted(int(t.get_text()) for t in ax.texts if t.get_text().isdigit()) == list(range(1, 21))   # numbered
     panel.iters.value = 200                                     # the panel's own runs are labelled with their steps
     assert "200 steps" in _label(panel.config())
+
+
+def test_the_seed_box_sets_the_run_and_a_repeated_run_says_so(panel):
+    panel.batch.value, panel.block.value, panel.iters.value = 8, 64, 20
+    said = []
+    for seed in (1337, 1337, 7):
+        panel.seed.value = seed
+        panel.train_button.click()
+        assert panel.wait(timeout=120) and "— done" in panel.status.value
+        said.append(panel.status.value)
+    first, again, other = panel.runs
+    assert [r["loss"] for r in again.history.train] == [r["loss"] for r in first.history.train]
+    assert [r["loss"] for r in other.history.train] != [r["loss"] for r in first.history.train]
+    assert other.cfg.seed == 7 and "seed 7" in other.label and "seed 1337" in first.label
+    assert "the same settings and seed as run 1" in said[1] and "the same settings" not in said[0] + said[2]
+    panel.seed.value = 1337
+    panel.train_button.click()
+    assert panel.wait(timeout=120) and "the same settings and seed as run 2" in panel.status.value
 
 
 def test_sliders_land_on_the_values_they_show(panel):

@@ -1,4 +1,4 @@
-"Markdown cells as a reader sees them: every table keeps its columns when a GFM renderer splits its rows."
+"Notebooks as a reader sees them: every table keeps its columns when a GFM renderer splits its rows, and no stored output is a stderr box."
 import json
 
 import pytest
@@ -53,3 +53,11 @@ def test_every_markdown_table_keeps_its_columns(name):
         if cell["cell_type"] == "markdown":
             problems += [f"cell {k}: {p}" for p in table_problems("".join(cell["source"]))[1]]
     assert not problems, problems
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_no_stored_output_is_a_stderr_box(name):
+    "JupyterLab shows stderr in a pink box, which reads as an error: progress bars are widgets there, and warnings are avoided."
+    boxes = [f"cell {k}: {''.join(o['text'])[:80]!r}" for k, cell in enumerate(json.loads((NBS / name).read_text())["cells"])
+             for o in cell.get("outputs", []) if o.get("output_type") == "stream" and o.get("name") == "stderr"]
+    assert not boxes, boxes

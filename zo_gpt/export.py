@@ -81,6 +81,7 @@ def to_hf(model:GPT, eot_id:int|None=None):
         w = ours[k] if k in ours or not k.endswith(".bias") else torch.zeros_like(v)  # bias=False: zeros add nothing
         weights[k] = w.t() if k.endswith(CONV1D) else w  # Conv1D computes x @ W, nn.Linear x @ W.T
     hf.load_state_dict(weights, strict=False)
+    hf.loss_type = "ForCausalLM"  # the loss it computes anyway: its class name names none, so transformers would warn
     return hf.eval()
 
 class LogitsModel:

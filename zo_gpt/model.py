@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 from torch.autograd.profiler import record_function
 from torch.nn import functional as F
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a widget in a notebook, text in a terminal
 
 from .helpers import DTYPE_NAMES, ConfigError, check_positive, check_seed, check_tokens_table
 

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a widget in a notebook, text in a terminal
 
 from . import __version__
 from .data import PIECES, as_text, check_flag, check_memory, check_words, entropy, iter_words, stream_floor

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 from torch.autograd.profiler import record_function
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a widget in a notebook, text in a terminal
 
 from .checkpoint import claim_run_folder, finished_run, restore, save_checkpoint
 from .config import TrainConfig, check_data, fixed_batches, get_batch, held_dataset, lr_at

@@ -13,7 +13,7 @@ import os
 import threading
 import time
 import weakref
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import ipywidgets as widgets
@@ -21,7 +21,7 @@ import ipywidgets as widgets
 from .config import TrainConfig, make_config, open_dataset
 from .evaluation import History, excess_text
 from .figures import Renderer
-from .helpers import ConfigError, check_positive, first_line, get_device
+from .helpers import SEED_MAX, ConfigError, check_positive, first_line, get_device
 from .runs import VIEWS, runs_figure
 from .train import Callback, fit
 
@@ -36,6 +36,7 @@ class Run:
     error: str | None = None
     stopped: bool = False  # stopped before its last step, or during its final evaluation
     of: str = ""  # ' (2 of 4)' within a series of runs
+    number: int = 0  # N of 'run N', written at the end of its curve
 
     @property
     def legend(self) -> str:
@@ -57,7 +58,8 @@ def _one_line(e:Exception) -> str:
 
 def _label(cfg:TrainConfig) -> str:
     vocab = "" if cfg.vocab == "compact" else f", {cfg.vocab} vocabulary"
-    return f"batch {cfg.batch_size} x block {cfg.block_size}, {cfg.max_iters} steps, lr {_lr_text(cfg.lr)}{vocab}"
+    return (f"batch {cfg.batch_size} x block {cfg.block_size}, {cfg.max_iters} steps, lr {_lr_text(cfg.lr)}, "
+            f"seed {cfg.seed}{vocab}")
 
 class _Live(Callback):
     "Connects one run of `fit` to the panel: the stop flag, the status line, and requests for a new picture."
@@ -132,6 +134,8 @@ class TrainingPanel:
         self.block = _slider("block size", [v for v in POW2 if 8 <= v <= max_block], b.block_size)
         self.iters = _slider("max steps", STEPS, b.max_iters)
         self.lr = _slider("learning rate", LRS, b.lr, _lr_text)
+        self.seed = widgets.BoundedIntText(value=b.seed, min=0, max=SEED_MAX, description="seed",
+                                           style={"description_width": "90px"}, layout={"width": "200px"})
         self.vocab = toggle("vocabulary", ["compact", "gpt2"], value=b.vocab)
         self.xaxis = toggle("x-axis", [("steps", "iter"), ("tokens", "tokens")])
         self.view = toggle("show", VIEWS, tooltips=["loss against each run's floor",
@@ -148,11 +152,11 @@ class TrainingPanel:
         self.compare_button.on_click(lambda _: self.start(COMPARE))
         self.clear_button.on_click(lambda _: self.clear())
         for w in (self.block, self.xaxis, self.view): w.observe(lambda _: self.redraw(), names="value")
-        for w in (self.batch, self.block, self.iters, self.lr, self.vocab):
+        for w in (self.batch, self.block, self.iters, self.lr, self.seed, self.vocab):
             w.observe(lambda _: self._say_next(), names="value")
         self.vocab.observe(lambda change: self._vocab_note(change["new"]), names="value")
         row = lambda *children: widgets.Box(list(children), layout={"display": "flex", "flex_flow": "row wrap"})
-        self.widget = widgets.VBox([row(self.batch, self.block, self.iters, self.lr),
+        self.widget = widgets.VBox([row(self.batch, self.block, self.iters, self.lr, self.seed),
                                     row(self.vocab, self.xaxis, self.view),
                                     row(self.train_button, self.stop_button, self.compare_button, self.clear_button),
                                     self.status, self.image])
@@ -174,7 +178,7 @@ class TrainingPanel:
         batch_size, block_size = (self.batch.value if batch_size is None else batch_size,
                                   self.block.value if block_size is None else block_size)
         return replace(base, batch_size=batch_size, block_size=block_size,
-                       max_iters=self.iters.value, lr=lr, min_lr=lr * base.min_lr / base.lr, vocab=vocab,
+                       max_iters=self.iters.value, lr=lr, min_lr=lr * base.min_lr / base.lr, vocab=vocab, seed=self.seed.value,
                        data_dir=base.data_dir if same_data else str(self.run_dir / f"data-{vocab}"))
 
     @property
@@ -211,7 +215,7 @@ class TrainingPanel:
         if not isinstance(label, str): raise ConfigError(f"label must be text, got {label!r}")
         with self._lock:
             self.count += 1
-            self.runs.append(Run(f"run {self.count}: {label}", TrainConfig(**history.config), history))
+            self.runs.append(Run(f"run {self.count}: {label}", TrainConfig(**history.config), history, number=self.count))
         self.redraw()
 
     def clear(self):
@@ -242,7 +246,7 @@ class TrainingPanel:
                     self.count += 1
                     out_dir = str(self.run_dir / f"run{self.count}")
                     run = Run(f"run {self.count}: {_label(cfg)}", replace(cfg, out_dir=out_dir),
-                              of=f" ({i + 1} of {len(cfgs)})" if len(cfgs) > 1 else "")
+                              of=f" ({i + 1} of {len(cfgs)})" if len(cfgs) > 1 else "", number=self.count)
                     self.runs.append(run)
                 self._say(f"{run.label}{run.of} — preparing")
                 try:
@@ -283,6 +287,9 @@ class TrainingPanel:
         elif steps < cfg.max_iters: text = f"{run.label} — stopped at step {steps} of {cfg.max_iters}{last}"
         elif cfg.final_eval: text = f"{run.label} — stopped in the final evaluation: all {steps} steps are done{last}"
         else: text = f"{run.label}{run.of} — done"
+        settings = lambda c: {**asdict(c), "out_dir": None}
+        with self._lock: same = [r.number for r in self.runs if r is not run and settings(r.cfg) == settings(cfg)]
+        if same: text += f" · the same settings and seed as run {same[-1]}: change the seed for another draw"
         self._say(text)
 
     def _say(self, text:str, error:bool=False):
@@ -293,7 +300,8 @@ class TrainingPanel:
         "The panel's plot: every run so far in the chosen view, with the floor or the references of the block slider."
         with self._lock: runs = [r for r in self.runs if r.history is not None]
         return runs_figure([r.history for r in runs], [r.legend for r in runs], x=self.xaxis.value,
-                           view=view or self.view.value, block_size=self.block.value, title="zo_gpt training panel")
+                           view=view or self.view.value, block_size=self.block.value, title="zo_gpt training panel",
+                           marks=[str(r.number) for r in runs])
 
     def redraw(self):
         "Ask for a new picture of the panel's state; it is drawn in the panel's drawing thread."
