@@ -26,11 +26,12 @@ demo: $(STAMP)
 
 # One torch/BLAS thread per process: nbdev_test and pytest each run two at a time on a 2-core machine. Notebooks that
 # pytest runs under papermill are left out of nbdev_test, so no notebook's work is done twice: 03_train at its
-# defaults (the suite's one full cpu-preset run, which 04b_export then reuses), the others with small parameters
-# (index, 03a_panel and 05_cli train; 02b_evaluation, 04_profile and 04a_losses measure at sizes that take minutes).
+# defaults (the suite's one full cpu-preset run, which 04b_export and 03c_ablation then reuse; 03c also trains its
+# frozen-positions run), the others with small parameters (index, 03a_panel and 05_cli train; 02b_evaluation,
+# 04_profile and 04a_losses measure at sizes that take minutes).
 # pytest-xdist keeps each group of tests that shares a run on one worker (--dist loadgroup).
 # The browser test drives Debian's chromium with playwright (never `playwright install`).
-PAPERMILL_NOTEBOOKS := ^(index|02b_evaluation|03_train|03a_panel|04_profile|04a_losses|04b_export|05_cli)\.ipynb$$|^[_.]
+PAPERMILL_NOTEBOOKS := ^(index|02b_evaluation|03_train|03a_panel|03c_ablation|04_profile|04a_losses|04b_export|05_cli)\.ipynb$$|^[_.]
 test: $(STAMP) chromium
 	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --skip_file_re '$(PAPERMILL_NOTEBOOKS)'
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadgroup tests

@@ -1,6 +1,7 @@
 """End to end in a real browser: JupyterLab serves nbs/03a_panel.ipynb (with small parameters), Chromium (driven by
-playwright) runs it, moves the block-size slider, trains, switches the view between excess and loss, and stops a
-second run. The test finds the panel's widgets as a reader does, by their labels, texts and roles, and waits for what
+playwright) runs it, clears the comparison's short runs, moves the block-size and steps sliders, trains a 300-step
+run, switches the view between excess and loss, and stops a second run. Its screenshot of the loss view is the
+index's. The test finds the panel's widgets as a reader does, by their labels, texts and roles, and waits for what
 the page shows (a status line, a new picture), never for a fixed time. Screenshots go to test-artifacts/."""
 import json
 import os
@@ -175,11 +176,18 @@ def test_panel_in_a_real_browser(lab):
             excess, loss = (panel.get_by_role("button", name=v, exact=True) for v in ("excess", "loss"))
             steps_axis = panel.get_by_role("button", name="steps", exact=True)   # pressed: the x-axis is steps
             assert pressed(excess) == pressed(steps_axis) != pressed(loss)       # the notebook switched to excess
+            before = plot.get_attribute("src")
+            panel.get_by_role("button", name="Clear runs").click()     # the comparison's short runs leave the plot
+            expect(plot).not_to_have_attribute("src", before)
             block.get_by_role("slider").focus()
             page.keyboard.press("ArrowLeft")                            # block 256 -> 128
             expect(block).to_contain_text("128")
+            steps = slider(panel, "max steps")
+            steps.get_by_role("slider").focus()
+            for _ in range(5): page.keyboard.press("ArrowRight")        # 40 -> 50, 100, 150, 200, 300: a real run
+            expect(steps).to_contain_text("300")
             # the readout moves before the kernel has the value: wait for the kernel's word, the Train button's tooltip
-            expect(train).to_have_attribute("title", re.compile("block 128,"), timeout=30_000)
+            expect(train).to_have_attribute("title", re.compile("block 128, 300 steps"), timeout=30_000)
             before = plot.get_attribute("src")
             train.click()
             text = status(panel, r"— done: excess")
@@ -198,7 +206,6 @@ def test_panel_in_a_real_browser(lab):
             narrow(page, panel)
             excess.click()
             # a longer second run, stopped
-            steps = slider(panel, "max steps")
             steps.get_by_role("slider").focus()
             page.keyboard.press("End")
             expect(steps).to_contain_text("3000")

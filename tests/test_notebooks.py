@@ -228,6 +228,17 @@ def test_04b_export_under_nbdev_test_reuses_the_preset_run(preset_run, tmp_path)
     assert ckpt == (preset_run[0] / "ckpt.pt").stat().st_mtime      # reused, not trained again
 
 
+@PRESET
+def test_03c_ablation_on_the_preset_run(preset_run, tmp_path):
+    "03c at its defaults on a copy of the suite's cpu-preset run, with its frozen-positions run: the notebook's own checks hold."
+    shutil.copytree(preset_run[0], tmp_path / "run")
+    _, s = run("03c_ablation.ipynb", tmp_path, run_dir=str(tmp_path / "run"), frozen_dir=str(tmp_path / "frozen"))
+    h = s["boundary_head"]
+    assert s["scores"][h] > 0.9 and s["factor"][str(h)] > 2 and s["excess"]["all heads"] > 10 * s["excess"]["none"]
+    assert set(s["frozen"]) == {"word_out_of_view", "eot_out_of_view"} and (tmp_path / "frozen" / "ckpt.pt").exists()
+    assert (tmp_path / "run" / "ckpt.pt").stat().st_mtime == (preset_run[0] / "ckpt.pt").stat().st_mtime   # reused
+
+
 @pytest.mark.parametrize("name, params, line", [
     ("00_data.ipynb", {"block_size": "abc"}, "ConfigError: block_size must be a positive integer, got 'abc'"),
     ("01_tokenizer.ipynb", {"vocab": "bpe"}, "ConfigError: vocab must be one of ('gpt2', 'compact'), got 'bpe'"),
@@ -236,6 +247,7 @@ def test_04b_export_under_nbdev_test_reuses_the_preset_run(preset_run, tmp_path)
     ("03_train.ipynb", {"sample_tokens": 0}, "ConfigError: sample_tokens must be a positive integer, got 0"),
     ("03a_panel.ipynb", {"seeds": 0}, "ConfigError: seeds must be a positive integer, got 0"),
     ("03b_accounting.ipynb", {"size": 0}, "ConfigError: size must be a positive integer, got 0"),
+    ("03c_ablation.ipynb", {"frozen": "yes"}, "ConfigError: frozen must be True or False, got 'yes'"),
     ("04_profile.ipynb", {"active_steps": 0}, "ConfigError: active_steps must be a positive integer, got 0"),
     ("04a_losses.ipynb", {"repeats": 0}, "ConfigError: repeats must be a positive integer, got 0"),
     ("04b_export.ipynb", {"n_tokens": 0}, "ConfigError: n_tokens must be a positive integer, got 0"),

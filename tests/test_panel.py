@@ -13,7 +13,8 @@ from zo_gpt.evaluation import loss_figure
 from zo_gpt.runs import runs_figure
 from zo_gpt.tokens import DataConfig, prepare
 from zo_gpt.train import fit
-from zo_gpt.ui import COMPARE, TrainingPanel, _label, _Live, steps_to
+from zo_gpt.runs import steps_to
+from zo_gpt.ui import COMPARE, TrainingPanel, _label, _Live
 
 
 def base(data, **kw):

@@ -88,6 +88,11 @@ def _sample(args, extra) -> int:
     print(f"\n{n:,} words, fraction of '1': {frac:.4f}")
     return 0
 
+def _explain(args, extra) -> int:
+    from zo_gpt.ablation import explain_run, explain_table
+    print(explain_table(explain_run(args.run, args.data)))
+    return 0
+
 def _export(args, extra) -> int:
     from zo_gpt.export import export_run  # transformers loads only for this command
     out = export_run(args.run, args.out, force=args.force)
@@ -181,6 +186,14 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--tokens", type=int, default=1000, help="tokens to sample (default %(default)s)")
     sp.add_argument("--seed", type=int, default=0, help="sampling seed (default %(default)s)")
     sp.set_defaults(func=_sample)
+    xp = sub.add_parser("explain", help="knock out each attention head and show what the model loses", description="Load "
+                        "the checkpoint in RUN_DIR and print the excess over the Bayes predictor by situation with each "
+                        "head of the first block replaced by its mean output in turn, and with all of them, on the run's "
+                        "fixed validation batches; and name the head the boundary rule depends on.")
+    xp.add_argument("run", metavar="RUN_DIR", type=os.path.expanduser, help="run folder holding ckpt.pt")
+    xp.add_argument("--data", type=os.path.expanduser, default=None, help="the run's dataset folder, where the checkpoint "
+                    "cannot find it (it names the path the run was given)")
+    xp.set_defaults(func=_explain)
     ep = sub.add_parser("export", help="write a trained model as a Hugging Face transformers folder", description="Write "
                         "the model of the checkpoint in RUN_DIR to OUT as transformers' GPT-2 (config.json, "
                         "model.safetensors), with tokens.json and a README.md that says how to tokenize text for it. "

@@ -39,12 +39,11 @@ def gpt2_encoding():
     except Exception as e:
         cache = os.environ.get("TIKTOKEN_CACHE_DIR")
         raise TokenizerUnavailable(
-            f"could not load GPT-2's BPE files for tiktoken ({type(e).__name__}: {e}). tiktoken downloads "
-            "vocab.bpe and encoder.json once and keeps them in a cache folder. Without a network, set "
-            "TIKTOKEN_CACHE_DIR to a folder holding that cache (copy it from a machine where "
-            "`python -c \"import tiktoken; tiktoken.get_encoding('gpt2')\"` has run with the same variable "
-            "set) and run again. " + (f"TIKTOKEN_CACHE_DIR is {cache!r} now." if cache is not None
-                                      else "TIKTOKEN_CACHE_DIR is not set.")) from e
+            f"could not load GPT-2's BPE files for tiktoken ({type(e).__name__}: {e}). tiktoken downloads vocab.bpe and "
+            "encoder.json once and keeps them in a cache folder. Without a network, set TIKTOKEN_CACHE_DIR to a folder holding "
+            "that cache (copy it from a machine where `python -c \"import tiktoken; tiktoken.get_encoding('gpt2')\"` has run "
+            "with the same variable set) and run again. "
+            + (f"TIKTOKEN_CACHE_DIR is {cache!r} now." if cache is not None else "TIKTOKEN_CACHE_DIR is not set.")) from e
 
 # %% ../nbs/01_tokenizer.ipynb #0d3231dd
 KINDS = ("first word", "first word", "word", "word", "end of text")
@@ -200,8 +199,7 @@ def _prepare(cfg:DataConfig, out:Path, force:bool, verbose:bool, t0:float) -> di
     if old is not None:
         if old.get("config") == asdict(cfg):
             try:
-                check_meta_hash(out, old)
-                check_files(out, old)
+                check_meta_hash(out, old); check_files(out, old)
                 if verbose: print(f"reused {out}: made with the same arguments, files match meta.json")
                 return old
             except DatasetError as e:
@@ -267,8 +265,10 @@ def _check_meta(meta, keys:tuple):
 def code_lookup(meta:dict) -> np.ndarray:
     "Array mapping a dataset's token ids to their piece codes (0..4, see `PIECES`)."
     _check_meta(meta, ("tokens",))
-    lut = np.zeros(max(t["id"] for t in meta["tokens"]) + 1, np.int64)
-    for t in meta["tokens"]: lut[t["id"]] = t["code"]
+    if not (isinstance(table := meta["tokens"], list) and table and all(isinstance(t, dict) and isinstance(t.get("id"), int) and t["id"] >= 0 and t.get("code") in range(5) for t in table)):
+        raise ConfigError(f"meta's tokens must be a dataset's token table (ids, and piece codes 0..4), got {str(table)[:60]}")
+    lut = np.zeros(max(t["id"] for t in table) + 1, np.int64)
+    for t in table: lut[t["id"]] = t["code"]
     return lut
 
 def describe(meta:dict) -> str:

@@ -1,0 +1,93 @@
+"""The causal test of the boundary head: small models trained for a few seconds each, every head knocked out in turn
+(mean ablation), and `zo-gpt explain` on a run folder, as a user would call it."""
+import shutil
+
+import pytest
+import torch
+
+from zo_gpt.ablation import ablated, explain, explain_run, explain_table, head_means
+from zo_gpt.checkpoint import load_model
+from zo_gpt.cli import main
+from zo_gpt.config import fixed_batches, make_config, open_dataset
+from zo_gpt.helpers import ConfigError, DatasetError
+from zo_gpt.train import Checkpointer, fit
+
+SEEDS = range(1, 6)
+
+
+@pytest.fixture(scope="module")
+def small_runs(tiny_data, tmp_path_factory):
+    """Five seeds of a small model (4 heads, block 64, 300 steps) on 200 sequences of 60 words: each learns where
+    sequences end in about 2 s. explain's result for each, with its boundary scores."""
+    results = {}
+    for seed in SEEDS:
+        out = tmp_path_factory.mktemp(f"seed{seed}")
+        cfg = make_config("cpu", {"data_dir": str(tiny_data), "out_dir": str(out), "block_size": 64, "batch_size": 16,
+                                  "n_head": 4, "max_iters": 300, "eval_interval": 100, "final_eval": False, "seed": seed})
+        fit(cfg, callbacks=[Checkpointer()], verbose=False)
+        model, _ = load_model(out, device="cpu")
+        data = open_dataset(cfg)
+        results[seed] = explain(model, fixed_batches(data.val, cfg, torch.device("cpu")), data.meta)
+    return results
+
+
+def test_knocking_out_the_top_boundary_head_costs_the_most_where_the_boundary_matters(small_runs):
+    """Ablating the head with the highest boundary score multiplies the excess of words read with the sequence start
+    in view by more than 2, and by more than ablating any other head does. Attention is not always causation: over 15
+    seeds of this setting on a quiet 2-core machine the ordering held in 13 (in the others two heads watched the
+    boundary and the rule rested on the other one), so the test asks for it in at least 3 of 5 seeds."""
+    held = []
+    for seed, r in small_runs.items():
+        top = max(range(4), key=lambda h: r["scores"][h])
+        f = r["factor"]
+        held.append(f[top] > 2 and all(f[top] > f[h] for h in range(4) if h != top))
+    assert sum(held) >= 3, {s: (r["scores"], r["factor"]) for s, r in small_runs.items()}
+
+
+def test_the_boundary_head_knocked_out_gives_the_end_of_text_back_its_probability(small_runs):
+    "Where the rule is found, knocking out the heads it rests on raises P(end of text) where the start is in view."
+    for r in small_runs.values():
+        h, rows = r["boundary_head"], r["rows"]
+        if r["factor"][h] > 2: assert rows[f"head {h}"]["p_eot_in_view"] > rows["none"]["p_eot_in_view"]
+        assert rows["all heads"]["kl"] > rows["none"]["kl"]
+
+
+def test_ablated_restores_the_model_and_checks_its_arguments(tiny_data, finished_run):
+    model, _ = load_model(finished_run, device="cpu")
+    cfg = make_config("cpu", {"data_dir": str(tiny_data), "block_size": 32, "batch_size": 4, "n_embd": 16, "eval_batches": 1})
+    batches = fixed_batches(open_dataset(cfg).val, cfg, torch.device("cpu"))
+    means = head_means(model, batches)
+    x = batches[0][0]
+    with torch.no_grad():
+        before = model(x)
+        with pytest.raises(RuntimeError), ablated(model, [0], means): raise RuntimeError("a failure inside the block")
+        assert torch.equal(model(x), before)                      # the hook is gone however the block ended
+    for call, says in [(lambda: head_means("a model", batches), "model must be a GPT"),
+                       (lambda: head_means(model, []), "batches must hold at least one"),
+                       (lambda: ablated(model, [99], means).__enter__(), "heads must be head numbers"),
+                       (lambda: ablated(model, ["0"], means).__enter__(), "heads must be head numbers"),
+                       (lambda: ablated(model, [0], None).__enter__(), "means must be head_means"),
+                       (lambda: explain(model, batches, {"tokens": []}), "meta.s tokens must be a dataset.s token table")]:
+        with pytest.raises(ConfigError, match=says): call()
+
+
+def test_zo_gpt_explain_prints_the_table_for_a_run_folder(finished_run, tiny_data, tmp_path, capsys):
+    assert main(["explain", str(finished_run)]) == 0
+    out = capsys.readouterr().out
+    assert "knocked out" in out and "all heads" in out and "the boundary rule depends on head" in out
+    assert out == explain_table(explain_run(finished_run)) + "\n"
+    moved = tmp_path / "run"                                      # the run copied where its dataset's path leads nowhere
+    shutil.copytree(finished_run, moved)
+    ckpt = torch.load(moved / "ckpt.pt", weights_only=True)
+    ckpt["data_path"] = "gone/data"
+    torch.save(ckpt, moved / "ckpt.pt")
+    assert main(["explain", str(moved)]) == 1
+    err = capsys.readouterr().err
+    assert "cannot find the dataset" in err and "--data" in err and "Traceback" not in err
+    assert main(["explain", str(moved), "--data", str(tiny_data)]) == 0              # the hint works
+    other = tmp_path / "other"
+    assert main(["prepare", "--out", str(other), "--n-seq", "50", "--seq-len", "30", "--vocab", "compact"]) == 0
+    capsys.readouterr()
+    assert main(["explain", str(moved), "--data", str(other)]) == 1
+    assert "holds another dataset" in capsys.readouterr().err
+    with pytest.raises(DatasetError, match="holds another dataset"): explain_run(moved, data_dir=other)
