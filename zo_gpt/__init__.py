@@ -38,7 +38,7 @@ def run() -> int:
     for s in sigs: signal.signal(s, lambda signum, frame: held.append(signum))  # noted, not raised inside an import
     code = None
     try:
-        from zo_gpt.cli import main  # torch, numpy: about half a second
+        from zo_gpt.cli import main  # torch and numpy load here: bench/cli.py times it
         if held: raise KeyboardInterrupt
         for s in sigs: signal.signal(s, first[s] if s == signal.SIGINT else _stop)
         code = main()

@@ -227,8 +227,8 @@ class TrainingPanel:
 
     def _vocab_note(self, vocab:str):
         if vocab == "gpt2" and get_device(self.base.device).type == "cpu":
-            self._say("gpt2 vocabulary: every token is scored against 50,304 ids, so on a CPU a step takes about 30 "
-                      "times as long as with the compact vocabulary; try fewer steps first")
+            self._say("gpt2 vocabulary: every token is scored against 50,304 ids instead of 5, so on a CPU a step "
+                      "takes many times as long as with the compact vocabulary; try fewer steps first")
         else: self._say("ready")
 
     def wait(self, timeout:float|None=None) -> bool:
