@@ -97,7 +97,7 @@ def slider(panel, label):
 
 def reading(slider):
     "The value a slider shows beside it."
-    return slider.inner_text().split("\n")[-1].strip()
+    return slider.locator(".widget-readout").text_content().strip()
 
 
 def status(panel, pattern):
@@ -172,6 +172,7 @@ def test_panel_in_a_real_browser(lab):
             panel = train.locator("xpath=ancestor::div[.//img][1]")    # the box around the Train button and the plot
             plot, block = panel.get_by_role("img"), slider(panel, "block size")
             panel.scroll_into_view_if_needed()
+            expect(block).to_contain_text("256")                        # the widgets are drawn a moment after the cell ran
             assert reading(block) == "256"
             excess, loss = (panel.get_by_role("button", name=v, exact=True) for v in ("excess", "loss"))
             steps_axis = panel.get_by_role("button", name="steps", exact=True)   # pressed: the x-axis is steps

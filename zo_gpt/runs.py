@@ -95,7 +95,10 @@ def runs_figure(histories:list, labels:list, x:str="iter", view:str="loss", bloc
                 transform=ax.transAxes, fontsize=8, color="0.4")
     ax.set(xlabel="step" if x == "iter" else "tokens seen", title=title)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
+    handles, names = ax.get_legend_handles_labels()   # the reference lines first, then the runs in their order
+    order = sorted(range(len(names)), key=lambda k: len(names) + labels.index(names[k]) if names[k] in labels else k)
+    ax.legend([handles[k] for k in order], [names[k] for k in order], fontsize=9, loc="upper left",
+              bbox_to_anchor=(1.01, 1), borderaxespad=0)
     return fig
 
 # %% ../nbs/02d_runs.ipynb #78eee673
