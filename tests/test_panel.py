@@ -79,6 +79,8 @@ def test_train_records_the_settings_and_the_loss_falls_to_the_floor(panel):
     assert round(stream_floor(2 / 3, 200, 64), 6) in floors          # the run's own floor ...
     assert round(stream_floor(2 / 3, 200, 128), 6) in floors         # ... and the slider's
     assert "run 1: batch 8 x block 64, 200 steps, lr 3e-2, seed 1337" in legend_texts(fig)
+    rules = panel.figure("rules")                                     # the newest run: its rules, heads and parts
+    assert len(rules.axes) == 3 and "run 1" in rules.axes[0].get_title()
     panel.view.value = "excess"                                       # the toggle redraws with the excess
     assert panel.wait(timeout=30) and shown_is_current(panel) and bytes(panel.image.value) == panel.picture("excess")
     fig = panel.figure()
@@ -312,3 +314,12 @@ def test_short_sequences_floor_under_the_entropy_is_in_the_frame(tmp_path):
     for ax in (loss_figure(h).axes[0], runs_figure([h], ["a"], block_size=8).axes[0]):
         lo, hi = ax.get_ylim()
         assert lo < min([h.floor] + losses) and max([h.entropy] + losses[-1:]) < hi, (lo, hi, h.floor, losses)
+
+
+def test_the_rules_view_shows_the_newest_run_once_it_has_an_evaluation(panel, short_history):
+    fig = panel.figure("rules")                                   # no run yet: the loss view, saying why
+    assert "rules view shows a run from its first evaluation" in fig.axes[0].get_title()
+    panel.add(short_history, "a 40-step run")
+    fig = panel.figure("rules")
+    assert len(fig.axes) == 3 and fig.axes[0].get_title().startswith("run 1: a 40-step run")
+    assert panel.view.options[-1][1] == "rules" if isinstance(panel.view.options[-1], tuple) else panel.view.options[-1] == "rules"

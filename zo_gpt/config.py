@@ -58,7 +58,7 @@ class TrainConfig:
     beta2: float = 0.95  # AdamW beta2
     grad_clip: float = 1.0  # clip the gradient norm at this (0: no clipping)
     # evaluation and logging
-    eval_interval: int = 50  # steps between evaluations on the fixed validation batches
+    eval_interval: int = 12  # steps between evaluations on the fixed validation batches (50 in the cpu preset's 600)
     eval_batches: int = 4  # fixed validation batches per evaluation
     final_eval: bool = True  # score the validation split at the end
     final_tokens: int = 520_000  # validation tokens the final evaluation may use (0: all), in whole rounds of one block per sequence position

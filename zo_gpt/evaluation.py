@@ -39,7 +39,7 @@ def measure(
     meta:dict, # the dataset's meta.json
     dtype:str="float32", # autocast dtype of the forward pass
 ) -> dict:
-    "Per token (B, T) numpy arrays: the model's loss, the Bayes predictor's loss, KL(Bayes || model), and the situation index."
+    "Per token (B, T) numpy arrays: the model's loss, the Bayes predictor's loss, KL(Bayes || model), the situation index; and the model's log-probabilities of the five pieces (B, T, 5)."
     code_of, (p, n) = code_lookup(meta), (meta["config"]["p"], meta["config"]["seq_len"])
     was = getattr(model, "training", False)
     if was: model.eval()
@@ -51,7 +51,7 @@ def measure(
     part = np.select([yc <= 1, yc <= 3, ~in_view], [0, np.where(in_view, 1, 2), 3], 4)
     return {"loss": -np.take_along_axis(log_m, yc[..., None], -1)[..., 0],
             "bayes": -np.log(np.take_along_axis(q, yc[..., None], -1)[..., 0]),
-            "kl": kl_div(q, log_m), "part": part, "p_eot": np.exp(log_m[..., 4])}
+            "kl": kl_div(q, log_m), "part": part, "p_eot": np.exp(log_m[..., 4]), "log_m": log_m}
 
 # %% ../nbs/02b_evaluation.ipynb #255a4f4f
 class Tally:

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['JOIN_SECONDS', 'DTYPE_NAMES', 'SEED_MAX', 'DATASET_FORMAT', 'META_KEYS', 'SMALL_FILE_BYTES', 'get_device',
            'environment', 'stop_signals', 'processes', 'gather_checksums', 'UserError', 'ConfigError', 'TrainingError',
-           'first_line', 'check_positive', 'check_prob', 'check_seed', 'check_tokens_table', 'free_memory',
+           'first_line', 'one_line', 'check_positive', 'check_prob', 'check_seed', 'check_tokens_table', 'free_memory',
            'DatasetError', 'file_sha256', 'meta_hash', 'size_text', 'remake', 'check_meta_hash', 'read_small',
            'read_meta', 'check_files']
 
@@ -124,6 +124,11 @@ def first_line(e:BaseException) -> str:
     "The first non-blank line of an exception's message, or its type's name: a one-line error from a long one."
     line = next((l.strip() for l in str(e).splitlines() if l.strip()), type(e).__name__)
     return re.sub(r"^\[enforce fail at [^\]]*\]\s*(err == 0)?[\s.]*", "", line) or line   # torch's C++ source location
+
+def one_line(e:BaseException) -> str:
+    "'KindOfError: the first line of its message', or just the line when it is the kind's name."
+    kind, line = type(e).__name__, first_line(e)
+    return line if line == kind else f"{kind}: {line}"
 
 def check_positive(name:str, value) -> int:
     "`value` as an int, or a `ConfigError` naming `name` unless it is a positive integer."

@@ -26,9 +26,10 @@ from tqdm.auto import tqdm  # a widget in a notebook, text in a terminal
 from .checkpoint import claim_run_folder, finished_run, restore, save_checkpoint
 from .config import TrainConfig, check_data, fixed_batches, get_batch, held_dataset, lr_at
 from .data import check_flag, entropy, out_of_memory, stream_floor
-from .evaluation import History, check_final, evaluate, evaluate_split, final_split, loss_figure
+from .evaluation import History, check_final, evaluate_split, final_split, loss_figure
 from .helpers import ConfigError, TrainingError, first_line, gather_checksums, processes, stop_signals
 from .folders import atomic_path, folder_lock
+from .ladder import evaluate_ladder
 from .model import GPT, autocast, make_optimizer, precision, step_model
 from .tokens import Dataset
 
@@ -144,8 +145,7 @@ def _where(state:State) -> str:
 # %% ../nbs/03_train.ipynb #dd7ce855
 def evaluate_now(state:State, callbacks:list=()):
     "Score the fixed validation batches into `history.val` and tell the callbacks; non-finite: a `TrainingError`."
-    measures = evaluate(state.model, state.eval_set, state.data.meta, state.cfg.dtype)
-    rec = {"iter": state.iter, "tokens": state.tokens, **measures, "time": time.perf_counter() - state.t0}
+    rec = {"iter": state.iter, "tokens": state.tokens, **evaluate_ladder(state.model, state.eval_set, state.data.meta, state.cfg.dtype), "time": time.perf_counter() - state.t0}
     if not (math.isfinite(rec["loss"]) and math.isfinite(rec["kl"])):
         raise TrainingError(f"the validation loss is {rec['loss']} at iteration {state.iter}; {_where(state)}; {_diverged(state.cfg)}")
     state.history.val.append(rec)

@@ -21,7 +21,8 @@ import ipywidgets as widgets
 from .config import TrainConfig, make_config, open_dataset
 from .evaluation import History, excess_text
 from .figures import Renderer
-from .helpers import SEED_MAX, ConfigError, check_positive, first_line, get_device
+from .helpers import SEED_MAX, ConfigError, check_positive, get_device, one_line
+from .ladder import ladder_figure, nearest_rungs
 from .runs import VIEWS, runs_figure
 from .train import Callback, fit
 
@@ -50,11 +51,6 @@ def _lr_text(lr:float) -> str:
     "3e-2 for 0.03, as the learning-rate slider shows it; other values with three digits."
     m, e = f"{lr:.0e}".split("e")
     return f"{m}e{int(e)}" if float(f"{m}e{e}") == lr else f"{lr:.3g}"
-
-def _one_line(e:Exception) -> str:
-    "'KindOfError: the first line of its message'."
-    kind, line = type(e).__name__, first_line(e)
-    return line if line == kind else f"{kind}: {line}"
 
 def _label(cfg:TrainConfig) -> str:
     vocab = "" if cfg.vocab == "compact" else f", {cfg.vocab} vocabulary"
@@ -138,8 +134,8 @@ class TrainingPanel:
                                            style={"description_width": "90px"}, layout={"width": "200px"})
         self.vocab = toggle("vocabulary", ["compact", "gpt2"], value=b.vocab)
         self.xaxis = toggle("x-axis", [("steps", "iter"), ("tokens", "tokens")])
-        self.view = toggle("show", VIEWS, tooltips=["loss against each run's floor",
-                                                    "excess over the Bayes predictor, log scale"])
+        self.view = toggle("show", [*VIEWS, "rules"], tooltips=["loss against each run's floor", "excess over the Bayes "
+                           "predictor, log scale", "the newest run: the rule it follows, where its heads look, its excess by situation"])
         self.train_button = button("Train", "play", button_style="success")
         self.stop_button = button("Stop", "stop", button_style="danger", disabled=True)
         self.compare_button = button("Same tokens per step", "clone",
@@ -253,13 +249,13 @@ class TrainingPanel:
                     fit(run.cfg, data=self._dataset(run.cfg), callbacks=[_Live(self, run)], verbose=False)
                     self._done(run)
                 except Exception as e:  # shown in the panel, not as a traceback
-                    run.error = _one_line(e)
+                    run.error = one_line(e)
                     self._say(f"{run.label}{run.of} — failed: {run.error}", error=True)
                     if run.history is None:
                         with self._lock: self.runs.remove(run)
                     break
         except BaseException as e:  # anything else still ends as one line in the panel, never as a dead thread
-            self._say(f"training stopped by an error: {_one_line(e)}", error=True)
+            self._say(f"training stopped by an error: {one_line(e)}", error=True)
         finally:
             self.train_button.disabled, self.stop_button.disabled = False, True
             self.redraw()
@@ -297,11 +293,13 @@ class TrainingPanel:
         self.status.value = f'<span style="color:#b00">{text}</span>' if error else text
 
     def figure(self, view:str|None=None):
-        "The panel's plot: every run so far in the chosen view, with the floor or the references of the block slider."
+        "The panel's plot: every run so far in the chosen view (or the newest run's rules), with the floor or the references of the block slider."
         with self._lock: runs = [r for r in self.runs if r.history is not None]
-        return runs_figure([r.history for r in runs], [r.legend for r in runs], x=self.xaxis.value,
-                           view=view or self.view.value, block_size=self.block.value, title="zo_gpt training panel",
-                           marks=[str(r.number) for r in runs])
+        view, ruled = view or self.view.value, [r for r in runs if nearest_rungs(r.history)]
+        if view == "rules" and ruled: return ladder_figure(ruled[-1].history, title=f"{ruled[-1].label}: which rule it follows")
+        return runs_figure([r.history for r in runs], [r.legend for r in runs], x=self.xaxis.value, view="loss" if view == "rules" else view,
+                           block_size=self.block.value, marks=[str(r.number) for r in runs], title="zo_gpt training panel"
+                           + (" (the rules view shows a run from its first evaluation)" if view == "rules" else ""))
 
     def redraw(self):
         "Ask for a new picture of the panel's state; it is drawn in the panel's drawing thread."
@@ -316,4 +314,4 @@ class TrainingPanel:
     def _draw(self):
         try: self.image.value = self.picture()
         except Exception as e:  # a picture that cannot be drawn says so; training goes on
-            self._say(f"the plot could not be drawn: {_one_line(e)}", error=True)
+            self._say(f"the plot could not be drawn: {one_line(e)}", error=True)
