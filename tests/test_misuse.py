@@ -25,7 +25,8 @@ from zo_gpt.evaluation import (History, alignment_blocks, attention_weights, che
 from zo_gpt.helpers import ConfigError, free_memory
 from zo_gpt.model import GPT, GPTConfig
 from zo_gpt.profiling import profile_steps
-from zo_gpt.runs import runs_figure
+from zo_gpt.runs import runs_figure, steps_to
+from zo_gpt.train import fit
 from zo_gpt.tokens import DataConfig, Dataset, code_lookup, describe, load_dataset, mc_floor, prepare, word_codes
 from zo_gpt.ui import TrainingPanel
 
@@ -368,3 +369,53 @@ def test_a_million_layers_are_refused_at_once(tiny_data, tmp_path, capsys):
     assert not (tmp_path / "run").exists()
     assert capsys.readouterr().err == "zo-gpt train: error: n_layer must be at most 1,000, got 1,000,000\n"
     make_config("cpu", {"n_layer": 1000})                           # the bound itself is allowed
+
+
+# 8. A bad notebook parameter is refused in the first cell after the parameters, before any folder is made
+
+@pytest.mark.parametrize("name, params, line", [
+    ("03_train.ipynb", {"overrides": '{"max_iters": "abc"}'}, "ConfigError: max_iters must be int, got 'abc'"),
+    ("03_train.ipynb", {"preset": "a101"}, "ConfigError: preset must be one of ('cpu', 'a100'), got 'a101'"),
+    ("02_model.ipynb", {"n_head": 3}, "ConfigError: n_embd=128 must be a multiple of n_head=3"),
+])
+def test_a_bad_notebook_parameter_is_refused_first_and_makes_no_folder(tmp_path, name, params, line):
+    error, first = first_failure(name, tmp_path, **{"run_dir": str(tmp_path / "run"), **params} if name == "03_train.ipynb" else params)
+    assert len(error) == 1 and error[0].startswith(line) and first, error
+    assert not (tmp_path / "run").exists()
+
+
+# 9. What the Python API is handed after it was made is checked where it is used
+
+def test_settings_assigned_after_the_config_was_made_are_checked_by_fit(tiny_data, tmp_path):
+    for name, value, says in (("lr", "0.1", "lr must be float, got '0.1'"), ("max_iters", float("nan"), "max_iters must be int, got nan"),
+                              ("n_head", 3, "n_embd=32 must be a multiple of n_head=3")):
+        cfg = make_config("cpu", {"data_dir": str(tiny_data), "out_dir": str(tmp_path / name)})
+        setattr(cfg, name, value)
+        with pytest.raises(ConfigError, match=f"^{re.escape(says)}"):
+            fit(cfg, verbose=False)
+        assert not (tmp_path / name).exists()
+
+
+def test_the_panel_and_steps_to_take_what_a_user_hands_them(tiny_data, tmp_path):
+    h = History({**vars(make_config("cpu")), "foo": 1}, 0.7, 0.64, 2 / 3, 60, [], [{"iter": 5, "kl": 0.01}])
+    panel = TrainingPanel(make_config("cpu", {"data_dir": str(tiny_data)}), run_dir=str(tmp_path))
+    try:
+        panel.add(h, "a setting this version does not know")              # left out, as a checkpoint's are
+        assert len(panel.runs) == 1
+        with pytest.raises(ConfigError, match="^history.config holds an unusable configuration: lr must be > 0"):
+            panel.add(History({**h.config, "lr": -1.0}, 0.7, 0.64, 2 / 3, 60), "a bad one")
+        assert panel.wait(timeout=float("inf")) and panel.wait(timeout=math.inf)   # no limit, as None
+    finally:
+        panel.close(timeout=float("inf"))
+    for bad in ("a", None, float("nan"), -1):
+        with pytest.raises(ConfigError, match="^excess must be a number of nats per token, 0 or more"):
+            steps_to(h, excess=bad)
+    assert steps_to(h, excess=0.01) == 5 and steps_to(h, excess=0) is None
+
+
+def test_the_loss_figure_of_a_run_stopped_before_its_first_evaluation_frames_its_training_loss():
+    h = short_block_history(8)
+    h.val, h.final = [], None
+    ax = loss_figure(h).axes[0]
+    (lo, hi), smooth = ax.get_ylim(), ax.lines[1].get_ydata()               # the curve of means the legend names
+    assert lo <= min(smooth) and max(smooth) <= hi and lo <= np.median([r["loss"] for r in h.train]) <= hi

@@ -6,6 +6,7 @@ import os
 import pickle
 import random
 import re
+import shlex
 import shutil
 import signal
 import stat
@@ -148,7 +149,7 @@ def cases(w):
         (["train", f"--data_dir={w / 'meta_vocab'}", f"--out_dir={w / 'r12'}", *SMALL], 1, "was changed after the dataset was made"),
         (["train", f"--data_dir={w / 'meta_old'}", f"--out_dir={w / 'r13'}", *SMALL], 1, "made by another version of zo_gpt"),
         (["train", f"--data_dir={w / 'meta_empty'}", f"--out_dir={w / 'r7'}", *SMALL], 1, "not a zo_gpt dataset description"),
-        (["train", f"--data_dir={w / 'meta_dir'}", f"--out_dir={w / 'r8'}", *SMALL], 1, "meta.json is not a file (a folder, a pipe, a device)"),
+        (["train", f"--data_dir={w / 'meta_dir'}", f"--out_dir={w / 'r8'}", *SMALL], 1, "meta.json is a folder where zo_gpt keeps a file: move it away"),
         (["train", f"--data_dir={w / 'short_bin'}", f"--out_dir={w / 'r9'}", *SMALL], 1, "truncated or corrupt"),
         # run folders and checkpoints
         (run("done", "--resume"), 1, "finished at step 4 of 4: there is nothing to resume"),
@@ -169,9 +170,9 @@ def cases(w):
         (run("ck_rng", "--resume"), 1, "is not a zo_gpt checkpoint: its rng lacks a random state"),
         (run("ck_config", "--resume"), 1, "is not a zo_gpt checkpoint: its config is str, not dict"),
         (run("ck_history", "--resume"), 1, "its history holds a step or an evaluation without its numbers"),
-        (run("fifo_ckpt"), 2, "its ckpt.pt is not a file, so nothing can resume it: replace it with --force"),
-        (run("fifo_ckpt", "--resume"), 1, "ckpt.pt is not a file (a folder, a pipe, a device)"),
-        (run("fifo_summary"), 2, "holds another run"),
+        (run("fifo_ckpt"), 2, "ckpt.pt is not a file (a pipe, a device) where zo_gpt keeps a file: move it away"),
+        (run("fifo_ckpt", "--resume"), 2, "ckpt.pt is not a file (a pipe, a device) where zo_gpt keeps a file: move it away"),
+        (run("fifo_summary"), 2, "summary.json is not a file (a pipe, a device) where zo_gpt keeps a file: move it away"),
         (run("summary_huge"), 2, "holds another run"),
         (run("ck_zip"), 2, "its ckpt.pt is no torch checkpoint (empty or damaged), so nothing can resume it"),
         (["train", f"--data_dir={w / 'no_meta'}", f"--out_dir={w / 'r14'}", *SMALL], 1, "--vocab compact --force`"),
@@ -185,8 +186,8 @@ def cases(w):
         (["sample", "--run", str(w / "ck_table")], 1, "tokens_table must be a checkpoint's table of its tokens"),
         (["sample", "--run", str(w / "ck_table_keys")], 1, "tokens_table must be a checkpoint's table of its tokens"),
         (["export", str(w / "ck_table"), str(w / "x_export")], 1, "tokens_table must be a checkpoint's table of its tokens"),
-        (["sample", "--run", str(w / "done"), "--tokens", "0"], 2, "n_tokens must be a positive integer"),
-        (["sample", "--run", str(w / "done"), "--tokens", str(10 ** 12)], 2, "n_tokens must be at most 1,000,000"),
+        (["sample", "--run", str(w / "done"), "--tokens", "0"], 2, "--tokens must be from 1 to 1,000,000, got 0"),
+        (["sample", "--run", str(w / "done"), "--tokens", str(10 ** 12)], 2, "--tokens must be from 1 to 1,000,000"),
         (["sample", "--run", str(w / "file")], 1, "is a file, not a run folder"),
         (["profile", "--out", str(w / "p4"), "--vocab=compact", d, "--steps", str(10 ** 9)], 2, "steps must be from 1 to 100"),
         (["sample", "--run", str(w / "done"), "--seed", "99999999999999999999999"], 2, "seed must be an integer from 0 to"),
@@ -377,7 +378,7 @@ def test_a_full_disk_while_a_checkpoint_is_written_is_one_line(world, tmp_path, 
     code = main(["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=4", "--eval_interval=2", *SMALL])
     err = [l for l in capsys.readouterr().err.splitlines() if l.strip() and not l.startswith(("train:", "final evaluation:"))]
     assert code == 1 and len(err) == 1 and f"could not write {tmp_path / 'run' / 'ckpt.pt'}: the write failed (" in err[0], err
-    assert re.search(r"\(\S+ [kMGT]?B free on its disk\)$", err[0]), err[0]
+    assert re.search(r"\(\S+ [kMGT]?B free on its disk\); the run stopped at step 2: start it again with --force", err[0]), err[0]
     assert not list((tmp_path / "run").glob(".*.tmp"))                      # the half-written file is gone
 
 
@@ -458,3 +459,109 @@ def test_a_run_folder_that_cannot_be_read_is_refused_by_name(world, tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert r.stderr.strip() == (f"zo-gpt train: error: out_dir='{out}' is a folder this process cannot read (Permission denied); "
                                 "give it read permission (chmod u+r), or choose another folder")
+
+
+def last_line(capsys) -> str:
+    "The one message line a command printed to stderr, past its progress bars."
+    err = capsys.readouterr().err.replace("\r", "\n")
+    lines = [l for l in err.splitlines() if l.strip() and not l.startswith(("train:", "final evaluation:", "prepare"))]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def hint(line:str) -> list:
+    "The arguments of the `zo-gpt ...` command a message gives."
+    return shlex.split(re.search(r"`zo-gpt ([^`]*)`", line).group(1))
+
+
+@pytest.mark.parametrize("where, name, extra", [("run", "loss.png", []), ("run", "ckpt.pt", []), ("run", "metrics.jsonl", ["--resume"]),
+                                                ("data", "train.bin", []), ("data", "meta.json", [])])
+def test_a_folder_where_a_file_goes_is_refused_with_advice_that_works(world, tmp_path, capsys, where, name, extra):
+    "Neither --force nor prepare --force removes a folder (it may hold a user's work): the refusal says to move it away."
+    shutil.copytree(world / "data", tmp_path / "data")
+    (tmp_path / where).mkdir(exist_ok=True); (tmp_path / where / name).unlink(missing_ok=True)
+    (tmp_path / where / name).mkdir(); (tmp_path / where / name / "mine.txt").write_text("work")
+    args = ["train", f"--data_dir={tmp_path / 'data'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=2", "--eval_interval=2", *SMALL]
+    for more in (extra, ["--force"]):
+        assert main(args + more) in (1, 2)
+        line = last_line(capsys)
+        assert f"{tmp_path / where / name} is a folder where zo_gpt keeps a file: move it away" in line and "`" not in line, line
+    if where == "data":
+        assert main(["prepare", "--out", str(tmp_path / "data"), "--n-seq", "200", "--seq-len", "60", "--vocab", "compact", "--force"]) == 2
+        assert "move it away" in last_line(capsys)
+    assert (tmp_path / where / name / "mine.txt").read_text() == "work"         # nothing of it was lost
+    shutil.move(tmp_path / where / name, tmp_path / "moved")                   # as the message says
+    if where == "data": assert main(["prepare", "--out", str(tmp_path / "data"), "--n-seq", "200", "--seq-len", "60", "--vocab", "compact", "--force"]) == 0
+    assert main(args + (["--force"] if where == "run" else [])) == 0
+
+
+def test_resuming_with_another_setting_or_dataset_gives_a_command_that_works(tmp_path, capsys):
+    "A stopped run: its checkpoint records the dataset's arguments, so a dataset replaced or removed can be made again."
+    from zo_gpt.train import Callback, Checkpointer, RunFiles
+    class StopAt2(Callback):
+        def on_step(self, state, record): state.stop = state.iter >= 2
+    made = ["prepare", "--out", str(tmp_path / "ds"), "--n-seq", "200", "--seq-len", "60", "--vocab", "compact"]
+    assert main(made) == 0
+    cfg = make_config("cpu", {"data_dir": str(tmp_path / "ds"), "out_dir": str(tmp_path / "run"), "max_iters": 4,
+                              "eval_interval": 2, "block_size": 32, "batch_size": 4, "n_embd": 16, "eval_batches": 1, "final_tokens": 2000})
+    assert fit(cfg, callbacks=[MetricsLog(), Checkpointer(), RunFiles(), StopAt2()], verbose=False).interrupted
+    args = ["train", f"--data_dir={tmp_path / 'ds'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=4", "--eval_interval=2", *SMALL, "--resume"]
+    assert main([*args, "--max_iters=8"]) == 1
+    assert "max_iters=4 there, 8 now; resume it with its settings (--max_iters=4), start again with --force" in last_line(capsys)
+    capsys.readouterr()
+    assert main(made + ["--seed", "7", "--force"]) == 0 and main(args) == 1   # the run's dataset replaced by another
+    line = last_line(capsys)
+    assert "trained on another dataset" in line and "--seed 1337" in line, line
+    assert main(hint(line)) == 0
+    shutil.rmtree(tmp_path / "ds")                                             # and removed
+    assert main(args) == 1
+    line = last_line(capsys)
+    assert "holds no dataset; the run in" in line and "--n-seq 200 --seq-len 60" in line, line
+    assert main(hint(line)) == 0 and main(args) == 0
+
+
+def test_a_checkpoint_that_cannot_be_written_names_it_and_says_resume_works(world, tmp_path, monkeypatch, capsys):
+    "A folder made unwritable during the run (chattr +i): the file asked for is named, not its temporary, and --resume works."
+    import zo_gpt.folders
+    real, calls = zo_gpt.folders.tempfile.mkstemp, []
+    def refused(*a, prefix="", **kw):
+        if prefix.startswith(".ckpt.pt") and (calls.append(1) or len(calls) > 1):
+            raise PermissionError(1, "Operation not permitted", str(tmp_path / "run" / f"{prefix}x1y2.tmp"))
+        return real(*a, prefix=prefix, **kw)
+    monkeypatch.setattr(zo_gpt.folders.tempfile, "mkstemp", refused)
+    args = ["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=4", "--eval_interval=2", *SMALL]
+    assert main(args) == 1
+    assert last_line(capsys) == (f"zo-gpt train: failed: could not write {tmp_path / 'run' / 'ckpt.pt'}: Operation not permitted; the "
+                                 "run stopped at step 4: --resume (resume=True) continues it from its last checkpoint once the "
+                                 "checkpoint can be written there")
+    monkeypatch.undo()
+    assert main(args + ["--resume"]) == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("chattr") is None, reason="needs root's chattr to make a folder no one can write")
+def test_a_finished_run_in_a_folder_no_one_can_write_is_reused(world, tmp_path, capsys):
+    shutil.copytree(world / "done", tmp_path / "done")
+    if subprocess.run(["chattr", "+i", tmp_path / "done"], capture_output=True).returncode: pytest.skip("chattr +i is refused here")
+    try:
+        args = ["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'done'}", "--max_iters=4", "--eval_interval=2", *SMALL]
+        assert main(args + ["--reuse"]) == 0 and "reused the finished run" in capsys.readouterr().out
+        assert main(args + ["--force"]) == 2 and "is not a writable folder" in last_line(capsys)   # what would write is refused
+    finally: subprocess.run(["chattr", "-i", tmp_path / "done"])
+
+
+def test_exported_files_are_readable_as_any_other_file(world, tmp_path):
+    old = os.umask(0o022)
+    try: assert main(["export", str(world / "done"), str(tmp_path / "x")]) == 0
+    finally: os.umask(old)
+    modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in (tmp_path / "x").iterdir()}
+    assert "model.safetensors" in modes and set(modes.values()) == {0o644}, modes   # not the 0600 of safetensors' writer
+
+
+def test_a_file_size_limit_while_profiling_names_the_limit(world, tmp_path):
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000)); from zo_gpt.cli import main; "
+            f"sys.exit(main(['profile', '--out', '{tmp_path / 'p'}', '--steps', '1', '--data_dir={world / 'data'}', '--vocab=compact', "
+            "'--n_embd=16', '--batch_size=2', '--block_size=32']))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert r.stderr.strip().splitlines()[-1] == ("zo-gpt profile: failed: the profiler could not write its trace: files may be at "
+                                                 "most 50 kB here (ulimit -f); raise the limit (ulimit -f unlimited) and profile again")

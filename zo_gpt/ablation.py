@@ -14,7 +14,7 @@ import torch
 from pathlib import Path
 
 from .checkpoint import load_model
-from .config import TrainConfig, fixed_batches
+from .config import config_from, fixed_batches
 from .evaluation import PARTS, attention_on_boundary, attention_weights, evaluate
 from .helpers import ConfigError, DatasetError
 from .model import GPT
@@ -122,6 +122,6 @@ def _run_dataset(run_dir:Path, ckpt:dict, data_dir=None):
 def explain_run(run_dir, data_dir=None) -> dict:
     "`explain` for the run in `run_dir`, on its fixed validation batches (from `data_dir`, or the dataset it names)."
     model, ckpt = load_model(run_dir, device="cpu")
-    cfg = TrainConfig(**{k: v for k, v in ckpt["config"].items() if k in TrainConfig.__dataclass_fields__})
+    cfg = config_from(ckpt["config"], str(Path(run_dir) / "ckpt.pt"))   # load_model made its model of it
     data = _run_dataset(Path(run_dir), ckpt, data_dir)
     return explain(model, fixed_batches(data.val, cfg, torch.device("cpu")), data.meta)

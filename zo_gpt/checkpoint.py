@@ -4,12 +4,13 @@
 
 # %% auto #0
 __all__ = ['RESULT_FILES', 'RUN_FILES', 'CKPT_KEYS', 'RESUME_FREE', 'claim_run_folder', 'write_checkpoint', 'load_checkpoint',
-           'config_differences', 'load_weights', 'load_model', 'save_checkpoint', 'restore', 'finished_run']
+           'config_differences', 'load_weights', 'load_model', 'save_checkpoint', 'restore', 'finished_run',
+           'reused_run', 'run_dataset']
 
 # %% ../nbs/02c_checkpoint.ipynb #d08ba28d
+import contextlib
 import json
 import os
-import resource
 import shutil
 import zipfile
 from dataclasses import asdict, fields
@@ -17,10 +18,12 @@ from pathlib import Path
 
 import torch
 
-from .config import TrainConfig
+from .config import TrainConfig, config_from, held_dataset
 from .evaluation import History
-from .helpers import ConfigError, TrainingError, check_tokens_table, first_line, get_device, read_small, size_text
-from .folders import atomic_path, check_held, held_here, remove_stale_temps, writable_folder
+from .helpers import (ConfigError, DatasetError, TrainingError, check_tokens_table, file_size_limit, first_line,
+                            get_device, read_small, remake, size_text)
+from .folders import (atomic_path, check_held, check_replaceable, folder_lock, held_here, remove_stale_temps,
+                            writable_folder, writing_here)
 from .model import GPT
 
 # %% ../nbs/02c_checkpoint.ipynb #92f3b586
@@ -38,6 +41,7 @@ def claim_run_folder(
     """The run folder, made if missing, after refusing one that holds another run unless `resume` or `overwrite`; and
     one another process holds (`fit` holds it first)."""
     with held_here(writable_folder(cfg.out_dir, "out_dir"), "out_dir") as out:
+        check_replaceable(out, RUN_FILES, "start the run again")   # neither --force nor --resume could write there
         remove_stale_temps(out, RUN_FILES)                      # left by a process killed while writing
         present = [n for n in RUN_FILES if (out / n).exists()]
         if present and not resume:
@@ -50,7 +54,6 @@ def _choices(out:Path) -> str:
     "What a user can do with a folder that holds a run: the choices that work for the run it holds."
     other = "replace it with --force (overwrite=True), or choose another folder"
     if not (out / "ckpt.pt").exists(): return f"it ended before its first checkpoint, so nothing can resume it: {other}"
-    if not (out / "ckpt.pt").is_file(): return f"its ckpt.pt is not a file, so nothing can resume it: {other}"
     try:
         with open(out / "ckpt.pt", "rb") as f: head = f.read(4)
     except OSError as e: return f"its ckpt.pt cannot be read ({e.strerror}): {other}"
@@ -77,10 +80,11 @@ def write_checkpoint(path:str|Path, ckpt:dict) -> str:
     "Save `ckpt` (a dict with `CKPT_KEYS`) to `path` through a temporary file, so a crash never leaves half of one."
     try:
         with atomic_path(path) as tmp: torch.save(ckpt, tmp)   # torch's own writer: a Ctrl-C waits for it to finish
+    except OSError as e: raise TrainingError(f"could not write {path}: {e.strerror or first_line(e)}") from None   # a folder it cannot write
     except RuntimeError as e:  # torch reports a failed write (a full disk, a file size limit) as a RuntimeError, not an OSError
-        free, limit = shutil.disk_usage(Path(path).parent).free, resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        free, limit = shutil.disk_usage(Path(path).parent).free, file_size_limit()
         why = first_line(e) if "Writer" not in str(e) and "unexpected pos" not in str(e) else "the write failed"  # torch's words
-        if limit != resource.RLIM_INFINITY: why += f"; files may be at most {size_text(limit)} here (ulimit -f)"
+        if limit is not None: why += f"; files may be at most {size_text(limit)} here (ulimit -f)"
         raise TrainingError(f"could not write {path}: {why} ({size_text(free)} free on its disk)") from None
     return str(path)
 
@@ -142,9 +146,8 @@ def load_model(run_dir:str|Path, device=None) -> tuple[GPT, dict]:
         raise ConfigError(f"run_dir must name a run folder, got {run_dir!r}")
     path = Path(run_dir) / "ckpt.pt"
     ckpt = load_checkpoint(path)
-    known = {f.name for f in fields(TrainConfig)}
-    try: cfg = TrainConfig(**{k: v for k, v in ckpt["config"].items() if k in known})
-    except (ConfigError, TypeError, AttributeError) as e: raise TrainingError(f"{path} holds an unusable configuration: {e}") from None
+    try: cfg = config_from(ckpt["config"], str(path))
+    except ConfigError as e: raise TrainingError(str(e)) from None
     model = GPT(cfg.model_config())
     load_weights(model, ckpt, path)
     return model.to(get_device(device or "auto")).eval(), ckpt
@@ -160,9 +163,13 @@ def save_checkpoint(state) -> str:
     ckpt = {"model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(), "config": asdict(state.cfg),
             "iter": state.iter, "tokens": state.tokens, "rng": _rng_state(state.gen), "history": asdict(state.history),
             "tokens_table": state.data.meta["tokens"], "data_hash": state.data.meta["content_hash"],
-            "data_path": str(state.data.path), "run_id": state.run_id}
+            "data_path": str(state.data.path), "data_config": state.data.meta["config"], "run_id": state.run_id}
     if state.held is not None: check_held(state.cfg.out_dir, state.held)   # the folder the run locked, not one in its place
-    state.last_checkpoint = write_checkpoint(Path(state.cfg.out_dir) / "ckpt.pt", ckpt)
+    try: state.last_checkpoint = write_checkpoint(Path(state.cfg.out_dir) / "ckpt.pt", ckpt)
+    except TrainingError as e:
+        raise TrainingError(f"{e}; the run stopped at step {state.iter}: " + (
+            f"--resume (resume=True) continues it from its last checkpoint once the checkpoint can be written there"
+            if state.last_checkpoint else "start it again with --force (overwrite=True) once the checkpoint can be written there")) from None
     return state.last_checkpoint
 
 def restore(state, path:Path):
@@ -176,11 +183,16 @@ def restore(state, path:Path):
     ckpt = load_checkpoint(path)
     diff = config_differences(ckpt["config"], cfg)
     if diff: raise TrainingError("the checkpoint was made with another configuration: " +
-                                 ", ".join(f"{k}={a!r} there, {b!r} now" for k, (a, b) in diff.items()))
+                                 ", ".join(f"{k}={a!r} there, {b!r} now" for k, (a, b) in diff.items()) + "; resume it with "
+                                 f"its settings ({' '.join(f'--{k}={a}' for k, (a, _) in diff.items())}), start again with "
+                                 "--force (overwrite=True), or choose another out_dir")
     if ckpt["data_hash"] != state.data.meta["content_hash"]:
         held, made = state.data.meta["content_hash"][:12], ckpt["data_hash"][:12]
         raise TrainingError(f"the checkpoint was trained on another dataset ({ckpt.get('data_path', '?')}, content hash "
-                            f"{made}); {state.data.path} holds {held}")
+                            f"{made}); {state.data.path} holds {held}; " + (
+                            remake(state.data.path, {"config": ckpt["data_config"]}) + " (it replaces the dataset there)"
+                            if isinstance(ckpt.get("data_config"), dict) else "give --data_dir (data_dir=) the dataset it "
+                            "was trained on, or start again with --force (overwrite=True)"))
     done = ckpt["iter"] >= cfg.max_iters and (ckpt["history"].get("final") or not cfg.final_eval)
     if done and _results_of(path.parent, ckpt):
         raise TrainingError(f"the run in {path.parent} finished at step {ckpt['iter']} of {cfg.max_iters}: there is "
@@ -223,3 +235,27 @@ def finished_run(cfg:TrainConfig, data_hash:str):
     done = ckpt["iter"] == cfg.max_iters and not (cfg.final_eval and h.get("final") is None)
     known = {f.name for f in fields(History)}
     return History(**{**{k: v for k, v in h.items() if k in known}, "reused": True}) if same and done and _results_of(out, ckpt) else None
+
+def reused_run(cfg:TrainConfig, data=None) -> tuple:
+    """(`finished_run` of `cfg` or None, its dataset or None), read while the run folder is held for reading, as no
+    writer holds it: it needs no writable folder, and reports no run another command is writing."""
+    out = Path(cfg.out_dir)
+    if not ((out / "ckpt.pt").is_file() and _summary(out).get("interrupted") is False): return None, data
+    with (contextlib.nullcontext() if writing_here(out) else folder_lock(out, "out_dir", shared=True)), contextlib.ExitStack() as reading:
+        try: data = held_dataset(cfg, data, reading)
+        except (DatasetError, ConfigError): return None, data       # the run that follows says what is wrong with it
+        return finished_run(cfg, data.meta["content_hash"]), data
+
+def run_dataset(cfg:TrainConfig, data, reading:contextlib.ExitStack, resume:bool=False):
+    """`held_dataset(cfg, data, reading)`; resuming from a data_dir that holds no dataset, a `DatasetError` whose command
+    makes again the dataset the checkpoint records (the arguments it was made with)."""
+    c = _data_config(Path(cfg.out_dir) / "ckpt.pt") if resume and data is None and cfg.data_dir and not (cfg.dataset / "meta.json").exists() else None
+    if c: raise DatasetError(f"data_dir={cfg.data_dir!r} holds no dataset; the run in {cfg.out_dir} was trained on one made "
+                             f"with {', '.join(f'{k}={v!r}' for k, v in c.items())}: {remake(cfg.dataset, {'config': c})}")
+    return held_dataset(cfg, data, reading)
+
+def _data_config(path:Path) -> dict|None:
+    "The arguments of the dataset the checkpoint at `path` was trained on, as it records them; None if it does not."
+    try: c = load_checkpoint(path).get("data_config")
+    except TrainingError: return None
+    return c if isinstance(c, dict) and all(isinstance(k, str) for k in c) else None

@@ -81,7 +81,9 @@ def _train(args, extra:list[str]) -> int:
 
 def _sample(args, extra) -> int:
     from zo_gpt.checkpoint import load_model
-    from zo_gpt.model import sample_text
+    from zo_gpt.model import MAX_SAMPLE_TOKENS, sample_text
+    if not 1 <= args.tokens <= MAX_SAMPLE_TOKENS:   # named by its flag, before the work of loading
+        raise ConfigError(f"--tokens must be from 1 to {MAX_SAMPLE_TOKENS:,}, got {args.tokens:,}")
     model, ckpt = load_model(args.run)
     text, frac, n = sample_text(model, ckpt["tokens_table"], args.tokens, seed=args.seed, verbose=True)
     print(format_sample(text, shutil.get_terminal_size().columns))

@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['MAX_LAYERS', 'FLOAT32_MAX', 'CPU', 'A100', 'PRESETS', 'TrainConfig', 'make_config', 'read_overrides',
-           'parse_overrides', 'blocks_at', 'get_batch', 'lr_at', 'open_dataset', 'held_dataset', 'check_data',
-           'fixed_batches']
+           'parse_overrides', 'blocks_at', 'get_batch', 'check_config', 'config_from', 'lr_at', 'open_dataset',
+           'held_dataset', 'check_data', 'fixed_batches']
 
 # %% ../nbs/02a_config.ipynb #835d2b0d
 import contextlib
@@ -72,7 +72,10 @@ class TrainConfig:
     seed: int = 1337  # seed of the initialisation and of the batches
     out_dir: str = "runs/cpu"  # run folder: checkpoint, metrics.jsonl, loss.png
 
-    def __post_init__(self):
+    def __post_init__(self): self.check()
+
+    def check(self) -> "TrainConfig":
+        "Itself, after checking every setting (a `ConfigError` naming the first bad one): on creation, and again where a run starts, for a setting assigned since."
         for f in fields(self):  # every value of its field's type: an int is a float too, a bool is not a number
             v, name = getattr(self, f.name), getattr(f.type, "__name__", f.type)
             ok = isinstance(v, bool) if name == "bool" else not isinstance(v, bool) and isinstance(v, _KINDS[name])
@@ -100,6 +103,7 @@ class TrainConfig:
         if self.n_embd % self.n_head: raise ConfigError(f"n_embd={self.n_embd} must be a multiple of n_head={self.n_head}")
         if not self.out_dir.strip(): raise ConfigError("out_dir must name a folder, got ''")
         self.out_dir, self.data_dir = os.path.expanduser(self.out_dir), os.path.expanduser(self.data_dir)  # ~/runs, as a shell would
+        return self
 
     @property
     def dataset(self) -> Path: return Path(self.data_dir or f"data/zero_one-{self.vocab}")
@@ -180,14 +184,21 @@ def get_batch(data:np.ndarray, block_size:int, batch_size:int, generator:"torch.
     rows = rows.to(device, non_blocking=True)
     return rows[:, :-1], rows[:, 1:]
 
-def _check_config(cfg):
-    "A `ConfigError` unless `cfg` is a `TrainConfig`."
+def check_config(cfg) -> TrainConfig:
+    "`cfg` checked (`TrainConfig.check`: a setting assigned after it was made, too), or a `ConfigError` unless it is a `TrainConfig`."
     if not isinstance(cfg, TrainConfig):
         raise ConfigError(f"cfg must be a TrainConfig (see make_config), got {type(cfg).__name__}")
+    return cfg.check()
+
+def config_from(settings, where:str="the configuration") -> TrainConfig:
+    "The `TrainConfig` of a dict of settings (a checkpoint's, a `History`'s), those it does not know left out; else a one-line `ConfigError` naming `where`."
+    if not isinstance(settings, Mapping): raise ConfigError(f"{where} is not a dict of settings: {type(settings).__name__}")
+    try: return TrainConfig(**{k: v for k, v in settings.items() if k in TrainConfig.__dataclass_fields__})
+    except ConfigError as e: raise ConfigError(f"{where} holds an unusable configuration: {e}") from None
 
 def lr_at(cfg:TrainConfig, it:int) -> float:
     "Learning rate at step `it`: linear warm-up, then cosine decay to `min_lr` at `max_iters`."
-    _check_config(cfg)
+    check_config(cfg)
     if isinstance(it, bool) or not isinstance(it, (int, np.integer)) or it < 0:
         raise ConfigError(f"it must be a step number, 0 or more, got {it!r}")
     if it < cfg.warmup_iters: return cfg.lr * (it + 1) / (cfg.warmup_iters + 1)
@@ -201,7 +212,7 @@ def open_dataset(
     unset:str|None=None, # what leaving data_dir out does, for the hint on a missing one; None: the default folder is used
 ) -> Dataset:
     "The run's dataset. The default folder (`data_dir=''`) gets the default dataset on first use; any other must hold one."
-    _check_config(cfg)
+    check_config(cfg)
     make = check_flag("make", make)
     path = check_folder(cfg.dataset, "data_dir")
     if not (path / "meta.json").exists():
@@ -237,7 +248,7 @@ def held_dataset(cfg:TrainConfig, data:Dataset|None, reading:contextlib.ExitStac
 
 def check_data(cfg:TrainConfig, data:Dataset):
     "A `ConfigError` if the dataset cannot serve the run."
-    _check_config(cfg)
+    check_config(cfg)
     if not isinstance(data, Dataset): raise ConfigError(f"data must be a Dataset (see open_dataset), got {type(data).__name__}")
     if data.meta["vocab"] != cfg.vocab:
         raise ConfigError(f"the dataset at {data.path} was made for vocab={data.meta['vocab']!r}, the model uses "

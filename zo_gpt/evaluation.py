@@ -46,8 +46,7 @@ def measure(
     with autocast(x.device, dtype): log_m = model.log_probs(x, stream_ids(meta)).double().cpu().numpy()  # (B, T, 5)
     if was: model.train()
     xc, yc = code_of[x.cpu().numpy()], code_of[y.cpu().numpy()]
-    q = bayes_next(xc, p, n)
-    in_view = latest_boundary(xc) >= 0
+    q, in_view = bayes_next(xc, p, n), latest_boundary(xc) >= 0
     part = np.select([yc <= 1, yc <= 3, ~in_view], [0, np.where(in_view, 1, 2), 3], 4)
     return {"loss": -np.take_along_axis(log_m, yc[..., None], -1)[..., 0],
             "bayes": -np.log(np.take_along_axis(q, yc[..., None], -1)[..., 0]),
@@ -192,12 +191,13 @@ def loss_figure(history:History, title:str|None=None):
     fig = png_figure(figsize=(11, 7.5))  # first: it imports matplotlib, whatever MPLBACKEND says
     from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
     ax, bx = fig.subplots(2, 1, sharex=True)
-    tr, va, fin, refs = history.train, history.val, history.final, history.references
+    tr, va, fin, refs, kept = history.train, history.val, history.final, history.references, []
     if tr:
         xs, ys = [r["iter"] for r in tr], np.array([r["loss"] for r in tr])
         ax.plot(xs, ys, color="C0", alpha=0.25, lw=0.8)
-        w = max(1, len(ys) // 30)
-        ax.plot(xs[w - 1:], np.convolve(ys, np.ones(w) / w, mode="valid"), color="C0", label=f"train (mean of {w})")
+        w = max(1, len(ys) // 30); smooth = np.convolve(ys, np.ones(w) / w, mode="valid")
+        ax.plot(xs[w - 1:], smooth, color="C0", label=f"train (mean of {w})")
+        kept = [m for x, m in zip(xs[w - 1:], smooth) if not va or x >= va[0]["iter"]]   # in the frame: see below
         if tr[-1]["iter"]:  # every step takes the same number of tokens: one axis, labelled twice
             per = tr[-1]["tokens"] / tr[-1]["iter"]
             top_axis = ax.secondary_xaxis("top", functions=(lambda s: s * per, lambda t: t / per))
@@ -217,11 +217,11 @@ def loss_figure(history:History, title:str|None=None):
     draw_references(bx, refs)
     bx.set_yscale("log"); bx.set_xlabel("step"); ax.grid(alpha=0.3); bx.grid(alpha=0.3, which="both")
     ax.set_ylabel("loss (nats per token)"); bx.set_ylabel("excess: KL(Bayes || model),\nnats per token")
-    # The frame holds the entropy, the floor (under H(p) for short sequences: their ends are predictable) and every
-    # validation loss with its error bar; the first steps' training loss, far above, may leave it, so that the frame
-    # stays close to the floor. From five times the floor up (a gpt2 run's first evaluations), the axis is logarithmic.
+    # The frame holds the entropy, the floor (under H(p) for short sequences: their ends are predictable), every validation
+    # loss with its error bar and the smoothed training loss from the first evaluation on (all of it before one): only the
+    # first steps' loss, far above, may leave it. From five times the floor up (a gpt2 run's first evaluations), the axis is logarithmic.
     ys = np.array([history.entropy, history.floor] + [r["bayes"] for r in va] +
-                  [r["loss"] + s * r["se"] for r in va for s in (-1, 1)], float)
+                  [r["loss"] + s * r["se"] for r in va for s in (-1, 1)] + kept, float)
     lo, top = ys[np.isfinite(ys)].min(), ys[np.isfinite(ys)].max()
     if top > 5 * max(history.entropy, history.floor):
         ax.set_yscale("log"); ax.set_ylim(lo / 1.03, top * 1.03)

@@ -25,7 +25,7 @@ from .checkpoint import load_model
 from .figures import draws, png_figure
 from .data import check_flag
 from .helpers import ConfigError, check_tokens_table, first_line
-from .folders import folder_lock
+from .folders import folder_lock, plain_mode
 from .model import GPT, GPTConfig
 
 # %% ../nbs/04b_export.ipynb #c6e704c1
@@ -189,7 +189,7 @@ def write_hf(
             (Path(tmp) / "tokens.json").write_text(json.dumps(table, indent=1) + "\n")
             (Path(tmp) / "README.md").write_text(readme_text(model.config, vocab, table, str(out)), encoding="utf-8", errors="replace")
             for name in EXPORT_FILES: (folder / name).unlink(missing_ok=True)
-            for f in Path(tmp).iterdir(): os.replace(f, folder / f.name)
+            for f in Path(tmp).iterdir(): plain_mode(f); os.replace(f, folder / f.name)   # not the 0600 of safetensors' writer
     return folder
 
 def export_run(run_dir:str|Path, out:str|Path, force:bool=False) -> Path:

@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = ['JOIN_SECONDS', 'DTYPE_NAMES', 'SEED_MAX', 'DATASET_FORMAT', 'META_KEYS', 'SMALL_FILE_BYTES', 'get_device',
            'environment', 'stop_signals', 'processes', 'gather_checksums', 'UserError', 'ConfigError', 'TrainingError',
-           'first_line', 'one_line', 'check_positive', 'check_prob', 'check_seed', 'check_tokens_table', 'free_memory',
-           'DatasetError', 'file_sha256', 'meta_hash', 'size_text', 'remake', 'check_meta_hash', 'read_small',
-           'read_meta', 'check_files']
+           'first_line', 'one_line', 'check_positive', 'check_prob', 'check_seed', 'check_tokens_table',
+           'file_size_limit', 'free_memory', 'DatasetError', 'file_sha256', 'meta_hash', 'size_text', 'remake',
+           'check_meta_hash', 'read_small', 'not_a_file', 'read_meta', 'check_files']
 
 # %% ../nbs/00_core.ipynb #a1000003
 import hashlib
@@ -163,6 +163,12 @@ def check_tokens_table(table, vocab_size:int|None=None) -> list:
                           "another vocabulary?)")
     return table
 
+def file_size_limit() -> int|None:
+    "The largest file this process may write, in bytes (its shell's `ulimit -f`), or None where there is no limit."
+    import resource
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    return None if limit == resource.RLIM_INFINITY else limit
+
 def free_memory() -> int|None:
     "Bytes of memory free now, where the system says; else None."
     try: return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -228,10 +234,17 @@ def read_small(f:Path) -> bytes:
             raise ValueError(f"it holds {size_text(os.fstat(h.fileno()).st_size)}; zo_gpt writes a few kB there")
     return data
 
+def not_a_file(f) -> str|None:
+    "What stands where zo_gpt reads or writes the file `f`, if it is no file (a folder, a pipe, a device): the start of a message; else None."
+    f = Path(f)
+    if not f.exists() or f.is_file(): return None
+    return (f"{f} is {'a folder' if f.is_dir() else 'not a file (a pipe, a device)'} where zo_gpt keeps a file: move it "
+            "away (zo_gpt replaces only files it wrote)")
+
 def read_meta(path) -> dict:
     "The parsed meta.json of dataset folder `path`, checked for the keys zo_gpt needs, or a `DatasetError`."
     f = Path(path) / "meta.json"
-    if f.exists() and not f.is_file(): raise DatasetError(f"{f} is not a file (a folder, a pipe, a device); {remake(path)}")
+    if why := not_a_file(f): raise DatasetError(f"{why}, then " + remake(path).replace("`", ""))
     if not f.is_file(): raise DatasetError(f"{path} holds no dataset: {f} is missing (make one with `zo-gpt prepare --out {shlex.quote(str(path))}`)")
     try: text = read_small(f)
     except OSError as e: raise DatasetError(f"{f} cannot be read: {e.strerror}") from None
@@ -249,7 +262,7 @@ def check_files(path, meta:dict, hashes:bool=True):
     path = Path(path)
     for name, rec in meta["files"].items():
         f = path / name
-        if f.exists() and not f.is_file(): raise DatasetError(f"{f} is not a file (a folder, a pipe, a device); {remake(path, meta)}")
+        if why := not_a_file(f): raise DatasetError(f"{why}, then " + remake(path, meta).replace("`", ""))
         if not f.is_file(): raise DatasetError(f"{f} is missing; {remake(path, meta)}")
         size = f.stat().st_size
         if size != rec["bytes"]:

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile, schedule
 
-from .helpers import ConfigError, TrainingError, check_positive, get_device, size_text
+from .helpers import ConfigError, TrainingError, check_positive, file_size_limit, get_device, size_text
 from .folders import atomic_path, writable_folder
 from .model import flops_per_token, precision
 from .config import TrainConfig, check_data, held_dataset, make_config, read_overrides
@@ -150,6 +150,9 @@ def _profiled(cfg, data, device, active, warmup, wait, trace, table) -> ProfileR
         with tempfile.TemporaryDirectory() as tmp:  # torch's C++ takes only a path it can encode; Python moves it where asked
             prof.export_chrome_trace(f"{tmp}/trace.json")
             if not _ends_whole(Path(tmp) / "trace.json"):   # torch logs a failed write of its trace, and raises nothing
+                if (limit := file_size_limit()) is not None:   # not the folder's room: the size any file may have
+                    raise TrainingError(f"the profiler could not write its trace: files may be at most {size_text(limit)} here "
+                                        "(ulimit -f); raise the limit (ulimit -f unlimited) and profile again")
                 raise TrainingError(f"the profiler could not write its trace into the temporary folder {Path(tmp).parent} "
                                     f"({size_text(shutil.disk_usage(tmp).free)} free there); free some space there, or "
                                     "set TMPDIR to a folder with room")

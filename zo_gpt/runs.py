@@ -105,4 +105,6 @@ def runs_figure(histories:list, labels:list, x:str="iter", view:str="loss", bloc
 def steps_to(history:History, excess:float=1e-3):
     "The first evaluated step whose fixed-batch excess is at most `excess`, or None."
     if not isinstance(history, History): raise ConfigError(f"history must be a History (from fit), got {type(history).__name__}")
+    if isinstance(excess, bool) or not isinstance(excess, (int, float, np.integer, np.floating)) or not excess >= 0:
+        raise ConfigError(f"excess must be a number of nats per token, 0 or more, got {excess!r}")
     return next((r["iter"] for r in history.val if r["kl"] <= excess), None)

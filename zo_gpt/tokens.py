@@ -25,7 +25,7 @@ from . import __version__
 from .data import PIECES, as_text, check_flag, check_memory, check_words, entropy, iter_words, stream_floor
 from .helpers import (DATASET_FORMAT, ConfigError, DatasetError, check_files, check_meta_hash, check_positive,
                             check_prob, check_seed, free_memory, meta_hash, read_meta, size_text, UserError)
-from .folders import atomic_path, check_folder, folder_lock, remove_stale_temps
+from .folders import atomic_path, check_folder, check_replaceable, folder_lock, remove_stale_temps
 
 # %% ../nbs/01_tokenizer.ipynb #9b17e7c8
 class TokenizerUnavailable(UserError, RuntimeError):
@@ -190,8 +190,8 @@ def _finished(cfg:DataConfig, out:Path) -> dict|None:
     except (DatasetError, OSError): return None
 
 def _prepare(cfg:DataConfig, out:Path, force:bool, verbose:bool, t0:float) -> dict:
-    "`prepare` once `out` is held."
-    old = None
+    "`prepare` once `out` is held; a folder (or a pipe) where one of its files goes is refused, whatever `force` says."
+    check_replaceable(out, ("train.bin", "val.bin", "meta.json"), "prepare it again"); old = None
     if (out / "meta.json").exists():
         try: old = read_meta(out)
         except DatasetError:

@@ -23,8 +23,8 @@ import torch
 from torch.autograd.profiler import record_function
 from tqdm.auto import tqdm  # a widget in a notebook, text in a terminal
 
-from .checkpoint import claim_run_folder, finished_run, restore, save_checkpoint
-from .config import TrainConfig, check_data, fixed_batches, get_batch, held_dataset, lr_at
+from .checkpoint import claim_run_folder, restore, reused_run, run_dataset, save_checkpoint
+from .config import TrainConfig, check_config, check_data, fixed_batches, get_batch, lr_at
 from .data import check_flag, entropy, out_of_memory, stream_floor
 from .evaluation import History, check_final, evaluate_split, final_split, loss_figure
 from .helpers import ConfigError, TrainingError, first_line, gather_checksums, processes, stop_signals
@@ -260,8 +260,7 @@ def fit(
     reuse:bool=False, # return the finished run in the run folder if it is this run (`finished_run`), untrained
 ) -> History:
     "Train a GPT as `cfg` says and return the history; Ctrl-C or SIGTERM stops it after the current step."
-    if not isinstance(cfg, TrainConfig):
-        raise ConfigError(f"cfg must be a TrainConfig (see make_config), got {type(cfg).__name__}")
+    check_config(cfg)   # a setting assigned since it was made, too
     if data is not None and not isinstance(data, Dataset):
         raise ConfigError(f"data must be a Dataset (see open_dataset) or None, got {type(data).__name__}")
     resume, overwrite, verbose, reuse = map(check_flag, ("resume", "overwrite", "verbose", "reuse"), (resume, overwrite, verbose, reuse))
@@ -269,16 +268,17 @@ def fit(
     if not isinstance(callbacks, list) or not all(isinstance(cb, Callback) for cb in callbacks):
         raise ConfigError(f"callbacks must be a list of Callback objects, got {str(callbacks)[:80]}")
     ddp, rank, world, local, device = processes(cfg.device)
+    found, data = reused_run(cfg, data) if reuse and not resume else (None, data)   # read only: a folder no one can write serves
+    if found:
+        if verbose and rank == 0: print(f"reused the finished run in {cfg.out_dir}: the same settings and dataset")
+        return found
     writes = rank == 0 and any(getattr(cb, "writes", False) for cb in callbacks)
     lock = folder_lock(cfg.out_dir, "out_dir") if writes else contextlib.nullcontext()
     try:
         with lock, precision(device, cfg.tf32, cfg.flush_denormal), contextlib.ExitStack() as reading:
-            data = held_dataset(cfg, data, reading)
+            data = run_dataset(cfg, data, reading, resume)
             check_data(cfg, data)
             check_final(cfg, data)
-            if reuse and not resume and (found := finished_run(cfg, data.meta["content_hash"])):
-                if verbose and rank == 0: print(f"reused the finished run in {cfg.out_dir}: the same settings and dataset")
-                return found
             if writes: claim_run_folder(cfg, resume, overwrite)
             state = new_run(cfg, data, device, rank, world)
             if writes: state.held = os.stat(cfg.out_dir)

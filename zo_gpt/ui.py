@@ -18,12 +18,12 @@ from pathlib import Path
 
 import ipywidgets as widgets
 
-from .config import TrainConfig, make_config, open_dataset
+from .config import TrainConfig, config_from, make_config, open_dataset
 from .evaluation import History, excess_text
 from .figures import Renderer
 from .helpers import SEED_MAX, ConfigError, check_positive, get_device, one_line
 from .ladder import ladder_figure, nearest_rungs
-from .runs import VIEWS, runs_figure
+from .runs import VIEWS, runs_figure, steps_to  # steps_to: still found here, where it was first
 from .train import Callback, fit
 
 # %% ../nbs/03a_panel.ipynb #41d2e84a
@@ -103,8 +103,8 @@ def _slider(name:str, usual:list, value, text=None):
                                    layout=widgets.Layout(width="330px", max_width="100%"))
 
 def _seconds(timeout) -> float|None:
-    "`timeout` as it is, or a `ConfigError` unless it is None or a number of seconds, 0 or more."
-    if timeout is None: return None
+    "`timeout` as it is (infinity as None: no limit), or a `ConfigError` unless it is None or a number of seconds, 0 or more."
+    if timeout is None or timeout == float("inf"): return None   # no limit: a thread's join and a condition take no infinity
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
         raise ConfigError(f"timeout must be a number of seconds, 0 or more (or None), got {timeout!r}")
     return timeout
@@ -211,7 +211,7 @@ class TrainingPanel:
         if not isinstance(label, str): raise ConfigError(f"label must be text, got {label!r}")
         with self._lock:
             self.count += 1
-            self.runs.append(Run(f"run {self.count}: {label}", TrainConfig(**history.config), history, number=self.count))
+            self.runs.append(Run(f"run {self.count}: {label}", config_from(history.config, "history.config"), history, number=self.count))
         self.redraw()
 
     def clear(self):
