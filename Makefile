@@ -53,3 +53,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/threads.py
 	$(BIN)/python bench/cli.py
 	$(BIN)/python bench/panel.py
+	$(BIN)/python bench/ladder.py

@@ -8,7 +8,7 @@ at a time) for several seeds, read back from each run's metrics.jsonl:
 - the final excess.
 
 Prints a markdown table (mean ± standard error over the seeds, and the range), the seconds the runs took, and the
-machine. 03_train quotes the table. Usage: python bench/ladder.py [--seeds 8] [--first 1337]"""
+machine. 03_train quotes the table. Usage: python bench/ladder.py [--seeds 8] [--first 1337] [--steps 600]"""
 import argparse
 import json
 import os
@@ -25,10 +25,11 @@ CLI = str(Path(sys.executable).parent / "zo-gpt")
 LADDER = ("uniform", "frequencies", "previous token", "Bayes")
 
 
-def train(seed, data, root):
+def train(seed, data, root, steps):
     out = root / f"seed{seed}"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([CLI, "train", "--preset", "cpu", f"--data_dir={data}", f"--out_dir={out}", f"--seed={seed}"],
+    r = subprocess.run([CLI, "train", "--preset", "cpu", f"--data_dir={data}", f"--out_dir={out}", f"--seed={seed}",
+                        f"--max_iters={steps}"],
                        capture_output=True, text=True, env=env)
     if r.returncode: raise SystemExit(f"seed {seed}: {r.stderr[-2000:]}")
     return [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines() if '"strategies"' in l]
@@ -60,6 +61,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=8)
     ap.add_argument("--first", type=int, default=1337)
+    ap.add_argument("--steps", type=int, default=600, help="steps of each run (the preset's 600; fewer for a dry run)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -67,12 +69,12 @@ def main():
         subprocess.run([CLI, "prepare", "--out", str(data), "--vocab", "compact"], check=True, capture_output=True)
         t0 = time.perf_counter()
         seeds = range(args.first, args.first + args.seeds)
-        with ThreadPoolExecutor(2) as pool: rows = list(pool.map(lambda s: passages(train(s, data, root)), seeds))
+        with ThreadPoolExecutor(2) as pool: rows = list(pool.map(lambda s: passages(train(s, data, root, args.steps)), seeds))
         wall = time.perf_counter() - t0
     every = 12
     cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name")),
                platform.machine()) if Path("/proc/cpuinfo").exists() else platform.processor() or platform.machine()
-    print(f"{len(rows)} runs of the cpu preset (seeds {seeds[0]}-{seeds[-1]}, one torch thread each, two at a time) in "
+    print(f"{len(rows)} runs of the cpu preset ({args.steps} steps; seeds {seeds[0]}-{seeds[-1]}, one torch thread each, two at a time) in "
           f"{wall:.0f} s on {cpu}, {os.cpu_count()} cores; evaluations every {every} steps\n")
     print("| passage | step (mean ± SE over seeds, and the range) |\n|---|---|")
     for key in rows[0]:

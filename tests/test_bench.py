@@ -36,3 +36,13 @@ def test_threads_bench_dry_run_prints_its_table(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     rows = [l.split() for l in r.stdout.splitlines() if l.strip().startswith(("2 threads, package", "1 thread "))]
     assert len(rows) == 2 and all(float(row[-5]) > 0 and float(row[-4]) > 0 for row in rows), r.stdout
+
+
+def test_ladder_bench_prints_its_table_for_short_runs(tmp_path):
+    "bench/ladder.py with two seeds of 48 steps: every passage has a row, each with a mean and its range."
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "ladder.py"), "--seeds", "2", "--steps", "48"], capture_output=True,
+                       text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = dict(re.findall(r"^\| ([^|]+?) \| ([^|]+) \|$", r.stdout, re.M))
+    assert {"uniform -> frequencies", "frequencies -> previous token", "previous token -> Bayes", "final excess"} <= set(rows)
+    assert rows["uniform -> frequencies"].startswith("12 ± 0") and "2 runs of the cpu preset (48 steps" in r.stdout, r.stdout
