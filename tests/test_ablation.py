@@ -48,7 +48,7 @@ def test_the_boundary_head_knocked_out_gives_the_end_of_text_back_its_probabilit
     "Where the rule is found, knocking out the heads it rests on raises P(end of text) where the start is in view."
     for r in small_runs.values():
         h, rows = r["boundary_head"], r["rows"]
-        if r["factor"][h] > 2: assert rows[f"head {h}"]["p_eot_in_view"] > rows["none"]["p_eot_in_view"]
+        if h is not None: assert r["factor"][h] > 2 and rows[f"head {h}"]["p_eot_in_view"] > rows["none"]["p_eot_in_view"]
         assert rows["all heads"]["kl"] > rows["none"]["kl"]
 
 
@@ -63,9 +63,16 @@ def test_ablated_restores_the_model_and_checks_its_arguments(tiny_data, finished
         with pytest.raises(RuntimeError), ablated(model, [0], means): raise RuntimeError("a failure inside the block")
         assert torch.equal(model(x), before)                      # the hook is gone however the block ended
     for call, says in [(lambda: head_means("a model", batches), "model must be a GPT"),
-                       (lambda: head_means(model, []), "batches must hold at least one"),
-                       (lambda: ablated(model, [99], means).__enter__(), "heads must be head numbers"),
-                       (lambda: ablated(model, ["0"], means).__enter__(), "heads must be head numbers"),
+                       (lambda: head_means(model, []), "batches must be a list of"),
+                       (lambda: head_means(model, [(x,)]), "batches must be a list of"),
+                       (lambda: head_means(model, [(x.float(), x.float())]), "batches must be a list of"),
+                       (lambda: ablated(model, 3, means).__enter__(), "heads must be a list of head numbers"),
+                       (lambda: ablated(model, [0], torch.zeros(model.config.n_head)).__enter__(), "means must be head_means"),
+                       (lambda: ablated(model, [0], means[:, :1]).__enter__(), "means must be head_means"),
+                       (lambda: explain_table({}), "result must be what explain returns"),
+                       (lambda: explain_run(finished_run, data_dir=5), "data_dir must name a dataset folder"),
+                       (lambda: ablated(model, [99], means).__enter__(), "heads must be a list of head numbers"),
+                       (lambda: ablated(model, ["0"], means).__enter__(), "heads must be a list of head numbers"),
                        (lambda: ablated(model, [0], None).__enter__(), "means must be head_means"),
                        (lambda: explain(model, batches, {"tokens": []}), "meta.s tokens must be a dataset.s token table")]:
         with pytest.raises(ConfigError, match=says): call()
@@ -74,8 +81,9 @@ def test_ablated_restores_the_model_and_checks_its_arguments(tiny_data, finished
 def test_zo_gpt_explain_prints_the_table_for_a_run_folder(finished_run, tiny_data, tmp_path, capsys):
     assert main(["explain", str(finished_run)]) == 0
     out = capsys.readouterr().out
-    assert "knocked out" in out and "all heads" in out and "the boundary rule depends on head" in out
+    assert "knocked out" in out and "all heads" in out
     assert out == explain_table(explain_run(finished_run)) + "\n"
+    assert "no single head carries the boundary rule" in out      # a 4-step model: no head more than doubles that part
     moved = tmp_path / "run"                                      # the run copied where its dataset's path leads nowhere
     shutil.copytree(finished_run, moved)
     ckpt = torch.load(moved / "ckpt.pt", weights_only=True)
@@ -91,3 +99,58 @@ def test_zo_gpt_explain_prints_the_table_for_a_run_folder(finished_run, tiny_dat
     assert main(["explain", str(moved), "--data", str(other)]) == 1
     assert "holds another dataset" in capsys.readouterr().err
     with pytest.raises(DatasetError, match="holds another dataset"): explain_run(moved, data_dir=other)
+    assert main(["explain", str(moved), "--data", str(tmp_path / "nowhere")]) == 1
+    assert "nowhere holds no dataset" in capsys.readouterr().err             # the folder given, not the run's
+    old = torch.load(moved / "ckpt.pt", weights_only=True)                # a checkpoint without the newer keys
+    for k in ("data_path", "data_config"): old.pop(k, None)
+    torch.save(old, moved / "ckpt.pt")
+    assert main(["explain", str(moved)]) == 0             # found by the data_dir of its settings
+
+
+def test_a_replaced_dataset_gets_the_command_that_makes_it_again(tiny_data, tmp_path, capsys):
+    data, run = tmp_path / "data", tmp_path / "run"
+    shutil.copytree(tiny_data, data)
+    assert main(["train", f"--data_dir={data}", f"--out_dir={run}", "--max_iters=2", "--eval_interval=1", "--block_size=32",
+                 "--batch_size=4", "--n_embd=16", "--eval_batches=1", "--final_tokens=2000"]) == 0
+    assert main(["prepare", "--out", str(data), "--n-seq", "200", "--seq-len", "60", "--vocab", "compact", "--seed", "7",
+                 "--force"]) == 0
+    capsys.readouterr()
+    assert main(["explain", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert "holds another dataset" in err and "--seed 1337" in err
+    command = err.split("`")[1].split()                           # the hint, followed
+    assert main(command[1:]) == 0 and main(["explain", str(run)]) == 0
+
+
+def test_the_ladder_functions_refuse_what_they_cannot_read(finished_run, tiny_data):
+    import copy
+    from zo_gpt.evaluation import History, loss_figure
+    from zo_gpt.ladder import boundary_scores, evaluate_ladder, ladder_figure, nearest_rungs
+    model, ckpt = load_model(finished_run, device="cpu")
+    meta = open_dataset(make_config("cpu", {"data_dir": str(tiny_data)})).meta
+    x = torch.zeros(1, 8, dtype=torch.int64)
+    for call, says in [(lambda: evaluate_ladder(None, [(x, x)], meta), "model must be a GPT"),
+                       (lambda: evaluate_ladder(model, [x], meta), "batches must be a list of"),
+                       (lambda: boundary_scores(model, x + 9, meta), "batches must be a list of")]:
+        with pytest.raises(ConfigError, match=says): call()
+    h = History(**{k: ckpt["history"][k] for k in ("config", "floor", "entropy", "p", "seq_len")})
+    h.train, h.val = ckpt["history"]["train"], copy.deepcopy(ckpt["history"]["val"])
+    for r in h.val: r.pop("heads")
+    assert len(ladder_figure(h).axes) == 3                                  # without head scores: the other two panels
+    h.val[0]["strategies"] = None
+    with pytest.raises(ConfigError, match="strategies must give a distance"): nearest_rungs(h)
+    h.train, h.val = h.train[:1], []
+    ax = loss_figure(h).axes[0]                                              # one step: its loss is a visible point
+    assert any(l.get_marker() == "o" and h.train[0]["loss"] in list(l.get_ydata()) for l in ax.get_lines())
+
+
+def test_a_notebook_never_replaces_a_run_it_did_not_make(finished_run, tmp_path):
+    import papermill as pm
+    from conftest import NBS
+    keep = tmp_path / "keep"
+    shutil.copytree(finished_run, keep)
+    before = (keep / "ckpt.pt").read_bytes()
+    with pytest.raises(pm.PapermillExecutionError) as e:
+        pm.execute_notebook(str(NBS / "03c_ablation.ipynb"), str(tmp_path / "out.ipynb"), cwd=str(tmp_path), kernel_name="python3",
+                            parameters={"run_dir": str(keep), "frozen": False}, progress_bar=False)
+    assert "holds another run" in str(e.value) and (keep / "ckpt.pt").read_bytes() == before

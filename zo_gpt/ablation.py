@@ -7,6 +7,7 @@ __all__ = ['BOUNDARY_PART', 'SHORT', 'head_means', 'ablated', 'explain', 'explai
 
 # %% ../nbs/03c_ablation.ipynb #bf3c06ad
 import contextlib
+import os
 
 import numpy as np
 import torch
@@ -16,7 +17,8 @@ from pathlib import Path
 from .checkpoint import load_model
 from .config import config_from, fixed_batches
 from .evaluation import PARTS, attention_on_boundary, attention_weights, evaluate
-from .helpers import ConfigError, DatasetError
+from .helpers import ConfigError, DatasetError, remake
+from .ladder import check_batches
 from .model import GPT
 from .tokens import code_lookup, load_dataset
 
@@ -30,7 +32,7 @@ def _attention(model:GPT):
 def head_means(model:GPT, batches:list) -> torch.Tensor:
     "Each head's output in the first block (its weighted values), averaged over every position of `batches`: (n_head, head size)."
     attn = _attention(model)
-    if not batches: raise ConfigError("batches must hold at least one (x, y) batch, got none")
+    batches = check_batches(batches, model.config.vocab_size)
     total, count = 0.0, 0
     def grab(module, args):
         nonlocal total, count
@@ -44,11 +46,13 @@ def head_means(model:GPT, batches:list) -> torch.Tensor:
 @contextlib.contextmanager
 def ablated(model:GPT, heads, means:torch.Tensor):
     "Within the block, the first block's `heads` (a list of head numbers) write their mean output from `head_means`."
-    attn, heads = _attention(model), list(heads)
-    if not all(isinstance(h, (int, np.integer)) and 0 <= h < attn.n_head for h in heads):
-        raise ConfigError(f"heads must be head numbers from 0 to {attn.n_head - 1}, got {heads!r}")
-    if not isinstance(means, torch.Tensor) or means.shape[0] != attn.n_head:
-        raise ConfigError(f"means must be head_means(model, batches), one row per head, got {type(means).__name__}")
+    attn = _attention(model)
+    if not (isinstance(heads, (list, tuple, range)) and all(isinstance(h, (int, np.integer)) and 0 <= h < attn.n_head for h in heads)):
+        raise ConfigError(f"heads must be a list of head numbers from 0 to {attn.n_head - 1}, got {heads!r}")
+    heads, shape = list(heads), (attn.n_head, model.config.n_embd // attn.n_head)
+    if not (isinstance(means, torch.Tensor) and tuple(means.shape) == shape and means.is_floating_point()):
+        raise ConfigError(f"means must be head_means(model, batches), a {shape} tensor, got {type(means).__name__} "
+                          f"{tuple(getattr(means, 'shape', ()))}")
     def replace_heads(module, args):
         y = args[0].clone()
         y.view(*y.shape[:-1], attn.n_head, -1)[..., heads, :] = means[heads].to(y)
@@ -73,32 +77,38 @@ def explain(model:GPT, batches:list, meta:dict) -> dict:
     base = rows["none"]["kl_parts"][BOUNDARY_PART]
     factor = {h: rows[f"head {h}"]["kl_parts"][BOUNDARY_PART] / base if base > 0 else float("nan") for h in heads}
     top = max(heads, key=lambda h: factor[h])
-    shared = [h for h in heads if h != top and factor[h] >= max(2.0, factor[top] / 2)]
+    top = top if factor[top] > 2 else None                   # a head the rule depends on: more than doubles that part
+    shared = [h for h in heads if top is not None and h != top and factor[h] >= max(2.0, factor[top] / 2)]
     if shared:  # the heads that share the rule, knocked out together
         with ablated(model, [top, *shared], means): rows[f"heads {', '.join(map(str, sorted([top, *shared])))}"] = evaluate(model, batches, meta)
     return {"rows": rows, "scores": scores.tolist(), "factor": factor, "boundary_head": top, "shared_with": shared}
 
-SHORT = {"first": "first word", "word_in_view": "in view", "word_out_of_view": "out of view",
+SHORT = {"first": "first word", "word_in_view": "word, in view", "word_out_of_view": "word, out of view",
          "eot_out_of_view": "eot, out of view", "eot_in_view": "eot, in view"}  # the table's column for each of PARTS
 
 def explain_table(result:dict) -> str:
     "`explain`'s result as a table, one row per knock-out, and the sentence that names the boundary head."
+    if not (isinstance(result, dict) and {"rows", "scores", "factor", "boundary_head", "shared_with"} <= set(result)):
+        raise ConfigError(f"result must be what explain returns, got {repr(result)[:60]}")
     rows, scores, f = result["rows"], result["scores"], result["factor"]
     base = rows["none"]
     parts = [k for k in PARTS if any(r["kl_parts"][k] > 0 for r in rows.values())]   # situations this data has
     cols = [("excess", lambda r: r["kl"])] + [(SHORT[k], lambda r, k=k: r["kl_parts"][k]) for k in parts]
     times = lambda f: f"x{f:<5.3g}" if f < 1000 else f"x{f:,.0f}"
     cell = lambda v, b: f"{v:.2e} {times(v / b)}" if b > 0 else f"{v:.2e}"
-    lines = ["the excess and its parts by the situation of the target (nats per token; x: times the model's own), the "
-             "heads' boundary scores, and P(end of text) where the start is in view",
-             f"{'knocked out':>11} {'boundary':>8}  " + " ".join(f"{n:<15}" for n, _ in cols) + " P(eot) in view"]
+    lines = ["the excess and its parts by the situation of the target (nats per token; x: times the model's own);",
+             "in view, out of view: the sequence start; boundary: the head's boundary score",
+             f"{'knocked out':>11} {'boundary':>8}  " + " ".join(f"{n:<18}" for n, _ in cols) + "P(eot) in view"]
     for name, r in rows.items():
         h = int(name.split()[1]) if name.startswith("head ") else None
         score = f"{scores[h]:8.3f}" if h is not None else " " * 8
-        lines.append(f"{name:>11} {score}  " + " ".join(f"{cell(get(r), get(base)):<15}" for _, get in cols)
-                     + f" {r['p_eot_in_view']:.2e}")
+        lines.append(f"{name:>11} {score}  " + " ".join(f"{cell(get(r), get(base)):<18}" for _, get in cols)
+                     + f"{r['p_eot_in_view']:.2e}")
     h, shared = result["boundary_head"], result["shared_with"]
-    lines.append(f"the boundary rule depends on head {h}: knocked out, it multiplies the excess of words read with the start "
+    if h is None:
+        return "\n".join(lines + [f"no single head carries the boundary rule: knocking out any one multiplies the excess of\n"
+                                  f"words read with the start in view by {max(f.values()):.1f} at most (2 or more would name it)"])
+    lines.append(f"the boundary rule depends on head {h}: knocked out, it multiplies the excess of words read with the start\n"
                  f"in view by {f[h]:.1f} (boundary score {scores[h]:.2f})"
                  + (f"; it shares the rule with head{'s' * (len(shared) > 1)} {', '.join(map(str, shared))} "
                     f"({', '.join(f'x{f[s]:.1f}' for s in shared)})" if shared else ""))
@@ -107,16 +117,20 @@ def explain_table(result:dict) -> str:
 # %% ../nbs/03c_ablation.ipynb #c29d0e77
 def _run_dataset(run_dir:Path, ckpt:dict, data_dir=None):
     "The dataset the run in `run_dir` was trained on: `data_dir`, or the checkpoint's path as given or under the run folder's parents."
-    named = Path(data_dir or ckpt["data_path"])
+    if data_dir is not None and not (isinstance(data_dir, (str, os.PathLike)) and str(data_dir).strip()):
+        raise ConfigError(f"data_dir must name a dataset folder, got {data_dir!r}")
+    named = Path(data_dir or ckpt.get("data_path") or ckpt["config"].get("data_dir") or "data/zero_one-compact")
+    again = "; give its folder with --data (data_dir=...)" + (f", or {remake(named, {'config': ckpt['data_config']})}"
+                                                             if isinstance(ckpt.get("data_config"), dict) else "")
     places = [named] if data_dir or named.is_absolute() else [named, *(d / named for d in Path(run_dir).resolve().parents)]
     found = next((d for d in places if (d / "meta.json").is_file()), None)
     if found is None:
-        raise DatasetError(f"cannot find the dataset the run in {run_dir} was trained on ({named}); give its folder with "
-                           "--data (data_dir=...)")
-    data = load_dataset(found, verify=False)
+        where = f"{named} holds no dataset" if data_dir else f"cannot find the dataset the run in {run_dir} was trained on ({named})"
+        raise DatasetError(where + (again if not data_dir else "; give the folder of the dataset it was trained on"))
+    data = load_dataset(found)                                      # its files checked against meta.json
     if data.meta["content_hash"] != ckpt["data_hash"]:
         raise DatasetError(f"{found} holds another dataset (content hash {data.meta['content_hash'][:12]}) than the run in "
-                           f"{run_dir} was trained on ({ckpt['data_hash'][:12]}); give its folder with --data (data_dir=...)")
+                           f"{run_dir} was trained on ({ckpt['data_hash'][:12]})" + again)
     return data
 
 def explain_run(run_dir, data_dir=None) -> dict:

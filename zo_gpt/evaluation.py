@@ -194,7 +194,7 @@ def loss_figure(history:History, title:str|None=None):
     tr, va, fin, refs, kept = history.train, history.val, history.final, history.references, []
     if tr:
         xs, ys = [r["iter"] for r in tr], np.array([r["loss"] for r in tr])
-        ax.plot(xs, ys, color="C0", alpha=0.25, lw=0.8)
+        ax.plot(xs, ys, color="C0", alpha=0.25, lw=0.8, marker="o" if len(ys) < 3 else None)  # a step or two: points
         w = max(1, len(ys) // 30); smooth = np.convolve(ys, np.ones(w) / w, mode="valid")
         ax.plot(xs[w - 1:], smooth, color="C0", label=f"train (mean of {w})")
         kept = [m for x, m in zip(xs[w - 1:], smooth) if not va or x >= va[0]["iter"]]   # in the frame: see below

@@ -259,7 +259,7 @@ def sample_text(model:GPT, tokens_table:list, n_tokens:int=1000, seed:int=0, ver
     model.eval()
     # In pieces, keeping only the context the model sees: the same tokens as one `generate` call, a progress bar, and
     # memory that does not grow with `n_tokens`.
-    with tqdm(total=n_tokens, desc="sample", unit="tok", disable=not verbose) as bar:
+    with tqdm(total=n_tokens, desc="sample", unit="tok", delay=0.5, disable=not verbose) as bar:  # shown if it takes a while
         while len(ids) < n_tokens:
             k = min(SAMPLE_PIECE, n_tokens - len(ids))
             out = model.generate(ctx, k, generator=g)

@@ -48,17 +48,20 @@ def runs_figure(histories:list, labels:list, x:str="iter", view:str="loss", bloc
         raise ConfigError(f"marks must be None or a list of {len(histories)} strings, got {repr(marks)[:80]}")
     block_size = check_positive("block_size", block_size)
     p, n = (histories[-1].p, histories[-1].seq_len) if histories else (2 / 3, 1000)
-    h, blocks = entropy(p), sorted({hist.config["block_size"] for hist in histories} | {block_size})
-    floors = {T: stream_floor(p, n, T) for T in blocks}
+    keys = sorted({(hist.p, hist.seq_len, hist.config["block_size"]) for hist in histories} | {(p, n, block_size)})
+    floors, several = {k: stream_floor(*k) for k in keys}, len({k[:2] for k in keys}) > 1   # each run's own floor
+    h, blocks = entropy(p), keys
     labels = [textwrap.fill(l, LABEL_WIDTH, subsequent_indent="    ") or " " for l in labels]
     lines = sum(l.count("\n") + 1 for l in labels) + (1 + len(blocks) if view == "loss" else 3)
     height = max(4.4, 0.8 + 0.22 * lines)  # the legend's height
-    fig = png_figure(figsize=(10.5, height))
+    fig = png_figure(figsize=(10.5, height))   # first: it imports matplotlib
+    from matplotlib.patheffects import withStroke
     ax = fig.subplots()
     fig.subplots_adjust(left=0.075, right=0.66, bottom=0.5 / height, top=1 - 0.35 / height)  # the legend on the right
     runs = [(list(hist.train), list(hist.val), hist.final) for hist in histories]  # one look at each (it may train)
     # The frame holds H(p) and every floor (under H(p) for short sequences); its top: a quarter above the newest run.
-    lo, hi = min(h, *floors.values()), max(h, floors[block_size])
+    sources = {a: entropy(a) for a, _, _ in keys}
+    lo, hi = min(*sources.values(), *floors.values()), max(h, floors[(p, n, block_size)])
     train, val = runs[-1][:2] if runs else ([], [])
     now = ([_smoothed(train, "iter")[1][-1]] if train else []) + ([val[-1]["loss"] + val[-1]["se"]] if val else [])
     top, above = max([hi + 0.02] + [lo + 1.25 * (v - lo) for v in now]), []
@@ -74,13 +77,15 @@ def runs_figure(histories:list, labels:list, x:str="iter", view:str="loss", bloc
         if view == "excess" and final and train:
             ax.errorbar([train[-1][x]], [final["kl"]], yerr=[final["kl_se"]], fmt="*", ms=11, color=color)
         if marks and va and (view == "excess" or vy[-1] <= top):
-            ax.annotate(marks[i], (vx[-1], vy[-1]), xytext=(4, 3), textcoords="offset points", fontsize=9,
-                        color=color, fontweight="bold")
+            ax.annotate(marks[i], (vx[-1], vy[-1]), xytext=(5, 3), textcoords="offset points", fontsize=9, zorder=5,
+                        color=color, fontweight="bold", path_effects=[withStroke(linewidth=2.5, foreground="white")])
     if view == "loss":
-        ax.axhline(h, color="k", ls="--", lw=1, label=f"source entropy {h:.4f}")
-        for (T, f), ls in zip(floors.items(), ["-", "--", "-.", ":"] * 5):
-            slider = all(hist.config["block_size"] != T for hist in histories)
-            ax.axhline(f, color="crimson", lw=1.5, ls=ls, label=f"floor, block {T}: {f:.4f}" + " (slider)" * slider)
+        for a, ha in sources.items():
+            ax.axhline(ha, color="k", ls="--", lw=1, label=f"source entropy {ha:.4f}" + f", p = {a:.3g}" * (len(sources) > 1))
+        for ((a, nn, T), f), ls in zip(floors.items(), ["-", "--", "-.", ":"] * 99):
+            slider = all((hist.p, hist.seq_len, hist.config["block_size"]) != (a, nn, T) for hist in histories)
+            ax.axhline(f, color="crimson", lw=1.5, ls=ls, label=f"floor, block {T}" + f", {nn} words, p = {a:.3g}" * several
+                       + f": {f:.4f}" + " (slider)" * slider)
         if top > hi + 0.15: ax.set_yscale("log")
         ax.set(ylim=(lo - 0.004, top), ylabel="loss (nats per token)")
         for xi, color in above: ax.plot([xi], [top], "^", ms=6, color=color, clip_on=False)
