@@ -96,7 +96,10 @@ def test_03_train_at_its_defaults(preset_run):
     assert s["floor"] == pytest.approx(stream_floor(2 / 3, 1000, 256))
     assert abs(s["mean_p_one"] - 2 / 3) < 0.005 and s["sample_words"] > 2500
     assert [r["iter"] for r in s["val"]] == list(range(12, 601, 12)) and all(r["kl"] > 0 for r in s["val"])
-    for r in s["val"]:   # the distance to each rung of the ladder, the Bayes rung's being the excess; each head's score
+    records = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    val = [r for r in records if r["kind"] == "val"]
+    assert len(val) == 50     # the distance to each rung of the ladder, the Bayes rung's being the excess; each head's score
+    for r in val:
         assert list(r["strategies"]) == ["uniform", "frequencies", "previous token", "Bayes"] and len(r["heads"]) == 8
         assert r["strategies"]["Bayes"] == pytest.approx(r["kl"], rel=1e-9) and all(0 <= h <= 1 for h in r["heads"])
     summary = json.loads((run_dir / "summary.json").read_text())       # written by fit's RunFiles, as for the CLI
