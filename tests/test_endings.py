@@ -93,7 +93,7 @@ def test_a_ctrl_c_in_the_final_evaluation_stops_it_and_resume_finishes_it(tiny_d
         from zo_gpt.train import Callback, Checkpointer, MetricsLog, RunFiles, fit
         class CtrlC(Callback):   # the user presses Ctrl-C once the final evaluation has begun
             def on_final_batch(self, state, done, total):
-                if done and not state.interrupt: os.kill(os.getpid(), signal.SIGINT)
+                if done and not state.interrupt: signal.raise_signal(signal.SIGINT)   # in this thread: handled before the next batch
         cfg = make_config("cpu", dict(data_dir="{tiny_data}", out_dir="{out}", max_iters=4, eval_interval=2, block_size=8,
                                        batch_size=4, n_embd=16, eval_batches=1, final_tokens=4000))
         h = fit(cfg, callbacks=[CtrlC(), MetricsLog(), Checkpointer(), RunFiles()], verbose=False)
