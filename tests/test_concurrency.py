@@ -197,7 +197,9 @@ def test_a_run_holds_its_dataset_for_reading(data, tmp_path, holder):
     "Runs share a dataset; a prepare cannot replace it under them, and a run does not start on one being written."
     ds = tmp_path / "ds"; shutil.copytree(data, ds)
     args = ["train", f"--data_dir={ds}", f"--out_dir={tmp_path / 'run'}", "--max_iters=100000", "--eval_interval=20", *SMALL]
-    live = subprocess.Popen([str(BIN / "zo-gpt"), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    # its output to files: a pipe nobody reads fills up, and a run blocked writing to it cannot stop
+    live = subprocess.Popen([str(BIN / "zo-gpt"), *map(str, args)], stdout=open(tmp_path / "live.out", "w"),
+                            stderr=open(tmp_path / "live.err", "w"), text=True, env=ENV)
     try:
         wait_for(lambda: (tmp_path / "run" / "ckpt.pt").exists(), "the live run's first checkpoint")
         before = (ds / "meta.json").read_bytes()
