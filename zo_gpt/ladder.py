@@ -9,8 +9,8 @@ __all__ = ['HEAD_ROWS', 'RUNG_COLORS', 'check_batches', 'boundary_scores', 'eval
 import numpy as np
 import torch
 
-from .data import LADDER, is_boundary, kl_div, latest_boundary, ladder_next
-from .evaluation import PARTS, History, Tally, attention_weights, measure, stream_ids
+from .data import LADDER, kl_div, ladder_next
+from .evaluation import PARTS, History, Tally, attention_on_boundary, attention_weights, measure
 from .figures import draws, png_figure
 from .helpers import ConfigError
 from .tokens import code_lookup
@@ -40,11 +40,8 @@ def boundary_scores(model, x:torch.Tensor, meta:dict) -> list:
     "Each head's mean attention on first words and end-of-text tokens, at the positions of `x` (B, T) with one in view."
     if not hasattr(model, "h"): raise ConfigError(f"model must be a GPT (see load_model), got {type(model).__name__}")
     check_batches([(x, x)], _vocab(model, meta))
-    codes = code_lookup(meta)[x.cpu().numpy()]
-    att = attention_weights(model, x).float().cpu()                                     # (B, nh, T, T)
-    on = (att * torch.from_numpy(is_boundary(codes))[:, None, None, :]).sum(-1)         # (B, nh, T) per query
-    seen = torch.from_numpy(latest_boundary(codes) >= 0)
-    return on.transpose(1, 2)[seen].mean(0).tolist() if seen.any() else [float("nan")] * att.shape[1]
+    on = attention_on_boundary(attention_weights(model, x).float().cpu().numpy(), code_lookup(meta)[x.cpu().numpy()])
+    return on.mean(0).tolist() if len(on) else [float("nan")] * model.config.n_head     # on: (queries with one in view, nh)
 
 def evaluate_ladder(model, batches:list, meta:dict, dtype:str="float32") -> dict:
     "`evaluate`'s measures over `batches`, with `strategies` (mean KL from each rung of `LADDER` to the model) and `heads`."

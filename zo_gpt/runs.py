@@ -50,9 +50,9 @@ def runs_figure(histories:list, labels:list, x:str="iter", view:str="loss", bloc
     p, n = (histories[-1].p, histories[-1].seq_len) if histories else (2 / 3, 1000)
     keys = sorted({(hist.p, hist.seq_len, hist.config["block_size"]) for hist in histories} | {(p, n, block_size)})
     floors, several = {k: stream_floor(*k) for k in keys}, len({k[:2] for k in keys}) > 1   # each run's own floor
-    h, blocks = entropy(p), keys
+    h = entropy(p)
     labels = [textwrap.fill(l, LABEL_WIDTH, subsequent_indent="    ") or " " for l in labels]
-    lines = sum(l.count("\n") + 1 for l in labels) + (1 + len(blocks) if view == "loss" else 3)
+    lines = sum(l.count("\n") + 1 for l in labels) + (1 + len(keys) if view == "loss" else 3)
     height = max(4.4, 0.8 + 0.22 * lines)  # the legend's height
     fig = png_figure(figsize=(10.5, height))   # first: it imports matplotlib
     from matplotlib.patheffects import withStroke

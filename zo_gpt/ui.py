@@ -295,8 +295,9 @@ class TrainingPanel:
     def figure(self, view:str|None=None):
         "The panel's plot: every run so far in the chosen view (or the newest run's rules), with the floor or the references of the block slider."
         with self._lock: runs = [r for r in self.runs if r.history is not None]
-        view, ruled = view or self.view.value, [r for r in runs if nearest_rungs(r.history)]
-        if view == "rules" and ruled: return ladder_figure(ruled[-1].history, title=f"{ruled[-1].label}: which rule it follows")
+        view = view or self.view.value
+        ruled = next((r for r in reversed(runs) if nearest_rungs(r.history)), None) if view == "rules" else None  # the newest with records
+        if ruled: return ladder_figure(ruled.history, title=f"{ruled.label}: which rule it follows")
         return runs_figure([r.history for r in runs], [r.legend for r in runs], x=self.xaxis.value, view="loss" if view == "rules" else view,
                            block_size=self.block.value, marks=[str(r.number) for r in runs], title="zo_gpt training panel"
                            + (" (the rules view shows a run from its first evaluation)" if view == "rules" else ""))
