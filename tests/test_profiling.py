@@ -221,6 +221,6 @@ def test_a_trace_the_profiler_could_not_write_is_named(tmp_path, monkeypatch):
     cfg = profile_config("cpu", {"data_dir": str(tmp_path / "d"), "vocab": "compact", "n_embd": 16, "n_head": 2,
                                  "block_size": 32, "batch_size": 2})
     monkeypatch.setattr(torch.profiler.profile, "export_chrome_trace", lambda self, path: None)   # as on a full disk: no file
-    with pytest.raises(TrainingError, match="^the profiler could not write its trace into the temporary folder .* free there\); "):
+    with pytest.raises(TrainingError, match=r"^the profiler could not write its trace into the temporary folder .* free there\); "):
         profile_steps(cfg, active=1, trace=tmp_path / "t.json")
     assert not (tmp_path / "t.json").exists()
