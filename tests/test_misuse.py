@@ -20,8 +20,8 @@ from zo_gpt.cli import main
 from zo_gpt.config import TrainConfig, check_data, lr_at, make_config, open_dataset
 from zo_gpt.data import (as_text, bayes_entropy, bayes_next, entropy, every_block, floor_parts, generate, is_boundary,
                          iter_words, kl_div, latest_boundary, reference_excess, stream_floor)
-from zo_gpt.evaluation import (History, alignment_blocks, attention_weights, check_final, evaluate_split, excess_text, loss_figure,
-                               mechanism, with_se)
+from zo_gpt.evaluation import (History, alignment_blocks, attention_weights, check_final, evaluate, evaluate_split,
+                               excess_text, loss_figure, mechanism, with_se)
 from zo_gpt.helpers import ConfigError, free_memory
 from zo_gpt.model import GPT, GPTConfig
 from zo_gpt.profiling import profile_steps
@@ -330,6 +330,10 @@ MORE_MISUSE = [
     (lambda: attention_weights(GPT(GPTConfig(n_head=2, n_embd=16, block_size=8, vocab_size=5)), torch.full((1, 8), 5)),
      "idx must be a (B, T) tensor of integer token ids from 0 to 4, got torch.int64 (1, 8) from 5 to 5"),
     (lambda: mechanism(GPT(GPTConfig(n_head=2, n_embd=16, block_size=8, vocab_size=5)), [], {}), "batches must hold at least one"),
+    (lambda: mechanism((GPT(GPTConfig(n_head=2, n_embd=16, block_size=8, vocab_size=5)), {}), [], {}),
+     "model must be a GPT (see load_model), got tuple (load_model returns the model and its checkpoint: take [0])"),
+    (lambda: attention_weights("model", torch.zeros(1, 8, dtype=torch.long)), "model must be a GPT (see load_model), got str"),
+    (lambda: evaluate([], [(torch.zeros(1, 8, dtype=torch.long),) * 2], {}), "model must be a GPT (see load_model), or have its log_probs, got list"),
     (lambda: profile_steps(TrainConfig(), trace=5), "trace must be a file's path, got int 5"),
     (lambda: profile_steps(TrainConfig(), table=tempfile.gettempdir()), f"table={tempfile.gettempdir()!r} is a folder"),
 ]

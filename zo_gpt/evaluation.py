@@ -18,7 +18,7 @@ import torch
 from .config import TrainConfig, blocks_at
 from .data import bayes_next, check_memory, is_boundary, kl_div, latest_boundary, reference_excess
 from .figures import draws, png_figure
-from .helpers import ConfigError, check_positive
+from .helpers import ConfigError, check_model, check_positive
 from .model import autocast
 from .tokens import Dataset, code_lookup
 
@@ -40,6 +40,7 @@ def measure(
     dtype:str="float32", # autocast dtype of the forward pass
 ) -> dict:
     "Per token (B, T) numpy arrays: the model's loss, the Bayes predictor's loss, KL(Bayes || model), the situation index; and the model's log-probabilities of the five pieces (B, T, 5)."
+    check_model(model, gpt=False)
     code_of, (p, n) = code_lookup(meta), (meta["config"]["p"], meta["config"]["seq_len"])
     was = getattr(model, "training", False)
     if was: model.eval()
@@ -197,7 +198,7 @@ def loss_figure(history:History, title:str|None=None):
         ax.plot(xs, ys, color="C0", alpha=0.25, lw=0.8, marker="o" if len(ys) < 3 else None)  # a step or two: points
         w = max(1, len(ys) // 30); smooth = np.convolve(ys, np.ones(w) / w, mode="valid")
         ax.plot(xs[w - 1:], smooth, color="C0", label=f"train (mean of {w})")
-        kept = [m for x, m in zip(xs[w - 1:], smooth) if not va or x >= va[0]["iter"]]   # in the frame: see below
+        kept = [m for x, m in zip(xs[w - 1:], smooth) if not va or x - w >= va[0]["iter"]]   # in the frame: see below
         if tr[-1]["iter"]:  # every step takes the same number of tokens: one axis, labelled twice
             per = tr[-1]["tokens"] / tr[-1]["iter"]
             top_axis = ax.secondary_xaxis("top", functions=(lambda s: s * per, lambda t: t / per))
@@ -217,9 +218,8 @@ def loss_figure(history:History, title:str|None=None):
     draw_references(bx, refs)
     bx.set_yscale("log"); bx.set_xlabel("step"); ax.grid(alpha=0.3); bx.grid(alpha=0.3, which="both")
     ax.set_ylabel("loss (nats per token)"); bx.set_ylabel("excess: KL(Bayes || model),\nnats per token")
-    # The frame holds the entropy, the floor (under H(p) for short sequences: their ends are predictable), every validation
-    # loss with its error bar and the smoothed training loss from the first evaluation on (all of it before one): only the
-    # first steps' loss, far above, may leave it. From five times the floor up (a gpt2 run's first evaluations), the axis is logarithmic.
+    # The frame holds H(p), the floor, every validation loss ± SE and the smoothed training loss from windows after the first
+    # evaluation: only the first steps' loss may leave it. From five times the floor up (gpt2 runs), the axis is logarithmic.
     ys = np.array([history.entropy, history.floor] + [r["bayes"] for r in va] +
                   [r["loss"] + s * r["se"] for r in va for s in (-1, 1)] + kept, float)
     lo, top = ys[np.isfinite(ys)].min(), ys[np.isfinite(ys)].max()
@@ -234,9 +234,9 @@ def loss_figure(history:History, title:str|None=None):
     if fin:  # beside the data, under the legend, never over a curve
         ax.annotate(f"final ({fin['scored']:,} validation tokens)\nloss {with_se(fin['loss'], fin['se'])}\nloss - floor "
                     f"{with_se(fin['loss'] - history.floor, fin['se'], sign=True)}\nexcess {with_se(fin['kl'], fin['kl_se'])}",
-                    xy=(1.02, 0), xycoords="axes fraction", ha="left", va="bottom", fontsize=8.5,
+                    xy=(1.02, 0), xycoords="axes fraction", ha="left", va="bottom", fontsize=9,
                     bbox=dict(boxstyle="round", fc="white", ec="0.7"))
-    for a in (ax, bx): a.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7.5, borderaxespad=0)
+    for a in (ax, bx): a.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=9, borderaxespad=0)
     fig.suptitle(title or f"{history.config['n_embd']}-wide, {history.config['n_layer']}-layer GPT, "
                  f"vocab {history.config['vocab']}, batch {history.config['batch_size']} x block {history.config['block_size']}")
     fig.subplots_adjust(left=0.08, right=0.7, bottom=0.07, top=0.88, hspace=0.06)  # tight_layout would draw it once more
@@ -246,6 +246,7 @@ def loss_figure(history:History, title:str|None=None):
 @torch.no_grad()
 def attention_weights(model, idx:torch.Tensor) -> torch.Tensor:
     "The first block's attention probabilities (B, n_head, T, T) for token ids `idx` (B, T): query rows, key columns."
+    check_model(model)
     V, ok = model.config.vocab_size, isinstance(idx, torch.Tensor) and idx.dim() == 2 and idx.dtype in (torch.int32, torch.int64)
     if not (ok and idx.numel() and 0 <= idx.min() and idx.max() < V):   # what the embedding takes, said before it fails
         got = f"{idx.dtype} {tuple(idx.shape)} from {idx.min().item()} to {idx.max().item()}" if isinstance(idx, torch.Tensor) and idx.numel() else repr(idx)[:80]
@@ -270,6 +271,7 @@ def attention_on_boundary(att:np.ndarray, codes:np.ndarray) -> np.ndarray:
 
 def mechanism(model, batches:list, meta:dict) -> dict:
     "What the model believes, position by position, on `batches` of (x, y); see the training notebook for the figure."
+    check_model(model)
     if not batches: raise ConfigError("batches must hold at least one (x, y) batch, got none")
     ids, code_of, n, T = stream_ids(meta), code_lookup(meta), meta["config"]["seq_len"], batches[0][0].shape[1]
     out = {k: [] for k in ("out_c", "out_p", "in_d", "in_p", "att_d", "att", "att_uniform", "p_one")}
@@ -295,18 +297,17 @@ def mechanism(model, batches:list, meta:dict) -> dict:
 @draws
 def mechanism_figure(mech:dict, p:float):
     "P(end of text) against the exact posterior, P('1' | a word comes), and each head's attention to the sequence boundary."
-    fig = png_figure(figsize=(13, 3.6))
+    fig = png_figure(figsize=(11.5, 4))  # at most about 1,100 pixels: JupyterLab shows it near its own size
     a1, a2, a3 = fig.subplots(1, 3)
-    a1.plot(mech["c"], mech["p_eot_out"], ".", ms=3, color="C0", label="model, start out of view (by c)")
-    a1.plot(mech["c"], mech["posterior"], color="C3", label="exact: 1/(n - c)")
-    a1.plot(mech["d"], mech["p_eot_in"], ".", ms=3, color="C1", label="model, start in view (by tokens since it)")
+    a1.plot(mech["c"], mech["p_eot_out"], ".", ms=3, color="C0", label="model, start out of view")
+    a1.plot(mech["c"], mech["posterior"], color="C3", label="exact, 1/(n - c)")
+    a1.plot(mech["d"], mech["p_eot_in"], ".", ms=3, color="C1", label="model, start in view")
     a1.set(yscale="log", xlabel="context c, or tokens since the sequence start", ylabel="P(end of text)",
            title="End of text: exact answer 1/(n-c), or 0 in view")
-    a1.legend(fontsize=7.5); a1.grid(alpha=0.3, which="both")
+    a1.legend(fontsize=9, loc="center", framealpha=0.9); a1.grid(alpha=0.3, which="both")
     a2.hist(mech["p_one"], bins=40, color="C0", alpha=0.7)
     a2.axvline(p, color="C3", label=f"p = {p:.4f}")
-    a2.set(xlabel="model's P('1' | a word comes next)", ylabel="positions", title=f"mean {mech['p_one'].mean():.4f}")
-    a2.legend(fontsize=8)
+    a2.set(xlabel="model's P('1' | a word comes next)", ylabel="positions", title=f"mean {mech['p_one'].mean():.4f}"); a2.legend(fontsize=9)
     on = np.nanmean(mech["attention"][:, 1:], axis=1)                  # each head's attention on it, from one token after
     strong = iter(zip(["C3", "C0", "C2", "C1", "C4", "C5", "C6", "C8"], "ox+^vsd*"))  # boundary heads that overlap stay visible
     for h, row in sorted(enumerate(mech["attention"]), key=lambda hr: on[hr[0]] > 0.9):  # boundary heads drawn last, on top
@@ -315,6 +316,5 @@ def mechanism_figure(mech:dict, p:float):
     a3.plot(mech["d"], mech["uniform"], color="k", ls="--", lw=1, label="attention spread evenly")
     a3.set(xscale="log", xlabel="tokens since the latest first word or end of text", ylabel="attention on those tokens",
            title="Where the heads look", ylim=(0, 1.05))
-    a3.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0); a3.grid(alpha=0.3)
-    fig.tight_layout()
+    a3.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0); a3.grid(alpha=0.3); fig.tight_layout()
     return fig

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['JOIN_SECONDS', 'DTYPE_NAMES', 'SEED_MAX', 'DATASET_FORMAT', 'META_KEYS', 'SMALL_FILE_BYTES', 'get_device',
            'environment', 'stop_signals', 'processes', 'gather_checksums', 'UserError', 'ConfigError', 'TrainingError',
-           'first_line', 'one_line', 'check_positive', 'check_prob', 'check_seed', 'check_tokens_table',
+           'first_line', 'one_line', 'check_positive', 'check_model', 'check_prob', 'check_seed', 'check_tokens_table',
            'file_size_limit', 'free_memory', 'DatasetError', 'file_sha256', 'meta_hash', 'size_text', 'remake',
            'check_meta_hash', 'read_small', 'not_a_file', 'read_meta', 'check_files']
 
@@ -135,6 +135,13 @@ def check_positive(name:str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+def check_model(model, gpt:bool=True):
+    "`ConfigError` unless `model` is a GPT (`gpt=False`: anything with its `log_probs`); a pair from `load_model` is named."
+    ok = callable(getattr(model, "log_probs", None)) and (not gpt or hasattr(model, "h") and hasattr(model, "config"))
+    if not ok:
+        what = " (load_model returns the model and its checkpoint: take [0])" if isinstance(model, tuple) else ""
+        raise ConfigError(f"model must be a GPT (see load_model){'' if gpt else ', or have its log_probs'}, got {type(model).__name__}{what}")
 
 def check_prob(name:str, value) -> float:
     "`value` as a float, or a `ConfigError` naming `name` unless 0 < value < 1."

@@ -96,7 +96,8 @@ def ladder_figure(history:History, title:str|None=None):
     width = {len(r["heads"]) if isinstance(r.get("heads"), list) and all(map(np.isreal, r["heads"])) else -1 for r in val}
     heads = np.array([r["heads"] for r in val], dtype=float) if len(width) == 1 and min(width) > 0 else np.zeros((len(val), 0))
     if not heads.shape[1]: mid.text(0.5, 0.5, "no head scores in these records", ha="center", va="center", transform=mid.transAxes)
-    styles = iter([(c, ls) for ls in ("-", "--", ":", "-.") for c in ("C1", "C4", "C0", "C2", "C5", "C6", "C8", "C9")] * 8)
+    colors, lines = ("C1", "C4", "C0", "C2", "C5", "C6", "C8", "C9"), ("-", "--", ":")
+    styles = iter([(colors[i % 8], lines[i % 3]) for i in range(24)] * 3)  # the next head differs in colour and line
     for h in range(heads.shape[1]):   # heads that end on the boundary each in their own colour and line: they overlap near 1
         strong = heads[-1, h] > 0.9
         color, ls = next(styles) if strong else ("0.72", "-")

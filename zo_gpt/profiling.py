@@ -263,7 +263,7 @@ def category_figure(results:dict, title:str="Where a training step's time goes")
     axes[0].invert_yaxis()
     axes[1].set_xlim(0, 100)
     fig.suptitle(title)
-    fig.legend(*axes[0].get_legend_handles_labels(), fontsize=8, ncol=5, loc="lower center")
+    fig.legend(*axes[0].get_legend_handles_labels(), fontsize=9, ncol=5, loc="lower center")
     fig.tight_layout(rect=(0, 0.12 + 0.04 * (4 - len(results)), 1, 1))
     return fig
 

@@ -66,6 +66,7 @@ def runs_figure(histories:list, labels:list, x:str="iter", view:str="loss", bloc
     now = ([_smoothed(train, "iter")[1][-1]] if train else []) + ([val[-1]["loss"] + val[-1]["se"]] if val else [])
     top, above = max([hi + 0.02] + [lo + 1.25 * (v - lo) for v in now]), []
     key, se = ("loss", "se") if view == "loss" else ("kl", "kl_se")
+    stacked = {}  # marks at each end point so far: the next goes above them
     for i, ((train, val, final), label) in enumerate(zip(runs, labels)):
         style, va = run_style(i), [r for r in val if key in r]
         color = style["color"]
@@ -77,7 +78,8 @@ def runs_figure(histories:list, labels:list, x:str="iter", view:str="loss", bloc
         if view == "excess" and final and train:
             ax.errorbar([train[-1][x]], [final["kl"]], yerr=[final["kl_se"]], fmt="*", ms=11, color=color)
         if marks and va and (view == "excess" or vy[-1] <= top):
-            ax.annotate(marks[i], (vx[-1], vy[-1]), xytext=(5, 3), textcoords="offset points", fontsize=9, zorder=5,
+            end = (vx[-1], float(f"{vy[-1]:.3g}")); stacked[end] = stacked.get(end, -1) + 1   # runs that end together
+            ax.annotate(marks[i], (vx[-1], vy[-1]), xytext=(5, 3 + 11 * stacked[end]), textcoords="offset points", fontsize=9, zorder=5,
                         color=color, fontweight="bold", path_effects=[withStroke(linewidth=2.5, foreground="white")])
     if view == "loss":
         for a, ha in sources.items():
@@ -90,14 +92,19 @@ def runs_figure(histories:list, labels:list, x:str="iter", view:str="loss", bloc
         ax.set(ylim=(lo - 0.004, top), ylabel="loss (nats per token)")
         for xi, color in above: ax.plot([xi], [top], "^", ms=6, color=color, clip_on=False)
         if above: ax.text(0.01, 0.98, "▲ a run that ends above the frame", transform=ax.transAxes, va="top",
-                          fontsize=8, color="0.3")
+                          fontsize=9, color="0.3")
+        last = next((r for r in reversed(runs[-1][1]) if "bayes" in r), None) if runs else None
+        if last and last["bayes"] < floors[(p, n, histories[-1].config["block_size"])]:   # the fixed batches, not the model
+            ax.text(0.01, 0.02, f"the newest run's validation batches are fixed, and even the Bayes predictor scores "
+                    f"{last['bayes']:.4f} on them:\nbelow the floor by chance, so a run's points can be too",
+                    transform=ax.transAxes, fontsize=9, color="0.4")
     else:
         refs = reference_excess(p, n, block_size)
         draw_references(ax, refs)
         ends = [r["kl"] for _, val, _ in runs for r in val if "kl" in r] + list(refs.values())
         ax.set(yscale="log", ylabel="excess: KL(Bayes || model), nats per token", ylim=(min(ends) / 3, max(ends) * 3))
         ax.text(0.01, 0.02, f"reference lines for block {block_size}; each run is measured against its own floor",
-                transform=ax.transAxes, fontsize=8, color="0.4")
+                transform=ax.transAxes, fontsize=9, color="0.4")
     ax.set(xlabel="step" if x == "iter" else "tokens seen", title=title)
     ax.grid(alpha=0.3, which="both")
     handles, names = ax.get_legend_handles_labels()   # the reference lines first, then the runs in their order
