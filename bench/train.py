@@ -141,7 +141,7 @@ def split_worker(argv):
             try: return fn(*a, **k)
             finally: switch(); stack.pop()
         return run
-    for name, phase in (("fit", "set-up"), ("_loop", "steps"), ("evaluate", "evaluations"),
+    for name, phase in (("fit", "set-up"), ("_loop", "steps"), ("evaluate_now", "evaluations"),
                         ("final_evaluation", "evaluations"), ("save_checkpoint", "checkpoints")):
         setattr(train, name, timed(getattr(train, name), phase))
     cli.main(argv)

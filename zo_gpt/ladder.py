@@ -8,9 +8,10 @@ __all__ = ['HEAD_ROWS', 'RUNG_COLORS', 'check_batches', 'boundary_scores', 'eval
 # %% ../nbs/02e_ladder.ipynb #0025629c
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from .data import LADDER, kl_div, ladder_next
-from .evaluation import PARTS, History, Tally, attention_on_boundary, attention_weights, measure
+from .data import LADDER, is_boundary, kl_div, ladder_next, latest_boundary
+from .evaluation import PARTS, History, Tally, measure
 from .figures import draws, png_figure
 from .helpers import ConfigError
 from .tokens import code_lookup
@@ -37,11 +38,19 @@ def _vocab(model, meta:dict) -> int:
 
 @torch.no_grad()
 def boundary_scores(model, x:torch.Tensor, meta:dict) -> list:
-    "Each head's mean attention on first words and end-of-text tokens, at the positions of `x` (B, T) with one in view."
+    """Each head's mean attention on first words and end-of-text tokens, at the positions of `x` (B, T) with one in view:
+    `attention_on_boundary` of `attention_weights`, from torch's own attention kernel with the boundary marks as its values,
+    so that the (B, n_head, T, T) weights are never made."""
     if not hasattr(model, "h"): raise ConfigError(f"model must be a GPT (see load_model), got {type(model).__name__}")
     check_batches([(x, x)], _vocab(model, meta))
-    on = attention_on_boundary(attention_weights(model, x).float().cpu().numpy(), code_lookup(meta)[x.cpu().numpy()])
-    return on.mean(0).tolist() if len(on) else [float("nan")] * model.config.n_head     # on: (queries with one in view, nh)
+    codes, (B, T), block = code_lookup(meta)[x.cpu().numpy()], x.shape, model.h[0]
+    q, k, _ = block.attn.c_attn(block.ln_1(model.wte(x) + model.wpe(torch.arange(T, device=x.device)))).split(model.config.n_embd, 2)
+    q, k = (t.view(B, T, block.attn.n_head, -1).transpose(1, 2) for t in (q, k))              # (B, nh, T, hs), as the model's
+    marks = torch.as_tensor(is_boundary(codes), dtype=q.dtype, device=x.device)[:, None, :, None].expand(q.shape).contiguous()
+    # as wide as the queries, in memory: values of another width, or repeated by strides, send torch to its slow path
+    on = F.scaled_dot_product_attention(q, k, marks, is_causal=True)[..., 0].transpose(1, 2).float().cpu().numpy()  # (B, T, nh)
+    on = on[latest_boundary(codes) >= 0]                                                  # the queries with one in view
+    return on.mean(0).tolist() if len(on) else [float("nan")] * model.config.n_head
 
 def evaluate_ladder(model, batches:list, meta:dict, dtype:str="float32") -> dict:
     "`evaluate`'s measures over `batches`, with `strategies` (mean KL from each rung of `LADDER` to the model) and `heads`."
