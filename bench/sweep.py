@@ -25,6 +25,7 @@ SETTINGS = {
     "8 heads, init std 0.05, beta2 0.99": {"init_std": 0.05, "beta2": 0.99},
     "8 heads, init std 0.05, 400 steps": {"init_std": 0.05, "max_iters": 400},
     "the old preset: 2 heads, beta2 0.99, 400 steps": {"n_head": 2, "beta2": 0.99, "max_iters": 400},
+    "the cpu preset in 400 steps": {"max_iters": 400},
 }
 LEARNED = 5e-4  # P(end of text) where none can come below half the constant guess 1/1001: the run found the boundary
 
