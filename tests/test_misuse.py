@@ -8,6 +8,7 @@ import re
 import shutil
 import stat
 import tempfile
+from dataclasses import replace
 
 import numpy as np
 import papermill as pm
@@ -21,9 +22,10 @@ from zo_gpt.config import TrainConfig, check_data, lr_at, make_config, open_data
 from zo_gpt.data import (as_text, bayes_entropy, bayes_next, entropy, every_block, floor_parts, generate, is_boundary,
                          iter_words, kl_div, latest_boundary, reference_excess, stream_floor)
 from zo_gpt.evaluation import (History, alignment_blocks, attention_weights, check_final, evaluate, evaluate_split,
-                               excess_text, loss_figure, mechanism, with_se)
-from zo_gpt.helpers import ConfigError, free_memory
-from zo_gpt.model import GPT, GPTConfig
+                               excess_text, loss_figure, measure, mechanism, with_se)
+from zo_gpt.checkpoint import check_shared_run, config_from, load_checkpoint, load_model
+from zo_gpt.helpers import NOTEBOOK_FILE, ConfigError, free_memory, made_by, notebook_folders
+from zo_gpt.model import GPT, GPTConfig, sample_text
 from zo_gpt.profiling import profile_steps
 from zo_gpt.runs import runs_figure, steps_to
 from zo_gpt.train import fit
@@ -423,3 +425,71 @@ def test_the_loss_figure_of_a_run_stopped_before_its_first_evaluation_frames_its
     ax = loss_figure(h).axes[0]
     (lo, hi), smooth = ax.get_ylim(), ax.lines[1].get_ydata()               # the curve of means the legend names
     assert lo <= min(smooth) and max(smooth) <= hi and lo <= np.median([r["loss"] for r in h.train]) <= hi
+
+
+# 10. A notebook replaces or deletes only what it made: any other folder it is handed is refused first, in one line
+
+def test_a_notebook_writes_only_into_a_new_empty_or_own_folder(tmp_path):
+    mine, new = tmp_path / "mine", tmp_path / "new"
+    mine.mkdir(); (mine / "train.bin").write_bytes(b"a user's")
+    with pytest.raises(ConfigError, match=r"^out='.*mine' holds train.bin \(no notebook made it\); 01_tokenizer writes only into"):
+        notebook_folders("01_tokenizer", {"scratch": new, "out": mine})
+    assert not new.exists() and (mine / "train.bin").read_bytes() == b"a user's"      # every folder checked before any is made
+    assert notebook_folders("01_tokenizer", {"out": new}) == [new] and made_by(new) == "01_tokenizer"
+    (new / "meta.json").write_text("{}")
+    assert notebook_folders("01_tokenizer", {"out": new}) == [new]                      # its own: taken again, replaceable
+    with pytest.raises(ConfigError, match=r"holds meta.json \(01_tokenizer made it\); 05_cli writes only"):
+        notebook_folders("05_cli", {"out": new})
+    with pytest.raises(ConfigError, match=r"choose another run_dir$"):                  # a folder inside the one named
+        notebook_folders("03_train", {"run_dir/short": mine})
+    (tmp_path / "empty").mkdir(); notebook_folders("02c_checkpoint", {"run_dir": tmp_path / "empty"})
+    assert [p.name for p in (tmp_path / "empty").iterdir()] == [NOTEBOOK_FILE]
+
+
+def test_the_shared_run_folder_is_reused_or_refused_before_any_work(finished_run, tmp_path):
+    "A notebook's run_dir holding a run with other settings, or one that did not finish: refused unless fresh."
+    same = config_from(load_checkpoint(finished_run / "ckpt.pt")["config"])
+    assert check_shared_run(same) == finished_run and check_shared_run(make_config("cpu", {"out_dir": str(tmp_path)})) == tmp_path
+    other = make_config("cpu", {"out_dir": str(finished_run)})
+    with pytest.raises(ConfigError, match=r"^run_dir='.*' holds another run \(ckpt.pt, metrics.jsonl, summary.json, loss.png\): "
+                                          r"it was trained with .*block_size=32.*, not this notebook's .*block_size=256.*; choose another run_dir$"):
+        check_shared_run(other)
+    with pytest.raises(ConfigError, match="choose another run_dir, or set fresh = True to replace it$"):
+        check_shared_run(other, fresh=False)
+    assert check_shared_run(other, fresh=True) == finished_run
+    shutil.copytree(finished_run, tmp_path / "stopped")
+    summary = json.loads((tmp_path / "stopped" / "summary.json").read_text()); summary["interrupted"] = True
+    (tmp_path / "stopped" / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(ConfigError, match="it did not finish; choose another run_dir"):
+        check_shared_run(replace(same, out_dir=str(tmp_path / "stopped")))
+
+
+def test_a_batch_with_no_blocks_and_numpy_seeds(finished_run, tiny_data):
+    model, ckpt = load_model(finished_run, device="cpu")
+    meta, empty = load_dataset(tiny_data).meta, torch.zeros((0, 32), dtype=torch.long)
+    with pytest.raises(ConfigError, match=r"^x and y must be tensors of token ids of one shape \(B, T\), not empty; got \(0, 32\)"):
+        measure(model, empty, empty, meta)
+    with pytest.raises(ConfigError, match=r"got \(2, 32\) torch.float32"):
+        measure(model, torch.zeros(2, 32), torch.zeros(2, 32), meta)
+    with pytest.raises(ConfigError, match="^nothing was measured"):
+        evaluate(model, [], meta)
+    text = sample_text(model, ckpt["tokens_table"], 20, seed=1)[0]
+    assert sample_text(model, ckpt["tokens_table"], np.int64(20), seed=np.int64(1))[0] == text
+
+
+def test_a_notebook_refuses_a_folder_holding_a_users_run_before_any_work(finished_run, tmp_path):
+    "02c deletes run_dir/a to start from nothing: a user's run there is refused first, and kept."
+    shutil.copytree(finished_run, tmp_path / "mine" / "a")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "mine" / "a").iterdir()}
+    error, first = first_failure("02c_checkpoint.ipynb", tmp_path, run_dir=str(tmp_path / "mine"))
+    assert len(error) == 1 and error[0].startswith(f"ConfigError: run_dir='{tmp_path / 'mine'}' holds a (no notebook made it)") and first, error
+    assert {p.name: p.read_bytes() for p in (tmp_path / "mine" / "a").iterdir()} == before
+
+
+def test_a_notebook_refuses_a_run_dir_holding_another_run_before_any_work(finished_run, tmp_path):
+    "05_cli would make its dataset in run_dir and train there: a user's run of other settings is refused first, untouched."
+    before = sorted(p.name for p in finished_run.iterdir())
+    error, first = first_failure("05_cli.ipynb", tmp_path, run_dir=str(finished_run), out=str(tmp_path / "out"), train_iters=20)
+    assert len(error) == 1 and error[0].startswith(f"ConfigError: run_dir='{finished_run}' holds another run") and first, error
+    assert "it was trained with" in error[0] and sorted(p.name for p in finished_run.iterdir()) == before
+    assert not (tmp_path / "out").exists()

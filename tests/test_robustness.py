@@ -565,3 +565,63 @@ def test_a_file_size_limit_while_profiling_names_the_limit(world, tmp_path):
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert r.stderr.strip().splitlines()[-1] == ("zo-gpt profile: failed: the profiler could not write its trace: files may be at "
                                                  "most 50 kB here (ulimit -f); raise the limit (ulimit -f unlimited) and profile again")
+
+
+def test_a_finished_run_missing_a_result_file_is_told_resume_writes_it_again(world, tmp_path, capsys):
+    "loss.png gone from a finished run: --reuse cannot report it, and the refusal offers --resume, which restores it."
+    shutil.copytree(world / "done", tmp_path / "run"); (tmp_path / "run" / "loss.png").unlink()
+    args = ["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=4", "--eval_interval=2", *SMALL]
+    assert main(args + ["--reuse"]) == 2
+    assert "it finished, but its loss.png, summary.json or metrics.jsonl is missing or not its own: --resume" in last_line(capsys)
+    assert main(args + ["--resume"]) == 0 and (tmp_path / "run" / "loss.png").is_file()
+    assert losses(tmp_path / "run") == losses(world / "done")                  # nothing trained again
+    assert main(args + ["--reuse"]) == 0
+
+
+def test_a_stopped_profile_leaves_no_part_of_a_report(world, tmp_path, monkeypatch, capsys):
+    "Stopped once its trace is written (as by a hang-up), profile removes what it wrote: the same command then works."
+    import zo_gpt.profiling
+    from zo_gpt.profiling import REPORT_FILES
+    def stopped(*a, **k): raise KeyboardInterrupt
+    args = ["profile", "--out", str(tmp_path / "p"), "--steps", "1", f"--data_dir={world / 'data'}", "--vocab=compact",
+            "--n_embd=16", "--batch_size=2", "--block_size=32"]
+    with monkeypatch.context() as m:
+        m.setattr(zo_gpt.profiling, "write_report", stopped)
+        assert main(args) == 130
+    assert not [n for n in REPORT_FILES if (tmp_path / "p" / n).exists()]
+    assert main(args) == 0 and all((tmp_path / "p" / n).exists() for n in REPORT_FILES)
+
+
+def test_a_library_that_cannot_load_is_one_line_a_bug_is_not_hidden(monkeypatch, capsys):
+    "Under `ulimit -v` torch or PIL fail to map their shared objects: one line that says memory; a missing name stays a traceback."
+    import zo_gpt.cli as cli
+    def torch_fails(args, extra):
+        raise ImportError("libtorch_cpu.so: failed to map segment from shared object", name="_C", path="/venv/torch/_C.so")
+    monkeypatch.setattr(cli, "_sample", torch_fails)
+    assert main(["sample", "--run", "r"]) == 1
+    assert last_line(capsys) == ("zo-gpt sample: failed: could not load torch (libtorch_cpu.so: failed to map segment from "
+                                 "shared object): out of memory? raise the memory limit (ulimit -v) or try smaller settings")
+    def bug(args, extra): raise ImportError("cannot import name 'nothing' from 'zo_gpt.model'")
+    monkeypatch.setattr(cli, "_sample", bug)
+    with pytest.raises(ImportError, match="cannot import name"): main(["sample", "--run", "r"])
+
+
+def test_objects_that_cannot_be_freed_once_memory_ran_out_print_nothing(tmp_path):
+    "Errors Python cannot raise (a __del__'s) print a bare 'MemoryError:' each once memory ran out; zo-gpt keeps them out."
+    code = ("import sys; sys.argv = ['zo-gpt', 'explain', 'nowhere']; from zo_gpt import run; code = run()\n"
+            "class Leaky:\n    def __del__(self): raise MemoryError\n"
+            "class Buggy:\n    def __del__(self): raise ValueError('a real bug')\n"
+            "Leaky(); Buggy(); sys.exit(code)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 1 and "MemoryError" not in r.stderr and "ValueError: a real bug" in r.stderr, r.stderr
+    assert r.stderr.splitlines()[0].startswith("zo-gpt explain: failed:"), r.stderr
+
+
+def test_a_file_size_limit_while_preparing_names_the_file_and_the_limit(tmp_path):
+    "train.bin (363,600 bytes) passes `ulimit -f 100`, val.bin (40,400) does not: the line names train.bin and the limit."
+    r = subprocess.run(["bash", "-c", f"ulimit -f 100; exec {shlex.quote(sys.executable)} -m zo_gpt.cli prepare --out ds "
+                        "--n-seq 2000 --seq-len 100 --vocab compact"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == ("zo-gpt prepare: failed: File too large; files may be at most 102 kB here (ulimit -f): "
+                                "ds/train.bin"), r.stderr
+    assert not (tmp_path / "ds").exists()

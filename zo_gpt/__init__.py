@@ -35,6 +35,7 @@ def run() -> int:
         print(f"{who}: error: the current folder no longer exists; cd to another one and run the command again", file=sys.stderr)
         return 2
     held, first = [], {s: signal.getsignal(s) for s in sigs}
+    sys.unraisablehook = _quiet_memory(sys.unraisablehook)   # this process ends with the command: no need to put it back
     for s in sigs: signal.signal(s, lambda signum, frame: held.append(signum))  # noted, not raised inside an import
     code = None
     try:
@@ -49,3 +50,9 @@ def run() -> int:
     return 130 if code is None else code
 
 def _stop(signum, frame): raise KeyboardInterrupt  # SIGTERM and a hang-up stop a command as Ctrl-C does
+
+def _quiet_memory(hook):
+    """`hook`, Python's handler of errors it cannot raise (in `__del__`, in clean-ups at exit), keeping out MemoryErrors:
+    once memory has run out, objects that cannot be freed cleanly would each print a bare `MemoryError:` line under the
+    command's one line, which already says it ran out."""
+    return lambda u: None if isinstance(u.exc_value, MemoryError) else hook(u)

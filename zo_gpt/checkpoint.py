@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['RESULT_FILES', 'RUN_FILES', 'CKPT_KEYS', 'RESUME_FREE', 'claim_run_folder', 'write_checkpoint', 'load_checkpoint',
            'config_differences', 'load_weights', 'load_model', 'save_checkpoint', 'restore', 'finished_run',
-           'reused_run', 'run_dataset']
+           'reused_run', 'check_shared_run', 'run_dataset']
 
 # %% ../nbs/02c_checkpoint.ipynb #d08ba28d
 import contextlib
@@ -22,8 +22,8 @@ from .config import TrainConfig, config_from, held_dataset
 from .evaluation import History
 from .helpers import (ConfigError, DatasetError, TrainingError, check_tokens_table, file_size_limit, first_line,
                             get_device, read_small, remake, size_text)
-from .folders import (atomic_path, check_held, check_replaceable, folder_lock, held_here, remove_stale_temps,
-                            writable_folder, writing_here)
+from .folders import (atomic_path, check_folder, check_held, check_replaceable, folder_lock, held_here,
+                            remove_stale_temps, writable_folder, writing_here)
 from .model import GPT
 
 # %% ../nbs/02c_checkpoint.ipynb #92f3b586
@@ -59,7 +59,11 @@ def _choices(out:Path) -> str:
     except OSError as e: return f"its ckpt.pt cannot be read ({e.strerror}): {other}"
     if head != b"PK\x03\x04" or not _torch_zip(out / "ckpt.pt"):
         return f"its ckpt.pt is no torch checkpoint (empty or damaged), so nothing can resume it: {other}"
-    if _summary(out).get("interrupted") is False: return f"it finished: {other}"
+    if _summary(out).get("interrupted") is False:
+        try: whole = _results_of(out, load_checkpoint(out / "ckpt.pt"))
+        except TrainingError: whole = True
+        return f"it finished: {other}" if whole else ("it finished, but its loss.png, summary.json or metrics.jsonl is "
+                                                      f"missing or not its own: --resume (resume=True) writes them again, or {other}")
     return f"continue it with --resume (resume=True), {other}"
 
 def _torch_zip(path:Path) -> bool:
@@ -245,6 +249,26 @@ def reused_run(cfg:TrainConfig, data=None) -> tuple:
         try: data = held_dataset(cfg, data, reading)
         except (DatasetError, ConfigError): return None, data       # the run that follows says what is wrong with it
         return finished_run(cfg, data.meta["content_hash"]), data
+
+def check_shared_run(
+    cfg:TrainConfig, # the run a notebook reuses, or trains, in `cfg.out_dir`
+    fresh:bool|None=None, # the notebook's `fresh`: replace another run there (None: it has no such parameter)
+    name:str="run_dir", # the parameter that named the folder
+) -> Path:
+    """A notebook's check, before any work, of the run folder the notebooks share: empty of runs, or holding `cfg`'s
+    run finished (which it reuses); another run there is a `ConfigError` unless `fresh` replaces it."""
+    out = check_folder(cfg.out_dir, name)
+    present = [n for n in RUN_FILES if (out / n).exists()]
+    if fresh or not present: return out
+    why = "it did not finish"
+    if (out / "ckpt.pt").is_file() and _summary(out).get("interrupted") is False:
+        try: diff = config_differences(load_checkpoint(out / "ckpt.pt")["config"], cfg)
+        except TrainingError as e: diff, why = None, str(e)
+        if diff == {}: return out
+        if diff: why = (f"it was trained with {', '.join(f'{k}={a!r}' for k, (a, _) in diff.items())}, not this notebook's "
+                        + ", ".join(f"{k}={b!r}" for k, (_, b) in diff.items()))
+    then = f"choose another {name}" + (", or set fresh = True to replace it" if fresh is not None else "")
+    raise ConfigError(f"{name}={cfg.out_dir!r} holds another run ({', '.join(present)}): {why}; {then}")
 
 def run_dataset(cfg:TrainConfig, data, reading:contextlib.ExitStack, resume:bool=False):
     """`held_dataset(cfg, data, reading)`; resuming from a data_dir that holds no dataset, a `DatasetError` whose command

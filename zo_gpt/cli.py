@@ -27,7 +27,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import PRESETS, TrainConfig, make_config, parse_overrides
-from .helpers import ConfigError, DatasetError, TrainingError, get_device, stop_signals
+from .helpers import ConfigError, DatasetError, TrainingError, first_line, get_device, stop_signals
 from .folders import folder_lock
 from .tokens import DataConfig, TokenizerUnavailable, describe, prepare
 
@@ -129,8 +129,15 @@ def _profile(args, extra:list[str]) -> int:
             print(f"note: the a100 preset is sized for a GPU; on this CPU its {2 * args.steps + 4} steps (timed, then profiled) may take several minutes",
                   file=sys.stderr)
         print(f"dataset: {cfg.dataset}")
-        result = profile_steps(cfg, active=args.steps, trace=out / "trace.json", table=out / "events.json", make=own)
-        for path in write_report(result, cfg, out): print(f"wrote {path}")
+        before = {n: (out / n).stat().st_mtime_ns for n in present}   # a report --force replaces, file by file
+        try:
+            result = profile_steps(cfg, active=args.steps, trace=out / "trace.json", table=out / "events.json", make=own)
+            for path in write_report(result, cfg, out): print(f"wrote {path}")
+        except BaseException:   # stopped or failed: no part of a report is left, as prepare and export leave no part of theirs
+            for n in REPORT_FILES:
+                with contextlib.suppress(OSError):
+                    if before.get(n) != (out / n).stat().st_mtime_ns: (out / n).unlink()
+            raise
         total = sum(result.categories.values())
         top = sorted(result.categories.items(), key=lambda kv: -kv[1])[:3]
         print(f"step {result.step_ms:.1f} ms on {result.device}: " + ", ".join(f"{c} {ms / total:.0%}" for c, ms in top)
@@ -235,7 +242,16 @@ def _run(args, extra) -> tuple[int, str]:
     except ConfigError as e: return 2, f"error: {e}"
     except (DatasetError, TokenizerUnavailable, TrainingError) as e: return 1, f"failed: {e}"
     except MemoryError: return 1, "failed: ran out of memory; try smaller settings"
-    except OSError as e: return 1, f"failed: {e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+    except (ImportError, SystemError) as e:   # a library that cannot load (no memory left to map it: `ulimit -v`; a file gone)
+        why = "MemoryError" if isinstance(e.__cause__ or e.__context__, MemoryError) else first_line(e)
+        memory = why == "MemoryError" or any(s in why.lower() for s in ("map segment", "memory", "without exception set"))
+        if not (memory or "shared object" in why): raise   # a name a module lacks, or Python's own failure: a bug, shown whole
+        lib = Path(e.path).parent.name if getattr(e, "path", None) else getattr(e, "name", None) or "a library"
+        return 1, f"failed: could not load {lib} ({why[:120]}): " + ("out of memory? raise the memory limit (ulimit -v) or "
+                                                                    "try smaller settings" if memory else f"reinstall {lib}")
+    except OSError as e:
+        why = f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+        return 1, f"failed: ran out of memory ({why}); try smaller settings" if e.errno == errno.ENOMEM else f"failed: {why}"
     except KeyboardInterrupt: return 130, "interrupted"
 
 GONE = errno.EPIPE, errno.EIO, errno.EBADF, errno.ECONNRESET  # the reader has gone: a closed pipe, a hung-up terminal

@@ -18,7 +18,7 @@ import torch
 from .config import TrainConfig, blocks_at
 from .data import bayes_next, check_memory, is_boundary, kl_div, latest_boundary, reference_excess
 from .figures import draws, png_figure
-from .helpers import ConfigError, check_model, check_positive
+from .helpers import ConfigError, check_batch, check_model, check_positive
 from .model import autocast
 from .tokens import Dataset, code_lookup
 
@@ -40,7 +40,7 @@ def measure(
     dtype:str="float32", # autocast dtype of the forward pass
 ) -> dict:
     "Per token (B, T) numpy arrays: the model's loss, the Bayes predictor's loss, KL(Bayes || model), the situation index; and the model's log-probabilities of the five pieces (B, T, 5)."
-    check_model(model, gpt=False)
+    check_model(model, gpt=False); check_batch(x, y)
     code_of, (p, n) = code_lookup(meta), (meta["config"]["p"], meta["config"]["seq_len"])
     was = getattr(model, "training", False)
     if was: model.eval()

@@ -25,7 +25,7 @@ from . import __version__
 from .data import PIECES, as_text, check_flag, check_memory, check_words, entropy, iter_words, stream_floor
 from .helpers import (DATASET_FORMAT, ConfigError, DatasetError, check_files, check_meta_hash, check_positive,
                             check_prob, check_seed, free_memory, meta_hash, read_meta, size_text, UserError)
-from .folders import atomic_path, check_folder, check_replaceable, folder_lock, remove_stale_temps
+from .folders import atomic_path, check_folder, check_replaceable, folder_lock, remove_stale_temps, writes_to
 
 # %% ../nbs/01_tokenizer.ipynb #9b17e7c8
 class TokenizerUnavailable(UserError, RuntimeError):
@@ -122,8 +122,7 @@ def _write(cfg:DataConfig, out:Path, verbose:bool) -> dict:
     n_tok = cfg.seq_len + 1
     rows = max(1, (1 << 20) // n_tok)                           # about a million tokens a chunk
     splits = {"train.bin": cfg.n_train, "val.bin": cfg.n_val}
-    hashes = {name: hashlib.sha256() for name in splits}
-    counts = {name: np.zeros(len(PIECES), np.int64) for name in splits}
+    hashes, counts = {n: hashlib.sha256() for n in splits}, {n: np.zeros(len(PIECES), np.int64) for n in splits}
     with atomic_path(out / "train.bin") as train_tmp, atomic_path(out / "val.bin") as val_tmp:
         with open(train_tmp, "wb") as ft, open(val_tmp, "wb") as fv, tqdm(
                 total=cfg.n_seq * n_tok, unit="tok", unit_scale=True, desc="prepare", delay=0.5, disable=not verbose) as bar:
@@ -134,7 +133,8 @@ def _write(cfg:DataConfig, out:Path, verbose:bool) -> dict:
                 for name, part in (("train.bin", codes[:cut]), ("val.bin", codes[cut:])):
                     if not len(part): continue
                     data = lookup[part].tobytes()
-                    files[name].write(data); hashes[name].update(data)
+                    with writes_to(out / name): files[name].write(data); files[name].flush()   # an error names its file
+                    hashes[name].update(data)
                     counts[name] += np.bincount(part.ravel(), minlength=len(PIECES))
                 done += len(codes); bar.update(codes.size)
         (out / "meta.json").unlink(missing_ok=True)  # never leave an old meta.json beside new files; renames follow

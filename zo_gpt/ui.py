@@ -116,8 +116,7 @@ class TrainingPanel:
             raise ConfigError(f"base must be a TrainConfig (see make_config), got {type(base).__name__}")
         if not isinstance(run_dir, (str, os.PathLike)) or not str(run_dir).strip():
             raise ConfigError(f"run_dir must name a folder, got {run_dir!r}")
-        check_positive("max_batch", max_batch)
-        check_positive("max_block", max_block)
+        max_batch, max_block = check_positive("max_batch", max_batch), check_positive("max_block", max_block)
         self.base, self.run_dir = base or make_config("cpu"), Path(run_dir)
         self.runs, self.thread, self._stop, self._data, self.count = [], None, threading.Event(), {}, 0
         self._lock = threading.Lock()  # guards runs and count: the kernel's and the training thread add runs
