@@ -7,7 +7,8 @@ threads spin while they wait for work; on a busy core the spinning costs more th
 to wait passively (`OMP_WAIT_POLICY=PASSIVE`, set when zo_gpt is imported before torch, unless already set).
 
 Each setting runs in a fresh process, because OpenMP reads its environment once, when torch is first imported.
-"libgomp default" imports torch before zo_gpt, so OpenMP keeps its own default (spin about 3 ms before sleeping).
+"libgomp default" imports torch before zo_gpt, so OpenMP keeps its own default (spin about 3 ms before sleeping);
+"short spin" does the same with GOMP_SPINCOUNT=1000, a spin a hundred times shorter.
 Goals: a late step at most 1.25x an early one (package defaults); with one core busy, the default run at most 1.1x
 the 1-thread run; the whole command at most 15 s on a quiet machine."""
 import argparse
@@ -26,6 +27,7 @@ CLI = str(Path(sys.executable).parent / "zo-gpt")
 SETTINGS = [
     ("2 threads, package defaults", {"OMP_NUM_THREADS": "2"}, True),
     ("2 threads, libgomp default wait", {"OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": ""}, True),
+    ("2 threads, short spin", {"OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "", "GOMP_SPINCOUNT": "1000"}, True),
     ("2 threads, no flush", {"OMP_NUM_THREADS": "2"}, False),
     ("1 thread", {"OMP_NUM_THREADS": "1"}, True),
     ("1 thread, no flush", {"OMP_NUM_THREADS": "1"}, False),
