@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from conftest import NBS, ROOT
 
+from zo_gpt.helpers import notebook_folders
+
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
 TOKEN = "zo-gpt-browser-test"
@@ -55,7 +57,8 @@ def lab(tmp_path, cpu_data):
     for c in code: c["outputs"], c["execution_count"] = [], None
     nb["metadata"].pop("widgets", None)
     (work / "03a_panel.ipynb").write_text(json.dumps(nb))
-    shutil.copytree(cpu_data, work / "runs" / "data-compact")   # the cpu preset's data, as the notebook would make it
+    notebook_folders("03a_panel", {"run_dir": work / "runs"})   # the notebook's own folder, as its first cell makes it,
+    shutil.copytree(cpu_data, work / "runs" / "data-compact")   # with the cpu preset's data, as the notebook would make it
     settings = tmp_path / "settings"
     quiet = {"@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
              "@jupyterlab/docmanager-extension/plugin": {"autosave": False}}
