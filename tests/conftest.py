@@ -15,10 +15,12 @@ if "TIKTOKEN_CACHE_DIR" not in os.environ and _cache.is_dir():
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 import zo_gpt  # noqa: E402,F401  before any test module imports torch: zo_gpt sets OpenMP's wait policy (02a_config)
 
-# The suite's commands start as from a terminal, Ctrl-C theirs: a suite started in the background (`make test &`, a
-# script's `&`) has Ctrl-C ignored, every command it starts would inherit that, and the tests that stop one with
-# SIGINT would wait for a run that never stops.
+# The suite's commands start as from a terminal, the stop signals theirs: a suite started in the background (`make test
+# &`, a script's `&`) has Ctrl-C ignored, under nohup a hang-up, every command it starts would inherit that, and the tests
+# that stop one with the signal would wait for a run that never stops.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN: signal.signal(signal.SIGINT, signal.default_int_handler)
+for _sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+    if _sig is not None and signal.getsignal(_sig) is signal.SIG_IGN: signal.signal(_sig, signal.SIG_DFL)
 
 # Arguments of a run that takes a second: `zo-gpt train ... *SMALL` (with --max_iters and --eval_interval).
 SMALL = ["--block_size=32", "--batch_size=4", "--n_embd=16", "--eval_batches=1", "--final_tokens=2000"]
