@@ -53,10 +53,14 @@ def _train(args, extra:list[str]) -> int:
                   overwrite=args.force, reuse=args.reuse)   # fit holds the run folder and writes every file in it
     _ending_decided()  # the run's files are written: a stop signal now cannot change how it ended
     if history.ddp:
+        import gc
+
         import torch.distributed as dist
+        gc.collect()     # the run's DDP model goes now, while its process group lives: gloo's threads outliving it abort
         dist.barrier()   # rank 0 has written the run's files: the processes leave together, none while another still talks
         dist.destroy_process_group()
-        if int(os.environ.get("RANK", 0)): return 0  # rank 0 writes and reports
+        if int(os.environ.get("RANK", 0)):  # rank 0 writes and reports; the others leave at once, before Python's
+            sys.stdout.flush(); sys.stderr.flush(); os._exit(0)   # own clean-up, where gloo can still abort them
     out = Path(cfg.out_dir)
     if history.interrupted:
         if (out / "ckpt.pt").exists() and len(history.train) >= cfg.max_iters:
