@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from .data import LADDER, is_boundary, kl_div, ladder_next, latest_boundary
 from .evaluation import PARTS, History, Tally, measure
 from .figures import draws, png_figure
-from .helpers import ConfigError
+from .helpers import ConfigError, check_model
 from .tokens import code_lookup
 
 # %% ../nbs/02e_ladder.ipynb #616fea2f
@@ -31,8 +31,7 @@ def check_batches(batches, vocab_size:int) -> list:
 
 def _vocab(model, meta:dict) -> int:
     "The token ids a model and a dataset can both take: `ConfigError` for a model without `log_probs`."
-    if not callable(getattr(model, "log_probs", None)):
-        raise ConfigError(f"model must be a GPT (see load_model), or have its log_probs, got {type(model).__name__}")
+    check_model(model, gpt=False)
     inner = getattr(model, "module", model)
     return min(len(code_lookup(meta)), getattr(getattr(inner, "config", None), "vocab_size", 1 << 30))
 
@@ -41,7 +40,7 @@ def boundary_scores(model, x:torch.Tensor, meta:dict) -> list:
     """Each head's mean attention on first words and end-of-text tokens, at the positions of `x` (B, T) with one in view:
     `attention_on_boundary` of `attention_weights`, from torch's own attention kernel with the boundary marks as its values,
     so that the (B, n_head, T, T) weights are never made."""
-    if not hasattr(model, "h"): raise ConfigError(f"model must be a GPT (see load_model), got {type(model).__name__}")
+    check_model(model)
     check_batches([(x, x)], _vocab(model, meta))
     codes, (B, T), block = code_lookup(meta)[x.cpu().numpy()], x.shape, model.h[0]
     q, k, _ = block.attn.c_attn(block.ln_1(model.wte(x) + model.wpe(torch.arange(T, device=x.device)))).split(model.config.n_embd, 2)
