@@ -24,7 +24,8 @@ from zo_gpt.data import (as_text, bayes_entropy, bayes_next, entropy, every_bloc
 from zo_gpt.evaluation import (History, alignment_blocks, attention_weights, check_final, evaluate, evaluate_split,
                                excess_text, loss_figure, measure, mechanism, with_se)
 from zo_gpt.checkpoint import check_shared_run, config_from, load_checkpoint, load_model
-from zo_gpt.helpers import NOTEBOOK_FILE, ConfigError, free_memory, made_by, notebook_folders
+from zo_gpt.helpers import ConfigError, free_memory
+from zo_gpt.folders import NOTEBOOK_FILE, made_by, notebook_folders
 from zo_gpt.model import GPT, GPTConfig, sample_text
 from zo_gpt.profiling import profile_steps
 from zo_gpt.runs import runs_figure, steps_to
@@ -493,3 +494,36 @@ def test_a_notebook_refuses_a_run_dir_holding_another_run_before_any_work(finish
     assert len(error) == 1 and error[0].startswith(f"ConfigError: run_dir='{finished_run}' holds another run") and first, error
     assert "it was trained with" in error[0] and sorted(p.name for p in finished_run.iterdir()) == before
     assert not (tmp_path / "out").exists()
+
+
+def test_a_notebook_refuses_a_run_dir_holding_a_users_dataset_of_other_arguments_before_any_work(tiny_data, tmp_path):
+    "05_cli makes the notebooks' dataset in run_dir/data-compact: a user's dataset of other arguments there is refused first, kept."
+    shutil.copytree(tiny_data, tmp_path / "mine" / "data-compact")
+    error, first = first_failure("05_cli.ipynb", tmp_path, run_dir=str(tmp_path / "mine"), out=str(tmp_path / "out"), train_iters=20)
+    assert len(error) == 1 and first, error
+    assert error[0].startswith(f"ConfigError: run_dir='{tmp_path / 'mine'}' holds a dataset in {tmp_path / 'mine' / 'data-compact'} "
+                               "made with other arguments than the notebooks' (n_seq=200, not 10000, seq_len=60, not 1000"), error
+    assert not (tmp_path / "out").exists() and load_dataset(tmp_path / "mine" / "data-compact").meta["config"]["n_seq"] == 200
+
+
+@pytest.mark.parametrize("frozen", ["same", "same/inside-not", "parent"])
+def test_a_notebooks_own_folder_is_never_the_shared_run_folder_nor_holds_it(tmp_path, frozen):
+    "03c trains its frozen run in frozen_dir: run_dir there (or inside it) is refused before the shared run is trained."
+    run_dir = tmp_path / "parent" / "same"
+    frozen_dir = {"same": run_dir, "same/inside-not": run_dir / "frozen", "parent": tmp_path / "parent"}[frozen]
+    if frozen == "same/inside-not":   # a folder of its own inside the shared one is allowed, as 03_train's short runs are
+        assert notebook_folders("03c_ablation", {"frozen_dir": frozen_dir}, shared={"run_dir": run_dir}) == [frozen_dir]
+        return
+    error, first = first_failure("03c_ablation.ipynb", tmp_path, run_dir=str(run_dir), frozen_dir=str(frozen_dir))
+    says = ("frozen_dir and run_dir name the same folder" if frozen == "same" else
+            f"run_dir='{run_dir}' is inside frozen_dir='{frozen_dir}', where 03c_ablation replaces what it made")
+    assert len(error) == 1 and error[0].startswith(f"ConfigError: {says}") and first, error
+    assert not (tmp_path / "parent").exists()
+
+
+def test_a_notebook_folder_parameter_with_a_tilde_is_in_home(tmp_path, monkeypatch):
+    "papermill -p scratch '~/nb': the folder is made in $HOME, as the command line and the settings read '~', not as './~'."
+    monkeypatch.setenv("HOME", str(tmp_path / "home")); (tmp_path / "home").mkdir(); (tmp_path / "cwd").mkdir()
+    pm.execute_notebook(str(NBS / "00b_folders.ipynb"), str(tmp_path / "out.ipynb"), parameters={"scratch": "~/nb"},
+                        cwd=str(tmp_path / "cwd"), kernel_name="python3", progress_bar=False)
+    assert made_by(tmp_path / "home" / "nb") == "00b_folders" and not list((tmp_path / "cwd").iterdir())

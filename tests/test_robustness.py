@@ -578,6 +578,24 @@ def test_a_finished_run_missing_a_result_file_is_told_resume_writes_it_again(wor
     assert main(args + ["--reuse"]) == 0
 
 
+def test_a_finished_run_without_its_checkpoint_or_its_final_evaluation_is_told_what_works(world, tmp_path, capsys):
+    "Its checkpoint deleted, a finished run is not called one that never had one; without a final evaluation, --resume adds one."
+    shutil.copytree(world / "done", tmp_path / "run"); (tmp_path / "run" / "ckpt.pt").unlink()
+    args = ["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=4", "--eval_interval=2", *SMALL]
+    assert main(args + ["--reuse"]) == 2 and "it finished, but its ckpt.pt is gone, so nothing can resume or reuse it" in last_line(capsys)
+    assert main(args + ["--resume"]) == 1 and "the run there finished, but its checkpoint is gone: start again with --force" in last_line(capsys)
+    args = ["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'nofinal'}", "--max_iters=4", "--eval_interval=2", *SMALL]
+    assert main(args + ["--final_eval=False"]) == 0
+    assert main(args + ["--reuse"]) == 2 and "it finished without a final evaluation: --resume (resume=True) adds one" in last_line(capsys)
+    assert main(args + ["--resume"]) == 0 and json.loads((tmp_path / "nofinal" / "summary.json").read_text())["final"]["kl"] > 0
+    assert main(args + ["--reuse"]) == 0
+
+
+def test_one_validation_block_per_evaluation_has_no_standard_error_and_the_run_still_ends(world, tmp_path):
+    args = ["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'one'}", "--max_iters=4", "--eval_interval=2", *SMALL]
+    assert main(args + ["--batch_size=1"]) == 0 and (tmp_path / "one" / "loss.png").is_file()
+
+
 def test_a_stopped_profile_leaves_no_part_of_a_report(world, tmp_path, monkeypatch, capsys):
     "Stopped once its trace is written (as by a hang-up), profile removes what it wrote: the same command then works."
     import zo_gpt.profiling
@@ -590,6 +608,12 @@ def test_a_stopped_profile_leaves_no_part_of_a_report(world, tmp_path, monkeypat
         assert main(args) == 130
     assert not [n for n in REPORT_FILES if (tmp_path / "p" / n).exists()]
     assert main(args) == 0 and all((tmp_path / "p" / n).exists() for n in REPORT_FILES)
+    before = {n: (tmp_path / "p" / n).read_bytes() for n in REPORT_FILES}
+    with monkeypatch.context() as m:   # stopped while replacing it: the old report stays whole
+        m.setattr(zo_gpt.profiling, "write_report", stopped)
+        assert main(args + ["--force"]) == 130
+    assert {n: (tmp_path / "p" / n).read_bytes() for n in REPORT_FILES} == before
+    assert sorted(f.name for f in (tmp_path / "p").iterdir() if f.name.startswith(".zo_gpt-profile")) == []
 
 
 def test_a_library_that_cannot_load_is_one_line_a_bug_is_not_hidden(monkeypatch, capsys):

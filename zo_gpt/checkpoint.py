@@ -21,10 +21,11 @@ import torch
 from .config import TrainConfig, config_from, held_dataset
 from .evaluation import History
 from .helpers import (ConfigError, DatasetError, TrainingError, check_tokens_table, file_size_limit, first_line,
-                            get_device, read_small, remake, size_text)
+                            get_device, read_meta, read_small, remake, size_text)
 from .folders import (atomic_path, check_folder, check_held, check_replaceable, folder_lock, held_here,
                             remove_stale_temps, writable_folder, writing_here)
 from .model import GPT
+from .tokens import DataConfig
 
 # %% ../nbs/02c_checkpoint.ipynb #92f3b586
 RESULT_FILES = ("summary.json", "loss.png")  # what a run leaves in its folder when it ends
@@ -53,7 +54,9 @@ def claim_run_folder(
 def _choices(out:Path) -> str:
     "What a user can do with a folder that holds a run: the choices that work for the run it holds."
     other = "replace it with --force (overwrite=True), or choose another folder"
-    if not (out / "ckpt.pt").exists(): return f"it ended before its first checkpoint, so nothing can resume it: {other}"
+    if not (out / "ckpt.pt").exists():
+        if _summary(out).get("interrupted") is False: return f"it finished, but its ckpt.pt is gone, so nothing can resume or reuse it: {other}"
+        return f"it ended before its first checkpoint, so nothing can resume it: {other}"
     try:
         with open(out / "ckpt.pt", "rb") as f: head = f.read(4)
     except OSError as e: return f"its ckpt.pt cannot be read ({e.strerror}): {other}"
@@ -62,8 +65,10 @@ def _choices(out:Path) -> str:
     if _summary(out).get("interrupted") is False:
         try: whole = _results_of(out, load_checkpoint(out / "ckpt.pt"))
         except TrainingError: whole = True
-        return f"it finished: {other}" if whole else ("it finished, but its loss.png, summary.json or metrics.jsonl is "
-                                                      f"missing or not its own: --resume (resume=True) writes them again, or {other}")
+        if not whole: return ("it finished, but its loss.png, summary.json or metrics.jsonl is missing or not its own: "
+                              f"--resume (resume=True) writes them again, or {other}")
+        if _summary(out).get("final") is None: return f"it finished without a final evaluation: --resume (resume=True) adds one, or {other}"
+        return f"it finished: {other}"
     return f"continue it with --resume (resume=True), {other}"
 
 def _torch_zip(path:Path) -> bool:
@@ -181,9 +186,9 @@ def restore(state, path:Path):
     cfg = state.cfg
     if not path.exists():
         there = [n for n in RUN_FILES if (path.parent / n).exists()]
+        ended = "finished, but its checkpoint is gone" if _summary(path.parent).get("interrupted") is False else "ended before its first checkpoint"
         raise TrainingError(f"no checkpoint at {path} to resume; " + (
-            f"the run there ended before its first checkpoint: start again with --force (overwrite=True) instead of --resume"
-            if there else "start a run there without --resume"))
+            f"the run there {ended}: start again with --force (overwrite=True) instead of --resume" if there else "start a run there without --resume"))
     ckpt = load_checkpoint(path)
     diff = config_differences(ckpt["config"], cfg)
     if diff: raise TrainingError("the checkpoint was made with another configuration: " +
@@ -258,6 +263,7 @@ def check_shared_run(
     """A notebook's check, before any work, of the run folder the notebooks share: empty of runs, or holding `cfg`'s
     run finished (which it reuses); another run there is a `ConfigError` unless `fresh` replaces it."""
     out = check_folder(cfg.out_dir, name)
+    _check_shared_dataset(cfg, name)
     present = [n for n in RUN_FILES if (out / n).exists()]
     if fresh or not present: return out
     why = "it did not finish"
@@ -269,6 +275,17 @@ def check_shared_run(
                         + ", ".join(f"{k}={b!r}" for k, (_, b) in diff.items()))
     then = f"choose another {name}" + (", or set fresh = True to replace it" if fresh is not None else "")
     raise ConfigError(f"{name}={cfg.out_dir!r} holds another run ({', '.join(present)}): {why}; {then}")
+
+def _check_shared_dataset(cfg:TrainConfig, name:str):
+    "A `ConfigError` if the dataset inside the shared folder was made with other arguments than the one the notebooks make there."
+    if Path(cfg.out_dir).resolve() not in cfg.dataset.resolve().parents or not (cfg.dataset / "meta.json").is_file(): return
+    try: old = read_meta(cfg.dataset)["config"]
+    except DatasetError: return   # a damaged one: the run's own checks name it, with their remedy
+    made = asdict(DataConfig(vocab=cfg.vocab))
+    if diff := [k for k in made if old.get(k) != made[k]]:
+        raise ConfigError(f"{name}={cfg.out_dir!r} holds a dataset in {cfg.dataset} made with other arguments than the "
+                          f"notebooks' ({', '.join(f'{k}={old.get(k)!r}, not {made[k]!r}' for k in diff)}); choose another "
+                          f"{name}, or move that dataset away")
 
 def run_dataset(cfg:TrainConfig, data, reading:contextlib.ExitStack, resume:bool=False):
     """`held_dataset(cfg, data, reading)`; resuming from a data_dir that holds no dataset, a `DatasetError` whose command

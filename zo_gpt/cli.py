@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import signal
+import tempfile
 import textwrap
 import threading
 from dataclasses import fields
@@ -28,7 +29,7 @@ from pathlib import Path
 from . import __version__
 from .config import PRESETS, TrainConfig, make_config, parse_overrides
 from .helpers import ConfigError, DatasetError, TrainingError, first_line, get_device, stop_signals
-from .folders import folder_lock
+from .folders import folder_lock, signals_held
 from .tokens import DataConfig, TokenizerUnavailable, describe, prepare
 
 # %% ../nbs/05_cli.ipynb #46029ea4
@@ -133,15 +134,14 @@ def _profile(args, extra:list[str]) -> int:
             print(f"note: the a100 preset is sized for a GPU; on this CPU its {2 * args.steps + 4} steps (timed, then profiled) may take several minutes",
                   file=sys.stderr)
         print(f"dataset: {cfg.dataset}")
-        before = {n: (out / n).stat().st_mtime_ns for n in present}   # a report --force replaces, file by file
-        try:
-            result = profile_steps(cfg, active=args.steps, trace=out / "trace.json", table=out / "events.json", make=own)
-            for path in write_report(result, cfg, out): print(f"wrote {path}")
-        except BaseException:   # stopped or failed: no part of a report is left, as prepare and export leave no part of theirs
-            for n in REPORT_FILES:
-                with contextlib.suppress(OSError):
-                    if before.get(n) != (out / n).stat().st_mtime_ns: (out / n).unlink()
-            raise
+        for stale in out.glob(".zo_gpt-profile-*"): shutil.rmtree(stale, ignore_errors=True)  # left by a killed profile
+        # the new report is made whole beside the old one, which stays until then: stopped or failed, neither is mixed
+        with tempfile.TemporaryDirectory(dir=out, prefix=".zo_gpt-profile-") as tmp:
+            result = profile_steps(cfg, active=args.steps, trace=Path(tmp) / "trace.json", table=Path(tmp) / "events.json", make=own)
+            write_report(result, cfg, tmp)
+            with signals_held():   # the files change places together
+                for n in REPORT_FILES: os.replace(Path(tmp) / n, out / n)
+        for n in REPORT_FILES: print(f"wrote {out / n}")
         total = sum(result.categories.values())
         top = sorted(result.categories.items(), key=lambda kv: -kv[1])[:3]
         print(f"step {result.step_ms:.1f} ms on {result.device}: " + ", ".join(f"{c} {ms / total:.0%}" for c, ms in top)

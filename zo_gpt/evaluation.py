@@ -204,12 +204,12 @@ def loss_figure(history:History, title:str|None=None):
             top_axis = ax.secondary_xaxis("top", functions=(lambda s: s * per, lambda t: t / per))
             top_axis.set_xlabel("tokens seen"); top_axis.xaxis.set_major_formatter(EngFormatter(sep=""))  # 200k, 1.5M
     if va:
-        vx = [r["iter"] for r in va]
+        vx, se = [r["iter"] for r in va], "± SE" if any(math.isfinite(r["se"]) for r in va) else "one block: no SE"
         ax.errorbar(vx, [r["loss"] for r in va], yerr=[r["se"] for r in va], fmt="o-", color="C1", ms=4, capsize=2,
-                    label="validation, fixed batches (± SE)")
+                    label=f"validation, fixed batches ({se})")
         ax.plot(vx, [r["bayes"] for r in va], "x:", color="C2", label="Bayes predictor on the same batches")
         bx.errorbar(vx, [r["kl"] for r in va], yerr=[r["kl_se"] for r in va], fmt="o-", color="C1", ms=4, capsize=2,
-                    label="model, fixed batches (± SE)")
+                    label=f"model, fixed batches ({se})")
     if fin and tr:
         bx.errorbar([tr[-1]["iter"]], [fin["kl"]], yerr=[fin["kl_se"]], fmt="*", color="C3", ms=12,
                     label=f"final, {fin['scored']:,} tokens: {fin['kl']:.2e}")
@@ -230,7 +230,7 @@ def loss_figure(history:History, title:str|None=None):
     else: ax.set_ylim(lo - 0.03 * (top - lo) - 0.003, top + 0.03 * (top - lo) + 0.003)
     kls = [r["kl"] for r in va] + ([fin["kl"]] if fin else []) + list(refs.values())
     ups = [r["kl"] + r["kl_se"] for r in va] + ([fin["kl"] + fin["kl_se"]] if fin else []) + kls
-    bx.set_ylim(min([v for v in kls if v > 0] or [1e-6]) / 3, max(ups) * 3)
+    bx.set_ylim(min([v for v in kls if v > 0] or [1e-6]) / 3, max(u for u in ups if math.isfinite(u)) * 3)   # one block has no SE
     if fin:  # beside the data, under the legend, never over a curve
         ax.annotate(f"final ({fin['scored']:,} validation tokens)\nloss {with_se(fin['loss'], fin['se'])}\nloss - floor "
                     f"{with_se(fin['loss'] - history.floor, fin['se'], sign=True)}\nexcess {with_se(fin['kl'], fin['kl_se'])}",
