@@ -474,6 +474,9 @@ def test_a_batch_with_no_blocks_and_numpy_seeds(finished_run, tiny_data):
         measure(model, torch.zeros(2, 32), torch.zeros(2, 32), meta)
     with pytest.raises(ConfigError, match="^nothing was measured"):
         evaluate(model, [], meta)
+    x = torch.zeros(2, 32, dtype=torch.long)
+    with pytest.raises(ConfigError, match=r"^x and y must hold token ids from 0 to 4, got ids from 0 to 10$"):
+        measure(model, x + 10, x, meta)                                        # ids past the vocabulary: not torch's IndexError
     text = sample_text(model, ckpt["tokens_table"], 20, seed=1)[0]
     assert sample_text(model, ckpt["tokens_table"], np.int64(20), seed=np.int64(1))[0] == text
 

@@ -616,6 +616,14 @@ def test_a_stopped_profile_leaves_no_part_of_a_report(world, tmp_path, monkeypat
     assert sorted(f.name for f in (tmp_path / "p").iterdir() if f.name.startswith(".zo_gpt-profile")) == []
 
 
+def test_a_library_that_a_bad_environment_variable_stops_loading_is_one_line():
+    "tqdm reads its TQDM_* variables as it is imported: a bad one is named in one line, not a traceback."
+    r = subprocess.run([sys.executable, "-m", "zo_gpt.cli", "train", "--help"], env={**os.environ, "TQDM_MININTERVAL": "abc"},
+                       capture_output=True, text=True, timeout=300)
+    assert (r.returncode, r.stderr) == (1, "zo-gpt train: failed: tqdm could not load (could not convert string to float: 'abc'); "
+                                           "an environment variable it reads may be wrong: env | grep -i tqdm\n"), r.stderr[-2000:]
+
+
 def test_a_library_that_cannot_load_is_one_line_a_bug_is_not_hidden(monkeypatch, capsys):
     "Under `ulimit -v` torch or PIL fail to map their shared objects: one line that says memory; a missing name stays a traceback."
     import zo_gpt.cli as cli

@@ -39,7 +39,12 @@ def run() -> int:
     for s in sigs: signal.signal(s, lambda signum, frame: held.append(signum))  # noted, not raised inside an import
     code = None
     try:
-        from zo_gpt.cli import main  # torch and numpy load here: bench/cli.py times it
+        try: from zo_gpt.cli import main  # torch and numpy load here: bench/cli.py times it
+        except (ValueError, TypeError) as e:   # a library that reads settings of its own from the environment as it loads
+            if not (lib := _library(e)): raise
+            print(f"{who}: failed: {lib} could not load ({str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__}); "
+                  f"an environment variable it reads may be wrong: env | grep -i {lib}", file=sys.stderr)
+            return 1
         if held: raise KeyboardInterrupt
         for s in sigs: signal.signal(s, first[s] if s == signal.SIGINT else _stop)
         code = main()
@@ -50,6 +55,15 @@ def run() -> int:
     return 130 if code is None else code
 
 def _stop(signum, frame): raise KeyboardInterrupt  # SIGTERM and a hang-up stop a command as Ctrl-C does
+
+def _library(e:BaseException) -> str|None:
+    "The installed package, other than zo_gpt, whose code raised `e`; None where it came from elsewhere."
+    tb = e.__traceback__
+    while tb and tb.tb_next: tb = tb.tb_next
+    parts = os.path.normpath(tb.tb_frame.f_code.co_filename).split(os.sep) if tb else []
+    at = next((i for i, p in enumerate(parts) if p in ("site-packages", "dist-packages")), None)
+    lib = parts[at + 1].removesuffix(".py") if at is not None and at + 1 < len(parts) else None
+    return None if lib == "zo_gpt" else lib
 
 def _quiet_memory(hook):
     """`hook`, Python's handler of errors it cannot raise (in `__del__`, in clean-ups at exit), keeping out MemoryErrors:

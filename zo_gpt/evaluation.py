@@ -40,8 +40,8 @@ def measure(
     dtype:str="float32", # autocast dtype of the forward pass
 ) -> dict:
     "Per token (B, T) numpy arrays: the model's loss, the Bayes predictor's loss, KL(Bayes || model), the situation index; and the model's log-probabilities of the five pieces (B, T, 5)."
-    check_model(model, gpt=False); check_batch(x, y)
-    code_of, (p, n) = code_lookup(meta), (meta["config"]["p"], meta["config"]["seq_len"])
+    check_model(model, gpt=False); code_of, (p, n) = code_lookup(meta), (meta["config"]["p"], meta["config"]["seq_len"])
+    check_batch(x, y, min(len(code_of), getattr(getattr(model, "config", None), "vocab_size", len(code_of))))   # ids the table and the model take
     was = getattr(model, "training", False)
     if was: model.eval()
     with autocast(x.device, dtype): log_m = model.log_probs(x, stream_ids(meta)).double().cpu().numpy()  # (B, T, 5)

@@ -143,13 +143,16 @@ def check_model(model, gpt:bool=True):
         what = " (load_model returns the model and its checkpoint: take [0])" if isinstance(model, tuple) else ""
         raise ConfigError(f"model must be a GPT (see load_model){'' if gpt else ', or have its log_probs'}, got {type(model).__name__}{what}")
 
-def check_batch(x, y):
-    "A `ConfigError` unless `x` and `y` are tensors of token ids of one shape (B, T), not empty: inputs and targets."
+def check_batch(x, y, vocab_size:int|None=None):
+    "A `ConfigError` unless `x` and `y` are tensors of token ids (below `vocab_size`, where given) of one shape (B, T), not empty: inputs and targets."
     import torch
     what = lambda t: f"{tuple(t.shape)} {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
     ok = all(isinstance(t, torch.Tensor) and not (t.is_floating_point() or t.is_complex()) for t in (x, y))
     if not (ok and x.shape == y.shape and x.ndim == 2 and x.numel()):
         raise ConfigError(f"x and y must be tensors of token ids of one shape (B, T), not empty; got {what(x)} and {what(y)}")
+    lo, hi = int(min(x.min(), y.min())), int(max(x.max(), y.max()))
+    if vocab_size is not None and not 0 <= lo <= hi < vocab_size:
+        raise ConfigError(f"x and y must hold token ids from 0 to {vocab_size - 1}, got ids from {lo} to {hi}")
 
 def check_prob(name:str, value) -> float:
     "`value` as a float, or a `ConfigError` naming `name` unless 0 < value < 1."
