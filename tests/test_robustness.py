@@ -549,6 +549,37 @@ def test_a_finished_run_in_a_folder_no_one_can_write_is_reused(world, tmp_path, 
     finally: subprocess.run(["chattr", "-i", tmp_path / "done"])
 
 
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("chattr") is None, reason="needs root's chattr")
+def test_an_append_only_folder_is_named_before_anything_is_written_there(world, tmp_path, capsys):
+    (tmp_path / "a").mkdir()
+    if subprocess.run(["chattr", "+a", tmp_path / "a"], capture_output=True).returncode: pytest.skip("chattr +a is refused here")
+    try:
+        args = ["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'a'}", "--max_iters=4", "--eval_interval=2", *SMALL]
+        assert main(args) == 2 and "is an append-only folder (chattr +a; lsattr -d shows it)" in last_line(capsys)
+        assert list((tmp_path / "a").iterdir()) == []                    # nothing made there: nothing could be removed
+    finally: subprocess.run(["chattr", "-a", tmp_path / "a"])
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("chattr") is None, reason="needs root's chattr")
+@pytest.mark.parametrize("what", ["export", "profile", "prepare"])
+def test_a_replacement_that_cannot_finish_keeps_the_old_files_whole(world, tmp_path, what):
+    "--force over an export, a report or a dataset one of whose files is immutable: refused, the old files all there, unchanged."
+    out, d = tmp_path / "out", f"--data_dir={world / 'data'}"
+    cmd = {"export": ["export", str(world / "done"), str(out)],
+           "profile": ["profile", "--out", str(out), "--steps", "1", d, "--vocab=compact", "--n_embd=16", "--batch_size=2", "--block_size=32"],
+           "prepare": ["prepare", "--out", str(out), "--n-seq", "20", "--seq-len", "30", "--vocab", "compact"]}[what]
+    assert main(cmd) == 0
+    before = {f.name: f.read_bytes() for f in out.iterdir() if f.is_file() and not f.name.startswith(".")}
+    fixed = out / {"export": "model.safetensors", "profile": "table.txt", "prepare": "val.bin"}[what]   # one the command replaces late
+    if subprocess.run(["chattr", "+i", fixed], capture_output=True).returncode: pytest.skip("chattr +i is refused here")
+    try:
+        again = cmd + (["--force"] if what != "prepare" else ["--force", "--seed", "7"])
+        assert main(again) == 1
+    finally: subprocess.run(["chattr", "-i", fixed])
+    assert {f.name: f.read_bytes() for f in out.iterdir() if f.is_file() and not f.name.startswith(".")} == before
+    assert not [f for f in out.iterdir() if f.name.startswith(".zo_gpt-stage")]
+
+
 def test_exported_files_are_readable_as_any_other_file(world, tmp_path):
     old = os.umask(0o022)
     try: assert main(["export", str(world / "done"), str(tmp_path / "x")]) == 0
@@ -614,6 +645,16 @@ def test_a_stopped_profile_leaves_no_part_of_a_report(world, tmp_path, monkeypat
         assert main(args + ["--force"]) == 130
     assert {n: (tmp_path / "p" / n).read_bytes() for n in REPORT_FILES} == before
     assert sorted(f.name for f in (tmp_path / "p").iterdir() if f.name.startswith(".zo_gpt-profile")) == []
+
+
+def test_an_address_space_limit_too_small_to_load_torch_is_one_line():
+    "Under ulimit -v 500000 torch's allocator would end the process as torch loads (std::bad_alloc, exit 134): refused first."
+    import resource
+    def limit(): resource.setrlimit(resource.RLIMIT_AS, (500_000 << 10, 500_000 << 10))
+    r = subprocess.run([sys.executable, "-m", "zo_gpt.cli", "explain", "nowhere"], preexec_fn=limit, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr[-2000:]
+    assert r.stderr.startswith("zo-gpt explain: failed: the address-space limit (ulimit -v 500000) is too small to load torch")
 
 
 def test_a_library_that_a_bad_environment_variable_stops_loading_is_one_line():

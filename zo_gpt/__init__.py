@@ -34,6 +34,9 @@ def run() -> int:
     except FileNotFoundError:  # torch cannot even load there
         print(f"{who}: error: the current folder no longer exists; cd to another one and run the command again", file=sys.stderr)
         return 2
+    if why := _address_space_short():
+        print(f"{who}: failed: {why}", file=sys.stderr)
+        return 1
     held, first = [], {s: signal.getsignal(s) for s in sigs}
     sys.unraisablehook = _quiet_memory(sys.unraisablehook)   # this process ends with the command: no need to put it back
     for s in sigs: signal.signal(s, lambda signum, frame: held.append(signum))  # noted, not raised inside an import
@@ -55,6 +58,29 @@ def run() -> int:
     return 130 if code is None else code
 
 def _stop(signum, frame): raise KeyboardInterrupt  # SIGTERM and a hang-up stop a command as Ctrl-C does
+
+def _address_space_short() -> str|None:
+    """Under `ulimit -v`, the line that says the limit leaves too little address space to load torch, which would abort
+    the process without a word of why (its allocator throws as it loads); None where it leaves enough, or none is set."""
+    try:
+        import importlib.util, re, resource
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft == resource.RLIM_INFINITY: return None
+        libs = os.path.join(os.path.dirname(importlib.util.find_spec("torch").origin), "lib")
+        # torch's libraries, mapped whole, and what a small run adds: below it, measured on Linux at 1 and 2 threads, torch's
+        # allocator or OpenBLAS ends the process, and above it the run works or fails in one line
+        need = sum(e.stat().st_size for e in os.scandir(libs) if ".so" in e.name) + (100 << 20)
+        def used():
+            with open("/proc/self/status") as f: return int(re.search(r"VmSize:\s+(\d+)", f.read()).group(1)) << 10
+        try:
+            import numpy
+            if soft - used() >= need: numpy.ones((64, 64)) @ numpy.ones((64, 64))   # its BLAS buffers, one per thread, made now
+        except (ImportError, MemoryError): need = soft   # too little even for numpy
+        used = used()
+    except (ImportError, OSError, AttributeError, TypeError): return None   # not Linux, or no torch to load: the import says
+    if soft - used >= need: return None
+    return (f"the address-space limit (ulimit -v {soft >> 10}) is too small to load torch, which takes about {need >> 20} MiB "
+            f"beside the {used >> 20} MiB in use; raise it (ulimit -v unlimited lifts it)")
 
 def _library(e:BaseException) -> str|None:
     "The installed package, other than zo_gpt, whose code raised `e`; None where it came from elsewhere."

@@ -7,6 +7,7 @@ __all__ = ['BOUNDARY_PART', 'SHORT', 'head_means', 'ablated', 'explain', 'explai
 
 # %% ../nbs/03c_ablation.ipynb #bf3c06ad
 import contextlib
+import math
 import os
 
 import numpy as np
@@ -72,8 +73,8 @@ def explain(model:GPT, batches:list, meta:dict) -> dict:
     for h in heads:
         with ablated(model, [h], means): rows[f"head {h}"] = evaluate(model, batches, meta)
     with ablated(model, heads, means): rows["all heads"] = evaluate(model, batches, meta)
-    scores = np.concatenate([attention_on_boundary(attention_weights(model, x).cpu().numpy(), code_of[x.cpu().numpy()])
-                             for x, _ in batches]).mean(0)
+    on = np.concatenate([attention_on_boundary(attention_weights(model, x).cpu().numpy(), code_of[x.cpu().numpy()]) for x, _ in batches])
+    scores = on.mean(0) if len(on) else np.full(attn.n_head, np.nan)   # nan: no position has the boundary in view
     base = rows["none"]["kl_parts"][BOUNDARY_PART]
     factor = {h: rows[f"head {h}"]["kl_parts"][BOUNDARY_PART] / base if base > 0 else float("nan") for h in heads}
     top = max(heads, key=lambda h: factor[h])
@@ -103,8 +104,11 @@ def explain_table(result:dict) -> str:
         h = int(name.split()[1]) if name.startswith("head ") else None
         score = f"{scores[h]:8.3f}" if h is not None else " " * 8
         lines.append(f"{name:>11} {score}  " + " ".join(f"{cell(get(r), get(base)):<18}" for _, get in cols)
-                     + f"{r['p_eot_in_view']:.2e}")
+                     + (f"{r['p_eot_in_view']:.2e}" if r["p_eot_in_view"] is not None else "none in view"))
     h, shared = result["boundary_head"], result["shared_with"]
+    if not any(math.isfinite(v) for v in f.values()):   # block_size 1 or 2: no word is read with its sequence's start in view
+        return "\n".join(lines + ["these blocks hold no word read with its sequence's start in view, so no head can be tied "
+                                   "to the boundary rule"])
     if h is None:
         return "\n".join(lines + [f"no single head carries the boundary rule: knocking out any one multiplies the excess of\n"
                                   f"words read with the start in view by {max(f.values()):.1f} at most (2 or more would name it)"])

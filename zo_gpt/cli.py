@@ -19,7 +19,6 @@ import os
 import re
 import shutil
 import signal
-import tempfile
 import textwrap
 import threading
 from dataclasses import fields
@@ -29,7 +28,7 @@ from pathlib import Path
 from . import __version__
 from .config import PRESETS, TrainConfig, make_config, parse_overrides
 from .helpers import ConfigError, DatasetError, TrainingError, first_line, get_device, stop_signals
-from .folders import folder_lock, signals_held
+from .folders import folder_lock, replace_together, staging
 from .tokens import DataConfig, TokenizerUnavailable, describe, prepare
 
 # %% ../nbs/05_cli.ipynb #46029ea4
@@ -134,13 +133,10 @@ def _profile(args, extra:list[str]) -> int:
             print(f"note: the a100 preset is sized for a GPU; on this CPU its {2 * args.steps + 4} steps (timed, then profiled) may take several minutes",
                   file=sys.stderr)
         print(f"dataset: {cfg.dataset}")
-        for stale in out.glob(".zo_gpt-profile-*"): shutil.rmtree(stale, ignore_errors=True)  # left by a killed profile
-        # the new report is made whole beside the old one, which stays until then: stopped or failed, neither is mixed
-        with tempfile.TemporaryDirectory(dir=out, prefix=".zo_gpt-profile-") as tmp:
-            result = profile_steps(cfg, active=args.steps, trace=Path(tmp) / "trace.json", table=Path(tmp) / "events.json", make=own)
+        with staging(out) as tmp:   # the new report is made whole beside the old one, which stays whole if it is stopped or fails
+            result = profile_steps(cfg, active=args.steps, trace=tmp / "trace.json", table=tmp / "events.json", make=own)
             write_report(result, cfg, tmp)
-            with signals_held():   # the files change places together
-                for n in REPORT_FILES: os.replace(Path(tmp) / n, out / n)
+            replace_together(tmp, out, REPORT_FILES)
         for n in REPORT_FILES: print(f"wrote {out / n}")
         total = sum(result.categories.values())
         top = sorted(result.categories.items(), key=lambda kv: -kv[1])[:3]
@@ -246,6 +242,9 @@ def _run(args, extra) -> tuple[int, str]:
     except ConfigError as e: return 2, f"error: {e}"
     except (DatasetError, TokenizerUnavailable, TrainingError) as e: return 1, f"failed: {e}"
     except MemoryError: return 1, "failed: ran out of memory; try smaller settings"
+    except RuntimeError as e:   # torch's allocator, out of memory outside a run's own handling of it (profile's peak measure)
+        if "can't allocate memory" not in str(e) and "out of memory" not in str(e): raise
+        return 1, "failed: ran out of memory; try smaller settings"
     except (ImportError, SystemError) as e:   # a library that cannot load (no memory left to map it: `ulimit -v`; a file gone)
         why = "MemoryError" if isinstance(e.__cause__ or e.__context__, MemoryError) else first_line(e)
         memory = why == "MemoryError" or any(s in why.lower() for s in ("map segment", "memory", "without exception set"))

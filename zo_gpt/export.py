@@ -12,8 +12,6 @@ import contextlib
 import importlib
 import json
 import os
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -25,7 +23,7 @@ from .checkpoint import load_model
 from .figures import draws, png_figure
 from .data import check_flag
 from .helpers import ConfigError, check_tokens_table, first_line
-from .folders import folder_lock, plain_mode
+from .folders import folder_lock, plain_mode, replace_together, staging
 from .model import GPT, GPTConfig
 
 # %% ../nbs/04b_export.ipynb #c6e704c1
@@ -178,8 +176,7 @@ def write_hf(
         if clash and not is_export(folder):   # --force replaces an export's files, never a README or config of another's
             raise ConfigError(f"out={str(out)!r} holds {', '.join(clash)}, which no zo_gpt export wrote (there is no "
                               "tokens.json of one); choose another folder")
-        for stale in folder.glob(".zo_gpt-export-*"): shutil.rmtree(stale, ignore_errors=True)  # left by a killed export
-        with tempfile.TemporaryDirectory(dir=folder, prefix=".zo_gpt-export-") as tmp:  # each file appears whole, or not at all
+        with staging(folder) as tmp:  # the files are made whole, then moved in together
             try:
                 with no_progress_bars(): hf.save_pretrained(tmp)
             except Exception as e:   # safetensors' own error for a full disk is no OSError
@@ -188,8 +185,8 @@ def write_hf(
             table = [{k: t[k] for k in ("id", "text", "kind")} for t in tokens_table]
             (Path(tmp) / "tokens.json").write_text(json.dumps(table, indent=1) + "\n")
             (Path(tmp) / "README.md").write_text(readme_text(model.config, vocab, table, str(out)), encoding="utf-8", errors="replace")
-            for name in EXPORT_FILES: (folder / name).unlink(missing_ok=True)
-            for f in Path(tmp).iterdir(): plain_mode(f); os.replace(f, folder / f.name)   # not the 0600 of safetensors' writer
+            for f in Path(tmp).iterdir(): plain_mode(f)   # not the 0600 of safetensors' writer
+            replace_together(tmp, folder, EXPORT_FILES)   # the old export stays whole if any of its files cannot be replaced
     return folder
 
 def export_run(run_dir:str|Path, out:str|Path, force:bool=False) -> Path:

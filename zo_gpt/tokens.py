@@ -25,7 +25,7 @@ from . import __version__
 from .data import PIECES, as_text, check_flag, check_memory, check_words, entropy, iter_words, stream_floor
 from .helpers import (DATASET_FORMAT, ConfigError, DatasetError, check_files, check_meta_hash, check_positive,
                             check_prob, check_seed, free_memory, meta_hash, read_meta, size_text, UserError)
-from .folders import atomic_path, check_folder, check_replaceable, folder_lock, remove_stale_temps, writes_to
+from .folders import check_folder, check_replaceable, folder_lock, remove_stale_temps, replace_together, staging, writes_to
 
 # %% ../nbs/01_tokenizer.ipynb #9b17e7c8
 class TokenizerUnavailable(UserError, RuntimeError):
@@ -121,10 +121,9 @@ def _write(cfg:DataConfig, out:Path, verbose:bool) -> dict:
     table, lookup = token_table(enc), id_lookup(cfg.vocab, enc)
     n_tok = cfg.seq_len + 1
     rows = max(1, (1 << 20) // n_tok)                           # about a million tokens a chunk
-    splits = {"train.bin": cfg.n_train, "val.bin": cfg.n_val}
-    hashes, counts = {n: hashlib.sha256() for n in splits}, {n: np.zeros(len(PIECES), np.int64) for n in splits}
-    with atomic_path(out / "train.bin") as train_tmp, atomic_path(out / "val.bin") as val_tmp:
-        with open(train_tmp, "wb") as ft, open(val_tmp, "wb") as fv, tqdm(
+    hashes, counts = {n: hashlib.sha256() for n in ("train.bin", "val.bin")}, {n: np.zeros(len(PIECES), np.int64) for n in ("train.bin", "val.bin")}
+    with staging(out) as tmp:   # made whole beside the old dataset, which stays whole if this is stopped or fails
+        with open(tmp / "train.bin", "wb") as ft, open(tmp / "val.bin", "wb") as fv, tqdm(
                 total=cfg.n_seq * n_tok, unit="tok", unit_scale=True, desc="prepare", delay=0.5, disable=not verbose) as bar:
             files, done = {"train.bin": ft, "val.bin": fv}, 0
             for words in iter_words(cfg.n_seq, cfg.seq_len, cfg.p, cfg.seed, chunk=rows):
@@ -137,15 +136,18 @@ def _write(cfg:DataConfig, out:Path, verbose:bool) -> dict:
                     hashes[name].update(data)
                     counts[name] += np.bincount(part.ravel(), minlength=len(PIECES))
                 done += len(codes); bar.update(codes.size)
-        (out / "meta.json").unlink(missing_ok=True)  # never leave an old meta.json beside new files; renames follow
-    config = asdict(cfg)
+        meta = _meta(cfg, enc, table, lookup, hashes, counts)
+        with writes_to(out / "meta.json"): (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        replace_together(tmp, out, ("train.bin", "val.bin", "meta.json"))   # meta.json last: it says the others are whole
+    return meta
+
+def _meta(cfg:DataConfig, enc, table:list, lookup:np.ndarray, hashes:dict, counts:dict) -> dict:
+    "The meta.json of the dataset `cfg` made, from its files' hashes and each split's count of each piece."
+    n_tok, splits, config = cfg.seq_len + 1, {"train.bin": cfg.n_train, "val.bin": cfg.n_val}, asdict(cfg)
     files = {name: {"tokens": n * n_tok, "bytes": n * n_tok * 2, "sha256": hashes[name].hexdigest()} for name, n in splits.items()}
     meta = {
-        "format": DATASET_FORMAT,
-        "config": config,
-        "vocab": cfg.vocab,
+        "format": DATASET_FORMAT, "config": config, "vocab": cfg.vocab, "dtype": "uint16",
         "vocab_size": enc.n_vocab if cfg.vocab == "gpt2" else len(PIECES),
-        "dtype": "uint16",
         "eot_id": int(lookup[PIECES.index("<|endoftext|>")]),
         "tokens": [{**row, "id": row[f"{cfg.vocab}_id"], "train": int(counts["train.bin"][row["code"]]),
                     "val": int(counts["val.bin"][row["code"]])} for row in table],
@@ -154,8 +156,7 @@ def _write(cfg:DataConfig, out:Path, verbose:bool) -> dict:
         "floors": {"entropy_nats": entropy(cfg.p), "entropy_bits": entropy(cfg.p, bits=True),
                    "stream": {str(T): stream_floor(cfg.p, cfg.seq_len, T) for T in FLOOR_BLOCKS}},
         "files": files,
-        "versions": {"zo_gpt": __version__, "numpy": np.__version__, "tiktoken": _tiktoken_version()},
-    }
+        "versions": {"zo_gpt": __version__, "numpy": np.__version__, "tiktoken": _tiktoken_version()}}
     return {**meta, "content_hash": meta_hash(meta)}  # over everything loading reads: an edit by hand is refused
 
 def _tiktoken_version() -> str:
@@ -214,7 +215,6 @@ def _prepare(cfg:DataConfig, out:Path, force:bool, verbose:bool, t0:float) -> di
     remove_stale_temps(out, ("train.bin", "val.bin", "meta.json"))  # no live writer: this process holds the folder
     _check_room(cfg, out)
     meta = _write(cfg, out, verbose)
-    with atomic_path(out / "meta.json") as tmp: tmp.write_text(json.dumps(meta, indent=1))
     if verbose: print(f"wrote {out} in {time.perf_counter() - t0:.2f} s")
     return meta
 
