@@ -627,6 +627,15 @@ def test_one_validation_block_per_evaluation_has_no_standard_error_and_the_run_s
     assert main(args + ["--batch_size=1"]) == 0 and (tmp_path / "one" / "loss.png").is_file()
 
 
+def test_the_profilers_own_clean_up_error_does_not_hide_memory_running_out():
+    "Under ulimit -v the profiler fails to start, and its exit then raises an AssertionError of its own: the MemoryError is what counts."
+    from zo_gpt.profiling import _interrupt_wins
+    with pytest.raises(MemoryError):
+        with _interrupt_wins():
+            try: raise MemoryError
+            except MemoryError: raise AssertionError("Profiler must be initialized before starting trace")
+
+
 def test_a_stopped_profile_leaves_no_part_of_a_report(world, tmp_path, monkeypatch, capsys):
     "Stopped once its trace is written (as by a hang-up), profile removes what it wrote: the same command then works."
     import zo_gpt.profiling

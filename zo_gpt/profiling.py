@@ -181,10 +181,12 @@ def _profiled(cfg, data, device, active, warmup, wait, trace, table) -> ProfileR
 
 @contextlib.contextmanager
 def _interrupt_wins():
-    "A Ctrl-C inside torch.profiler stays a Ctrl-C: the profiler's own clean-up fails on it with an error of its own."
+    """A Ctrl-C, or memory running out, inside torch.profiler stays itself: the profiler's own clean-up then fails with an
+    error of its own, which would hide it."""
     try: yield
     except Exception as e:
         if isinstance(e.__context__, KeyboardInterrupt): raise KeyboardInterrupt from None
+        if isinstance(e.__context__, MemoryError): raise MemoryError from None
         raise
 
 def _ends_whole(path:Path) -> bool:
