@@ -216,3 +216,37 @@ def test_a_run_holds_its_dataset_for_reading(data, tmp_path, holder):
     r = zo("train", f"--data_dir={ds}", f"--out_dir={tmp_path / 'third'}", "--max_iters=2", "--eval_interval=2", *SMALL)
     assert r.returncode == 2 and f"data_dir={str(ds)!r} is in use by process {writer.pid}" in one_line(r)
     assert not (tmp_path / "third").exists()
+
+
+def _swap(tmp_path, stop_at:int, fail_at:int|None, monkeypatch):
+    "replace_together of three files, with a Ctrl-C that another thread takes after rename `stop_at` (and rename `fail_at` failing)."
+    old, new = tmp_path / "old", tmp_path / "new"; old.mkdir(); new.mkdir()
+    for n in "abc": (old / n).write_text("old"); (new / n).write_text("new")
+    real, calls = os.replace, []
+    def rename(src, dst):
+        calls.append(dst)
+        if len(calls) == fail_at: raise PermissionError(1, "Operation not permitted", str(src), None, str(dst))
+        real(src, dst)
+        if len(calls) == stop_at:   # as B91's SIGTERM, which tqdm's monitor thread took: Python runs the handler in the main thread
+            t = threading.Thread(target=lambda: signal.pthread_kill(threading.get_ident(), signal.SIGINT)); t.start(); t.join()
+    monkeypatch.setattr(os, "replace", rename)
+    return old
+
+
+def test_a_stop_during_a_swap_waits_for_it_whichever_thread_takes_it(tmp_path, monkeypatch):
+    "The swap ends whole: the new files, and the stop dropped (the work is done), as a command that ends at once then reports."
+    from zo_gpt.folders import replace_together
+    old = _swap(tmp_path, 2, None, monkeypatch)
+    replace_together(tmp_path / "new", old, ("a", "b", "c"))
+    monkeypatch.undo()
+    assert [(old / n).read_text() for n in "abc"] == ["new"] * 3
+
+
+def test_a_stop_during_a_swap_that_fails_keeps_the_old_files_and_is_taken(tmp_path, monkeypatch):
+    from zo_gpt.folders import replace_together
+    old = _swap(tmp_path, 2, 5, monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        replace_together(tmp_path / "new", old, ("a", "b", "c"))
+    monkeypatch.undo()
+    assert [(old / n).read_text() for n in "abc"] == ["old"] * 3
+

@@ -293,6 +293,17 @@ def test_the_loss_figure_frames_every_validation_loss_and_both_floors(T, start):
     fig.savefig(os.devnull, format="png")
 
 
+def test_a_run_evaluated_only_at_its_end_frames_its_training_loss_but_the_first_steps():
+    "eval_interval past max_iters: the one evaluation is at the last step; the frame still holds the later training loss."
+    h = short_block_history(256)
+    h.val = [dict(h.val[-1], iter=100)]
+    lo, hi = loss_figure(h).axes[0].get_ylim()
+    w = max(1, len(h.train) // 30)
+    smooth = np.convolve([r["loss"] for r in h.train], np.ones(w) / w, mode="valid")
+    late = [m for r, m in zip(h.train[w - 1:], smooth) if r["iter"] - w >= 100 // 5]   # after the first fifth of the run
+    assert lo <= min(late) and max(late) <= hi, (lo, hi, min(late), max(late))
+
+
 # 7. Wrong types and values reach no numpy, difflib or matplotlib call: one line naming the argument
 
 MORE_MISUSE = [
@@ -468,15 +479,19 @@ def test_the_shared_run_folder_is_reused_or_refused_before_any_work(finished_run
 def test_a_batch_with_no_blocks_and_numpy_seeds(finished_run, tiny_data):
     model, ckpt = load_model(finished_run, device="cpu")
     meta, empty = load_dataset(tiny_data).meta, torch.zeros((0, 32), dtype=torch.long)
-    with pytest.raises(ConfigError, match=r"^x and y must be tensors of token ids of one shape \(B, T\), not empty; got \(0, 32\)"):
+    with pytest.raises(ConfigError, match=r"^x and y must be int64 \(or int32\) tensors of token ids of one shape \(B, T\), not empty; got \(0, 32\)"):
         measure(model, empty, empty, meta)
     with pytest.raises(ConfigError, match=r"got \(2, 32\) torch.float32"):
         measure(model, torch.zeros(2, 32), torch.zeros(2, 32), meta)
     with pytest.raises(ConfigError, match="^nothing was measured"):
         evaluate(model, [], meta)
     x = torch.zeros(2, 32, dtype=torch.long)
-    with pytest.raises(ConfigError, match=r"^x and y must hold token ids from 0 to 4, got ids from 0 to 10$"):
+    with pytest.raises(ConfigError, match=r"^x and y must hold only the token ids \[.*\], got \[10\]$"):
         measure(model, x + 10, x, meta)                                        # ids past the vocabulary: not torch's IndexError
+    v = torch.from_numpy(np.asarray(load_dataset(tiny_data).val[:66]).reshape(2, 33).copy())   # the dataset's own uint16
+    with pytest.raises(ConfigError, match=r"int64 \(or int32\) tensors .* torch.uint16 .*\(.long\(\) converts them\)$"):
+        measure(model, v[:, :-1], v[:, 1:], meta)
+    assert measure(model, v[:, :-1].long(), v[:, 1:].long(), meta)["loss"].shape == (2, 32)
     text = sample_text(model, ckpt["tokens_table"], 20, seed=1)[0]
     assert sample_text(model, ckpt["tokens_table"], np.int64(20), seed=np.int64(1))[0] == text
 
@@ -499,29 +514,40 @@ def test_a_notebook_refuses_a_run_dir_holding_another_run_before_any_work(finish
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("where", ["out inside run_dir", "token files without meta.json"])
+def test_05_cli_refuses_folders_that_would_fail_it_late_before_any_work(tiny_data, tmp_path, where):
+    "Its own folder where the notebooks' dataset goes, or files that are not the notebooks' dataset there: refused first."
+    run_dir = tmp_path / "shared"
+    out = run_dir / "data-compact" if where.startswith("out") else tmp_path / "out"
+    if where.startswith("token"):
+        shutil.copytree(tiny_data, run_dir / "data-compact"); (run_dir / "data-compact" / "meta.json").unlink()
+    error, first = first_failure("05_cli.ipynb", tmp_path, run_dir=str(run_dir), out=str(out), train_iters=20)
+    assert len(error) == 1 and first and error[0].startswith("ConfigError: "), error
+    assert ("overlap" if where.startswith("out") else "that is not the notebooks'") in error[0]
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_notebook_refuses_a_run_dir_holding_a_users_dataset_of_other_arguments_before_any_work(tiny_data, tmp_path):
     "05_cli makes the notebooks' dataset in run_dir/data-compact: a user's dataset of other arguments there is refused first, kept."
     shutil.copytree(tiny_data, tmp_path / "mine" / "data-compact")
     error, first = first_failure("05_cli.ipynb", tmp_path, run_dir=str(tmp_path / "mine"), out=str(tmp_path / "out"), train_iters=20)
     assert len(error) == 1 and first, error
-    assert error[0].startswith(f"ConfigError: run_dir='{tmp_path / 'mine'}' holds a dataset in {tmp_path / 'mine' / 'data-compact'} "
-                               "made with other arguments than the notebooks' (n_seq=200, not 10000, seq_len=60, not 1000"), error
+    assert error[0].startswith(f"ConfigError: run_dir='{tmp_path / 'mine'}' holds a dataset folder {tmp_path / 'mine' / 'data-compact'} "
+                               "that is not the notebooks': made with other arguments than the notebooks' (n_seq=200, not 10000, seq_len=60, not 1000"), error
     assert not (tmp_path / "out").exists() and load_dataset(tmp_path / "mine" / "data-compact").meta["config"]["n_seq"] == 200
 
 
-@pytest.mark.parametrize("frozen", ["same", "same/inside-not", "parent"])
-def test_a_notebooks_own_folder_is_never_the_shared_run_folder_nor_holds_it(tmp_path, frozen):
-    "03c trains its frozen run in frozen_dir: run_dir there (or inside it) is refused before the shared run is trained."
+@pytest.mark.parametrize("frozen", ["same", "inside", "parent"])
+def test_a_notebooks_own_folder_and_the_shared_run_folder_never_overlap(tmp_path, frozen):
+    "03c trains its frozen run in frozen_dir: run_dir there, inside it or holding it is refused before the shared run is trained."
     run_dir = tmp_path / "parent" / "same"
-    frozen_dir = {"same": run_dir, "same/inside-not": run_dir / "frozen", "parent": tmp_path / "parent"}[frozen]
-    if frozen == "same/inside-not":   # a folder of its own inside the shared one is allowed, as 03_train's short runs are
-        assert notebook_folders("03c_ablation", {"frozen_dir": frozen_dir}, shared={"run_dir": run_dir}) == [frozen_dir]
-        return
+    frozen_dir = {"same": run_dir, "inside": run_dir / "frozen", "parent": tmp_path / "parent"}[frozen]
     error, first = first_failure("03c_ablation.ipynb", tmp_path, run_dir=str(run_dir), frozen_dir=str(frozen_dir))
-    says = ("frozen_dir and run_dir name the same folder" if frozen == "same" else
-            f"run_dir='{run_dir}' is inside frozen_dir='{frozen_dir}', where 03c_ablation replaces what it made")
-    assert len(error) == 1 and error[0].startswith(f"ConfigError: {says}") and first, error
+    assert len(error) == 1 and first, error
+    assert error[0].startswith(f"ConfigError: frozen_dir='{frozen_dir}' and run_dir='{run_dir}' overlap (the same folder, or one inside the other)")
     assert not (tmp_path / "parent").exists()
+    # a folder of its own that the notebook itself names inside the shared one, as 03_train's short runs: allowed
+    assert notebook_folders("03_train", {"run_dir/short": run_dir / "short"}, shared={"run_dir": run_dir}) == [run_dir / "short"]
 
 
 def test_a_notebook_folder_parameter_with_a_tilde_is_in_home(tmp_path, monkeypatch):

@@ -557,6 +557,9 @@ def test_an_append_only_folder_is_named_before_anything_is_written_there(world, 
         args = ["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'a'}", "--max_iters=4", "--eval_interval=2", *SMALL]
         assert main(args) == 2 and "is an append-only folder (chattr +a; lsattr -d shows it)" in last_line(capsys)
         assert list((tmp_path / "a").iterdir()) == []                    # nothing made there: nothing could be removed
+        args = ["train", f"--data_dir={tmp_path / 'nope'}", f"--out_dir={tmp_path / 'a' / 'new'}", *SMALL]   # a run folder made in it
+        assert main(args) == 2 and f"would be made in '{tmp_path / 'a'}', an append-only folder" in last_line(capsys)
+        assert list((tmp_path / "a").iterdir()) == []
     finally: subprocess.run(["chattr", "-a", tmp_path / "a"])
 
 
@@ -622,9 +625,34 @@ def test_a_finished_run_without_its_checkpoint_or_its_final_evaluation_is_told_w
     assert main(args + ["--reuse"]) == 0
 
 
+def test_a_finished_run_asked_to_go_on_with_other_settings_is_told_what_works(world, tmp_path, capsys):
+    "--resume --max_iters=40 on a run that finished its 4: not 'resume it with its settings', which would do nothing."
+    shutil.copytree(world / "done", tmp_path / "run")
+    args = ["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'run'}", "--eval_interval=2", *SMALL]
+    assert main(args + ["--max_iters=8", "--resume"]) == 1
+    assert "finished at step 4 and cannot be continued with other settings (max_iters=8); start again with --force" in last_line(capsys)
+    assert main(args + ["--max_iters=8", "--force"]) == 0
+
+
 def test_one_validation_block_per_evaluation_has_no_standard_error_and_the_run_still_ends(world, tmp_path):
     args = ["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'one'}", "--max_iters=4", "--eval_interval=2", *SMALL]
     assert main(args + ["--batch_size=1"]) == 0 and (tmp_path / "one" / "loss.png").is_file()
+
+
+def test_what_a_killed_command_left_in_a_staging_folder_goes_with_the_next_command_there(world, tmp_path):
+    "A prepare --force killed outright leaves its hidden staging folder: a run that reads the dataset removes it."
+    shutil.copytree(world / "data", tmp_path / "ds")
+    (tmp_path / "ds" / ".zo_gpt-stage-killed").mkdir(); (tmp_path / "ds" / ".zo_gpt-stage-killed" / "train.bin").write_bytes(b"x" * 4096)
+    args = ["train", f"--data_dir={tmp_path / 'ds'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=2", "--eval_interval=2", *SMALL]
+    assert main(args) == 0 and not list((tmp_path / "ds").glob(".zo_gpt-stage-*"))
+
+
+def test_a_library_that_a_bad_environment_variable_stops_as_a_command_loads_it_is_one_line(world, tmp_path):
+    "torch loads inside the command (train), and reads TORCH_LOGS as it does: a bad value is one line naming torch."
+    r = subprocess.run([sys.executable, "-m", "zo_gpt.cli", "train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'r'}", *SMALL],
+                       env={**os.environ, "TORCH_LOGS": "bogus"}, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr[-2000:]
+    assert r.stderr.startswith("zo-gpt train: failed: torch could not load (Invalid log settings: bogus") and not (tmp_path / "r").exists()
 
 
 def test_the_profilers_own_clean_up_error_does_not_hide_memory_running_out():

@@ -190,7 +190,11 @@ def restore(state, path:Path):
         raise TrainingError(f"no checkpoint at {path} to resume; " + (
             f"the run there {ended}: start again with --force (overwrite=True) instead of --resume" if there else "start a run there without --resume"))
     ckpt = load_checkpoint(path)
-    diff = config_differences(ckpt["config"], cfg)
+    diff, steps = config_differences(ckpt["config"], cfg), ckpt["config"].get("max_iters")
+    if diff and ckpt["iter"] == steps and _summary(path.parent).get("interrupted") is False:   # no step of it is left to take
+        raise TrainingError(f"the run in {path.parent} finished at step {steps} and cannot be continued with other settings "
+                            f"({', '.join(f'{k}={b!r}' for k, (_, b) in diff.items())}); start again with --force "
+                            "(overwrite=True), or choose another out_dir")
     if diff: raise TrainingError("the checkpoint was made with another configuration: " +
                                  ", ".join(f"{k}={a!r} there, {b!r} now" for k, (a, b) in diff.items()) + "; resume it with "
                                  f"its settings ({' '.join(f'--{k}={a}' for k, (a, _) in diff.items())}), start again with "
@@ -277,15 +281,17 @@ def check_shared_run(
     raise ConfigError(f"{name}={cfg.out_dir!r} holds another run ({', '.join(present)}): {why}; {then}")
 
 def _check_shared_dataset(cfg:TrainConfig, name:str):
-    "A `ConfigError` if the dataset inside the shared folder was made with other arguments than the one the notebooks make there."
-    if Path(cfg.out_dir).resolve() not in cfg.dataset.resolve().parents or not (cfg.dataset / "meta.json").is_file(): return
-    try: old = read_meta(cfg.dataset)["config"]
-    except DatasetError: return   # a damaged one: the run's own checks name it, with their remedy
-    made = asdict(DataConfig(vocab=cfg.vocab))
-    if diff := [k for k in made if old.get(k) != made[k]]:
-        raise ConfigError(f"{name}={cfg.out_dir!r} holds a dataset in {cfg.dataset} made with other arguments than the "
-                          f"notebooks' ({', '.join(f'{k}={old.get(k)!r}, not {made[k]!r}' for k in diff)}); choose another "
-                          f"{name}, or move that dataset away")
+    """A `ConfigError` if the dataset folder inside the shared folder holds anything but the dataset the notebooks make
+    there (one of other arguments, files without a meta.json, a damaged one): they would refuse it, or train on it."""
+    if Path(cfg.out_dir).resolve() not in cfg.dataset.resolve().parents or not cfg.dataset.is_dir(): return
+    made, held = asdict(DataConfig(vocab=cfg.vocab)), sorted(f.name for f in cfg.dataset.iterdir() if not f.name.startswith("."))
+    try: old = read_meta(cfg.dataset)["config"] if held else made
+    except DatasetError as e: old, why = None, str(e).split(";")[0].split(" (")[0]   # what is wrong, without its remedy
+    if old is not None and (diff := [k for k in made if old.get(k) != made[k]]):
+        why = f"made with other arguments than the notebooks' ({', '.join(f'{k}={old.get(k)!r}, not {made[k]!r}' for k in diff)})"
+    elif old is not None: return
+    raise ConfigError(f"{name}={cfg.out_dir!r} holds a dataset folder {cfg.dataset} that is not the notebooks': {why}; "
+                      f"choose another {name}, or move that folder away")
 
 def run_dataset(cfg:TrainConfig, data, reading:contextlib.ExitStack, resume:bool=False):
     """`held_dataset(cfg, data, reading)`; resuming from a data_dir that holds no dataset, a `DatasetError` whose command

@@ -25,7 +25,7 @@ from dataclasses import fields
 from fractions import Fraction
 from pathlib import Path
 
-from . import __version__
+from . import __version__, failed_library
 from .config import PRESETS, TrainConfig, make_config, parse_overrides
 from .helpers import ConfigError, DatasetError, TrainingError, first_line, get_device, stop_signals
 from .folders import folder_lock, replace_together, staging
@@ -242,6 +242,9 @@ def _run(args, extra) -> tuple[int, str]:
     except ConfigError as e: return 2, f"error: {e}"
     except (DatasetError, TokenizerUnavailable, TrainingError) as e: return 1, f"failed: {e}"
     except MemoryError: return 1, "failed: ran out of memory; try smaller settings"
+    except (ValueError, TypeError) as e:   # a library imported inside the command (torch) that a setting in the environment stops
+        if not (why := failed_library(e)): raise
+        return 1, f"failed: {why}"
     except RuntimeError as e:   # torch's allocator, out of memory outside a run's own handling of it (profile's peak measure)
         if "can't allocate memory" not in str(e) and "out of memory" not in str(e): raise
         return 1, "failed: ran out of memory; try smaller settings"

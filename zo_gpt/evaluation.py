@@ -40,11 +40,11 @@ def measure(
     dtype:str="float32", # autocast dtype of the forward pass
 ) -> dict:
     "Per token (B, T) numpy arrays: the model's loss, the Bayes predictor's loss, KL(Bayes || model), the situation index; and the model's log-probabilities of the five pieces (B, T, 5)."
-    check_model(model, gpt=False); code_of, (p, n) = code_lookup(meta), (meta["config"]["p"], meta["config"]["seq_len"])
-    check_batch(x, y, min(len(code_of), getattr(getattr(model, "config", None), "vocab_size", len(code_of))))   # ids the table and the model take
+    check_model(model, gpt=False); code_of, (p, n), ids = code_lookup(meta), (meta["config"]["p"], meta["config"]["seq_len"]), stream_ids(meta)
+    check_batch(x, y, ids, getattr(getattr(model, "config", None), "vocab_size", None))   # the dataset's five tokens, which the model takes
     was = getattr(model, "training", False)
     if was: model.eval()
-    with autocast(x.device, dtype): log_m = model.log_probs(x, stream_ids(meta)).double().cpu().numpy()  # (B, T, 5)
+    with autocast(x.device, dtype): log_m = model.log_probs(x, ids).double().cpu().numpy()  # (B, T, 5)
     if was: model.train()
     xc, yc = code_of[x.cpu().numpy()], code_of[y.cpu().numpy()]
     q, in_view = bayes_next(xc, p, n), latest_boundary(xc) >= 0
@@ -198,7 +198,7 @@ def loss_figure(history:History, title:str|None=None):
         ax.plot(xs, ys, color="C0", alpha=0.25, lw=0.8, marker="o" if len(ys) < 3 else None)  # a step or two: points
         w = max(1, len(ys) // 30); smooth = np.convolve(ys, np.ones(w) / w, mode="valid")
         ax.plot(xs[w - 1:], smooth, color="C0", label=f"train (mean of {w})")
-        kept = [m for x, m in zip(xs[w - 1:], smooth) if not va or x - w >= va[0]["iter"]]   # in the frame: see below
+        kept = [m for x, m in zip(xs[w - 1:], smooth) if not va or x - w >= min(va[0]["iter"], xs[-1] // 5)]   # in the frame: see below
         if tr[-1]["iter"]:  # every step takes the same number of tokens: one axis, labelled twice
             per = tr[-1]["tokens"] / tr[-1]["iter"]
             top_axis = ax.secondary_xaxis("top", functions=(lambda s: s * per, lambda t: t / per))
@@ -219,7 +219,7 @@ def loss_figure(history:History, title:str|None=None):
     bx.set_yscale("log"); bx.set_xlabel("step"); ax.grid(alpha=0.3); bx.grid(alpha=0.3, which="both")
     ax.set_ylabel("loss (nats per token)"); bx.set_ylabel("excess: KL(Bayes || model),\nnats per token")
     # The frame holds H(p), the floor, every validation loss ± SE and the smoothed training loss from windows after the first
-    # evaluation: only the first steps' loss may leave it. From five times the floor up (gpt2 runs), the axis is logarithmic.
+    # evaluation (or the first fifth of the run, if that is sooner): only the first steps' loss may leave it. From five times the floor up (gpt2 runs), the axis is logarithmic.
     ys = np.array([history.entropy, history.floor] + [r["bayes"] for r in va] +
                   [r["loss"] + s * r["se"] for r in va for s in (-1, 1)] + kept, float)
     lo, top = ys[np.isfinite(ys)].min(), ys[np.isfinite(ys)].max()

@@ -40,34 +40,38 @@ def atomic_path(path:str|Path):
         if tmp: Path(tmp).unlink(missing_ok=True)
 
 @contextlib.contextmanager
-def signals_held():
-    "A block that stop signals wait for (where the platform can hold them): files that change places together."
-    if not hasattr(signal, "pthread_sigmask"): yield; return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals())
+def signals_held(drop:bool=False):
+    """A block that stop signals wait for (Python's handlers, which its main thread runs): one that comes is taken when it
+    ends, unless it completed and `drop` says its work is then done (a stop that comes as it ends is too late for it)."""
+    if threading.current_thread() is not threading.main_thread(): yield; return   # only the main thread takes signals
+    got = []
+    old = {s: signal.signal(s, lambda n, f: got.append(n)) for s in stop_signals()}
     try: yield
-    finally: signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    finally:
+        for s, h in old.items(): signal.signal(s, h)
+        if got and not (drop and sys.exc_info()[0] is None): signal.raise_signal(got[0])   # now its own handler takes it
 
 @contextlib.contextmanager
 def staging(folder:str|Path):
     """A new hidden folder inside `folder`, where files are made whole before `replace_together` moves them in; removed
-    after, with any that a killed process left (the caller holds `folder`, so no live writer owns one)."""
-    for stale in Path(folder).glob(".zo_gpt-stage-*"): shutil.rmtree(stale, ignore_errors=True)
+    after. One that a killed process left is removed by the next command that holds the folder (`folder_lock`)."""
     with tempfile.TemporaryDirectory(dir=folder, prefix=".zo_gpt-stage-") as tmp: yield Path(tmp)
 
 def replace_together(new:str|Path, folder:str|Path, names:tuple):
-    """Move the files `names` from the folder `new` into `folder`, replacing those there, all or none: the old ones are
-    set aside in `new` first, and put back if any of them, or of the new ones, cannot be moved (a file made immutable,
-    a folder that forbids renames). Stop signals wait for it. Old files with no new one are left in `new`, to go with it."""
+    """Move the files `names` from the folder `new` into `folder`, all or none: the old ones are set aside in `new`, and put
+    back if any file cannot be moved (one made immutable). A stop waits for it: after it the old set is whole and the stop
+    taken, or the new one is in and the work done. Old files with no new one stay in `new`, to go with it."""
     new, folder, aside, placed = Path(new), Path(folder), [], []
-    with signals_held():
+    with signals_held(drop=True):
         try:
             for n in names:
                 if os.path.lexists(folder / n): os.replace(folder / n, new / f"{n}.old"); aside.append(n)
             for n in names:
                 if os.path.lexists(new / n): os.replace(new / n, folder / n); placed.append(n)
-        except OSError as e:
+        except BaseException as e:
             for src, dst in [(folder / n, new / n) for n in placed] + [(new / f"{n}.old", folder / n) for n in aside]:
                 with contextlib.suppress(OSError): os.replace(src, dst)
+            if not isinstance(e, OSError): raise
             raise write_error(e, next((folder / n for n in names if str(folder / n) in (e.filename, e.filename2)), folder)) from None
 
 def write_error(e:OSError, path:str|Path) -> OSError:
@@ -91,14 +95,11 @@ def plain_mode(path:str|Path):
 
 def check_replaceable(folder:str|Path, names:tuple, then:str):
     "A `ConfigError` if any of `names` in `folder` is something other than a file (a folder, a pipe), which zo_gpt never replaces; `then` says what to do next."
-    for n in names:
-        if why := not_a_file(Path(folder) / n): raise ConfigError(f"{why}, then {then}")
+    if why := next(filter(None, (not_a_file(Path(folder) / n) for n in names)), None): raise ConfigError(f"{why}, then {then}")
 
-def remove_stale_temps(folder:str|Path, names:tuple) -> list:
+def remove_stale_temps(folder:str|Path, names:tuple):
     "Remove the temporary files `atomic_path` leaves for `names` in `folder` when a process is killed mid-write."
-    gone = [f for name in names for f in Path(folder).glob(f".{name}.*.tmp") if f.is_file()]
-    for f in gone: f.unlink(missing_ok=True)
-    return gone
+    for f in [f for name in names for f in Path(folder).glob(f".{name}.*.tmp") if f.is_file()]: f.unlink(missing_ok=True)
 
 def check_folder(
     path:str|Path, # a folder to read, or to make
@@ -124,6 +125,10 @@ def writable_folder(out:str|Path, name:str="out") -> Path:
     if not isinstance(out, (str, os.PathLike)): raise ConfigError(f"{name} must be a folder's path, got {type(out).__name__} {out!r}")
     if not str(out).strip(): raise ConfigError(f"{name} must name a folder, got ''")
     out = check_folder(out, name)
+    if _append_only(base := next((p for p in (out, *out.parents) if p.is_dir()), out)):   # the folder, or the one it is made in
+        raise ConfigError(f"{name}={str(out)!r} {'is' if base == out else f'would be made in {str(base)!r},'} an append-only folder "
+                          "(chattr +a; lsattr -d shows it), where nothing can be renamed or removed, as zo_gpt does to write files "
+                          "whole and to leave no folder a failed command made; clear it (chattr -a), or choose another folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=out).close()
@@ -133,19 +138,15 @@ def writable_folder(out:str|Path, name:str="out") -> Path:
     except OSError as e:
         raise ConfigError(f"{name}={str(out)!r} is a folder this process cannot read ({e.strerror or e}); give it read "
                           "permission (chmod u+r), or choose another folder") from e
-    if _append_only(out):   # files can be made there, never renamed or removed
-        raise ConfigError(f"{name}={str(out)!r} is an append-only folder (chattr +a; lsattr -d shows it): zo_gpt writes each file "
-                          "whole by renaming a temporary file onto it, which it forbids; clear it (chattr -a), or choose another folder")
     return out
 
 def _append_only(folder:Path) -> bool:
-    "Whether the folder's attributes say append-only (chattr +a), as Linux's FS_IOC_GETFLAGS reads them; False where none can be read."
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-        try: flags = int.from_bytes(fcntl.ioctl(fd, 0x80086601, bytes(8))[:4], sys.byteorder)   # FS_IOC_GETFLAGS
-        finally: os.close(fd)
-    except (OSError, AttributeError): return False
-    return bool(flags & 0x20)   # FS_APPEND_FL
+    "Whether Linux's attributes of `folder` (FS_IOC_GETFLAGS) say append-only, chattr +a; False where there are none to read."
+    try: fd = os.open(folder, os.O_RDONLY)
+    except OSError: return False
+    try: return bool(int.from_bytes(fcntl.ioctl(fd, 0x80086601, bytes(8))[:4], sys.byteorder) & 0x20)   # FS_APPEND_FL
+    except OSError: return False
+    finally: os.close(fd)
 
 # %% ../nbs/00b_folders.ipynb #a1000021
 OWNER_FILE = ".zo_gpt.owner"  # in a folder being written: who holds it
@@ -206,6 +207,7 @@ def _lock(folder:Path, name:str, shared:bool=False):
         except FileNotFoundError: same = False
         if not same:
             raise ConfigError(f"{name}={str(folder)!r} was moved or replaced while it was being opened; try again")
+        for s in folder.glob(".zo_gpt-stage-*"): shutil.rmtree(s, ignore_errors=True)   # held, no writer is live: a killed one's
     except BaseException:
         os.close(fd)
         raise
@@ -217,7 +219,8 @@ def folder_lock(
     name:str="out", # the setting that named it, for messages
     shared:bool=False, # hold it for reading: readers share it, and keep writers out
 ):
-    "Hold `folder` for the block: one writer at a time, whatever process or thread asks; a second is refused."
+    """Hold `folder` for the block: one writer at a time, whatever process or thread asks; a second is refused. Holding
+    it, no writer is live there: what a killed one left in `staging` folders goes (where this process may remove it)."""
     if shared:
         fd = _lock(check_folder(folder, name), name, shared=True)
         try: yield Path(folder)
@@ -284,20 +287,17 @@ def notebook_folders(
     shared:dict|None=None, # {parameter: path} of the folders it shares with other notebooks (the run folder), checked apart from its own
 ) -> list:
     """The folders a notebook writes into, each made if missing and marked as `notebook`'s: new, empty, or marked by it
-    before. Any other is a one-line `ConfigError`, and every one is checked before any is made. A shared folder may hold
-    one of the notebook's own, but may not be one, nor lie inside one: the notebook replaces what its own folders hold."""
+    before. Any other is a one-line `ConfigError`, and every one is checked before any is made. Its own and the shared
+    ones do not overlap, but for one it names inside a shared one ('run_dir/short'): it replaces what its own hold."""
     for name, path in {**folders, **(shared or {})}.items():
         if not isinstance(path, (str, os.PathLike)): raise ConfigError(f"{name} must be a folder's path, got {type(path).__name__} {path!r}")
         if not str(path).strip(): raise ConfigError(f"{name} must name a folder, got ''")
     where = lambda path: Path(os.path.realpath(Path(path).expanduser()))
-    for name, path in folders.items():
-        for other, theirs in (shared or {}).items():
-            if where(path) == where(theirs):
-                raise ConfigError(f"{name} and {other} name the same folder ({str(path)!r}); {notebook} writes its own files "
-                                  f"into {name}: choose another {name.split('/')[0]}")
-            if where(path) in where(theirs).parents:
-                raise ConfigError(f"{other}={str(theirs)!r} is inside {name}={str(path)!r}, where {notebook} replaces what it made; "
-                                  f"choose a {other} outside it")
+    for (name, path), (other, theirs) in ((a, b) for a in folders.items() for b in (shared or {}).items()):
+        mine, its = where(path), where(theirs)
+        if mine == its or mine in its.parents or (its in mine.parents and not name.startswith(f"{other}/")):
+            raise ConfigError(f"{name}={str(path)!r} and {other}={str(theirs)!r} overlap (the same folder, or one inside the other): "
+                              f"{notebook} replaces what it makes in {name}, and {other} is shared; choose another {name.split('/')[0]}")
     for name, path in folders.items():
         p = Path(path).expanduser()
         if os.path.lexists(p) and not p.is_dir(): raise ConfigError(f"{name}={str(path)!r} is not a folder; choose another folder")

@@ -143,16 +143,21 @@ def check_model(model, gpt:bool=True):
         what = " (load_model returns the model and its checkpoint: take [0])" if isinstance(model, tuple) else ""
         raise ConfigError(f"model must be a GPT (see load_model){'' if gpt else ', or have its log_probs'}, got {type(model).__name__}{what}")
 
-def check_batch(x, y, vocab_size:int|None=None):
-    "A `ConfigError` unless `x` and `y` are tensors of token ids (below `vocab_size`, where given) of one shape (B, T), not empty: inputs and targets."
+def check_batch(x, y, ids:list|None=None, vocab_size:int|None=None):
+    """A `ConfigError` unless `x` and `y` are int64 or int32 tensors of token ids (only those in `ids`, where given) of one
+    shape (B, T), not empty: inputs and targets; and unless a model of `vocab_size` ids takes every one of `ids`."""
     import torch
     what = lambda t: f"{tuple(t.shape)} {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
-    ok = all(isinstance(t, torch.Tensor) and not (t.is_floating_point() or t.is_complex()) for t in (x, y))
+    tensors = all(isinstance(t, torch.Tensor) for t in (x, y))
+    ok = tensors and all(t.dtype in (torch.int64, torch.int32) for t in (x, y))   # what an embedding takes
     if not (ok and x.shape == y.shape and x.ndim == 2 and x.numel()):
-        raise ConfigError(f"x and y must be tensors of token ids of one shape (B, T), not empty; got {what(x)} and {what(y)}")
-    lo, hi = int(min(x.min(), y.min())), int(max(x.max(), y.max()))
-    if vocab_size is not None and not 0 <= lo <= hi < vocab_size:
-        raise ConfigError(f"x and y must hold token ids from 0 to {vocab_size - 1}, got ids from {lo} to {hi}")
+        raise ConfigError(f"x and y must be int64 (or int32) tensors of token ids of one shape (B, T), not empty; got {what(x)} "
+                          f"and {what(y)}" + (" (.long() converts them)" if tensors and not ok else ""))
+    if ids is not None and not bool((torch.isin(x, (k := torch.as_tensor(ids, device=x.device))).all() and torch.isin(y, k).all())):
+        bad = sorted(set(torch.cat([x[~torch.isin(x, k)], y[~torch.isin(y, k)]]).tolist()))
+        raise ConfigError(f"x and y must hold only the token ids {list(ids)}, got {bad[:5]}{' ...' * (len(bad) > 5)}")
+    if ids is not None and vocab_size is not None and max(ids) >= vocab_size:
+        raise ConfigError(f"the model takes token ids below {vocab_size}, and these go up to {max(ids)}: a dataset of another vocabulary")
 
 def check_prob(name:str, value) -> float:
     "`value` as a float, or a `ConfigError` naming `name` unless 0 < value < 1."
