@@ -35,7 +35,8 @@ def run() -> int:
     except FileNotFoundError:  # torch cannot even load there
         print(f"{who}: error: the current folder no longer exists; cd to another one and run the command again", file=sys.stderr)
         return 2
-    if why := _address_space_short():
+    torch_next = sys.argv[1:2] in (["train"], ["sample"], ["profile"], ["export"], ["explain"]) and not {"-h", "--help"} & set(sys.argv)
+    if torch_next and (why := _address_space_short()):   # prepare, --help and --version never load torch
         print(f"{who}: failed: {why}", file=sys.stderr)
         return 1
     held, first = [], {s: signal.getsignal(s) for s in sigs}
