@@ -11,6 +11,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import tempfile
 import sys
 import time
 import zipfile
@@ -645,6 +646,33 @@ def test_what_a_killed_command_left_in_a_staging_folder_goes_with_the_next_comma
     (tmp_path / "ds" / ".zo_gpt-stage-killed").mkdir(); (tmp_path / "ds" / ".zo_gpt-stage-killed" / "train.bin").write_bytes(b"x" * 4096)
     args = ["train", f"--data_dir={tmp_path / 'ds'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=2", "--eval_interval=2", *SMALL]
     assert main(args) == 0 and not list((tmp_path / "ds").glob(".zo_gpt-stage-*"))
+
+
+def test_a_swap_that_a_killed_command_began_is_undone_by_the_next_command_there(world, tmp_path):
+    "prepare --force killed (SIGKILL) with the old train.bin set aside and none placed: a run that reads the folder puts it back."
+    shutil.copytree(world / "data", tmp_path / "ds")
+    stage = tmp_path / "ds" / ".zo_gpt-stage-killed"; stage.mkdir()
+    os.replace(tmp_path / "ds" / "train.bin", stage / "train.bin.old"); (stage / "train.bin").write_bytes(b"half of a new one")
+    args = ["train", f"--data_dir={tmp_path / 'ds'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=2", "--eval_interval=2", *SMALL]
+    assert main(args) == 0 and not list((tmp_path / "ds").glob(".zo_gpt-stage-*"))
+    assert (tmp_path / "ds" / "train.bin").read_bytes() == (world / "data" / "train.bin").read_bytes()
+
+
+@pytest.mark.parametrize("what", ["export", "prepare", "profile"])
+def test_a_stop_that_comes_once_the_files_are_in_place_does_not_make_the_command_say_interrupted(world, tmp_path, monkeypatch, what):
+    "A Ctrl-C while the staging folder is removed, after the swap: the new files are in, so the command ends as done (rc 0)."
+    out, d = tmp_path / "out", f"--data_dir={world / 'data'}"
+    cmd = {"export": ["export", str(world / "done"), str(out)],
+           "profile": ["profile", "--out", str(out), "--steps", "1", d, "--vocab=compact", "--n_embd=16", "--batch_size=2", "--block_size=32"],
+           "prepare": ["prepare", "--out", str(out), "--n-seq", "20", "--seq-len", "30", "--vocab", "compact"]}[what]
+    real = tempfile.TemporaryDirectory.cleanup
+    def cleanup_then_stop(self):
+        if Path(self.name).name.startswith(".zo_gpt-stage-"): os.kill(os.getpid(), signal.SIGINT)
+        real(self)
+    monkeypatch.setattr(tempfile.TemporaryDirectory, "cleanup", cleanup_then_stop)
+    assert main(cmd) == 0
+    monkeypatch.undo()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler     # the command's handlers are gone with it
 
 
 def test_a_library_that_a_bad_environment_variable_stops_as_a_command_loads_it_is_one_line(world, tmp_path):

@@ -28,7 +28,7 @@ from pathlib import Path
 from . import __version__, failed_library
 from .config import PRESETS, TrainConfig, make_config, parse_overrides
 from .helpers import ConfigError, DatasetError, TrainingError, first_line, get_device, stop_signals
-from .folders import folder_lock, replace_together, staging
+from .folders import ON_PLACED, folder_lock, replace_together, staging
 from .tokens import DataConfig, TokenizerUnavailable, describe, prepare
 
 # %% ../nbs/05_cli.ipynb #46029ea4
@@ -228,9 +228,12 @@ def main(argv:list[str]|None=None) -> int:
     top = parser()
     args, extra = top.parse_known_args(argv)
     if extra and args.command not in ("train", "profile"): top.error(f"unrecognized arguments: {' '.join(extra)}")
-    with _output_that_may_go(strict=args.command == "sample"), _signals_interrupt():
-        code, msg = _run(args, extra)
-        if msg: print(f"zo-gpt {args.command}: {msg}", file=sys.stderr)
+    placed = ON_PLACED.set(_ending_decided if args.command in ("prepare", "export", "profile") else None)  # their work ends in a swap
+    try:
+        with _output_that_may_go(strict=args.command == "sample"), _signals_interrupt():
+            code, msg = _run(args, extra)
+            if msg: print(f"zo-gpt {args.command}: {msg}", file=sys.stderr)
+    finally: ON_PLACED.reset(placed)
     return code
 
 def _run(args, extra) -> tuple[int, str]:
@@ -301,9 +304,7 @@ def _output_that_may_go(strict:bool=False):
 def _signals_interrupt():
     """SIGTERM and a hang-up end a command as Ctrl-C does (`fit` turns all three into a clean stop after a step); the
     handlers the command found, Ctrl-C's included, are back when it returns."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    if threading.current_thread() is not threading.main_thread(): yield; return
     old = {sig: signal.getsignal(sig) for sig in stop_signals()}
     for sig in old:
         if sig != signal.SIGINT: signal.signal(sig, _terminate)

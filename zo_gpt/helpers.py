@@ -4,12 +4,14 @@
 
 # %% auto #0
 __all__ = ['JOIN_SECONDS', 'DTYPE_NAMES', 'SEED_MAX', 'DATASET_FORMAT', 'META_KEYS', 'SMALL_FILE_BYTES', 'get_device',
-           'environment', 'stop_signals', 'processes', 'gather_checksums', 'UserError', 'ConfigError', 'TrainingError',
-           'first_line', 'one_line', 'check_positive', 'check_model', 'check_batch', 'check_prob', 'check_seed',
-           'check_tokens_table', 'file_size_limit', 'free_memory', 'DatasetError', 'file_sha256', 'meta_hash',
-           'size_text', 'remake', 'check_meta_hash', 'read_small', 'not_a_file', 'read_meta', 'check_files']
+           'environment', 'stop_signals', 'signals_held', 'processes', 'gather_checksums', 'UserError', 'ConfigError',
+           'TrainingError', 'first_line', 'one_line', 'check_positive', 'check_model', 'check_batch', 'check_prob',
+           'check_seed', 'check_tokens_table', 'file_size_limit', 'free_memory', 'DatasetError', 'file_sha256',
+           'meta_hash', 'size_text', 'remake', 'check_meta_hash', 'read_small', 'not_a_file', 'read_meta',
+           'check_files']
 
 # %% ../nbs/00_core.ipynb #a1000003
+import contextlib
 import hashlib
 import json
 import os
@@ -17,6 +19,7 @@ import re
 import shlex
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +58,22 @@ def stop_signals() -> list:
     ignored: nohup ignores the hang-up, and a script's `&` ignores Ctrl-C for the command it starts in the background."""
     sigs = (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None))
     return [s for s in sigs if s is not None and signal.getsignal(s) is not signal.SIG_IGN]
+
+@contextlib.contextmanager
+def signals_held(drop:bool=False, then=None):
+    """A block that stop signals wait for (Python's handlers, which its main thread runs): one that comes is taken when it
+    ends, unless it completed and `drop` says its work is then done. Completed, `then()` (if given) takes the handlers'
+    place: the command line's stops no stop signal once its work is in place, until it returns."""
+    if threading.current_thread() is not threading.main_thread(): yield; return   # only the main thread takes signals
+    got = []
+    old = {s: signal.signal(s, lambda n, f: got.append(n)) for s in stop_signals()}
+    try: yield
+    finally:
+        done = sys.exc_info()[0] is None
+        if done and then: then()
+        else:
+            for s, h in old.items(): signal.signal(s, h)
+        if got and not (drop and done): signal.raise_signal(got[0])   # now its own handler takes it
 
 JOIN_SECONDS = 60  # how long a process started by torchrun waits for the others
 _STRAY = "if no torchrun started this command, these variables are left from another job: unset RANK LOCAL_RANK WORLD_SIZE"
