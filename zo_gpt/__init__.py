@@ -95,7 +95,8 @@ def failed_library(e:BaseException) -> str|None:
     lib = package(codes[-1]) if codes else None
     if lib in (None, "zo_gpt") or not any(c.co_name == "<module>" and package(c) == lib for c in codes): return None   # not as it loads
     why = textwrap.shorten(str(e).strip().splitlines()[0], 160) if str(e).strip() else type(e).__name__
-    return f"{lib} could not load ({why}); an environment variable it reads may be wrong: env | grep -i {lib}"
+    named = [f"{k}={v!r}" for k, v in os.environ.items() if len(v) > 2 and v in str(e)][:3]   # the settings its words quote
+    return f"{lib} could not load ({why}); " + (f"check {', '.join(named)}" if named else "a setting it reads from the environment may be wrong (env lists them)")
 
 def _quiet_memory(hook):
     """`hook`, Python's handler of errors it cannot raise (in `__del__`, in clean-ups at exit), keeping out MemoryErrors:
