@@ -283,7 +283,8 @@ def check_shared_run(
 def _check_shared_dataset(cfg:TrainConfig, name:str):
     """A `ConfigError` if the dataset folder inside the shared folder holds anything but the dataset the notebooks make
     there (one of other arguments, files without a meta.json, a damaged one): they would refuse it, or train on it."""
-    if Path(cfg.out_dir).resolve() not in cfg.dataset.resolve().parents or not cfg.dataset.is_dir(): return
+    inside = lambda f: Path(f(cfg.out_dir)) in Path(f(cfg.dataset)).parents   # as named (a link there counts), or as resolved
+    if not (inside(os.path.abspath) or inside(os.path.realpath)) or not cfg.dataset.is_dir(): return
     made, held = asdict(DataConfig(vocab=cfg.vocab)), sorted(f.name for f in cfg.dataset.iterdir() if not f.name.startswith("."))
     try: old = read_meta(cfg.dataset)["config"] if held else made
     except DatasetError as e: old, why = None, str(e).split(";")[0].split(" (")[0]   # what is wrong, without its remedy
