@@ -556,3 +556,12 @@ def test_a_notebook_folder_parameter_with_a_tilde_is_in_home(tmp_path, monkeypat
     pm.execute_notebook(str(NBS / "00b_folders.ipynb"), str(tmp_path / "out.ipynb"), parameters={"scratch": "~/nb"},
                         cwd=str(tmp_path / "cwd"), kernel_name="python3", progress_bar=False)
     assert made_by(tmp_path / "home" / "nb") == "00b_folders" and not list((tmp_path / "cwd").iterdir())
+
+
+def test_03_train_keeps_its_run_in_run_dir(tmp_path):
+    "overrides' out_dir would send the main run into the notebook's own folder of short runs, which it replaces: refused first."
+    error, first = first_failure("03_train.ipynb", tmp_path, run_dir=str(tmp_path / "r"),
+                                 overrides={"max_iters": 24, "out_dir": str(tmp_path / "r" / "short")})
+    assert len(error) == 1 and first and error[0].startswith("ConfigError: overrides may not set out_dir"), error
+    assert not (tmp_path / "r").exists()
+
