@@ -219,16 +219,19 @@ def test_a_run_holds_its_dataset_for_reading(data, tmp_path, holder):
 
 
 def _swap(tmp_path, stop_at:int, fail_at:int|None, monkeypatch):
-    "replace_together of three files, with a Ctrl-C that another thread takes after rename `stop_at` (and rename `fail_at` failing)."
+    """replace_together of three files, with a Ctrl-C that another thread takes after rename `stop_at` (and rename `fail_at`
+    failing). The thread starts before the swap, as tqdm's monitor thread did in B91, so it has the signal mask it started with."""
     old, new = tmp_path / "old", tmp_path / "new"; old.mkdir(); new.mkdir()
     for n in "abc": (old / n).write_text("old"); (new / n).write_text("new")
-    real, calls = os.replace, []
+    real, calls, go = os.replace, [], threading.Event()
+    def stopper():
+        go.wait(); signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+    t = threading.Thread(target=stopper); t.start()
     def rename(src, dst):
         calls.append(dst)
         if len(calls) == fail_at: raise PermissionError(1, "Operation not permitted", str(src), None, str(dst))
         real(src, dst)
-        if len(calls) == stop_at:   # as B91's SIGTERM, which tqdm's monitor thread took: Python runs the handler in the main thread
-            t = threading.Thread(target=lambda: signal.pthread_kill(threading.get_ident(), signal.SIGINT)); t.start(); t.join()
+        if len(calls) == stop_at: go.set(); t.join()   # Python runs the handler in this, the main thread, at once
     monkeypatch.setattr(os, "replace", rename)
     return old
 
