@@ -7,6 +7,17 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 NBS = ROOT / "nbs"
 
+
+def execute_notebook(*args, **kwargs):
+    """papermill's `execute_notebook`, started once more if its kernel never came up. Two kernels launched at once (two
+    test workers) can be handed the same free port by jupyter_client, and the second then dies binding it ("Address
+    already in use") before it runs a cell: a race in choosing ports, not in the notebook, seen once in a CI run."""
+    import papermill as pm
+    try: return pm.execute_notebook(*args, **kwargs)
+    except RuntimeError as e:   # not a failing cell: papermill reports those as a PapermillExecutionError
+        if not str(e).startswith(("Kernel didn't respond", "Kernel died before replying")): raise
+        return pm.execute_notebook(*args, **kwargs)
+
 # GPT-2's BPE files come from the shared tiktoken cache where the project has one beside it.
 _cache = ROOT.parent / "shared" / "tiktoken-cache"
 if "TIKTOKEN_CACHE_DIR" not in os.environ and _cache.is_dir():

@@ -146,11 +146,11 @@ def test_the_ladder_functions_refuse_what_they_cannot_read(finished_run, tiny_da
 
 def test_a_notebook_never_replaces_a_run_it_did_not_make(finished_run, tmp_path):
     import papermill as pm
-    from conftest import NBS
+    from conftest import NBS, execute_notebook
     keep = tmp_path / "keep"
     shutil.copytree(finished_run, keep)
     before = (keep / "ckpt.pt").read_bytes()
     with pytest.raises(pm.PapermillExecutionError) as e:
-        pm.execute_notebook(str(NBS / "03c_ablation.ipynb"), str(tmp_path / "out.ipynb"), cwd=str(tmp_path), kernel_name="python3",
+        execute_notebook(str(NBS / "03c_ablation.ipynb"), str(tmp_path / "out.ipynb"), cwd=str(tmp_path), kernel_name="python3",
                             parameters={"run_dir": str(keep), "frozen": False}, progress_bar=False)
     assert "holds another run" in str(e.value) and (keep / "ckpt.pt").read_bytes() == before

@@ -14,7 +14,7 @@ import numpy as np
 import papermill as pm
 import pytest
 import torch
-from conftest import NBS, SMALL
+from conftest import NBS, SMALL, execute_notebook
 
 import zo_gpt.tokens as tokens
 from zo_gpt.cli import main
@@ -87,7 +87,7 @@ def first_failure(name, tmp_path, **params):
     out, cwd = tmp_path / f"out-{name}", tmp_path / "cwd"
     cwd.mkdir()
     with pytest.raises(pm.PapermillExecutionError) as e:
-        pm.execute_notebook(str(NBS / name), str(out), parameters=params, cwd=str(cwd), kernel_name="python3",
+        execute_notebook(str(NBS / name), str(out), parameters=params, cwd=str(cwd), kernel_name="python3",
                             progress_bar=False)
     cells = [c for c in json.loads(out.read_text())["cells"] if c["cell_type"] == "code"]
     tags = [c["metadata"].get("tags", []) for c in cells]
@@ -553,7 +553,7 @@ def test_a_notebooks_own_folder_and_the_shared_run_folder_never_overlap(tmp_path
 def test_a_notebook_folder_parameter_with_a_tilde_is_in_home(tmp_path, monkeypatch):
     "papermill -p scratch '~/nb': the folder is made in $HOME, as the command line and the settings read '~', not as './~'."
     monkeypatch.setenv("HOME", str(tmp_path / "home")); (tmp_path / "home").mkdir(); (tmp_path / "cwd").mkdir()
-    pm.execute_notebook(str(NBS / "00b_folders.ipynb"), str(tmp_path / "out.ipynb"), parameters={"scratch": "~/nb"},
+    execute_notebook(str(NBS / "00b_folders.ipynb"), str(tmp_path / "out.ipynb"), parameters={"scratch": "~/nb"},
                         cwd=str(tmp_path / "cwd"), kernel_name="python3", progress_bar=False)
     assert made_by(tmp_path / "home" / "nb") == "00b_folders" and not list((tmp_path / "cwd").iterdir())
 

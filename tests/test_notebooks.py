@@ -8,7 +8,7 @@ from pathlib import Path
 import papermill as pm
 import pytest
 import yaml
-from conftest import NBS, ROOT
+from conftest import NBS, ROOT, execute_notebook
 
 from zo_gpt.data import entropy, stream_floor
 
@@ -19,7 +19,7 @@ NOTEBOOKS = sorted(p.name for p in NBS.glob("*.ipynb"))
 def run(name, tmp_path, **params):
     "Execute notebook `name` with `params`; its outputs as (text of all outputs, the JSON summary or None)."
     out = tmp_path / f"out-{name}"
-    pm.execute_notebook(str(NBS / name), str(out), parameters=params, cwd=str(tmp_path), kernel_name="python3",
+    execute_notebook(str(NBS / name), str(out), parameters=params, cwd=str(tmp_path), kernel_name="python3",
                         progress_bar=False)
     nb = json.loads(out.read_text())
     text, summary = [], None
