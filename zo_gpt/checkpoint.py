@@ -53,21 +53,21 @@ def claim_run_folder(
 
 def _choices(out:Path) -> str:
     "What a user can do with a folder that holds a run: the choices that work for the run it holds."
-    other = "replace it with --force (overwrite=True), or choose another folder"
+    other, summary = "replace it with --force (overwrite=True), or choose another folder", _summary(out)
     if not (out / "ckpt.pt").exists():
-        if _summary(out).get("interrupted") is False: return f"it finished, but its ckpt.pt is gone, so nothing can resume or reuse it: {other}"
+        if summary.get("interrupted") is False: return f"it finished, but its ckpt.pt is gone, so nothing can resume or reuse it: {other}"
         return f"it ended before its first checkpoint, so nothing can resume it: {other}"
     try:
         with open(out / "ckpt.pt", "rb") as f: head = f.read(4)
     except OSError as e: return f"its ckpt.pt cannot be read ({e.strerror}): {other}"
     if head != b"PK\x03\x04" or not _torch_zip(out / "ckpt.pt"):
         return f"its ckpt.pt is no torch checkpoint (empty or damaged), so nothing can resume it: {other}"
-    if _summary(out).get("interrupted") is False:
+    if summary.get("interrupted") is False:
         try: whole = _results_of(out, load_checkpoint(out / "ckpt.pt"))
         except TrainingError: whole = True
         if not whole: return ("it finished, but its loss.png, summary.json or metrics.jsonl is missing or not its own: "
                               f"--resume (resume=True) writes them again, or {other}")
-        if _summary(out).get("final") is None: return f"it finished without a final evaluation: --resume (resume=True) adds one, or {other}"
+        if summary.get("final") is None: return f"it finished without a final evaluation: --resume (resume=True) adds one, or {other}"
         return f"it finished: {other}"
     return f"continue it with --resume (resume=True), {other}"
 
