@@ -172,8 +172,7 @@ def check_batch(x, y, ids:list|None=None, vocab_size:int|None=None):
     if not (ok and x.shape == y.shape and x.ndim == 2 and x.numel()):
         raise ConfigError(f"x and y must be int64 (or int32) tensors of token ids of one shape (B, T), not empty; got {what(x)} "
                           f"and {what(y)}" + (" (.long() converts them)" if tensors and not ok else ""))
-    if ids is not None and not bool((torch.isin(x, (k := torch.as_tensor(ids, device=x.device))).all() and torch.isin(y, k).all())):
-        bad = sorted(set(torch.cat([x[~torch.isin(x, k)], y[~torch.isin(y, k)]]).tolist()))
+    if ids is not None and (bad := sorted(set(torch.cat([t[~torch.isin(t, torch.as_tensor(ids, device=t.device))] for t in (x, y)]).tolist()))):
         raise ConfigError(f"x and y must hold only the token ids {list(ids)}, got {bad[:5]}{' ...' * (len(bad) > 5)}")
     if ids is not None and vocab_size is not None and max(ids) >= vocab_size:
         raise ConfigError(f"the model takes token ids below {vocab_size}, and these go up to {max(ids)}: a dataset of another vocabulary")
