@@ -1,6 +1,7 @@
 """The causal test of the boundary head: small models trained for a few seconds each, every head knocked out in turn
 (mean ablation), and `zo-gpt explain` on a run folder, as a user would call it."""
 import shutil
+import threading
 
 import pytest
 import torch
@@ -122,6 +123,29 @@ def test_a_replaced_dataset_gets_the_command_that_makes_it_again(tiny_data, tmp_
     assert main(command[1:]) == 0 and main(["explain", str(run)]) == 0
 
 
+def test_explain_holds_its_dataset_for_reading_as_a_run_does(finished_run, tiny_data, tmp_path, monkeypatch):
+    "A prepare --force of the dataset explain is reading is refused (A130), and explain waits for no prepare writing it."
+    import zo_gpt.ablation as ablation
+    from zo_gpt.folders import folder_lock
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    said, real = [], ablation.explain
+    def explain_then_prepare(*a, **k):
+        said.append(main(["prepare", "--out", str(data), "--n-seq", "200", "--seq-len", "60", "--vocab", "compact",
+                          "--seed", "7", "--force"]))
+        return real(*a, **k)
+    monkeypatch.setattr(ablation, "explain", explain_then_prepare)
+    assert main(["explain", str(finished_run), "--data", str(data)]) == 0 and said == [2]   # refused: in use
+    monkeypatch.undo()
+    got = []
+    def explain_elsewhere():                                     # another thread: as another process, it does not hold the folder
+        try: got.append(explain_run(finished_run, data_dir=data))
+        except ConfigError as e: got.append(str(e))
+    with folder_lock(data, "out"):                                                          # as a prepare writing it
+        t = threading.Thread(target=explain_elsewhere); t.start(); t.join()
+    assert "is in use by" in got[0], got
+
+
 def test_the_ladder_functions_refuse_what_they_cannot_read(finished_run, tiny_data):
     import copy
     from zo_gpt.evaluation import History, loss_figure
@@ -131,7 +155,9 @@ def test_the_ladder_functions_refuse_what_they_cannot_read(finished_run, tiny_da
     x = torch.zeros(1, 8, dtype=torch.int64)
     for call, says in [(lambda: evaluate_ladder(None, [(x, x)], meta), "model must be a GPT"),
                        (lambda: evaluate_ladder(model, [x], meta), "batches must be a list of"),
-                       (lambda: boundary_scores(model, x + 9, meta), "batches must be a list of")]:
+                       (lambda: boundary_scores(model, x + 9, meta), "batches must be a list of"),
+                       (lambda: boundary_scores(model, torch.zeros(1, model.config.block_size + 1, dtype=torch.int64), meta),
+                        "a context of 33 tokens is longer than the model's block_size=32")]:
         with pytest.raises(ConfigError, match=says): call()
     h = History(**{k: ckpt["history"][k] for k in ("config", "floor", "entropy", "p", "seq_len")})
     h.train, h.val = ckpt["history"]["train"], copy.deepcopy(ckpt["history"]["val"])

@@ -76,6 +76,17 @@ def test_train_help_describes_every_setting():
     assert all(line.split()[-1] for line in r.stdout.splitlines() if line.startswith("  --") and "=" in line)
 
 
+
+def test_profile_help_gives_the_settings_profile_runs():
+    "profile's cpu model is the fused-loss benchmark's, its dataset under --out (K137): its table says so, not train's."
+    from zo_gpt.profiling import profile_config
+    r = zo("profile", "--help")
+    rows = {l.split()[0]: l.split()[1:3] for l in r.stdout.splitlines() if l.startswith("  --") and "=" in l.split()[0]}
+    cfg = profile_config("cpu")
+    for k in ("vocab", "n_embd", "n_head", "block_size", "batch_size", "max_iters"): assert rows[f"--{k}="][0] == str(getattr(cfg, k)), k
+    assert rows["--data_dir="] == ["--out/data-gpt2"] * 2 and "--out_dir=" not in rows
+    assert zo("train", "--help").stdout.split("\n  --n_head=")[1].split()[0] == "8"   # train's own table is train's
+
 def test_samples_are_one_sequence_per_paragraph():
     from zo_gpt.cli import format_sample
     text = "1 0 1<|endoftext|>0 1 1 1 0 1 1 0 1 1<|endoftext|>1 1"

@@ -253,3 +253,52 @@ def test_a_stop_during_a_swap_that_fails_keeps_the_old_files_and_is_taken(tmp_pa
     monkeypatch.undo()
     assert [(old / n).read_text() for n in "abc"] == ["old"] * 3
 
+
+
+def test_only_the_swap_of_the_commands_own_folder_ends_its_work(tmp_path):
+    "profile makes its dataset in a swap of its own on the way (B130): only the swap of the command's --out ends its work."
+    from zo_gpt.folders import ON_PLACED, replace_together
+    ended = []
+    for f in ("out", "out/data", "new", "new_data"): (tmp_path / f).mkdir()
+    for f in ("new", "new_data"): (tmp_path / f / "a").write_text(f)
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    token = ON_PLACED.set((str(tmp_path / "out"), lambda: ended.append("ended")))   # takes the handlers' place, as the command line's does
+    try:
+        replace_together(tmp_path / "new_data", tmp_path / "out" / "data", ("a",))
+        assert ended == [] and signal.getsignal(signal.SIGINT) is signal.default_int_handler   # a stop is still taken
+        replace_together(tmp_path / "new", tmp_path / "out", ("a",))
+        assert ended == ["ended"]
+    finally:
+        ON_PLACED.reset(token)
+        for s, h in saved.items(): signal.signal(s, h)
+
+
+def test_a_dataset_replaced_since_it_was_opened_is_not_trained_on(tiny_data, tmp_path):
+    "A prepare --force between open_dataset and fit (A131: the panel keeps what it opened): fit says so, the panel opens it again."
+    from zo_gpt.cli import main
+    from zo_gpt.config import open_dataset
+    from zo_gpt.ui import TrainingPanel
+    ds = tmp_path / "ds"; shutil.copytree(tiny_data, ds)
+    cfg = make_config("cpu", {"data_dir": str(ds), "out_dir": str(tmp_path / "r"), "max_iters": 2, "eval_interval": 2, "final_eval": False})
+    opened, panel = open_dataset(cfg), TrainingPanel(cfg, run_dir=str(tmp_path / "pan"))
+    try:
+        kept = panel._dataset(cfg)
+        assert main(["prepare", "--out", str(ds), "--n-seq", "100", "--seq-len", "60", "--vocab", "compact", "--p", "1/2", "--force"]) == 0
+        with pytest.raises(TrainingError, match="was replaced since it was opened"): fit(cfg, data=opened, verbose=False)
+        assert kept.meta["config"]["p"] != 0.5 and panel._dataset(cfg).meta["config"]["p"] == 0.5
+    finally: panel.close()
+
+
+def test_a_run_makes_its_dataset_in_an_empty_folder_it_would_hold(tmp_path, monkeypatch):
+    "An empty dataset folder (made by hand, or left by a killed first use; A134, B145): the run makes the dataset there, not refuses itself."
+    import contextlib
+    import zo_gpt.config
+    from zo_gpt.config import held_dataset
+    from zo_gpt.tokens import DataConfig
+    monkeypatch.setattr(zo_gpt.config, "DataConfig", lambda vocab: DataConfig(n_seq=50, seq_len=30, vocab=vocab))   # small, for the test
+    (tmp_path / "ds").mkdir()
+    for data_dir, make in ((str(tmp_path / "ds"), True), ("", False)):   # profile's own folder; train's default one
+        monkeypatch.chdir(tmp_path); (tmp_path / "data" / "zero_one-compact").mkdir(parents=True, exist_ok=True)
+        cfg = make_config("cpu", {"data_dir": data_dir, "out_dir": str(tmp_path / "r")})
+        with contextlib.ExitStack() as reading:
+            assert held_dataset(cfg, None, reading, make=make).meta["config"]["n_seq"] == 50

@@ -252,6 +252,7 @@ def test_the_panel_methods_refuse_wrong_arguments(tiny_data, tmp_path):
             panel.add(History({}, 0.7, 0.64, 2 / 3, 60), None)
         with pytest.raises(ConfigError, match="^timeout must be"):
             panel.wait("soon")
+        assert panel.wait(1e10) and panel.wait(10 ** 10) and panel.wait(float("inf"))   # longer than a thread can wait: no limit (G160)
         for pairs, says in (([(8,)], "pairs must be"), (7, "pairs must be"), ([(0, 64)], "batch_size must be")):
             panel.start(pairs)
             assert "not started: " + says in panel.status.value and not panel.running, panel.status.value
@@ -347,6 +348,8 @@ MORE_MISUSE = [
     (lambda: mechanism((GPT(GPTConfig(n_head=2, n_embd=16, block_size=8, vocab_size=5)), {}), [], {}),
      "model must be a GPT (see load_model), got tuple (load_model returns the model and its checkpoint: take [0])"),
     (lambda: attention_weights("model", torch.zeros(1, 8, dtype=torch.long)), "model must be a GPT (see load_model), got str"),
+    (lambda: attention_weights(GPT(GPTConfig(n_head=2, n_embd=16, block_size=8, vocab_size=5)), torch.zeros(1, 9, dtype=torch.long)),
+     "a context of 9 tokens is longer than the model's block_size=8"),                     # G171: the model's own check
     (lambda: evaluate([], [(torch.zeros(1, 8, dtype=torch.long),) * 2], {}), "model must be a GPT (see load_model), or have its log_probs, got list"),
     (lambda: profile_steps(TrainConfig(), trace=5), "trace must be a file's path, got int 5"),
     (lambda: profile_steps(TrainConfig(), table=tempfile.gettempdir()), f"table={tempfile.gettempdir()!r} is a folder"),
@@ -474,6 +477,12 @@ def test_the_shared_run_folder_is_reused_or_refused_before_any_work(finished_run
     (tmp_path / "stopped" / "summary.json").write_text(json.dumps(summary))
     with pytest.raises(ConfigError, match="it did not finish; choose another run_dir"):
         check_shared_run(replace(same, out_dir=str(tmp_path / "stopped")))
+    with pytest.raises(ConfigError, match=r"it was trained on a dataset made with .*, not the notebooks' .*; choose another run_dir$"):
+        check_shared_run(replace(same, data_dir=str(finished_run / "data-compact")))    # F130: the notebooks' own, to be made there
+    from zo_gpt.cli import main
+    assert main(["prepare", "--out", str(tmp_path / "seed7"), "--n-seq", "200", "--seq-len", "60", "--vocab", "compact", "--seed", "7"]) == 0
+    with pytest.raises(ConfigError, match=r"it was trained on another dataset than the one in .*seed7; choose another run_dir$"):
+        check_shared_run(replace(same, data_dir=str(tmp_path / "seed7")))
 
 
 def test_a_batch_with_no_blocks_and_numpy_seeds(finished_run, tiny_data):

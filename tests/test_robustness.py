@@ -76,7 +76,8 @@ def world(tmp_path_factory, tiny_data, tiny_gpt2_data, finished_run):
     good = torch.load(w / "done" / "ckpt.pt", weights_only=True)
     for name, key, value in (("ck_iter", "iter", "7"), ("ck_rng", "rng", {}), ("ck_config", "config", "abc"),
                              ("ck_history", "history", {"train": [{"iter": 1}], "val": []}), ("ck_table", "tokens_table", []),
-                             ("ck_table_keys", "tokens_table", [{"id": 0}])):
+                             ("ck_table_keys", "tokens_table", [{"id": 0}]),
+                             ("ck_steps", "history", {**good["history"], "train": good["history"]["train"][:2]})):   # H132
         shutil.copytree(w / "done", w / name)                            # a whole run whose checkpoint has one bad value
         torch.save({**good, key: value}, w / name / "ckpt.pt")
     for name, file in (("fifo_ckpt", "ckpt.pt"), ("fifo_summary", "summary.json")):
@@ -85,6 +86,8 @@ def world(tmp_path_factory, tiny_data, tiny_gpt2_data, finished_run):
     damaged("meta_huge", lambda d: os.truncate(d / "meta.json", 2 * 2**20))   # sparse: read only up to zo_gpt's bound
     shutil.copytree(w / "done", w / "summary_huge"); os.truncate(w / "summary_huge" / "summary.json", 2 * 2**20)
     shutil.copytree(w / "nockpt", w / "ck_zip")                          # a zip, but not one torch wrote: nothing resumes it
+    shutil.copytree(w / "done", w / "ck_link"); (w / "ck_link" / "ckpt.pt").unlink()      # H138: on a backup disk, not mounted now
+    (w / "ck_link" / "ckpt.pt").symlink_to(w / "unmounted" / "ckpt.pt")
     with zipfile.ZipFile(w / "ck_zip" / "ckpt.pt", "w") as z: z.writestr("notes.txt", "mine")
     return w
 
@@ -171,6 +174,9 @@ def cases(w):
         (run("ck_rng", "--resume"), 1, "is not a zo_gpt checkpoint: its rng lacks a random state"),
         (run("ck_config", "--resume"), 1, "is not a zo_gpt checkpoint: its config is str, not dict"),
         (run("ck_history", "--resume"), 1, "its history holds a step or an evaluation without its numbers"),
+        (run("ck_steps", "--resume"), 1, "its history records 2 steps, not the 4 it has taken"),
+        (run("ck_link", "--resume"), 2, "ckpt.pt is a symbolic link to"),                      # not a run that never saved one
+        (run("ck_link"), 2, "which does not exist now: mount what holds it, or move the link away, then start the run again"),
         (run("fifo_ckpt"), 2, "ckpt.pt is not a file (a pipe, a device) where zo_gpt keeps a file: move it away"),
         (run("fifo_ckpt", "--resume"), 2, "ckpt.pt is not a file (a pipe, a device) where zo_gpt keeps a file: move it away"),
         (run("fifo_summary"), 2, "summary.json is not a file (a pipe, a device) where zo_gpt keeps a file: move it away"),
@@ -653,9 +659,31 @@ def test_a_swap_that_a_killed_command_began_is_undone_by_the_next_command_there(
     shutil.copytree(world / "data", tmp_path / "ds")
     stage = tmp_path / "ds" / ".zo_gpt-stage-killed"; stage.mkdir()
     os.replace(tmp_path / "ds" / "train.bin", stage / "train.bin.old"); (stage / "train.bin").write_bytes(b"half of a new one")
+    (stage / ".moving").write_text("train.bin\n")
     args = ["train", f"--data_dir={tmp_path / 'ds'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=2", "--eval_interval=2", *SMALL]
     assert main(args) == 0 and not list((tmp_path / "ds").glob(".zo_gpt-stage-*"))
     assert (tmp_path / "ds" / "train.bin").read_bytes() == (world / "data" / "train.bin").read_bytes()
+
+
+def test_a_swap_that_a_killed_command_finished_is_kept_by_the_next_command_there(world, tmp_path):
+    "prepare --force killed after its last file went in, before its staging folder went: the next command keeps the new set."
+    shutil.copytree(world / "data", tmp_path / "ds")
+    stage = tmp_path / "ds" / ".zo_gpt-stage-killed"; stage.mkdir()
+    (stage / ".moving").write_text("train.bin\nval.bin\nmeta.json\n")            # what the swap listed, all moved in
+    for n in ("train.bin", "val.bin", "meta.json"): (stage / f"{n}.old").write_bytes(b"the set it replaced")
+    args = ["train", f"--data_dir={tmp_path / 'ds'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=2", "--eval_interval=2", *SMALL]
+    assert main(args) == 0 and not list((tmp_path / "ds").glob(".zo_gpt-stage-*"))
+    assert (tmp_path / "ds" / "train.bin").read_bytes() == (world / "data" / "train.bin").read_bytes()
+
+
+def test_a_swap_into_a_new_folder_that_a_killed_command_began_leaves_nothing_of_it(world, tmp_path):
+    "prepare killed after two of its three files went into a new folder (B136): the next command takes them out, and works."
+    d = tmp_path / "d"; stage = d / ".zo_gpt-stage-killed"; stage.mkdir(parents=True)
+    (stage / ".moving").write_text("train.bin\nval.bin\nmeta.json\n")
+    for n in ("train.bin", "val.bin"): shutil.copy(world / "data" / n, d / n)            # moved in, with no old file
+    shutil.copy(world / "data" / "meta.json", stage / "meta.json")                      # not yet
+    assert main(["prepare", "--out", str(d), "--n-seq", "20", "--seq-len", "30", "--vocab", "compact"]) == 0
+    assert json.loads((d / "meta.json").read_text())["config"]["n_seq"] == 20 and not list(d.glob(".zo_gpt-stage-*"))
 
 
 @pytest.mark.parametrize("what", ["export", "prepare", "profile"])
@@ -683,6 +711,24 @@ def test_a_library_that_a_bad_environment_variable_stops_as_a_command_loads_it_i
     assert r.stderr.startswith("zo-gpt train: failed: torch could not load (Invalid log settings: bogus") and not (tmp_path / "r").exists()
     assert r.stderr.endswith("; check TORCH_LOGS='bogus'\n")             # the variable named, whatever the package's name
 
+
+
+def test_a_bar_format_tqdm_cannot_fill_is_one_line_before_any_work(tmp_path):
+    "TQDM_BAR_FORMAT is read as each bar is made, not as tqdm loads (E130): the command draws one first, before any work."
+    for fmt, why in (("{bogus}", "KeyError: 'bogus'"), ("{l_bar}{bar", "ValueError: expected '}' before end of string")):
+        r = subprocess.run([sys.executable, "-m", "zo_gpt.cli", "prepare", "--out", str(tmp_path / "d"), "--n-seq", "20", "--seq-len", "10",
+                            "--vocab", "compact"], env={**os.environ, "TQDM_BAR_FORMAT": fmt}, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 1 and r.stderr == (f"zo-gpt prepare: failed: tqdm cannot draw a progress bar ({why}); "
+                                                  f"check TQDM_BAR_FORMAT={fmt!r}\n"), r.stderr[-2000:]
+        assert not (tmp_path / "d").exists()
+
+
+def test_compile_without_a_cpp_compiler_is_refused_before_any_work(world, tmp_path):
+    "torch.compile builds C++ on the CPU at the first step (E133): a run asks torch's own search for a compiler first."
+    r = subprocess.run([sys.executable, "-m", "zo_gpt.cli", "train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'r'}",
+                        "--compile=True", *SMALL], env={**os.environ, "CXX": "/nonexistent/g++"}, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr[-2000:]
+    assert r.stderr.startswith("zo-gpt train: error: compile=True needs a C++ compiler on the CPU") and not (tmp_path / "r").exists()
 
 def test_the_profilers_own_clean_up_error_does_not_hide_memory_running_out():
     "Under ulimit -v the profiler fails to start, and its exit then raises an AssertionError of its own: the MemoryError is what counts."

@@ -18,6 +18,7 @@ from pathlib import Path
 from .checkpoint import load_model
 from .config import config_from, fixed_batches
 from .evaluation import PARTS, attention_on_boundary, attention_weights, evaluate
+from .folders import folder_lock, writing_here
 from .helpers import ConfigError, DatasetError, remake
 from .ladder import check_batches
 from .model import GPT
@@ -119,8 +120,9 @@ def explain_table(result:dict) -> str:
     return "\n".join(lines)
 
 # %% ../nbs/03c_ablation.ipynb #c29d0e77
-def _run_dataset(run_dir:Path, ckpt:dict, data_dir=None):
-    "The dataset the run in `run_dir` was trained on: `data_dir`, or the checkpoint's path as given or under the run folder's parents."
+def _run_dataset(run_dir:Path, ckpt:dict, reading:contextlib.ExitStack, data_dir=None):
+    """The dataset the run in `run_dir` was trained on: `data_dir`, or the checkpoint's path as given or under the run
+    folder's parents; held for reading while `reading` lasts, as a run holds its own (no `prepare` replaces it meanwhile)."""
     if data_dir is not None and not (isinstance(data_dir, (str, os.PathLike)) and str(data_dir).strip()):
         raise ConfigError(f"data_dir must name a dataset folder, got {data_dir!r}")
     named = Path(data_dir or ckpt.get("data_path") or ckpt["config"].get("data_dir") or "data/zero_one-compact")
@@ -131,6 +133,7 @@ def _run_dataset(run_dir:Path, ckpt:dict, data_dir=None):
     if found is None:
         where = f"{named} holds no dataset" if data_dir else f"cannot find the dataset the run in {run_dir} was trained on ({named})"
         raise DatasetError(where + (again if not data_dir else "; give the folder of the dataset it was trained on"))
+    if not writing_here(found): reading.enter_context(folder_lock(found, "data_dir", shared=True))
     data = load_dataset(found)                                      # its files checked against meta.json
     if data.meta["content_hash"] != ckpt["data_hash"]:
         raise DatasetError(f"{found} holds another dataset (content hash {data.meta['content_hash'][:12]}) than the run in "
@@ -141,5 +144,6 @@ def explain_run(run_dir, data_dir=None) -> dict:
     "`explain` for the run in `run_dir`, on its fixed validation batches (from `data_dir`, or the dataset it names)."
     model, ckpt = load_model(run_dir, device="cpu")
     cfg = config_from(ckpt["config"], str(Path(run_dir) / "ckpt.pt"))   # load_model made its model of it
-    data = _run_dataset(Path(run_dir), ckpt, data_dir)
-    return explain(model, fixed_batches(data.val, cfg, torch.device("cpu")), data.meta)
+    with contextlib.ExitStack() as reading:
+        data = _run_dataset(Path(run_dir), ckpt, reading, data_dir)
+        return explain(model, fixed_batches(data.val, cfg, torch.device("cpu")), data.meta)

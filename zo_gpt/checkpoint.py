@@ -31,8 +31,7 @@ from .tokens import DataConfig
 RESULT_FILES = ("summary.json", "loss.png")  # what a run leaves in its folder when it ends
 RUN_FILES = ("ckpt.pt", "metrics.jsonl", *RESULT_FILES)  # everything a run writes in its folder
 CKPT_KEYS = ("model", "optimizer", "config", "iter", "tokens", "rng", "history", "tokens_table", "data_hash")
-# settings that may differ on resume
-RESUME_FREE = {"device", "compile", "out_dir", "final_eval", "data_dir", "read_back_every"}
+RESUME_FREE = {"device", "compile", "out_dir", "final_eval", "data_dir", "read_back_every"}  # settings that may differ on resume
 
 def claim_run_folder(
     cfg:TrainConfig, # the run
@@ -134,6 +133,8 @@ def _damage(ckpt:dict) -> str|None:
     number = lambda r, k: isinstance(r, dict) and isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool)
     if not all(number(r, "iter") and number(r, "loss") for r in h["train"] + h["val"]) or not all(number(r, "kl") for r in h["val"]):
         return "its history holds a step or an evaluation without its numbers"
+    if [r["iter"] for r in h["train"]] != list(range(1, ckpt["iter"] + 1)):   # one record per step taken, in order
+        return f"its history records {len(h['train']):,} steps, not the {ckpt['iter']:,} it has taken"
     if not (h.get("final") is None or number(h["final"], "kl")): return "its history's final evaluation is not one"
     try: check_tokens_table(ckpt["tokens_table"])
     except ConfigError as e: return str(e)
@@ -272,13 +273,23 @@ def check_shared_run(
     if fresh or not present: return out
     why = "it did not finish"
     if (out / "ckpt.pt").is_file() and _summary(out).get("interrupted") is False:
-        try: diff = config_differences(load_checkpoint(out / "ckpt.pt")["config"], cfg)
+        try: ckpt = load_checkpoint(out / "ckpt.pt"); diff = config_differences(ckpt["config"], cfg)
         except TrainingError as e: diff, why = None, str(e)
+        if diff == {} and (other := _other_data(ckpt, cfg)): diff, why = None, other   # data_dir may differ; the dataset may not
         if diff == {}: return out
         if diff: why = (f"it was trained with {', '.join(f'{k}={a!r}' for k, (a, _) in diff.items())}, not this notebook's "
                         + ", ".join(f"{k}={b!r}" for k, (_, b) in diff.items()))
     then = f"choose another {name}" + (", or set fresh = True to replace it" if fresh is not None else "")
     raise ConfigError(f"{name}={cfg.out_dir!r} holds another run ({', '.join(present)}): {why}; {then}")
+
+def _other_data(ckpt:dict, cfg:TrainConfig) -> str|None:
+    "Why the run of `ckpt` was not trained on `cfg`'s dataset (the one there, or the notebooks' default one made there); None if it was."
+    try: theirs = read_meta(cfg.dataset)["content_hash"] if (cfg.dataset / "meta.json").is_file() else None
+    except DatasetError: theirs = ""   # damaged: not the run's
+    if theirs is not None: return None if theirs == ckpt["data_hash"] else f"it was trained on another dataset than the one in {cfg.dataset}"
+    made, c = asdict(DataConfig(vocab=cfg.vocab)), ckpt.get("data_config") if isinstance(ckpt.get("data_config"), dict) else {}
+    if diff := [k for k in made if c.get(k) != made[k]]:
+        return f"it was trained on a dataset made with {', '.join(f'{k}={c.get(k)!r}' for k in diff)}, not the notebooks' " + ", ".join(f"{k}={made[k]!r}" for k in diff)
 
 def _check_shared_dataset(cfg:TrainConfig, name:str):
     """A `ConfigError` if the dataset folder inside the shared folder holds anything but the dataset the notebooks make

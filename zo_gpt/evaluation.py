@@ -252,7 +252,7 @@ def attention_weights(model, idx:torch.Tensor) -> torch.Tensor:
         got = f"{idx.dtype} {tuple(idx.shape)} from {idx.min().item()} to {idx.max().item()}" if isinstance(idx, torch.Tensor) and idx.numel() else repr(idx)[:80]
         raise ConfigError(f"idx must be a (B, T) tensor of integer token ids from 0 to {V - 1}, got {got}")
     B, T = idx.shape
-    x = model.wte(idx) + model.wpe(torch.arange(T, device=idx.device))
+    x = model.embed(idx)   # a context longer than the model's block_size refused there
     attn = model.h[0].attn
     q, k, _ = attn.c_attn(model.h[0].ln_1(x)).split(model.config.n_embd, dim=2)
     q, k = (t.view(B, T, attn.n_head, -1).transpose(1, 2) for t in (q, k))  # (B, nh, T, hs)

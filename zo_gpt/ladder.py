@@ -43,7 +43,7 @@ def boundary_scores(model, x:torch.Tensor, meta:dict) -> list:
     check_model(model)
     check_batches([(x, x)], _vocab(model, meta))
     codes, (B, T), block = code_lookup(meta)[x.cpu().numpy()], x.shape, model.h[0]
-    q, k, _ = block.attn.c_attn(block.ln_1(model.wte(x) + model.wpe(torch.arange(T, device=x.device)))).split(model.config.n_embd, 2)
+    q, k, _ = block.attn.c_attn(block.ln_1(model.embed(x))).split(model.config.n_embd, 2)
     q, k = (t.view(B, T, block.attn.n_head, -1).transpose(1, 2) for t in (q, k))              # (B, nh, T, hs), as the model's
     marks = torch.as_tensor(is_boundary(codes), dtype=q.dtype, device=x.device)[:, None, :, None].expand(q.shape).contiguous()
     # as wide as the queries, in memory: values of another width, or repeated by strides, send torch to its slow path

@@ -53,7 +53,6 @@ def precision(
     try: yield
     finally: torch.set_flush_denormal(saved)
 
-
 # %% ../nbs/02_model.ipynb #ae55ca1d
 @dataclass
 class GPTConfig:
@@ -177,8 +176,7 @@ class GPT(nn.Module):
     def __init__(self, cfg:GPTConfig):
         super().__init__()
         self.config = cfg
-        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
-        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
+        self.wte, self.wpe = nn.Embedding(cfg.vocab_size, cfg.n_embd), nn.Embedding(cfg.block_size, cfg.n_embd)
         self.drop = nn.Dropout(cfg.dropout)
         self.h = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
         self.ln_f = LayerNorm(cfg.n_embd, cfg.bias)
@@ -192,12 +190,14 @@ class GPT(nn.Module):
         if isinstance(module, (nn.Linear, nn.Embedding)): nn.init.normal_(module.weight, mean=0.0, std=self.config.init_std)
         if isinstance(module, nn.Linear) and module.bias is not None: nn.init.zeros_(module.bias)
 
+    def embed(self, idx):
+        "Token plus position embeddings (B, T, C) of token ids `idx` (B, T): what enters the first block, before dropout."
+        if (T := idx.shape[1]) > self.config.block_size:
+            raise ConfigError(f"a context of {T} tokens is longer than the model's block_size={self.config.block_size}")
+        return self.wte(idx) + self.wpe(torch.arange(T, device=idx.device))
     def hidden(self, idx):
         "The final hidden states (B, T, C) for token ids `idx` (B, T)."
-        B, T = idx.shape
-        if T > self.config.block_size:
-            raise ConfigError(f"a context of {T} tokens is longer than the model's block_size={self.config.block_size}")
-        with record_function("embeddings"): x = self.drop(self.wte(idx) + self.wpe(torch.arange(T, device=idx.device)))
+        with record_function("embeddings"): x = self.drop(self.embed(idx))
         for block in self.h: x = block(x)
         return self.ln_f(x)
 

@@ -27,7 +27,7 @@ from torch.profiler import ProfilerActivity, profile, schedule
 from .helpers import ConfigError, TrainingError, check_positive, file_size_limit, get_device, size_text
 from .folders import atomic_path, writable_folder
 from .model import flops_per_token, precision
-from .config import TrainConfig, check_data, held_dataset, make_config, read_overrides
+from .config import PROFILED, TrainConfig, check_data, held_dataset, make_config, read_overrides
 from .figures import draws, png_figure
 from .train import State, new_run, read_back, take_step
 from .accounting import CATEGORIES, PHASES, account, event_table, kineto_links, memory_by_phase, quiet_profiler
@@ -35,8 +35,7 @@ from .accounting import CATEGORIES, PHASES, account, event_table, kineto_links, 
 # %% ../nbs/04_profile.ipynb #73481e70
 def profile_config(preset:str="cpu", overrides:dict|None=None) -> TrainConfig:
     "The configuration profiled for `preset`: the a100 preset as it is, or the CPU benchmark's GPT-2-vocabulary model."
-    base = {} if preset != "cpu" else {"vocab": "gpt2", "n_embd": 128, "n_head": 4, "block_size": 256, "batch_size": 8}
-    return make_config(preset, {**base, **read_overrides(overrides)})
+    return make_config(preset, {**PROFILED.get(preset, {}), **read_overrides(overrides)})
 
 # %% ../nbs/04_profile.ipynb #39f68e5c
 @dataclass

@@ -27,7 +27,8 @@ from .checkpoint import claim_run_folder, restore, reused_run, run_dataset, save
 from .config import TrainConfig, check_config, check_data, fixed_batches, get_batch, lr_at
 from .data import check_flag, entropy, out_of_memory, stream_floor
 from .evaluation import History, check_final, evaluate_split, final_split, loss_figure
-from .helpers import ConfigError, TrainingError, first_line, gather_checksums, processes, stop_signals
+from .helpers import ConfigError, TrainingError, first_line
+from .runtime import gather_checksums, processes, stop_signals
 from .folders import atomic_path, folder_lock
 from .ladder import evaluate_ladder
 from .model import GPT, autocast, make_optimizer, precision, step_model
@@ -236,9 +237,7 @@ class Checkpointer(Callback):
 def _stop_on_ctrl_c(state:State):
     """In the main thread, a first stop signal ends the loop after this step (the final evaluation after this batch) and
     says so; a second, at once. `settle`, once the ending is decided, ignores them while the run's files are written."""
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: None
-        return
+    if threading.current_thread() is not threading.main_thread(): yield lambda: None; return   # only the main thread takes signals
     def handler(signum, frame):
         if state.interrupt: raise KeyboardInterrupt
         state.interrupt = True
@@ -267,7 +266,7 @@ def fit(
     callbacks = list(callbacks) if hasattr(callbacks, "__iter__") and not isinstance(callbacks, (str, bytes)) else callbacks
     if not isinstance(callbacks, list) or not all(isinstance(cb, Callback) for cb in callbacks):
         raise ConfigError(f"callbacks must be a list of Callback objects, got {str(callbacks)[:80]}")
-    ddp, rank, world, local, device = processes(cfg.device)
+    ddp, rank, world, local, device = processes(cfg.device, cfg.compile)
     found, data = reused_run(cfg, data) if reuse and not resume else (None, data)   # read only: a folder no one can write serves
     if found:
         if verbose and rank == 0: print(f"reused the finished run in {cfg.out_dir}: the same settings and dataset")

@@ -21,7 +21,7 @@ import ipywidgets as widgets
 from .config import TrainConfig, config_from, make_config, open_dataset
 from .evaluation import History, excess_text
 from .figures import Renderer
-from .helpers import SEED_MAX, ConfigError, check_positive, get_device, one_line
+from .helpers import SEED_MAX, ConfigError, check_positive, get_device, one_line, read_meta
 from .ladder import ladder_figure, nearest_rungs
 from .runs import VIEWS, runs_figure, steps_to  # steps_to: still found here, where it was first
 from .train import Callback, fit
@@ -103,11 +103,11 @@ def _slider(name:str, usual:list, value, text=None):
                                    layout=widgets.Layout(width="330px", max_width="100%"))
 
 def _seconds(timeout) -> float|None:
-    "`timeout` as it is (infinity as None: no limit), or a `ConfigError` unless it is None or a number of seconds, 0 or more."
-    if timeout is None or timeout == float("inf"): return None   # no limit: a thread's join and a condition take no infinity
+    "`timeout` as it is (None: no limit), or a `ConfigError` unless it is None or a number of seconds, 0 or more."
+    if timeout is None: return None
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
         raise ConfigError(f"timeout must be a number of seconds, 0 or more (or None), got {timeout!r}")
-    return timeout
+    return None if timeout >= threading.TIMEOUT_MAX else timeout   # longer than a thread can wait (infinity, 1e10 s): no limit
 
 class TrainingPanel:
     "Widgets over `fit`: sliders, Train/Stop, a live plot of every run against the floor, and a status line."
@@ -259,8 +259,9 @@ class TrainingPanel:
             self.train_button.disabled, self.stop_button.disabled = False, True
             self.redraw()
 
-    def _dataset(self, cfg:TrainConfig):
-        if cfg.data_dir not in self._data: self._data[cfg.data_dir] = open_dataset(cfg, make=True)
+    def _dataset(self, cfg:TrainConfig):   # opened once, and again where a `prepare --force` has replaced it since
+        if (d := self._data.get(cfg.data_dir)) is None or read_meta(d.path)["content_hash"] != d.meta["content_hash"]:
+            self._data[cfg.data_dir] = open_dataset(cfg, make=True)
         return self._data[cfg.data_dir]
 
     def _progress(self, run:Run, state, record:dict, steps_per_s:float):
