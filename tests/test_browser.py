@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import NBS, ROOT
 
-from zo_gpt.folders import notebook_folders
+from zo_gpt.notebooks import notebook_folders
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"

@@ -237,10 +237,11 @@ def _swap(tmp_path, stop_at:int, fail_at:int|None, monkeypatch):
 
 
 def test_a_stop_during_a_swap_waits_for_it_whichever_thread_takes_it(tmp_path, monkeypatch):
-    "The swap ends whole: the new files, and the stop dropped (the work is done), as a command that ends at once then reports."
+    """The swap ends whole, with the new files, and the stop is taken then: outside a command whose own --out it is (which
+    drops it, its work done: test_robustness), it may be a dataset made on the way, and what comes after must stop (B150)."""
     from zo_gpt.folders import replace_together
     old = _swap(tmp_path, 2, None, monkeypatch)
-    replace_together(tmp_path / "new", old, ("a", "b", "c"))
+    with pytest.raises(KeyboardInterrupt): replace_together(tmp_path / "new", old, ("a", "b", "c"))
     monkeypatch.undo()
     assert [(old / n).read_text() for n in "abc"] == ["new"] * 3
 
@@ -302,3 +303,27 @@ def test_a_run_makes_its_dataset_in_an_empty_folder_it_would_hold(tmp_path, monk
         cfg = make_config("cpu", {"data_dir": data_dir, "out_dir": str(tmp_path / "r")})
         with contextlib.ExitStack() as reading:
             assert held_dataset(cfg, None, reading, make=make).meta["config"]["n_seq"] == 50
+
+
+def test_of_two_readers_that_find_a_cut_swap_one_settles_it_and_the_other_waits(tiny_data, tmp_path):
+    "Readers share a dataset's lock (A155): a second one waits while the first puts back what a killed prepare set aside."
+    import fcntl
+    ds = tmp_path / "ds"; shutil.copytree(tiny_data, ds)
+    stage = ds / ".zo_gpt-stage-killed"; stage.mkdir()
+    (stage / ".moving").write_text("train.bin\nval.bin\nmeta.json\n")
+    for n in ("train.bin", "val.bin", "meta.json"): os.replace(ds / n, stage / f"{n}.old")
+    for n in ("train.bin", "val.bin"): (ds / n).write_bytes(b"new, moved in")            # meta.json still staged
+    (stage / "meta.json").write_text("{}")
+    first = os.open(stage, os.O_RDONLY); fcntl.flock(first, fcntl.LOCK_EX)                # the first reader, settling it
+    seen = []
+    def second():
+        with folder_lock(ds, "data_dir", shared=True): seen.append(sorted(p.name for p in ds.iterdir()))
+    t = threading.Thread(target=second); t.start()
+    ino = f":{os.stat(stage).st_ino} "
+    while not any(ino in line and "->" in line for line in Path("/proc/locks").read_text().splitlines()):   # until it waits
+        assert t.is_alive(), seen
+        time.sleep(0.01)
+    for n in ("train.bin", "val.bin", "meta.json"): os.replace(stage / f"{n}.old", ds / n)   # the first one's work
+    shutil.rmtree(stage); os.close(first); t.join()
+    assert seen == [["meta.json", "train.bin", "val.bin"]]
+    assert all((ds / n).read_bytes() == (tiny_data / n).read_bytes() for n in ("train.bin", "val.bin", "meta.json"))

@@ -133,6 +133,12 @@ def test_a_backend_that_matplotlib_does_not_know_does_not_stop_the_run(tiny_data
     assert (tmp_path / "run" / "loss.png").stat().st_size > 10_000
 
 
+def test_a_notebooks_own_pyplot_loads_past_a_backend_matplotlib_does_not_know():
+    "The notebooks draw some figures with pyplot, imported after load_matplotlib (E152b): papermill with a bad MPLBACKEND runs."
+    code = "from zo_gpt.helpers import load_matplotlib; load_matplotlib(); import matplotlib.pyplot as plt; plt.subplots(); print('drawn')"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "MPLBACKEND": "nonsense"}, timeout=300)
+    assert r.returncode == 0 and r.stdout == "drawn\n", r.stderr[-2000:]
+
 def test_a_failed_command_never_removes_a_folder_another_holds(tmp_path):
     from zo_gpt import folders
     new = tmp_path / "a" / "b"

@@ -25,7 +25,7 @@ from zo_gpt.evaluation import (History, alignment_blocks, attention_weights, che
                                excess_text, loss_figure, measure, mechanism, with_se)
 from zo_gpt.checkpoint import check_shared_run, config_from, load_checkpoint, load_model
 from zo_gpt.helpers import ConfigError, free_memory
-from zo_gpt.folders import NOTEBOOK_FILE, made_by, notebook_folders
+from zo_gpt.notebooks import NOTEBOOK_FILE, made_by, notebook_folders
 from zo_gpt.model import GPT, GPTConfig, sample_text
 from zo_gpt.profiling import profile_steps
 from zo_gpt.runs import runs_figure, steps_to
@@ -294,6 +294,20 @@ def test_the_loss_figure_frames_every_validation_loss_and_both_floors(T, start):
     fig.savefig(os.devnull, format="png")
 
 
+def test_a_source_entropy_near_zero_does_not_stretch_a_log_axis_over_decades():
+    "p near 1 (M150): H(p) about 4e-15 under a floor of 0.08; the log axes of both figures stop at a tenth of the floor."
+    import warnings
+    from zo_gpt.runs import runs_figure
+    h = short_block_history(256, start=10.8)
+    h.entropy, h.p = 4e-15, 1 - 1e-16
+    fig = loss_figure(h)
+    assert fig.axes[0].get_yscale() == "log" and fig.axes[0].get_ylim()[0] >= h.floor / 10 / 1.04
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                                     # matplotlib's "non-positive ylim on a log axis"
+        ax = runs_figure([h], ["p near 1"]).axes[0]
+    assert ax.get_yscale() == "log" and ax.get_ylim()[0] > 1e-5                    # not 4e-15: a tenth of its floor
+
+
 def test_a_run_evaluated_only_at_its_end_frames_its_training_loss_but_the_first_steps():
     "eval_interval past max_iters: the one evaluation is at the last step; the frame still holds the later training loss."
     h = short_block_history(256)
@@ -348,6 +362,13 @@ MORE_MISUSE = [
     (lambda: mechanism((GPT(GPTConfig(n_head=2, n_embd=16, block_size=8, vocab_size=5)), {}), [], {}),
      "model must be a GPT (see load_model), got tuple (load_model returns the model and its checkpoint: take [0])"),
     (lambda: attention_weights("model", torch.zeros(1, 8, dtype=torch.long)), "model must be a GPT (see load_model), got str"),
+    (lambda: attention_weights(GPT(GPTConfig(n_head=2, n_embd=16, block_size=8, vocab_size=5)), torch.zeros(1, 8, dtype=torch.uint16)),
+     "idx must be a (B, T) tensor of integer token ids from 0 to 4, got torch.uint16 (1, 8)"),                     # G150: the dataset's own dtype
+    (lambda: mechanism(GPT(GPTConfig(n_head=2, n_embd=16, block_size=8, vocab_size=5)), [(torch.zeros(1, 8, dtype=torch.uint16),) * 2],
+                       {"tokens": [{"id": i, "code": i} for i in range(5)], "config": {"seq_len": 60}}), "x and y must be int64 (or int32)"),   # G150c
+    (lambda: GPT(GPTConfig(n_head=2, n_embd=16, block_size=8, vocab_size=5)).generate(torch.zeros(1, 1, dtype=torch.long), 2, temperature=-1),
+     "temperature must be a number, 0 or more, got -1"),                                                          # G151
+    (lambda: make_config("cpu", {"weight_decay": 1e30}), "weight_decay=1e+30 with lr=0.03 would multiply the weights by"),   # D167
     (lambda: attention_weights(GPT(GPTConfig(n_head=2, n_embd=16, block_size=8, vocab_size=5)), torch.zeros(1, 9, dtype=torch.long)),
      "a context of 9 tokens is longer than the model's block_size=8"),                     # G171: the model's own check
     (lambda: evaluate([], [(torch.zeros(1, 8, dtype=torch.long),) * 2], {}), "model must be a GPT (see load_model), or have its log_probs, got list"),
@@ -574,3 +595,21 @@ def test_03_train_keeps_its_run_in_run_dir(tmp_path):
     assert len(error) == 1 and first and error[0].startswith("ConfigError: overrides may not set out_dir"), error
     assert not (tmp_path / "r").exists()
 
+
+
+def test_a_folder_that_cannot_be_written_leaves_none_of_the_folders_it_made(tmp_path, monkeypatch):
+    "A full disk (no inode left) lets the folders be made and refuses the first file (I151): the folders go with the refusal."
+    import errno, tempfile
+    from zo_gpt.folders import writable_folder
+    def no_space(*a, **k): raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(tempfile, "TemporaryFile", no_space)
+    with pytest.raises(ConfigError, match="is not a writable folder: No space left on device"): writable_folder(tmp_path / "a" / "b" / "c", "out")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fit_refuses_a_dataset_other_than_the_one_its_config_names(tiny_data, tmp_path):
+    "fit(cfg, data=) with data opened for another data_dir (G167): the run would record one dataset and train on another."
+    shutil.copytree(tiny_data, tmp_path / "other")
+    cfg = make_config("cpu", {"data_dir": str(tiny_data), "out_dir": str(tmp_path / "r"), "max_iters": 1, "final_eval": False})
+    other = open_dataset(make_config("cpu", {"data_dir": str(tmp_path / "other")}))
+    with pytest.raises(ConfigError, match="^data is the dataset in .*other, but the run's data_dir="): fit(cfg, data=other, verbose=False)

@@ -224,3 +224,15 @@ def test_a_trace_the_profiler_could_not_write_is_named(tmp_path, monkeypatch):
     with pytest.raises(TrainingError, match=r"^the profiler could not write its trace into the temporary folder .* free there\); "):
         profile_steps(cfg, active=1, trace=tmp_path / "t.json")
     assert not (tmp_path / "t.json").exists()
+
+
+def test_an_empty_data_dir_puts_profiles_dataset_under_out_as_its_help_says(tmp_path, monkeypatch):
+    "profile --help: data_dir '' means --out/data-{vocab} (K150), as leaving it out does; not data/ in the working folder."
+    import zo_gpt.config
+    from zo_gpt.cli import main
+    from zo_gpt.tokens import DataConfig
+    monkeypatch.setattr(zo_gpt.config, "DataConfig", lambda vocab: DataConfig(n_seq=50, seq_len=60, vocab=vocab))   # small, for the test
+    monkeypatch.chdir(tmp_path)
+    assert main(["profile", "--out", "p", "--steps", "1", "--data_dir=", "--vocab=compact", "--n_embd=16", "--n_head=2",
+                 "--batch_size=2", "--block_size=32"]) == 0
+    assert (tmp_path / "p" / "data-compact" / "meta.json").is_file() and not (tmp_path / "data").exists()

@@ -686,6 +686,28 @@ def test_a_swap_into_a_new_folder_that_a_killed_command_began_leaves_nothing_of_
     assert json.loads((d / "meta.json").read_text())["config"]["n_seq"] == 20 and not list(d.glob(".zo_gpt-stage-*"))
 
 
+def test_a_staging_folders_list_names_only_files_of_its_own_folder(world, tmp_path):
+    "A .moving made or copied by hand that names a path out of the folder (H158): nothing outside the dataset folder goes."
+    shutil.copytree(world / "data", tmp_path / "ds"); (tmp_path / "victim").mkdir(); (tmp_path / "victim" / "ckpt.pt").write_text("mine")
+    stage = tmp_path / "ds" / ".zo_gpt-stage-q"; stage.mkdir(); (stage / "train.bin").write_text("x")
+    (stage / ".moving").write_text(f"train.bin\n../victim/ckpt.pt\n{tmp_path / 'victim' / 'ckpt.pt'}\n")
+    args = ["train", f"--data_dir={tmp_path / 'ds'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=2", "--eval_interval=2", *SMALL]
+    assert main(args) == 0 and (tmp_path / "victim" / "ckpt.pt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("moving", ["", None])
+def test_a_cut_swap_whose_list_is_empty_or_missing_gets_its_old_files_back(world, tmp_path, moving):
+    "A power cut can leave .moving empty (no fsync yet), and a stage of an older version has none (H150): the old set comes back."
+    shutil.copytree(world / "data", tmp_path / "ds")
+    stage = tmp_path / "ds" / ".zo_gpt-stage-killed"; stage.mkdir()
+    if moving is not None: (stage / ".moving").write_text(moving)
+    for n in ("train.bin", "val.bin", "meta.json"): os.replace(tmp_path / "ds" / n, stage / f"{n}.old")
+    (tmp_path / "ds" / "train.bin").write_bytes(b"the new one, moved in")
+    args = ["train", f"--data_dir={tmp_path / 'ds'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=2", "--eval_interval=2", *SMALL]
+    assert main(args) == 0 and not list((tmp_path / "ds").glob(".zo_gpt-stage-*"))
+    assert all((tmp_path / "ds" / n).read_bytes() == (world / "data" / n).read_bytes() for n in ("train.bin", "val.bin", "meta.json"))
+
+
 @pytest.mark.parametrize("what", ["export", "prepare", "profile"])
 def test_a_stop_that_comes_once_the_files_are_in_place_does_not_make_the_command_say_interrupted(world, tmp_path, monkeypatch, what):
     "A Ctrl-C while the staging folder is removed, after the swap: the new files are in, so the command ends as done (rc 0)."
@@ -723,12 +745,26 @@ def test_a_bar_format_tqdm_cannot_fill_is_one_line_before_any_work(tmp_path):
         assert not (tmp_path / "d").exists()
 
 
-def test_compile_without_a_cpp_compiler_is_refused_before_any_work(world, tmp_path):
-    "torch.compile builds C++ on the CPU at the first step (E133): a run asks torch's own search for a compiler first."
+@pytest.mark.parametrize("cxx", ["missing", "broken"])
+def test_compile_without_a_working_cpp_compiler_is_refused_before_any_work(world, tmp_path, cxx):
+    """torch.compile builds C++ on the CPU at the first step: a run builds a tiny module as torch does, first. A compiler that
+    is not there (E133), or one that answers --version but builds nothing (E151: no Python headers), is one line."""
+    fake = tmp_path / "g++"
+    fake.write_text('#!/bin/sh\ncase "$*" in *--version*) exec g++ --version;; esac\necho "fatal error: Python.h: No such file" >&2; exit 1\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "CXX": "/nonexistent/g++" if cxx == "missing" else str(fake), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache")}
     r = subprocess.run([sys.executable, "-m", "zo_gpt.cli", "train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'r'}",
-                        "--compile=True", *SMALL], env={**os.environ, "CXX": "/nonexistent/g++"}, capture_output=True, text=True, timeout=300)
+                        "--compile=True", *SMALL], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr[-2000:]
     assert r.stderr.startswith("zo-gpt train: error: compile=True needs a C++ compiler on the CPU") and not (tmp_path / "r").exists()
+
+
+def test_a_matplotlibrc_that_asks_for_latex_does_not_stop_the_figures(world, tmp_path):
+    "text.usetex in a learner's matplotlibrc, with no LaTeX installed (E150): zo_gpt's figures set their text without it."
+    (tmp_path / "matplotlibrc").write_text("text.usetex: True\n")
+    r = subprocess.run([sys.executable, "-m", "zo_gpt.cli", "train", f"--data_dir={world / 'data'}", "--out_dir=r", "--max_iters=2",
+                        "--eval_interval=2", *SMALL], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and (tmp_path / "r" / "loss.png").stat().st_size > 0, r.stderr[-2000:]
 
 def test_the_profilers_own_clean_up_error_does_not_hide_memory_running_out():
     "Under ulimit -v the profiler fails to start, and its exit then raises an AssertionError of its own: the MemoryError is what counts."

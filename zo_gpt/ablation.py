@@ -129,11 +129,14 @@ def _run_dataset(run_dir:Path, ckpt:dict, reading:contextlib.ExitStack, data_dir
     again = "; give its folder with --data (data_dir=...)" + (f", or {remake(named, {'config': ckpt['data_config']})}"
                                                              if isinstance(ckpt.get("data_config"), dict) else "")
     places = [named] if data_dir or named.is_absolute() else [named, *(d / named for d in Path(run_dir).resolve().parents)]
-    found = next((d for d in places if (d / "meta.json").is_file()), None)
+    found = None
+    for d in (d for d in places if d.is_dir()):   # each held before it is looked at: a swap a killed prepare left is settled
+        with contextlib.ExitStack() as held:
+            if not writing_here(d): held.enter_context(folder_lock(d, "data_dir", shared=True))
+            if (d / "meta.json").is_file(): found = d; reading.enter_context(held.pop_all()); break
     if found is None:
         where = f"{named} holds no dataset" if data_dir else f"cannot find the dataset the run in {run_dir} was trained on ({named})"
         raise DatasetError(where + (again if not data_dir else "; give the folder of the dataset it was trained on"))
-    if not writing_here(found): reading.enter_context(folder_lock(found, "data_dir", shared=True))
     data = load_dataset(found)                                      # its files checked against meta.json
     if data.meta["content_hash"] != ckpt["data_hash"]:
         raise DatasetError(f"{found} holds another dataset (content hash {data.meta['content_hash'][:12]}) than the run in "

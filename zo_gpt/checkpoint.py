@@ -38,8 +38,7 @@ def claim_run_folder(
     resume:bool=False, # the run continues the one in the folder
     overwrite:bool=False, # replace the run in the folder
 ) -> Path:
-    """The run folder, made if missing, after refusing one that holds another run unless `resume` or `overwrite`; and
-    one another process holds (`fit` holds it first)."""
+    "The run folder, made if missing, after refusing one that holds another run unless `resume` or `overwrite` (`fit` holds it first)."
     with held_here(writable_folder(cfg.out_dir, "out_dir"), "out_dir") as out:
         check_replaceable(out, RUN_FILES, "start the run again")   # neither --force nor --resume could write there
         remove_stale_temps(out, RUN_FILES)                      # left by a process killed while writing
@@ -306,12 +305,13 @@ def _check_shared_dataset(cfg:TrainConfig, name:str):
                       f"choose another {name}, or move that folder away")
 
 def run_dataset(cfg:TrainConfig, data, reading:contextlib.ExitStack, resume:bool=False):
-    """`held_dataset(cfg, data, reading)`; resuming from a data_dir that holds no dataset, a `DatasetError` whose command
-    makes again the dataset the checkpoint records (the arguments it was made with)."""
-    c = _data_config(Path(cfg.out_dir) / "ckpt.pt") if resume and data is None and cfg.data_dir and not (cfg.dataset / "meta.json").exists() else None
-    if c: raise DatasetError(f"data_dir={cfg.data_dir!r} holds no dataset; the run in {cfg.out_dir} was trained on one made "
-                             f"with {', '.join(f'{k}={v!r}' for k, v in c.items())}: {remake(cfg.dataset, {'config': c})}")
-    return held_dataset(cfg, data, reading)
+    "`held_dataset(cfg, data, reading)`; resuming where none is, a `DatasetError` whose command makes the one its checkpoint records."
+    try: return held_dataset(cfg, data, reading)   # held first: a swap a killed prepare left there is settled
+    except DatasetError:
+        c = _data_config(Path(cfg.out_dir) / "ckpt.pt") if resume and data is None and cfg.data_dir and not (cfg.dataset / "meta.json").exists() else None
+        if not c: raise
+        raise DatasetError(f"data_dir={cfg.data_dir!r} holds no dataset; the run in {cfg.out_dir} was trained on one made "
+                           f"with {', '.join(f'{k}={v!r}' for k, v in c.items())}: {remake(cfg.dataset, {'config': c})}") from None
 
 def _data_config(path:Path) -> dict|None:
     "The arguments of the dataset the checkpoint at `path` was trained on, as it records them; None if it does not."

@@ -121,7 +121,7 @@ def _profile(args, extra:list[str]) -> int:
             raise ConfigError(f"out={str(args.out)!r} holds a profile report ({', '.join(present)}); replace it with --force, "
                               "or choose another folder")
         overrides = parse_overrides(extra)
-        own = "data_dir" not in overrides
+        own = not overrides.get("data_dir")   # left out, or '' (the help's "'' means --out/data-{vocab}")
         if own:  # the dataset goes under --out unless told otherwise
             overrides["data_dir"] = str(out / f"data-{profile_config(args.preset, overrides).vocab}")
         cfg = profile_config(args.preset, overrides)

@@ -96,6 +96,9 @@ class TrainConfig:
         for k in ("min_lr", "weight_decay", "grad_clip"):
             if getattr(self, k) < 0: raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)!r}")
         if self.min_lr > self.lr: raise ConfigError(f"min_lr={self.min_lr} must be <= lr={self.lr}: the rate decays from lr to min_lr")
+        if self.lr * self.weight_decay >= 1:   # AdamW's decay multiplies the weights by 1 - lr x weight_decay each step
+            raise ConfigError(f"weight_decay={self.weight_decay:g} with lr={self.lr:g} would multiply the weights by "
+                              f"{1 - self.lr * self.weight_decay:g} each step (AdamW's decay, 1 - lr x weight_decay); keep lr x weight_decay below 1")
         for k in ("beta1", "beta2", "dropout"):
             if not 0 <= getattr(self, k) < 1: raise ConfigError(f"{k} must be in [0, 1), got {getattr(self, k)!r}")
         if self.vocab not in VOCABS: raise ConfigError(f"vocab must be one of {VOCABS}, got {self.vocab!r}")
@@ -235,6 +238,9 @@ def held_dataset(cfg:TrainConfig, data:Dataset|None, reading:contextlib.ExitStac
     `prepare` replaces it under the run, nor the run reads one being made."""
     path = data.path if data is not None else cfg.dataset
     if data is not None and not Path(path).is_dir(): raise DatasetError(f"the dataset's folder {path} no longer exists")
+    if data is not None and Path(path).resolve() != cfg.dataset.resolve():   # the run's record names cfg's: they must agree
+        raise ConfigError(f"data is the dataset in {path}, but the run's data_dir={cfg.data_dir!r} names {cfg.dataset}; give data "
+                          "open_dataset(cfg), or set data_dir to its folder")
     def hold():
         if Path(path).resolve() != Path(cfg.out_dir).resolve() and not writing_here(path):   # a folder this run writes is held already
             reading.enter_context(folder_lock(path, "data_dir", shared=True))

@@ -142,9 +142,8 @@ def excess_text(r:dict) -> str:
     "'excess 3.2e-04 +- 4.6e-06' from a measures dict."
     if not isinstance(r, dict): raise ConfigError(f"r must be a measures dict (from evaluate or evaluate_split), got {type(r).__name__}")
     number = lambda v: isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
-    missing = [k for k in ("kl", "kl_se") if not number(r.get(k))]
-    if missing: raise ConfigError(f"r lacks {' and '.join(map(repr, missing))}: excess_text wants a measures dict from "
-                                  "evaluate or evaluate_split, whose 'kl' and 'kl_se' are numbers")
+    if missing := [k for k in ("kl", "kl_se") if not number(r.get(k))]: raise ConfigError(
+        f"r lacks {' and '.join(map(repr, missing))}: excess_text wants a measures dict from evaluate or evaluate_split, whose 'kl' and 'kl_se' are numbers")
     return f"excess {r['kl']:.1e} +- {r['kl_se']:.1e}"
 
 def with_se(value:float, se:float, sign:bool=False) -> str:
@@ -219,12 +218,12 @@ def loss_figure(history:History, title:str|None=None):
     bx.set_yscale("log"); bx.set_xlabel("step"); ax.grid(alpha=0.3); bx.grid(alpha=0.3, which="both")
     ax.set_ylabel("loss (nats per token)"); bx.set_ylabel("excess: KL(Bayes || model),\nnats per token")
     # The frame holds H(p), the floor, every validation loss ± SE and the smoothed training loss from windows after the first
-    # evaluation (or the first fifth of the run, if that is sooner): only the first steps' loss may leave it. From five times the floor up (gpt2 runs), the axis is logarithmic.
+    # evaluation (or the first fifth of the run, if sooner): only the first steps' loss may leave it. From five times the floor up (gpt2 runs), the axis is logarithmic, no lower than a tenth of the floor (an H(p) near 0 goes under it).
     ys = np.array([history.entropy, history.floor] + [r["bayes"] for r in va] +
                   [r["loss"] + s * r["se"] for r in va for s in (-1, 1)] + kept, float)
     lo, top = ys[np.isfinite(ys)].min(), ys[np.isfinite(ys)].max()
     if top > 5 * max(history.entropy, history.floor):
-        ax.set_yscale("log"); ax.set_ylim(lo / 1.03, top * 1.03)
+        ax.set_yscale("log"); ax.set_ylim(max(lo, history.floor / 10) / 1.03, top * 1.03)
         ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5))); ax.yaxis.set_major_formatter("{x:g}")  # 0.5, 1, 2, 5, 10
         ax.yaxis.set_minor_formatter(NullFormatter())
     else: ax.set_ylim(lo - 0.03 * (top - lo) - 0.003, top + 0.03 * (top - lo) + 0.003)
@@ -249,7 +248,7 @@ def attention_weights(model, idx:torch.Tensor) -> torch.Tensor:
     check_model(model)
     V, ok = model.config.vocab_size, isinstance(idx, torch.Tensor) and idx.dim() == 2 and idx.dtype in (torch.int32, torch.int64)
     if not (ok and idx.numel() and 0 <= idx.min() and idx.max() < V):   # what the embedding takes, said before it fails
-        got = f"{idx.dtype} {tuple(idx.shape)} from {idx.min().item()} to {idx.max().item()}" if isinstance(idx, torch.Tensor) and idx.numel() else repr(idx)[:80]
+        got = f"{idx.dtype} {tuple(idx.shape)}" + (f" from {idx.min().item()} to {idx.max().item()}" if ok and idx.numel() else "") if isinstance(idx, torch.Tensor) else repr(idx)[:80]
         raise ConfigError(f"idx must be a (B, T) tensor of integer token ids from 0 to {V - 1}, got {got}")
     B, T = idx.shape
     x = model.embed(idx)   # a context longer than the model's block_size refused there
@@ -274,6 +273,7 @@ def mechanism(model, batches:list, meta:dict) -> dict:
     check_model(model)
     if not batches: raise ConfigError("batches must hold at least one (x, y) batch, got none")
     ids, code_of, n, T = stream_ids(meta), code_lookup(meta), meta["config"]["seq_len"], batches[0][0].shape[1]
+    for x, y in batches: check_batch(x, y, ids, model.config.vocab_size)   # as measure checks them, before any work
     out = {k: [] for k in ("out_c", "out_p", "in_d", "in_p", "att_d", "att", "att_uniform", "p_one")}
     for x, y in batches:
         m = model.log_probs(x, ids).double().exp().cpu().numpy()

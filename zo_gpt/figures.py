@@ -8,10 +8,10 @@ __all__ = ['DRAWING', 'draws', 'png_figure', 'Renderer']
 # %% ../nbs/00a_figures.ipynb #30140760
 import functools
 import io
-import os
-import sys
 import threading
 import time
+
+from .helpers import load_matplotlib
 
 # %% ../nbs/00a_figures.ipynb #6e6fb9da
 DRAWING = threading.RLock()  # held while a figure is built or rendered: matplotlib's text layout is not thread-safe
@@ -20,26 +20,28 @@ def draws(make_figure):
     "Decorator for a function that builds a figure: it runs holding `DRAWING`, so no two figures are laid out at once."
     @functools.wraps(make_figure)
     def locked(*args, **kwargs):
-        with DRAWING: return make_figure(*args, **kwargs)
+        with DRAWING, _own_rc(): return make_figure(*args, **kwargs)
     return locked
+
+def _own_rc():
+    """What zo_gpt's figures are built and drawn under: the user's matplotlib settings, except LaTeX for text
+    (`text.usetex` in a matplotlibrc), which needs a LaTeX install these figures do without."""
+    _figure_class()   # matplotlib loaded, past a bad MPLBACKEND
+    import matplotlib
+    return matplotlib.rc_context({"text.usetex": False})
 
 @functools.cache
 def _figure_class():
     "matplotlib's Figure, laid out and rendered under `DRAWING`, shown as PNG in notebooks; made when first used."
-    try: from matplotlib.figure import Figure
-    except ValueError:  # MPLBACKEND names no backend matplotlib knows: these figures use none, so it is left out
-        for name in [m for m in sys.modules if m.split(".")[0] == "matplotlib"]: del sys.modules[name]  # the half-made import
-        backend = os.environ.pop("MPLBACKEND", None)
-        try: from matplotlib.figure import Figure
-        finally:
-            if backend is not None: os.environ["MPLBACKEND"] = backend
+    load_matplotlib()   # past an MPLBACKEND that names no backend: these figures use none
+    from matplotlib.figure import Figure
     class PngFigure(Figure):
         def draw(self, renderer):
-            with DRAWING: return super().draw(renderer)
+            with DRAWING, _own_rc(): return super().draw(renderer)
         def tight_layout(self, *args, **kwargs):
-            with DRAWING: return super().tight_layout(*args, **kwargs)
+            with DRAWING, _own_rc(): return super().tight_layout(*args, **kwargs)
         def savefig(self, *args, **kwargs):
-            with DRAWING: return super().savefig(*args, **kwargs)
+            with DRAWING, _own_rc(): return super().savefig(*args, **kwargs)
         def _repr_png_(self):
             buf = io.BytesIO()
             self.savefig(buf, format="png", dpi=100, bbox_inches="tight")

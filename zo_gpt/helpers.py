@@ -6,8 +6,8 @@
 __all__ = ['DTYPE_NAMES', 'SEED_MAX', 'DATASET_FORMAT', 'META_KEYS', 'SMALL_FILE_BYTES', 'get_device', 'environment', 'UserError',
            'ConfigError', 'TrainingError', 'first_line', 'one_line', 'check_positive', 'check_model', 'check_batch',
            'check_prob', 'check_seed', 'check_tokens_table', 'file_size_limit', 'free_memory', 'DatasetError',
-           'file_sha256', 'meta_hash', 'size_text', 'remake', 'check_meta_hash', 'read_small', 'not_a_file',
-           'read_meta', 'check_files']
+           'file_sha256', 'meta_hash', 'size_text', 'remake', 'check_meta_hash', 'read_small', 'load_matplotlib',
+           'not_a_file', 'read_meta', 'check_files']
 
 # %% ../nbs/00_core.ipynb #a1000003
 import hashlib
@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shlex
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -197,6 +198,18 @@ def read_small(f:Path) -> bytes:
         if len(data) > SMALL_FILE_BYTES:
             raise ValueError(f"it holds {size_text(os.fstat(h.fileno()).st_size)}; zo_gpt writes a few kB there")
     return data
+
+def load_matplotlib():
+    """matplotlib, imported past an MPLBACKEND that names no backend it knows (zo_gpt's figures need none): a notebook's
+    `import matplotlib.pyplot` after it then draws with matplotlib's default backend instead of failing."""
+    try: import matplotlib.figure
+    except ValueError:
+        for name in [m for m in sys.modules if m.split(".")[0] == "matplotlib"]: del sys.modules[name]  # the half-made import
+        backend = os.environ.pop("MPLBACKEND", None)
+        try: import matplotlib.figure
+        finally:
+            if backend is not None: os.environ["MPLBACKEND"] = backend
+    return matplotlib
 
 def not_a_file(f) -> str|None:
     "What stands where zo_gpt reads or writes the file `f`, if it is no file (a folder, a pipe, a link to nothing): the start of a message; else None."

@@ -72,8 +72,7 @@ class GPTConfig:
         for k in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size"): check_positive(k, getattr(self, k))
         if self.n_embd % self.n_head: raise ConfigError(f"n_embd={self.n_embd} must be a multiple of n_head={self.n_head}")
         if not 0 <= self.dropout < 1: raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
-        for k in ("ce_chunk", "ce_chunk_mib"):
-            if getattr(self, k) < 0: raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)!r}")
+        for k in [k for k in ("ce_chunk", "ce_chunk_mib") if getattr(self, k) < 0]: raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)!r}")
         if not 0 < self.init_std < 10: raise ConfigError(f"init_std must be a positive number below 10, got {self.init_std!r}")
 
 # %% ../nbs/02_model.ipynb #0a891485
@@ -236,10 +235,11 @@ class GPT(nn.Module):
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens:int, temperature:float=1.0, generator=None):
-        "Extend `idx` (B, T) by `max_new_tokens` sampled tokens, each from the last `block_size` tokens of context."
+        "Extend `idx` (B, T) by `max_new_tokens` tokens, each sampled from the last `block_size` tokens of context (temperature 0: the likeliest)."
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature < math.inf: raise ConfigError(f"temperature must be a number, 0 or more, got {temperature!r}")
         for _ in range(max_new_tokens):
-            logits = self(idx[:, -self.config.block_size:])[:, -1, :].float() / temperature
-            nxt = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)
+            logits = self(idx[:, -self.config.block_size:])[:, -1, :].float()
+            nxt = logits.argmax(-1, keepdim=True) if temperature == 0 else torch.multinomial(F.softmax(logits / temperature, dim=-1), 1, generator=generator)
             idx = torch.cat((idx, nxt), dim=1)
         return idx
 

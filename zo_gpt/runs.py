@@ -88,8 +88,9 @@ def runs_figure(histories:list, labels:list, x:str="iter", view:str="loss", bloc
             slider = all((hist.p, hist.seq_len, hist.config["block_size"]) != (a, nn, T) for hist in histories)
             ax.axhline(f, color="crimson", lw=1.5, ls=ls, label=f"floor, block {T}" + f", {nn} words, p = {a:.3g}" * several
                        + f": {f:.4f}" + " (slider)" * slider)
-        if top > hi + 0.15: ax.set_yscale("log")
-        ax.set(ylim=(lo - 0.004, top), ylabel="loss (nats per token)")
+        log = top > hi + 0.15   # a log axis goes no lower than a tenth of the lowest floor: an H(p) near 0 would take decades
+        if log: ax.set_yscale("log")
+        ax.set(ylim=(max(lo, min(floors.values()) / 10) / 1.03 if log else lo - 0.004, top), ylabel="loss (nats per token)")
         for xi, color in above: ax.plot([xi], [top], "^", ms=6, color=color, clip_on=False)
         if above: ax.text(0.01, 0.98, "▲ a run that ends above the frame", transform=ax.transAxes, va="top",
                           fontsize=9, color="0.3")

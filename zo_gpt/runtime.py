@@ -58,13 +58,15 @@ def _check_torchrun_env() -> int:
     return local
 
 def check_compile(compile:bool, device) -> None:
-    "A `ConfigError` where torch.compile cannot run on `device`: on the CPU, it needs a working C++ compiler (CXX, or g++)."
+    """A `ConfigError` where torch.compile cannot run on `device`: on the CPU, it builds C++ with torch's headers, so a tiny
+    module is built first, as torch builds its own (about 2 s once; torch keeps it in its cache)."""
     if not compile or device.type != "cpu": return
-    try: from torch._inductor.cpp_builder import get_cpp_compiler   # torch's own search; a private module: without it, no check
+    try: from torch._inductor.codecache import CppCodeCache   # torch's own builder; a private module: without it, no check
     except ImportError: return
-    try: get_cpp_compiler()
-    except Exception as e: raise ConfigError(f"compile=True needs a C++ compiler on the CPU, and torch finds none that works here "
-                                             f"({first_line(e)[:120]}); leave compile out, or install one (g++)") from None
+    try: CppCodeCache.load('extern "C" int zo_gpt_probe() { return 1; }')
+    except Exception as e: raise ConfigError(f"compile=True needs a C++ compiler on the CPU that can build torch's code, and the one "
+                                             f"here cannot ({first_line(e)[:120]}); leave compile out, or install one (g++ and "
+                                             "Python's headers, python3-dev)") from None
 
 def processes(device:str="auto", compile:bool=False) -> tuple:
     """(joined, rank, world size, local rank, device): this process's place among several started by torchrun, or alone;

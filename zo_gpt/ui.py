@@ -21,7 +21,7 @@ import ipywidgets as widgets
 from .config import TrainConfig, config_from, make_config, open_dataset
 from .evaluation import History, excess_text
 from .figures import Renderer
-from .helpers import SEED_MAX, ConfigError, check_positive, get_device, one_line, read_meta
+from .helpers import SEED_MAX, ConfigError, DatasetError, check_positive, get_device, one_line, read_meta
 from .ladder import ladder_figure, nearest_rungs
 from .runs import VIEWS, runs_figure, steps_to  # steps_to: still found here, where it was first
 from .train import Callback, fit
@@ -259,9 +259,10 @@ class TrainingPanel:
             self.train_button.disabled, self.stop_button.disabled = False, True
             self.redraw()
 
-    def _dataset(self, cfg:TrainConfig):   # opened once, and again where a `prepare --force` has replaced it since
-        if (d := self._data.get(cfg.data_dir)) is None or read_meta(d.path)["content_hash"] != d.meta["content_hash"]:
-            self._data[cfg.data_dir] = open_dataset(cfg, make=True)
+    def _dataset(self, cfg:TrainConfig):   # opened once, and again where a `prepare --force` has replaced it, or it is gone
+        try: kept = (d := self._data.get(cfg.data_dir)) is not None and read_meta(d.path)["content_hash"] == d.meta["content_hash"]
+        except DatasetError: kept = False   # gone, or damaged: open_dataset makes it again, or says what is wrong
+        if not kept: self._data[cfg.data_dir] = open_dataset(cfg, make=True)
         return self._data[cfg.data_dir]
 
     def _progress(self, run:Run, state, record:dict, steps_per_s:float):
