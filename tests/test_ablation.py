@@ -98,7 +98,8 @@ def test_zo_gpt_explain_prints_the_table_for_a_run_folder(finished_run, tiny_dat
     assert main(["prepare", "--out", str(other), "--n-seq", "50", "--seq-len", "30", "--vocab", "compact"]) == 0
     capsys.readouterr()
     assert main(["explain", str(moved), "--data", str(other)]) == 1
-    assert "holds another dataset" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "holds another dataset" in err and f"--out {other}" not in err       # K171: the remake is of the run's dataset, not of this one
     with pytest.raises(DatasetError, match="holds another dataset"): explain_run(moved, data_dir=other)
     assert main(["explain", str(moved), "--data", str(tmp_path / "nowhere")]) == 1
     assert "nowhere holds no dataset" in capsys.readouterr().err             # the folder given, not the run's

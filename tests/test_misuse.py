@@ -18,7 +18,8 @@ from conftest import NBS, SMALL, execute_notebook
 
 import zo_gpt.tokens as tokens
 from zo_gpt.cli import main
-from zo_gpt.config import TrainConfig, check_data, lr_at, make_config, open_dataset
+from zo_gpt.config import TrainConfig, check_data, fixed_batches, lr_at, make_config, open_dataset
+from zo_gpt.folders import check_folder
 from zo_gpt.data import (as_text, bayes_entropy, bayes_next, entropy, every_block, floor_parts, generate, is_boundary,
                          iter_words, kl_div, latest_boundary, reference_excess, stream_floor)
 from zo_gpt.evaluation import (History, alignment_blocks, attention_weights, check_final, evaluate, evaluate_split,
@@ -369,6 +370,9 @@ MORE_MISUSE = [
     (lambda: GPT(GPTConfig(n_head=2, n_embd=16, block_size=8, vocab_size=5)).generate(torch.zeros(1, 1, dtype=torch.long), 2, temperature=-1),
      "temperature must be a number, 0 or more, got -1"),                                                          # G151
     (lambda: make_config("cpu", {"weight_decay": 1e30}), "weight_decay=1e+30 with lr=0.03 would multiply the weights by"),   # D167
+    (lambda: fixed_batches(np.zeros(1220, np.uint16), make_config("cpu", {"block_size": 2048}), torch.device("cpu")),
+     "block_size=2048 needs more than 2,048 tokens to cut a block from; these have 1,220"),                      # G187
+    (lambda: check_folder(2024, "run_dir"), "run_dir must be a folder's path, got int 2024"),                     # F170: papermill -p run_dir 2024
     (lambda: attention_weights(GPT(GPTConfig(n_head=2, n_embd=16, block_size=8, vocab_size=5)), torch.zeros(1, 9, dtype=torch.long)),
      "a context of 9 tokens is longer than the model's block_size=8"),                     # G171: the model's own check
     (lambda: evaluate([], [(torch.zeros(1, 8, dtype=torch.long),) * 2], {}), "model must be a GPT (see load_model), or have its log_probs, got list"),
@@ -613,3 +617,35 @@ def test_fit_refuses_a_dataset_other_than_the_one_its_config_names(tiny_data, tm
     cfg = make_config("cpu", {"data_dir": str(tiny_data), "out_dir": str(tmp_path / "r"), "max_iters": 1, "final_eval": False})
     other = open_dataset(make_config("cpu", {"data_dir": str(tmp_path / "other")}))
     with pytest.raises(ConfigError, match="^data is the dataset in .*other, but the run's data_dir="): fit(cfg, data=other, verbose=False)
+
+
+def test_load_checkpoint_given_a_run_folder_asks_for_its_file(finished_run):
+    "G182: the run folder given where its ckpt.pt is asked for; the line must not say to move the folder away."
+    from zo_gpt.helpers import TrainingError
+    with pytest.raises(TrainingError, match=r"is a folder: give its ckpt.pt \(load_model takes the run folder\)$"): load_checkpoint(finished_run)
+
+
+def test_a_log_loss_axis_in_the_runs_figure_labels_the_losses_under_one():
+    "A run whose newest loss ends high (M170): a log axis only from five floors up, labelled at 1, 2 and 5, not only at 10^0."
+    import io
+    from zo_gpt.runs import runs_figure
+    for steps, scale in ((8, "log"), (100, "linear")):   # a gpt2 run's first steps; one ending near 1.2, under five floors
+        h = short_block_history(256, start=10.8)
+        h.train, h.val = h.train[:steps], [r for r in h.val if r["iter"] <= steps]
+        fig = runs_figure([h], ["high"])
+        ax = fig.axes[0]
+        fig.savefig(io.BytesIO(), format="png")
+        shown = {t.get_text() for t in ax.get_yticklabels() if ax.get_ylim()[0] <= t.get_position()[1] <= ax.get_ylim()[1]}
+        assert ax.get_yscale() == scale and len(shown) >= 3, (steps, shown)
+
+
+def test_the_mechanism_histogram_shows_its_bars_beside_p():
+    "P('1') the same to three places at every position (a block-1 run, M171): the bars span the axis they are drawn on."
+    from zo_gpt.evaluation import mechanism_figure
+    T, rng = 4, np.random.default_rng(0)
+    mech = {"c": np.arange(1, T + 1), "p_eot_out": np.full(T, 0.01), "posterior": np.full(T, 0.01), "d": np.arange(T),
+            "p_eot_in": np.full(T, 1e-4), "attention": np.full((2, T), 0.5), "uniform": np.full(T, 0.5),
+            "p_one": 0.4309 + 0.0018 * rng.random(200)}
+    a2 = mechanism_figure(mech, 2 / 3).axes[1]
+    lo, hi = a2.get_xlim()
+    assert sum(b.get_width() for b in a2.patches) > 0.5 * (hi - lo)

@@ -188,7 +188,8 @@ def test_quarto_config_names_every_notebook():
 
 def test_04_profile(tmp_path):
     _, s = run("04_profile.ipynb", tmp_path, out=str(tmp_path / "prof"), active_steps=1,
-               overrides={"n_embd": 32, "n_head": 2, "block_size": 64, "batch_size": 2})
+               overrides={"n_embd": 32, "n_head": 2, "block_size": 64, "batch_size": 2, "data_dir": ""})   # '': its own folder (F175)
+    assert (tmp_path / "prof" / "data-gpt2" / "meta.json").is_file()
     for name, cats in s["categories"].items():
         assert sum(cats.values()) == pytest.approx(s["profiled_step_ms"][name], rel=0.01)  # the whole step
         assert cats["matrix multiplies"] > 0 and cats["optimizer"] > 0 and cats["normalisation"] > 0

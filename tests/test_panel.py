@@ -323,3 +323,20 @@ def test_the_rules_view_shows_the_newest_run_once_it_has_an_evaluation(panel, sh
     fig = panel.figure("rules")
     assert len(fig.axes) == 3 and fig.axes[0].get_title().startswith("run 1: a 40-step run")
     assert panel.view.options[-1][1] == "rules" if isinstance(panel.view.options[-1], tuple) else panel.view.options[-1] == "rules"
+
+
+def test_a_run_on_a_dataset_replaced_since_is_not_called_the_same_draw(compact_data, tmp_path):
+    "A prepare --force between two runs of one setting (A175c): the second trains on another dataset, so it is another draw."
+    import json, shutil
+    from zo_gpt.cli import main
+    shutil.copytree(compact_data, tmp_path / "ds")
+    panel = TrainingPanel(base(tmp_path / "ds"), run_dir=str(tmp_path / "pan"))
+    try:
+        panel.batch.value, panel.block.value, panel.iters.value = 8, 64, 10
+        panel.train_button.click(); assert panel.wait(timeout=120) and "— done" in panel.status.value
+        meta = json.loads((tmp_path / "ds" / "meta.json").read_text())["config"]
+        assert main(["prepare", "--out", str(tmp_path / "ds"), "--n-seq", str(meta["n_seq"]), "--seq-len", str(meta["seq_len"]),
+                     "--vocab", "compact", "--seed", "7", "--force"]) == 0
+        panel.train_button.click(); assert panel.wait(timeout=120) and "— done" in panel.status.value
+        assert "the same settings" not in panel.status.value, panel.status.value
+    finally: panel.close()

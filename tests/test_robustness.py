@@ -695,17 +695,53 @@ def test_a_staging_folders_list_names_only_files_of_its_own_folder(world, tmp_pa
     assert main(args) == 0 and (tmp_path / "victim" / "ckpt.pt").read_text() == "mine"
 
 
-@pytest.mark.parametrize("moving", ["", None])
-def test_a_cut_swap_whose_list_is_empty_or_missing_gets_its_old_files_back(world, tmp_path, moving):
-    "A power cut can leave .moving empty (no fsync yet), and a stage of an older version has none (H150): the old set comes back."
-    shutil.copytree(world / "data", tmp_path / "ds")
+@pytest.mark.parametrize("moving", ["", None, "../victim/train.bin\n", "fifo"])
+def test_a_cut_swap_whose_list_is_empty_missing_or_odd_gets_its_old_files_back(world, tmp_path, moving):
+    """A power cut can leave .moving empty (no fsync yet), a stage of an older version has none (H150), and a hand-made one
+    may name only paths outside (H170) or be a pipe (H172): the old set comes back, nothing outside is touched, nothing hangs."""
+    shutil.copytree(world / "data", tmp_path / "ds"); (tmp_path / "victim").mkdir(); (tmp_path / "victim" / "train.bin").write_text("mine")
     stage = tmp_path / "ds" / ".zo_gpt-stage-killed"; stage.mkdir()
-    if moving is not None: (stage / ".moving").write_text(moving)
+    if moving == "fifo": os.mkfifo(stage / ".moving")
+    elif moving is not None: (stage / ".moving").write_text(moving)
     for n in ("train.bin", "val.bin", "meta.json"): os.replace(tmp_path / "ds" / n, stage / f"{n}.old")
     (tmp_path / "ds" / "train.bin").write_bytes(b"the new one, moved in")
-    args = ["train", f"--data_dir={tmp_path / 'ds'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=2", "--eval_interval=2", *SMALL]
-    assert main(args) == 0 and not list((tmp_path / "ds").glob(".zo_gpt-stage-*"))
+    r = subprocess.run([sys.executable, "-m", "zo_gpt.cli", "train", f"--data_dir={tmp_path / 'ds'}", f"--out_dir={tmp_path / 'run'}",
+                        "--max_iters=2", "--eval_interval=2", *SMALL], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and not list((tmp_path / "ds").glob(".zo_gpt-stage-*")), r.stderr[-2000:]
     assert all((tmp_path / "ds" / n).read_bytes() == (world / "data" / n).read_bytes() for n in ("train.bin", "val.bin", "meta.json"))
+    assert (tmp_path / "victim" / "train.bin").read_text() == "mine"
+
+
+@pytest.mark.parametrize("cut_at", [1, 2, 3, 4, 5])
+def test_a_settle_cut_short_is_finished_by_the_next_command(world, tmp_path, monkeypatch, cut_at):
+    """A stop (or a kill) while a command puts back what a killed prepare set aside (B173, B174): each step leaves a state the
+    next command reads the same way, and it finishes the job; no old file put back is taken for a new one."""
+    shutil.copytree(world / "data", tmp_path / "ds")
+    ds, stage = tmp_path / "ds", tmp_path / "ds" / ".zo_gpt-stage-killed"; stage.mkdir()
+    (stage / ".moving").write_text("train.bin\nval.bin\nmeta.json\n")
+    for n in ("train.bin", "val.bin", "meta.json"): os.replace(ds / n, stage / f"{n}.old")
+    for n in ("train.bin", "val.bin"): (ds / n).write_bytes(b"new, moved in")
+    (stage / "meta.json").write_text("{}")
+    real, calls = os.replace, []
+    def replace(src, dst):
+        if ".zo_gpt-stage-" in f"{src}{dst}":
+            calls.append(src)
+            if len(calls) == cut_at: raise KeyboardInterrupt   # the stop, just before this step of the settle
+        real(src, dst)
+    monkeypatch.setattr(os, "replace", replace)
+    args = ["train", f"--data_dir={ds}", f"--out_dir={tmp_path / 'run'}", "--max_iters=2", "--eval_interval=2", *SMALL]
+    assert main(args) == 130
+    monkeypatch.undo()
+    assert main(args) == 0 and not list(ds.glob(".zo_gpt-stage-*"))
+    assert all((ds / n).read_bytes() == (world / "data" / n).read_bytes() for n in ("train.bin", "val.bin", "meta.json"))
+
+
+def test_a_staging_folder_that_is_a_link_is_left_alone(world, tmp_path):
+    "A link named like a staging folder, to a user's folder (H171): zo_gpt never made it, and moves nothing out of it."
+    shutil.copytree(world / "data", tmp_path / "ds"); (tmp_path / "keep").mkdir(); (tmp_path / "keep" / "thesis.tex.old").write_text("mine")
+    (tmp_path / "ds" / ".zo_gpt-stage-keep").symlink_to(tmp_path / "keep")
+    args = ["train", f"--data_dir={tmp_path / 'ds'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=2", "--eval_interval=2", *SMALL]
+    assert main(args) == 0 and (tmp_path / "keep" / "thesis.tex.old").read_text() == "mine" and not (tmp_path / "ds" / "thesis.tex").exists()
 
 
 @pytest.mark.parametrize("what", ["export", "prepare", "profile"])
@@ -745,12 +781,14 @@ def test_a_bar_format_tqdm_cannot_fill_is_one_line_before_any_work(tmp_path):
         assert not (tmp_path / "d").exists()
 
 
-@pytest.mark.parametrize("cxx", ["missing", "broken"])
+@pytest.mark.parametrize("cxx", ["missing", "broken", "no_python_headers"])
 def test_compile_without_a_working_cpp_compiler_is_refused_before_any_work(world, tmp_path, cxx):
     """torch.compile builds C++ on the CPU at the first step: a run builds a tiny module as torch does, first. A compiler that
     is not there (E133), or one that answers --version but builds nothing (E151: no Python headers), is one line."""
     fake = tmp_path / "g++"
     fake.write_text('#!/bin/sh\ncase "$*" in *--version*) exec g++ --version;; esac\necho "fatal error: Python.h: No such file" >&2; exit 1\n')
+    if cxx == "no_python_headers":   # E176: g++ without python3-dev builds plain C++, not the kernels, which include Python.h
+        fake.write_text('#!/bin/sh\nfor a in "$@"; do case "$a" in *.cpp) grep -q Python.h "$a" && { echo "fatal error: Python.h: No such file" >&2; exit 1; };; esac; done\nexec g++ "$@"\n')
     fake.chmod(0o755)
     env = {**os.environ, "CXX": "/nonexistent/g++" if cxx == "missing" else str(fake), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache")}
     r = subprocess.run([sys.executable, "-m", "zo_gpt.cli", "train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'r'}",
@@ -849,3 +887,27 @@ def test_a_file_size_limit_while_preparing_names_the_file_and_the_limit(tmp_path
     assert r.stderr.strip().splitlines()[-1] == ("zo-gpt prepare: failed: File too large; files may be at most 102 kB here (ulimit -f): "
                                 "ds/train.bin"), r.stderr
     assert not (tmp_path / "ds").exists()
+
+
+def test_force_over_a_run_whose_file_cannot_go_keeps_the_old_run_whole(world, tmp_path, monkeypatch):
+    "--force over a run whose loss.png is immutable (L170): the old run's files go all together or not at all."
+    shutil.copytree(world / "done", tmp_path / "run")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
+    real = os.replace
+    def replace(src, dst):
+        if Path(src).name == "loss.png" and ".zo_gpt-stage-" in str(dst): raise PermissionError(1, "Operation not permitted", str(src))
+        real(src, dst)
+    monkeypatch.setattr(os, "replace", replace)
+    args = ["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=2", "--eval_interval=2", "--seed=5", *SMALL]
+    assert main(args + ["--force"]) == 1
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == before
+
+
+def test_few_file_descriptors_are_one_line_that_is_not_a_lock(world, tmp_path):
+    "ulimit -n 8 (I172) made the run take its own hold for another process's, whose hint (wait, another folder) cannot work."
+    import resource
+    r = subprocess.run([sys.executable, "-m", "zo_gpt.cli", "train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'r'}", *SMALL],
+                       preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (8, 8)), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and r.stderr == ("zo-gpt train: failed: the limit on open files (ulimit -n 8) is too low: a command that loads "
+                                              "torch needs about 32; raise it (ulimit -n 1024)\n"), r.stderr[-2000:]
+    assert not (tmp_path / "r").exists()

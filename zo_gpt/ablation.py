@@ -125,8 +125,9 @@ def _run_dataset(run_dir:Path, ckpt:dict, reading:contextlib.ExitStack, data_dir
     folder's parents; held for reading while `reading` lasts, as a run holds its own (no `prepare` replaces it meanwhile)."""
     if data_dir is not None and not (isinstance(data_dir, (str, os.PathLike)) and str(data_dir).strip()):
         raise ConfigError(f"data_dir must name a dataset folder, got {data_dir!r}")
-    named = Path(data_dir or ckpt.get("data_path") or ckpt["config"].get("data_dir") or "data/zero_one-compact")
-    again = "; give its folder with --data (data_dir=...)" + (f", or {remake(named, {'config': ckpt['data_config']})}"
+    own = Path(ckpt.get("data_path") or ckpt["config"].get("data_dir") or "data/zero_one-compact")   # where the run was given it
+    named = Path(data_dir) if data_dir else own
+    again = "; give its folder with --data (data_dir=...)" + (f", or {remake(own, {'config': ckpt['data_config']})}"
                                                              if isinstance(ckpt.get("data_config"), dict) else "")
     places = [named] if data_dir or named.is_absolute() else [named, *(d / named for d in Path(run_dir).resolve().parents)]
     found = None

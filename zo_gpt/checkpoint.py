@@ -23,7 +23,7 @@ from .evaluation import History
 from .helpers import (ConfigError, DatasetError, TrainingError, check_tokens_table, file_size_limit, first_line,
                             get_device, read_meta, read_small, remake, size_text)
 from .folders import (atomic_path, check_folder, check_held, check_replaceable, folder_lock, held_here,
-                            remove_stale_temps, writable_folder, writing_here)
+                            remove_stale_temps, remove_together, writable_folder, writing_here)
 from .model import GPT
 from .tokens import DataConfig
 
@@ -46,7 +46,7 @@ def claim_run_folder(
         if present and not resume:
             if not overwrite:
                 raise ConfigError(f"out_dir={cfg.out_dir!r} holds another run ({', '.join(present)}); {_choices(out)}")
-            for n in present: (out / n).unlink()
+            remove_together(out, present)   # all or none: one that cannot go (chattr +i) keeps the old run whole
         return out
 
 def _choices(out:Path) -> str:
@@ -106,7 +106,7 @@ def load_checkpoint(path:str|Path) -> dict:
     path = Path(path)
     if not path.is_file():
         if path.parent.is_file(): raise TrainingError(f"{path.parent} is a file, not a run folder")
-        if path.exists(): raise TrainingError(f"{path} is not a file (a folder, a pipe, a device): move it away")
+        if path.exists(): raise TrainingError(f"{path} is a folder: give its ckpt.pt (load_model takes the run folder)" if path.is_dir() else f"{path} is not a file (a pipe, a device): move it away")
         raise TrainingError(f"no checkpoint at {path}")
     try: path.open("rb").close()
     except OSError as e: raise TrainingError(f"{path} cannot be read: {e.strerror}") from None

@@ -182,6 +182,8 @@ def blocks_at(data:np.ndarray, starts:np.ndarray, block_size:int) -> "torch.Tens
 def get_batch(data:np.ndarray, block_size:int, batch_size:int, generator:"torch.Generator", device:"torch.device"):
     "Inputs and targets (batch_size, block_size) from random offsets into `data`, as views of one block of rows on `device`."
     import torch
+    if len(data) <= block_size:   # fit checks this first (check_data); the notebooks call this with their own data
+        raise ConfigError(f"block_size={block_size} needs more than {block_size:,} tokens to cut a block from; these have {len(data):,}")
     ix = torch.randint(len(data) - block_size, (batch_size,), generator=generator).numpy()
     rows = blocks_at(data, ix, block_size)
     if torch.device(device).type == "cuda": rows = rows.pin_memory()   # a copy from pageable memory waits for the GPU

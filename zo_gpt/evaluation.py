@@ -305,7 +305,7 @@ def mechanism_figure(mech:dict, p:float):
     a1.set(yscale="log", xlabel="context c, or tokens since the sequence start", ylabel="P(end of text)",
            title="End of text: exact answer 1/(n-c), or 0 in view")
     a1.legend(fontsize=9, loc="center", framealpha=0.9); a1.grid(alpha=0.3, which="both")
-    a2.hist(mech["p_one"], bins=40, color="C0", alpha=0.7)
+    a2.hist(mech["p_one"], bins=np.linspace(min(mech["p_one"].min(), p), max(mech["p_one"].max(), p), 41), color="C0", alpha=0.7)   # p in view, bars too
     a2.axvline(p, color="C3", label=f"p = {p:.4f}")
     a2.set(xlabel="model's P('1' | a word comes next)", ylabel="positions", title=f"mean {mech['p_one'].mean():.4f}"); a2.legend(fontsize=9)
     on = np.nanmean(mech["attention"][:, 1:], axis=1)                  # each head's attention on it, from one token after

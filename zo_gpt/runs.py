@@ -56,6 +56,7 @@ def runs_figure(histories:list, labels:list, x:str="iter", view:str="loss", bloc
     height = max(4.4, 0.8 + 0.22 * lines)  # the legend's height
     fig = png_figure(figsize=(10.5, height))   # first: it imports matplotlib
     from matplotlib.patheffects import withStroke
+    from matplotlib.ticker import LogLocator, NullFormatter
     ax = fig.subplots()
     fig.subplots_adjust(left=0.075, right=0.66, bottom=0.5 / height, top=1 - 0.35 / height)  # the legend on the right
     runs = [(list(hist.train), list(hist.val), hist.final) for hist in histories]  # one look at each (it may train)
@@ -88,8 +89,10 @@ def runs_figure(histories:list, labels:list, x:str="iter", view:str="loss", bloc
             slider = all((hist.p, hist.seq_len, hist.config["block_size"]) != (a, nn, T) for hist in histories)
             ax.axhline(f, color="crimson", lw=1.5, ls=ls, label=f"floor, block {T}" + f", {nn} words, p = {a:.3g}" * several
                        + f": {f:.4f}" + " (slider)" * slider)
-        log = top > hi + 0.15   # a log axis goes no lower than a tenth of the lowest floor: an H(p) near 0 would take decades
-        if log: ax.set_yscale("log")
+        log = top > 5 * hi   # as the loss figure's; no lower than a tenth of the lowest floor: an H(p) near 0 would take decades
+        if log:   # ticks labelled at 1, 2 and 5 of each decade, as the loss figure's: a default log axis labels only 10^0
+            ax.set_yscale("log"); ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5))); ax.yaxis.set_major_formatter("{x:g}")
+            ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set(ylim=(max(lo, min(floors.values()) / 10) / 1.03 if log else lo - 0.004, top), ylabel="loss (nats per token)")
         for xi, color in above: ax.plot([xi], [top], "^", ms=6, color=color, clip_on=False)
         if above: ax.text(0.01, 0.98, "▲ a run that ends above the frame", transform=ax.transAxes, va="top",
@@ -98,7 +101,7 @@ def runs_figure(histories:list, labels:list, x:str="iter", view:str="loss", bloc
         if last and last["bayes"] < floors[(p, n, histories[-1].config["block_size"])]:   # the fixed batches, not the model
             ax.text(0.01, 0.02, f"the newest run's validation batches are fixed, and even the Bayes predictor scores "
                     f"{last['bayes']:.4f} on them:\nbelow the floor by chance, so a run's points can be too",
-                    transform=ax.transAxes, fontsize=9, color="0.4")
+                    transform=ax.transAxes, fontsize=9, color="0.4", bbox=dict(fc="white", ec="none", alpha=0.85))   # over the floors' lines
     else:
         refs = reference_excess(p, n, block_size)
         draw_references(ax, refs)

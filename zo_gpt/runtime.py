@@ -63,7 +63,7 @@ def check_compile(compile:bool, device) -> None:
     if not compile or device.type != "cpu": return
     try: from torch._inductor.codecache import CppCodeCache   # torch's own builder; a private module: without it, no check
     except ImportError: return
-    try: CppCodeCache.load('extern "C" int zo_gpt_probe() { return 1; }')
+    try: CppCodeCache.load('#include <Python.h>\nextern "C" int zo_gpt_probe() { return Py_IsInitialized(); }')   # as its kernels do
     except Exception as e: raise ConfigError(f"compile=True needs a C++ compiler on the CPU that can build torch's code, and the one "
                                              f"here cannot ({first_line(e)[:120]}); leave compile out, or install one (g++ and "
                                              "Python's headers, python3-dev)") from None

@@ -38,6 +38,7 @@ class Run:
     stopped: bool = False  # stopped before its last step, or during its final evaluation
     of: str = ""  # ' (2 of 4)' within a series of runs
     number: int = 0  # N of 'run N', written at the end of its curve
+    data_hash: str = ""  # the content hash of the dataset it trained on: one replaced since makes another draw
 
     @property
     def legend(self) -> str:
@@ -245,7 +246,8 @@ class TrainingPanel:
                     self.runs.append(run)
                 self._say(f"{run.label}{run.of} — preparing")
                 try:
-                    fit(run.cfg, data=self._dataset(run.cfg), callbacks=[_Live(self, run)], verbose=False)
+                    run.data_hash = (data := self._dataset(run.cfg)).meta["content_hash"]
+                    fit(run.cfg, data=data, callbacks=[_Live(self, run)], verbose=False)
                     self._done(run)
                 except Exception as e:  # shown in the panel, not as a traceback
                     run.error = one_line(e)
@@ -284,8 +286,7 @@ class TrainingPanel:
         elif steps < cfg.max_iters: text = f"{run.label} — stopped at step {steps} of {cfg.max_iters}{last}"
         elif cfg.final_eval: text = f"{run.label} — stopped in the final evaluation: all {steps} steps are done{last}"
         else: text = f"{run.label}{run.of} — done"
-        settings = lambda c: {**asdict(c), "out_dir": None}
-        with self._lock: same = [r.number for r in self.runs if r is not run and settings(r.cfg) == settings(cfg)]
+        with self._lock: same = [r.number for r in self.runs if r is not run and r.data_hash == run.data_hash and {**asdict(r.cfg), "out_dir": None} == {**asdict(cfg), "out_dir": None}]
         if same: text += f" · the same settings and seed as run {same[-1]}: change the seed for another draw"
         self._say(text)
 
