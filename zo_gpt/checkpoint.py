@@ -286,8 +286,8 @@ def _other_data(ckpt:dict, cfg:TrainConfig) -> str|None:
     try: theirs = read_meta(cfg.dataset)["content_hash"] if (cfg.dataset / "meta.json").is_file() else None
     except DatasetError: theirs = ""   # damaged: not the run's
     if theirs is not None: return None if theirs == ckpt["data_hash"] else f"it was trained on another dataset than the one in {cfg.dataset}"
-    made, c = asdict(DataConfig(vocab=cfg.vocab)), ckpt.get("data_config") if isinstance(ckpt.get("data_config"), dict) else {}
-    if diff := [k for k in made if c.get(k) != made[k]]:
+    made, c = asdict(DataConfig(vocab=cfg.vocab)), ckpt.get("data_config")
+    if isinstance(c, dict) and (diff := [k for k in made if c.get(k) != made[k]]):   # a checkpoint without them: nothing to compare
         return f"it was trained on a dataset made with {', '.join(f'{k}={c.get(k)!r}' for k in diff)}, not the notebooks' " + ", ".join(f"{k}={made[k]!r}" for k in diff)
 
 def _check_shared_dataset(cfg:TrainConfig, name:str):

@@ -89,9 +89,9 @@ def runs_figure(histories:list, labels:list, x:str="iter", view:str="loss", bloc
             slider = all((hist.p, hist.seq_len, hist.config["block_size"]) != (a, nn, T) for hist in histories)
             ax.axhline(f, color="crimson", lw=1.5, ls=ls, label=f"floor, block {T}" + f", {nn} words, p = {a:.3g}" * several
                        + f": {f:.4f}" + " (slider)" * slider)
-        log = top > 5 * hi   # as the loss figure's; no lower than a tenth of the lowest floor: an H(p) near 0 would take decades
-        if log:   # ticks labelled at 1, 2 and 5 of each decade, as the loss figure's: a default log axis labels only 10^0
-            ax.set_yscale("log"); ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5))); ax.yaxis.set_major_formatter("{x:g}")
+        log = top > hi + 0.15   # no lower than a tenth of the lowest floor: an H(p) near 0 would take decades
+        if log:   # ticks labelled at 0.7, 1, 1.5, 2, 3, 5, ...: a default log axis labels only 10^0 over a young run's range
+            ax.set_yscale("log"); ax.yaxis.set_major_locator(LogLocator(subs=(1, 1.5, 2, 3, 5, 7))); ax.yaxis.set_major_formatter("{x:g}")
             ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set(ylim=(max(lo, min(floors.values()) / 10) / 1.03 if log else lo - 0.004, top), ylabel="loss (nats per token)")
         for xi, color in above: ax.plot([xi], [top], "^", ms=6, color=color, clip_on=False)
