@@ -581,15 +581,15 @@ def test_a_notebooks_own_folder_and_the_shared_run_folder_never_overlap(tmp_path
     assert error[0].startswith(f"ConfigError: frozen_dir='{frozen_dir}' and run_dir='{run_dir}' overlap (the same folder, or one inside the other)")
     assert not (tmp_path / "parent").exists()
     # a folder of its own that the notebook itself names inside the shared one, as 03_train's short runs: allowed
-    assert notebook_folders("03_train", {"run_dir/short": run_dir / "short"}, shared={"run_dir": run_dir}) == [run_dir / "short"]
+    assert notebook_folders("03_train", {"run_dir/short": run_dir / "short"}, shared={"run_dir": run_dir}) == [run_dir / "short", run_dir]
 
 
 def test_a_notebook_folder_parameter_with_a_tilde_is_in_home(tmp_path, monkeypatch):
     "papermill -p scratch '~/nb': the folder is made in $HOME, as the command line and the settings read '~', not as './~'."
     monkeypatch.setenv("HOME", str(tmp_path / "home")); (tmp_path / "home").mkdir(); (tmp_path / "cwd").mkdir()
-    execute_notebook(str(NBS / "00b_folders.ipynb"), str(tmp_path / "out.ipynb"), parameters={"scratch": "~/nb"},
+    execute_notebook(str(NBS / "00c_notebooks.ipynb"), str(tmp_path / "out.ipynb"), parameters={"scratch": "~/nb"},
                         cwd=str(tmp_path / "cwd"), kernel_name="python3", progress_bar=False)
-    assert made_by(tmp_path / "home" / "nb") == "00b_folders" and not list((tmp_path / "cwd").iterdir())
+    assert made_by(tmp_path / "home" / "nb") == "00c_notebooks" and not list((tmp_path / "cwd").iterdir())
 
 
 def test_03_train_keeps_its_run_in_run_dir(tmp_path):

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['ON_PLACED', 'MOVING', 'OWNER_FILE', 'atomic_path', 'staging', 'replace_together', 'remove_together', 'write_error',
            'writes_to', 'plain_mode', 'check_replaceable', 'remove_stale_temps', 'check_folder', 'writable_folder',
-           'folder_lock', 'writing_here', 'held_here', 'check_held']
+           'writable_folders', 'folder_lock', 'writing_here', 'held_here', 'check_held']
 
 # %% ../nbs/00b_folders.ipynb #f0b00004
 import contextlib
@@ -128,6 +128,19 @@ def check_folder(
 
 def writable_folder(out:str|Path, name:str="out") -> Path:
     "`out` as a Path after making sure it is a folder this process can write, or a `ConfigError` naming `name`."
+    return writable_folders({name: out})[0]
+
+def writable_folders(folders:dict) -> list:
+    """Each of `folders` ({the setting that names it: its path}) as a Path after making sure it is a folder this
+    process can write; or a `ConfigError` naming the first that is not, with every folder made for the others removed."""
+    made = []
+    try: return [_writable(out, name, made) for name, out in folders.items()]
+    except ConfigError:
+        for m in reversed(made): _remove_empty(m)
+        raise
+
+def _writable(out:str|Path, name:str, made:list) -> Path:
+    "`writable_folder`'s check of one folder; what it makes goes on `made`, as `_made` gives it, for `_remove_empty`."
     if isinstance(out, (str, os.PathLike)) and not str(out).strip(): raise ConfigError(f"{name} must name a folder, got ''")
     out = check_folder(out, name)
     if _append_only(base := next((p for p in (out, *out.parents) if p.is_dir()), out)):   # the folder, or the one it is made in
@@ -136,13 +149,10 @@ def writable_folder(out:str|Path, name:str="out") -> Path:
                           "whole and to leave no folder a failed command made; clear it (chattr -a), or choose another folder")
     missing = _first_missing(out)
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        try: out.mkdir(parents=True, exist_ok=True)
+        finally: made.append(_made(out, missing))
         tempfile.TemporaryFile(dir=out).close()
-    except OSError as e:
-        chain = [out.absolute(), *out.absolute().parents]
-        for p in chain[:chain.index(missing.absolute()) + 1] if missing else []:   # the folders it made, removed while empty
-            with contextlib.suppress(OSError): p.rmdir()
-        raise ConfigError(f"{name}={str(out)!r} is not a writable folder: {e.strerror or e}") from e
+    except OSError as e: raise ConfigError(f"{name}={str(out)!r} is not a writable folder: {e.strerror or e}") from e
     try: os.close(os.open(out, os.O_RDONLY))   # `folder_lock` opens it to hold it: one that can be written, not read, is refused here
     except OSError as e:
         raise ConfigError(f"{name}={str(out)!r} is a folder this process cannot read ({e.strerror or e}); give it read "
@@ -189,7 +199,11 @@ def _made(folder:Path, upto:Path|None) -> list:
     "(path, stat) of `folder` and its parents up to `upto`, the folders this command just made; [] if `upto` is None."
     if upto is None: return []
     chain = [folder.absolute(), *folder.absolute().parents]
-    return [(p, os.stat(p)) for p in chain[:chain.index(upto.absolute()) + 1]]
+    return [(p, st) for p in chain[:chain.index(upto.absolute()) + 1] if (st := _stat(p))]   # all of them, unless making them failed
+
+def _stat(path:Path) -> os.stat_result|None:
+    try: return os.stat(path)
+    except OSError: return None
 
 def _remove_empty(made:list):
     """Remove the folders in `made` (from `_made`) while they are empty, still the ones made and held by no one: a
