@@ -310,10 +310,10 @@ def test_of_two_readers_that_find_a_cut_swap_one_settles_it_and_the_other_waits(
     import fcntl
     ds = tmp_path / "ds"; shutil.copytree(tiny_data, ds)
     stage = ds / ".zo_gpt-stage-killed"; stage.mkdir()
-    (stage / ".moving").write_text("train.bin\nval.bin\nmeta.json\n")
     for n in ("train.bin", "val.bin", "meta.json"): os.replace(ds / n, stage / f"{n}.old")
     for n in ("train.bin", "val.bin"): (ds / n).write_bytes(b"new, moved in")            # meta.json still staged
     (stage / "meta.json").write_text("{}")
+    (stage / ".moving").write_text("".join(f"{os.stat(d / n).st_ino} {n}\n" for d, n in ((ds, "train.bin"), (ds, "val.bin"), (stage, "meta.json"))))
     first = os.open(stage, os.O_RDONLY); fcntl.flock(first, fcntl.LOCK_EX)                # the first reader, settling it
     seen = []
     def second():

@@ -646,6 +646,11 @@ def test_one_validation_block_per_evaluation_has_no_standard_error_and_the_run_s
     assert main(args + ["--batch_size=1"]) == 0 and (tmp_path / "one" / "loss.png").is_file()
 
 
+def moving_list(folder:Path, names:list) -> str:
+    "The lines of a staging folder's .moving for the files `names` of `folder`, as a swap writes them: 'inode name'."
+    return "".join(f"{os.stat(folder / n).st_ino} {n}\n" for n in names)
+
+
 def test_what_a_killed_command_left_in_a_staging_folder_goes_with_the_next_command_there(world, tmp_path):
     "A prepare --force killed outright leaves its hidden staging folder: a run that reads the dataset removes it."
     shutil.copytree(world / "data", tmp_path / "ds")
@@ -659,7 +664,7 @@ def test_a_swap_that_a_killed_command_began_is_undone_by_the_next_command_there(
     shutil.copytree(world / "data", tmp_path / "ds")
     stage = tmp_path / "ds" / ".zo_gpt-stage-killed"; stage.mkdir()
     os.replace(tmp_path / "ds" / "train.bin", stage / "train.bin.old"); (stage / "train.bin").write_bytes(b"half of a new one")
-    (stage / ".moving").write_text("train.bin\n")
+    (stage / ".moving").write_text(moving_list(stage, ["train.bin"]))
     args = ["train", f"--data_dir={tmp_path / 'ds'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=2", "--eval_interval=2", *SMALL]
     assert main(args) == 0 and not list((tmp_path / "ds").glob(".zo_gpt-stage-*"))
     assert (tmp_path / "ds" / "train.bin").read_bytes() == (world / "data" / "train.bin").read_bytes()
@@ -669,7 +674,7 @@ def test_a_swap_that_a_killed_command_finished_is_kept_by_the_next_command_there
     "prepare --force killed after its last file went in, before its staging folder went: the next command keeps the new set."
     shutil.copytree(world / "data", tmp_path / "ds")
     stage = tmp_path / "ds" / ".zo_gpt-stage-killed"; stage.mkdir()
-    (stage / ".moving").write_text("train.bin\nval.bin\nmeta.json\n")            # what the swap listed, all moved in
+    (stage / ".moving").write_text(moving_list(tmp_path / "ds", ["train.bin", "val.bin", "meta.json"]))   # what the swap listed, all moved in
     for n in ("train.bin", "val.bin", "meta.json"): (stage / f"{n}.old").write_bytes(b"the set it replaced")
     args = ["train", f"--data_dir={tmp_path / 'ds'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=2", "--eval_interval=2", *SMALL]
     assert main(args) == 0 and not list((tmp_path / "ds").glob(".zo_gpt-stage-*"))
@@ -679,9 +684,9 @@ def test_a_swap_that_a_killed_command_finished_is_kept_by_the_next_command_there
 def test_a_swap_into_a_new_folder_that_a_killed_command_began_leaves_nothing_of_it(world, tmp_path):
     "prepare killed after two of its three files went into a new folder (B136): the next command takes them out, and works."
     d = tmp_path / "d"; stage = d / ".zo_gpt-stage-killed"; stage.mkdir(parents=True)
-    (stage / ".moving").write_text("train.bin\nval.bin\nmeta.json\n")
     for n in ("train.bin", "val.bin"): shutil.copy(world / "data" / n, d / n)            # moved in, with no old file
     shutil.copy(world / "data" / "meta.json", stage / "meta.json")                      # not yet
+    (stage / ".moving").write_text(moving_list(d, ["train.bin", "val.bin"]) + moving_list(stage, ["meta.json"]))
     assert main(["prepare", "--out", str(d), "--n-seq", "20", "--seq-len", "30", "--vocab", "compact"]) == 0
     assert json.loads((d / "meta.json").read_text())["config"]["n_seq"] == 20 and not list(d.glob(".zo_gpt-stage-*"))
 
@@ -712,16 +717,44 @@ def test_a_cut_swap_whose_list_is_empty_missing_or_odd_gets_its_old_files_back(w
     assert (tmp_path / "victim" / "train.bin").read_text() == "mine"
 
 
+@pytest.mark.parametrize("listed", ["inode", "name"])
+def test_a_staging_folders_list_takes_back_only_the_files_the_swap_moved_in(world, tmp_path, listed):
+    """A .moving made by hand (H190) that lists a user's file of the dataset folder, by its name or with another inode: the
+    file was never moved in by a swap, so it stays where it is, and the staged set-aside files come back."""
+    shutil.copytree(world / "data", tmp_path / "ds"); (tmp_path / "ds" / "notes.txt").write_text("mine")
+    stage = tmp_path / "ds" / ".zo_gpt-stage-q"; stage.mkdir(); (stage / "val.bin").write_text("x")
+    (stage / ".moving").write_text("val.bin\nnotes.txt\n" if listed == "name" else f"1 val.bin\n{os.stat(tmp_path / 'ds').st_ino} notes.txt\n")
+    args = ["train", f"--data_dir={tmp_path / 'ds'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=2", "--eval_interval=2", *SMALL]
+    assert main(args) == 0 and (tmp_path / "ds" / "notes.txt").read_text() == "mine"
+    assert not list((tmp_path / "ds").glob(".zo_gpt-stage-*"))
+
+
+def test_a_removal_that_a_kill_cuts_short_leaves_the_old_run_whole(world, tmp_path):
+    """train --force killed (SIGKILL) after it set aside one of the old run's files (B190): the next command in the folder
+    puts it back, so the run there is whole, not three files of it; removing them is all or none."""
+    run = tmp_path / "run"
+    args = ["train", f"--data_dir={world / 'data'}", f"--out_dir={run}", "--max_iters=2", "--eval_interval=2", *SMALL]
+    assert main(args) == 0
+    before = {n: (run / n).read_bytes() for n in ("ckpt.pt", "metrics.jsonl", "summary.json", "loss.png")}
+    code = ("import os, sys; from zo_gpt.folders import remove_together; real = os.replace\n"
+            "def replace(a, b): real(a, b); os._exit(9)   # killed after the first file is set aside\n"
+            f"os.replace = replace; remove_together({str(run)!r}, ['ckpt.pt', 'metrics.jsonl', 'summary.json', 'loss.png'])")
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 9
+    assert list(run.glob(".zo_gpt-stage-*")) and not (run / "ckpt.pt").exists()          # the kill's state
+    assert main(args + ["--reuse"]) == 0                                                 # the run there, whole again
+    assert {n: (run / n).read_bytes() for n in before} == before and not list(run.glob(".zo_gpt-stage-*"))
+
+
 @pytest.mark.parametrize("cut_at", [1, 2, 3, 4, 5])
 def test_a_settle_cut_short_is_finished_by_the_next_command(world, tmp_path, monkeypatch, cut_at):
     """A stop (or a kill) while a command puts back what a killed prepare set aside (B173, B174): each step leaves a state the
     next command reads the same way, and it finishes the job; no old file put back is taken for a new one."""
     shutil.copytree(world / "data", tmp_path / "ds")
     ds, stage = tmp_path / "ds", tmp_path / "ds" / ".zo_gpt-stage-killed"; stage.mkdir()
-    (stage / ".moving").write_text("train.bin\nval.bin\nmeta.json\n")
     for n in ("train.bin", "val.bin", "meta.json"): os.replace(ds / n, stage / f"{n}.old")
     for n in ("train.bin", "val.bin"): (ds / n).write_bytes(b"new, moved in")
     (stage / "meta.json").write_text("{}")
+    (stage / ".moving").write_text(moving_list(ds, ["train.bin", "val.bin"]) + moving_list(stage, ["meta.json"]))
     real, calls = os.replace, []
     def replace(src, dst):
         if ".zo_gpt-stage-" in f"{src}{dst}":
@@ -911,3 +944,29 @@ def test_few_file_descriptors_are_one_line_that_is_not_a_lock(world, tmp_path):
     assert r.returncode == 1 and r.stderr == ("zo-gpt train: failed: the limit on open files (ulimit -n 8) is too low: a command that loads "
                                               "torch needs about 32; raise it (ulimit -n 1024)\n"), r.stderr[-2000:]
     assert not (tmp_path / "r").exists()
+
+
+def test_a_resume_on_another_dataset_names_the_one_it_was_trained_on_and_replaces_none(world, tmp_path, capsys):
+    """--resume given a learner's other dataset (C194): the hint names the folder the run was trained on where it still is,
+    and, where it is gone, makes it again there; never a command that replaces the dataset given by mistake."""
+    shutil.copytree(world / "data", tmp_path / "ds"); shutil.copytree(world / "data2", tmp_path / "other")
+    args = ["train", f"--out_dir={tmp_path / 'run'}", "--max_iters=2", "--eval_interval=2", *SMALL]
+    assert main(args + [f"--data_dir={tmp_path / 'ds'}"]) == 0
+    assert main(args + [f"--data_dir={tmp_path / 'other'}", "--resume"]) == 1
+    assert f"it is still in {tmp_path / 'ds'}: give --data_dir {tmp_path / 'ds'}" in last_line(capsys)
+    shutil.rmtree(tmp_path / "ds")
+    assert main(args + [f"--data_dir={tmp_path / 'other'}", "--resume"]) == 1
+    line = last_line(capsys)
+    assert f"zo-gpt prepare --out {tmp_path / 'ds'} " in line and "replaces" not in line and str(tmp_path / "other") + " " not in line.split("holds")[-1]
+
+
+def test_the_default_dataset_folder_named_is_the_default(tmp_path, monkeypatch):
+    "data_dir='data/zero_one-compact', as --help shows the preset's value (K193): made on first use, as when it is left out."
+    import contextlib
+    import zo_gpt.config
+    from zo_gpt.config import held_dataset, make_config
+    monkeypatch.setattr(zo_gpt.config, "DataConfig", lambda vocab: DataConfig(n_seq=50, seq_len=30, vocab=vocab))   # small, for the test
+    monkeypatch.chdir(tmp_path)
+    for data_dir in ("data/zero_one-compact", "./data//zero_one-compact/"):
+        with contextlib.ExitStack() as reading:
+            assert held_dataset(make_config("cpu", {"data_dir": data_dir}), None, reading).meta["config"]["n_seq"] == 50

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from .config import TrainConfig, config_from, held_dataset
+from .config import TrainConfig, config_from, held_dataset, trained_on
 from .evaluation import History
 from .helpers import (ConfigError, DatasetError, TrainingError, check_tokens_table, file_size_limit, first_line,
                             get_device, read_meta, read_small, remake, size_text)
@@ -202,10 +202,7 @@ def restore(state, path:Path):
     if ckpt["data_hash"] != state.data.meta["content_hash"]:
         held, made = state.data.meta["content_hash"][:12], ckpt["data_hash"][:12]
         raise TrainingError(f"the checkpoint was trained on another dataset ({ckpt.get('data_path', '?')}, content hash "
-                            f"{made}); {state.data.path} holds {held}; " + (
-                            remake(state.data.path, {"config": ckpt["data_config"]}) + " (it replaces the dataset there)"
-                            if isinstance(ckpt.get("data_config"), dict) else "give --data_dir (data_dir=) the dataset it "
-                            "was trained on, or start again with --force (overwrite=True)"))
+                            f"{made}); {state.data.path} holds {held}; {trained_on(ckpt, state.data.path)}")
     done = ckpt["iter"] >= cfg.max_iters and (ckpt["history"].get("final") or not cfg.final_eval)
     if done and _results_of(path.parent, ckpt):
         raise TrainingError(f"the run in {path.parent} finished at step {ckpt['iter']} of {cfg.max_iters}: there is "
@@ -252,9 +249,10 @@ def finished_run(cfg:TrainConfig, data_hash:str):
 def reused_run(cfg:TrainConfig, data=None) -> tuple:
     """(`finished_run` of `cfg` or None, its dataset or None), read while the run folder is held for reading, as no
     writer holds it: it needs no writable folder, and reports no run another command is writing."""
-    out = Path(cfg.out_dir)
-    if not ((out / "ckpt.pt").is_file() and _summary(out).get("interrupted") is False): return None, data
+    out, looks = Path(cfg.out_dir), lambda: (out / "ckpt.pt").is_file() and _summary(out).get("interrupted") is False
+    if not (looks() or any(out.glob(".zo_gpt-stage-*"))): return None, data   # held first where a kill left a swap or removal to settle
     with (contextlib.nullcontext() if writing_here(out) else folder_lock(out, "out_dir", shared=True)), contextlib.ExitStack() as reading:
+        if not looks(): return None, data
         try: data = held_dataset(cfg, data, reading)
         except (DatasetError, ConfigError): return None, data       # the run that follows says what is wrong with it
         return finished_run(cfg, data.meta["content_hash"]), data
@@ -286,23 +284,23 @@ def _other_data(ckpt:dict, cfg:TrainConfig) -> str|None:
     try: theirs = read_meta(cfg.dataset)["content_hash"] if (cfg.dataset / "meta.json").is_file() else None
     except DatasetError: theirs = ""   # damaged: not the run's
     if theirs is not None: return None if theirs == ckpt["data_hash"] else f"it was trained on another dataset than the one in {cfg.dataset}"
-    made, c = asdict(DataConfig(vocab=cfg.vocab)), ckpt.get("data_config")
-    if isinstance(c, dict) and (diff := [k for k in made if c.get(k) != made[k]]):   # a checkpoint without them: nothing to compare
-        return f"it was trained on a dataset made with {', '.join(f'{k}={c.get(k)!r}' for k in diff)}, not the notebooks' " + ", ".join(f"{k}={made[k]!r}" for k in diff)
+    if isinstance(c := ckpt.get("data_config"), dict) and (why := _not_the_notebooks(c, cfg.vocab)): return f"it was trained on a dataset {why}"
+
+def _not_the_notebooks(config:dict, vocab:str) -> str:
+    "How a dataset made with `config` is not the one the notebooks make: \"made with other arguments ... (n_seq=200, not 10000)\"; '' if it is."
+    diff = ", ".join(f"{k}={config.get(k)!r}, not {v!r}" for k, v in asdict(DataConfig(vocab=vocab)).items() if config.get(k) != v)
+    return diff and f"made with other arguments than the notebooks' ({diff})"
 
 def _check_shared_dataset(cfg:TrainConfig, name:str):
     """A `ConfigError` if the dataset folder inside the shared folder holds anything but the dataset the notebooks make
     there (one of other arguments, files without a meta.json, a damaged one): they would refuse it, or train on it."""
     inside = lambda f: Path(f(cfg.out_dir)) in Path(f(cfg.dataset)).parents   # as named (a link there counts), or as resolved
     if not (inside(os.path.abspath) or inside(os.path.realpath)) or not cfg.dataset.is_dir(): return
-    made, held = asdict(DataConfig(vocab=cfg.vocab)), sorted(f.name for f in cfg.dataset.iterdir() if not f.name.startswith("."))
-    try: old = read_meta(cfg.dataset)["config"] if held else made
-    except DatasetError as e: old, why = None, str(e).split(";")[0].split(" (")[0]   # what is wrong, without its remedy
-    if old is not None and (diff := [k for k in made if old.get(k) != made[k]]):
-        why = f"made with other arguments than the notebooks' ({', '.join(f'{k}={old.get(k)!r}, not {made[k]!r}' for k in diff)})"
-    elif old is not None: return
-    raise ConfigError(f"{name}={cfg.out_dir!r} holds a dataset folder {cfg.dataset} that is not the notebooks': {why}; "
-                      f"choose another {name}, or move that folder away")
+    held = any(not f.name.startswith(".") for f in cfg.dataset.iterdir())   # empty: the notebooks make it there
+    try: why = _not_the_notebooks(read_meta(cfg.dataset)["config"], cfg.vocab) if held else ""
+    except DatasetError as e: why = str(e).split(";")[0].split(" (")[0]   # what is wrong, without its remedy
+    if why: raise ConfigError(f"{name}={cfg.out_dir!r} holds a dataset folder {cfg.dataset} that is not the notebooks': {why}; "
+                              f"choose another {name}, or move that folder away")
 
 def run_dataset(cfg:TrainConfig, data, reading:contextlib.ExitStack, resume:bool=False):
     "`held_dataset(cfg, data, reading)`; resuming where none is, a `DatasetError` whose command makes the one its checkpoint records."

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['MAX_LAYERS', 'FLOAT32_MAX', 'CPU', 'A100', 'PRESETS', 'PROFILED', 'TrainConfig', 'make_config', 'read_overrides',
            'parse_overrides', 'blocks_at', 'get_batch', 'check_config', 'config_from', 'lr_at', 'open_dataset',
-           'held_dataset', 'check_data', 'fixed_batches']
+           'held_dataset', 'trained_on', 'check_data', 'fixed_batches']
 
 # %% ../nbs/02a_config.ipynb #835d2b0d
 import contextlib
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .helpers import (DTYPE_NAMES, ConfigError, DatasetError, TrainingError, check_positive, check_seed, free_memory,
-                            check_meta_hash, read_meta, size_text)
+                            check_meta_hash, read_meta, remake, size_text)
 from .folders import check_folder, folder_lock, writing_here
 from .data import check_flag
 from .tokens import VOCABS, DataConfig, Dataset, load_dataset, prepare
@@ -64,7 +64,7 @@ class TrainConfig:
     final_tokens: int = 520_000  # validation tokens the final evaluation may use (0: all), in whole rounds of one block per sequence position
     # system
     device: str = "auto"  # 'auto' (cuda, mps, cpu), or a torch device
-    dtype: str = "float32"  # 'float32' or 'bfloat16' (autocast)
+    dtype: str = "float32"  # 'float32', or 'bfloat16' or 'float16' (autocast)
     compile: bool = False  # torch.compile the model
     tf32: bool = True  # allow TF32 matmuls on CUDA (set for the run, restored after it)
     flush_denormal: bool = True  # on the CPU, read subnormal floats as zero (set for the run, restored after it)
@@ -110,6 +110,9 @@ class TrainConfig:
 
     @property
     def dataset(self) -> Path: return Path(self.data_dir or f"data/zero_one-{self.vocab}")
+
+    @property
+    def default_data(self) -> bool: return self.dataset == Path(f"data/zero_one-{self.vocab}")   # '', or that folder named
 
     @property
     def vocab_size(self) -> int: return 50304 if self.vocab == "gpt2" else 5
@@ -217,16 +220,16 @@ def open_dataset(
     make:bool=False, # make the default dataset in `cfg.data_dir` if that folder holds none
     unset:str|None=None, # what leaving data_dir out does, for the hint on a missing one; None: the default folder is used
 ) -> Dataset:
-    "The run's dataset. The default folder (`data_dir=''`) gets the default dataset on first use; any other must hold one."
+    "The run's dataset. The default folder (`data_dir=''`, or its path) gets the default dataset on first use; any other must hold one."
     check_config(cfg)
     make = check_flag("make", make)
     path = check_folder(cfg.dataset, "data_dir")
     if not (path / "meta.json").exists():
-        if cfg.data_dir and not make and not path.exists():
+        if not cfg.default_data and not make and not path.exists():
             raise DatasetError(f"data_dir={cfg.data_dir!r} does not exist; make a dataset there with `zo-gpt prepare --out "
                                f"{shlex.quote(cfg.data_dir)} --vocab {cfg.vocab}`, or leave data_dir out to "
                                + (unset or f"use {Path(f'data/zero_one-{cfg.vocab}')}"))
-        if cfg.data_dir and not make:   # token files without meta.json: an interrupted prepare, which --force replaces
+        if not cfg.default_data and not make:   # token files without meta.json: an interrupted prepare, which --force replaces
             force = " --force" if any((path / n).exists() for n in ("train.bin", "val.bin")) else ""
             raise DatasetError(f"data_dir={cfg.data_dir!r} holds no dataset (no meta.json); make one with "
                                f"`zo-gpt prepare --out {shlex.quote(cfg.data_dir)} --vocab {cfg.vocab}{force}`")
@@ -247,7 +250,7 @@ def held_dataset(cfg:TrainConfig, data:Dataset|None, reading:contextlib.ExitStac
         if Path(path).resolve() != Path(cfg.out_dir).resolve() and not writing_here(path):   # a folder this run writes is held already
             reading.enter_context(folder_lock(path, "data_dir", shared=True))
     given = data is not None
-    makes = not given and (make or not cfg.data_dir) and not (Path(path) / "meta.json").exists()   # open_dataset makes it
+    makes = not given and (make or cfg.default_data) and not (Path(path) / "meta.json").exists()   # open_dataset makes it
     held = Path(path).is_dir() and not makes
     if held: hold()                                 # before opening: a prepare still writing it is named, not missed
     data = data or open_dataset(cfg, make, unset)
@@ -256,6 +259,16 @@ def held_dataset(cfg:TrainConfig, data:Dataset|None, reading:contextlib.ExitStac
         raise TrainingError(f"the dataset in {data.path} was replaced since it was opened (a prepare --force?); "
                             + ("open it again (open_dataset)" if given else "start the run again"))
     return data
+
+def trained_on(ckpt:dict, given:str|Path) -> str:
+    """What to do when the checkpoint `ckpt` (02c) was trained on another dataset than the one in `given`: give the folder
+    it was trained on, where that still holds it; else make it again, where that replaces nothing but what `given` holds."""
+    own, c, same = Path(ckpt.get("data_path") or given), ckpt.get("data_config"), lambda a, b: os.path.realpath(a) == os.path.realpath(b)
+    try: there = read_meta(own)["content_hash"] if (own / "meta.json").is_file() else None
+    except DatasetError: there = ""   # damaged: a user's folder all the same
+    if not same(own, given) and there == ckpt["data_hash"]: return f"it is still in {own}: give --data_dir {shlex.quote(str(own))} (data_dir=)"
+    if isinstance(c, dict) and (there is None or same(own, given)): return remake(own, {"config": c}) + " (it replaces the dataset there)" * (there is not None)
+    return "give --data_dir (data_dir=) the dataset it was trained on, or start again with --force (overwrite=True)"
 
 def check_data(cfg:TrainConfig, data:Dataset):
     "A `ConfigError` if the dataset cannot serve the run."

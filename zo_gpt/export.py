@@ -168,14 +168,15 @@ def write_hf(
     vocab = table_vocab(tokens_table, model.config.vocab_size)
     hf = to_hf(model, next(t["id"] for t in tokens_table if t["kind"] == "end of text"))
     with folder_lock(out, "out") as folder:
-        held = sorted(p.name for p in folder.iterdir() if not p.name.startswith(".zo_gpt"))   # not zo_gpt's own hidden files
-        if held and not force:
-            raise ConfigError(f"out={str(out)!r} is not empty (it holds {', '.join(held[:3])}{', ...' * (len(held) > 3)}); "
-                              "replace the export there with --force (force=True), or choose another folder")
         clash = [n for n in EXPORT_FILES if (folder / n).exists()]
         if clash and not is_export(folder):   # --force replaces an export's files, never a README or config of another's
             raise ConfigError(f"out={str(out)!r} holds {', '.join(clash)}, which no zo_gpt export wrote (there is no "
                               "tokens.json of one); choose another folder")
+        held = sorted(p.name for p in folder.iterdir() if not p.name.startswith(".zo_gpt"))   # not zo_gpt's own hidden files
+        if held and not force:
+            raise ConfigError(f"out={str(out)!r} is not empty (it holds {', '.join(held[:3])}{', ...' * (len(held) > 3)}); "
+                              + ("replace the export there" if clash else "write the export beside them (it replaces none of them)")
+                              + " with --force (force=True), or choose another folder")
         with staging(folder) as tmp:  # the files are made whole, then moved in together
             try:
                 with no_progress_bars(): hf.save_pretrained(tmp)

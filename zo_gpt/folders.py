@@ -41,7 +41,7 @@ def atomic_path(path:str|Path):
         if tmp: Path(tmp).unlink(missing_ok=True)
 
 ON_PLACED = contextvars.ContextVar("on_placed", default=None)  # (folder, what to do once its swap is in): a command's own work
-MOVING = ".moving"  # in a staging folder whose swap has begun: the names it moves in
+MOVING = ".moving"  # in a staging folder whose swap has begun: the files it moves in, a line each: 'inode name'
 
 @contextlib.contextmanager
 def staging(folder:str|Path):
@@ -57,27 +57,36 @@ def replace_together(new:str|Path, folder:str|Path, names:tuple):
     then = on[1] if (on := ON_PLACED.get()) and os.path.realpath(on[0]) == os.path.realpath(folder) else None
     with signals_held(drop=then is not None, then=then):   # a stop during another swap (a dataset made on the way) is taken after it
         try:   # the names to move in, listed first: a process killed before all are in leaves the old set here, for the next to put back
-            with open(new / MOVING, "w", encoding="utf-8") as f: f.write("".join(f"{n}\n" for n in names if os.path.lexists(new / n))); f.flush(); os.fsync(f.fileno())
+            with open(new / MOVING, "w", encoding="utf-8") as f:   # each with its inode: only the file moved in is ever taken back out
+                f.write("".join(f"{os.lstat(new / n).st_ino} {n}\n" for n in names if os.path.lexists(new / n))); f.flush(); os.fsync(f.fileno())
             for n in names:
                 if os.path.lexists(folder / n): os.replace(folder / n, new / f"{n}.old"); aside.append(n)
             for n in names:
                 if os.path.lexists(new / n): os.replace(new / n, folder / n); placed.append(n)
         except BaseException as e:
-            for src, dst in [(folder / n, new / n) for n in placed] + [(new / f"{n}.old", folder / n) for n in aside]:
-                with contextlib.suppress(OSError): os.replace(src, dst)
+            _move_back([(folder / n, new / n) for n in placed] + [(new / f"{n}.old", folder / n) for n in aside])
             if not isinstance(e, OSError): raise
-            raise write_error(e, next((folder / n for n in names if str(folder / n) in (e.filename, e.filename2)), folder)) from None
+            raise _which_failed(e, folder, names) from None
 
 def remove_together(folder:str|Path, names:list):
-    "Remove the files `names` from `folder`, all or none: each moves into a staging folder first, and all come back if one cannot."
+    """Remove the files `names` from `folder`, all or none: each is set aside in a staging folder first (as a swap sets aside
+    its old files), and all come back if one cannot, or if a kill cuts it short (`_settle` puts them back)."""
     folder, moved = Path(folder), []
     with staging(folder) as s, signals_held():   # a stop waits: all moved, or all back
         try:
-            for n in names: os.replace(folder / n, s / n); moved.append(n)
+            for n in names: os.replace(folder / n, s / f"{n}.old"); moved.append(n)
         except OSError as e:
-            for n in moved:
-                with contextlib.suppress(OSError): os.replace(s / n, folder / n)
-            raise write_error(e, next((folder / n for n in names if str(folder / n) in (e.filename, e.filename2)), folder)) from None
+            _move_back([(s / f"{n}.old", folder / n) for n in moved])
+            raise _which_failed(e, folder, names) from None
+
+def _move_back(moves:list):
+    "Each (from, to) of `moves` that can be: a swap or a removal cut short, undone."
+    for src, dst in moves:
+        with contextlib.suppress(OSError): os.replace(src, dst)
+
+def _which_failed(e:OSError, folder:Path, names) -> OSError:
+    "`e`, raised moving the files `names` of `folder`, as `write_error` names the one it was about (or the folder)."
+    return write_error(e, next((folder / n for n in names if str(folder / n) in (e.filename, e.filename2)), folder))
 
 def write_error(e:OSError, path:str|Path) -> OSError:
     "`e`, raised writing the file `path`, as an `OSError` that names `path` and, where it is the cause, the file-size limit."
@@ -135,7 +144,7 @@ def writable_folders(folders:dict) -> list:
     process can write; or a `ConfigError` naming the first that is not, with every folder made for the others removed."""
     made = []
     try: return [_writable(out, name, made) for name, out in folders.items()]
-    except ConfigError:
+    except BaseException:
         for m in reversed(made): _remove_empty(m)
         raise
 
@@ -178,12 +187,12 @@ def _command() -> str:
 
 def _owner(folder:Path) -> str:
     "Who holds `folder`, from its record if that process is still alive: a killed one leaves its record behind."
-    try: who = (folder / OWNER_FILE).read_text(encoding="utf-8", errors="replace").strip().split("\n")[0]
-    except OSError: return "another process (one writing it, or a run reading it)"
-    try: os.kill(int(who.split()[1]), 0)
-    except (IndexError, ValueError, ProcessLookupError): return "another process (one writing it, or a run reading it)"
+    f, record = folder / OWNER_FILE, ""
+    with contextlib.suppress(OSError, ValueError): record = read_small(f).decode("utf-8", "replace").split("\n")[0] if f.is_file() else ""   # never a pipe's
+    try: os.kill(int(record.split()[1]), 0)
     except PermissionError: pass   # alive, another user's
-    return who
+    except (OSError, IndexError, ValueError): record = ""
+    return record or "another process (one writing it, or a run reading it)"
 
 def _first_missing(folder:Path) -> Path|None:
     "The outermost of `folder` and its parents that does not exist yet: what making `folder` would make."
@@ -226,9 +235,7 @@ def _lock(folder:Path, name:str, shared:bool=False):
         except BlockingIOError:
             raise ConfigError(f"{name}={str(folder)!r} is in use by {_owner(folder)}; wait for it to end, or choose "
                               "another folder") from None
-        try: same = os.path.samestat(os.fstat(fd), os.stat(folder))
-        except FileNotFoundError: same = False
-        if not same:
+        if not ((st := _stat(folder)) and os.path.samestat(os.fstat(fd), st)):
             raise ConfigError(f"{name}={str(folder)!r} was moved or replaced while it was being opened; try again")
         for s in folder.glob(".zo_gpt-stage-*"): _settle(folder, s)   # held, no writer is live: what a killed one left
     except BaseException:
@@ -247,15 +254,20 @@ def _settle(folder:Path, s:Path):
     try:
         fcntl.flock(sfd, fcntl.LOCK_EX)
         if not s.is_dir(): return
-        try: moving = read_small(s / MOVING).decode("utf-8").split() if (s / MOVING).is_file() else []   # never a pipe's
-        except (OSError, ValueError): moving = []
-        moving = [n for n in moving if n == os.path.basename(n) and n not in (".", "..")] or None   # names of its files; none: unknown
+        moving = _moving(s)
         if moving is None or any(os.path.lexists(s / n) for n in moving):   # cut short, or unknown: undone
-            for n in [n for n in moving or [] if not os.path.lexists(s / n) and os.path.lexists(folder / n)]:
+            for n in [n for n, ino in (moving or {}).items() if not os.path.lexists(s / n) and getattr(_stat(folder / n), "st_ino", 0) == ino]:
                 os.replace(folder / n, s / n)   # first the new files back, so that no old file put back is taken for a new one
             for f in s.glob("*.old"): os.replace(f, folder / f.name[:-4])   # one that cannot be is said, and its staging folder kept
         shutil.rmtree(s, ignore_errors=True)
     finally: os.close(sfd)
+
+def _moving(s:Path) -> dict|None:
+    "{name: inode} of the files a swap moves in, as the `MOVING` list of its staging folder `s` says; None where it says nothing sure."
+    try: lines = [l.split(" ", 1) for l in read_small(s / MOVING).decode("utf-8").splitlines()] if (s / MOVING).is_file() else []
+    except (OSError, ValueError): return None   # never a pipe's: read only as a file
+    ok = lambda l: len(l) == 2 and l[0].isdigit() and l[1] == os.path.basename(l[1]) and l[1] not in (".", "..")   # a name in `s`
+    return {n: int(ino) for ino, n in lines} if lines and all(map(ok, lines)) else None   # empty, or anything else: unknown
 
 @contextlib.contextmanager
 def folder_lock(
@@ -270,13 +282,12 @@ def folder_lock(
         try: yield Path(folder)
         finally: os.close(fd)
         return
-    missing = _first_missing(Path(folder)) if isinstance(folder, (str, os.PathLike)) and str(folder).strip() else None
-    folder = writable_folder(folder, name)
-    made = _made(folder, missing)
-    try: fd = _lock(folder, name)
+    made = []
+    try: fd = _lock(folder := _writable(folder, name, made), name)
     except BaseException:
-        _remove_empty(made)
+        for m in reversed(made): _remove_empty(m)
         raise
+    made = made[0]
     record, key = f"process {os.getpid()} ({_command()})\n{secrets.token_hex(8)}\n", _key(os.fstat(fd))
     try:
         with atomic_path(folder / OWNER_FILE) as tmp: tmp.write_text(record, encoding="utf-8", errors="replace")
@@ -295,20 +306,15 @@ def _key(st:os.stat_result) -> tuple: return st.st_dev, st.st_ino
 def writing_here(folder:str|Path) -> bool:
     """Whether this thread holds `folder` for writing (`folder_lock`): then it need not, and cannot, also hold it for
     reading, as a run or a profile that writes into its own dataset's folder. Another thread's hold does not count."""
-    try: return _WRITING.get(_key(os.stat(folder))) == threading.get_ident()
-    except OSError: return False
+    return (st := _stat(folder)) is not None and _WRITING.get(_key(st)) == threading.get_ident()
 
 @contextlib.contextmanager
 def held_here(folder:str|Path, name:str="out"):
     "`folder` held by this thread for the block: already (`writing_here`, which opens no file), or from now on."
-    if writing_here(folder): yield Path(folder)
-    else:
-        with folder_lock(folder, name) as f: yield f
+    with (contextlib.nullcontext(Path(folder)) if writing_here(folder) else folder_lock(folder, name)) as f: yield f
 
 def check_held(folder:str|Path, held:os.stat_result, name:str="out_dir"):
     "A `TrainingError` if `folder` is no longer the folder `held` (its `os.stat` when locked): moved, removed, replaced."
-    try: same = os.path.samestat(held, os.stat(folder))
-    except OSError: same = False
-    if not same:
+    if not ((st := _stat(folder)) and os.path.samestat(held, st)):
         raise TrainingError(f"{name}={str(folder)!r} was moved, removed or replaced while this process held it; "
                             "stopped here so that nothing is written into a folder another command may hold")

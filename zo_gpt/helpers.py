@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['DTYPE_NAMES', 'SEED_MAX', 'DATASET_FORMAT', 'META_KEYS', 'SMALL_FILE_BYTES', 'get_device', 'environment', 'UserError',
-           'ConfigError', 'TrainingError', 'first_line', 'one_line', 'check_positive', 'check_model', 'check_batch',
-           'check_prob', 'check_seed', 'check_tokens_table', 'file_size_limit', 'free_memory', 'DatasetError',
-           'file_sha256', 'meta_hash', 'size_text', 'remake', 'check_meta_hash', 'read_small', 'load_matplotlib',
-           'not_a_file', 'read_meta', 'check_files']
+           'ConfigError', 'TrainingError', 'first_line', 'one_line', 'check_positive', 'check_ids', 'check_model',
+           'check_batch', 'check_prob', 'check_seed', 'check_tokens_table', 'file_size_limit', 'free_memory',
+           'DatasetError', 'file_sha256', 'meta_hash', 'size_text', 'remake', 'check_meta_hash', 'read_small',
+           'load_matplotlib', 'not_a_file', 'read_meta', 'check_files']
 
 # %% ../nbs/00_core.ipynb #a1000003
 import hashlib
@@ -78,6 +78,17 @@ def check_positive(name:str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+def check_ids(idx, vocab_size:int, block_size:int, values:bool=True):
+    """A `ConfigError` unless `idx` is a (batch, time) tensor of token ids that a model of `vocab_size` and `block_size`
+    takes; `values=False` leaves the ids' values unread (training's batches, checked with their dataset: no device sync)."""
+    import torch
+    if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype not in (torch.int64, torch.int32) or not idx.shape[1]:
+        what = f"a {tuple(idx.shape)} tensor of {idx.dtype}" if isinstance(idx, torch.Tensor) else type(idx).__name__
+        raise ConfigError(f"token ids must be a (batch, time) tensor of integers (torch.long), at least one per row, got {what}")
+    if idx.shape[1] > block_size: raise ConfigError(f"a context of {idx.shape[1]} tokens is longer than the model's block_size={block_size}")
+    if values and idx.numel() and not (0 <= int(idx.min()) and int(idx.max()) < vocab_size):
+        raise ConfigError(f"token ids must be from 0 to {vocab_size - 1}, the model's vocabulary; got {int(idx.min())} to {int(idx.max())}")
 
 def check_model(model, gpt:bool=True):
     "`ConfigError` unless `model` is a GPT (`gpt=False`: anything with its `log_probs`); a pair from `load_model` is named."

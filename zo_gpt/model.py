@@ -20,7 +20,7 @@ from torch.autograd.profiler import record_function
 from torch.nn import functional as F
 from tqdm.auto import tqdm  # a widget in a notebook, text in a terminal
 
-from .helpers import DTYPE_NAMES, ConfigError, check_positive, check_seed, check_tokens_table
+from .helpers import DTYPE_NAMES, ConfigError, check_ids, check_positive, check_seed, check_tokens_table
 
 # %% ../nbs/02_model.ipynb #f4489db9
 DTYPES = dict(zip(DTYPE_NAMES, (torch.float32, torch.bfloat16, torch.float16)))
@@ -191,9 +191,8 @@ class GPT(nn.Module):
 
     def embed(self, idx):
         "Token plus position embeddings (B, T, C) of token ids `idx` (B, T): what enters the first block, before dropout."
-        if (T := idx.shape[1]) > self.config.block_size:
-            raise ConfigError(f"a context of {T} tokens is longer than the model's block_size={self.config.block_size}")
-        return self.wte(idx) + self.wpe(torch.arange(T, device=idx.device))
+        check_ids(idx, self.config.vocab_size, self.config.block_size, values=not self.training)   # training's batches: checked with their data
+        return self.wte(idx) + self.wpe(torch.arange(idx.shape[1], device=idx.device))
     def hidden(self, idx):
         "The final hidden states (B, T, C) for token ids `idx` (B, T)."
         with record_function("embeddings"): x = self.drop(self.embed(idx))
@@ -237,7 +236,7 @@ class GPT(nn.Module):
     def generate(self, idx, max_new_tokens:int, temperature:float=1.0, generator=None):
         "Extend `idx` (B, T) by `max_new_tokens` tokens, each sampled from the last `block_size` tokens of context (temperature 0: the likeliest)."
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature < math.inf: raise ConfigError(f"temperature must be a number, 0 or more, got {temperature!r}")
-        for _ in range(max_new_tokens):
+        for _ in range(check_positive("max_new_tokens", max_new_tokens)):
             logits = self(idx[:, -self.config.block_size:])[:, -1, :].float()
             nxt = logits.argmax(-1, keepdim=True) if temperature == 0 else torch.multinomial(F.softmax(logits / temperature, dim=-1), 1, generator=generator)
             idx = torch.cat((idx, nxt), dim=1)

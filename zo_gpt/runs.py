@@ -52,14 +52,18 @@ def runs_figure(histories:list, labels:list, x:str="iter", view:str="loss", bloc
     floors, several = {k: stream_floor(*k) for k in keys}, len({k[:2] for k in keys}) > 1   # each run's own floor
     h = entropy(p)
     labels = [textwrap.fill(l, LABEL_WIDTH, subsequent_indent="    ") or " " for l in labels]
-    lines = sum(l.count("\n") + 1 for l in labels) + (1 + len(keys) if view == "loss" else 3)
-    height = max(4.4, 0.8 + 0.22 * lines)  # the legend's height
+    runs = [(list(hist.train), list(hist.val), hist.final) for hist in histories]  # one look at each (it may train)
+    last = next((r for r in reversed(runs[-1][1]) if "bayes" in r), None) if runs else None
+    note = textwrap.fill(f"The newest run's validation batches are fixed, and even the Bayes predictor scores {last['bayes']:.4f} "
+                         "on them: below the floor by chance, so a run's points can be too.", 50) if (
+        view == "loss" and last and last["bayes"] < floors[(p, n, histories[-1].config["block_size"])]) else ""   # the batches, not the model
+    lines = sum(l.count("\n") + 1 for l in labels) + (1 + len(keys) if view == "loss" else 3) + (note.count("\n") + 2) * bool(note)
+    height = max(4.4, 0.8 + 0.22 * lines)  # the legend's height, and the note's under it
     fig = png_figure(figsize=(10.5, height))   # first: it imports matplotlib
     from matplotlib.patheffects import withStroke
     from matplotlib.ticker import LogLocator, NullFormatter
     ax = fig.subplots()
     fig.subplots_adjust(left=0.075, right=0.66, bottom=0.5 / height, top=1 - 0.35 / height)  # the legend on the right
-    runs = [(list(hist.train), list(hist.val), hist.final) for hist in histories]  # one look at each (it may train)
     # The frame holds H(p) and every floor (under H(p) for short sequences); its top: a quarter above the newest run.
     sources = {a: entropy(a) for a, _, _ in keys}
     lo, hi = min(*sources.values(), *floors.values()), max(h, floors[(p, n, block_size)])
@@ -97,11 +101,7 @@ def runs_figure(histories:list, labels:list, x:str="iter", view:str="loss", bloc
         for xi, color in above: ax.plot([xi], [top], "^", ms=6, color=color, clip_on=False)
         if above: ax.text(0.01, 0.98, "▲ a run that ends above the frame", transform=ax.transAxes, va="top",
                           fontsize=9, color="0.3")
-        last = next((r for r in reversed(runs[-1][1]) if "bayes" in r), None) if runs else None
-        if last and last["bayes"] < floors[(p, n, histories[-1].config["block_size"])]:   # the fixed batches, not the model
-            ax.text(0.01, 0.02, f"the newest run's validation batches are fixed, and even the Bayes predictor scores "
-                    f"{last['bayes']:.4f} on them:\nbelow the floor by chance, so a run's points can be too",
-                    transform=ax.transAxes, fontsize=9, color="0.4", bbox=dict(fc="white", ec="none", alpha=0.85))   # over the floors' lines
+        if note: ax.text(1.02, 0, note, transform=ax.transAxes, fontsize=9, color="0.3")   # under the legend: the floors' lines stay in view
     else:
         refs = reference_excess(p, n, block_size)
         draw_references(ax, refs)

@@ -29,7 +29,7 @@ from .data import check_flag, entropy, out_of_memory, stream_floor
 from .evaluation import History, check_final, evaluate_split, final_split, loss_figure
 from .helpers import ConfigError, TrainingError, first_line
 from .runtime import gather_checksums, processes, stop_signals
-from .folders import atomic_path, folder_lock
+from .folders import atomic_path, folder_lock, writes_to
 from .ladder import evaluate_ladder
 from .model import GPT, autocast, make_optimizer, precision, step_model
 from .tokens import Dataset
@@ -190,21 +190,22 @@ class MetricsLog(Callback):
         path = Path(state.cfg.out_dir) / "metrics.jsonl"
         if state.iter:  # resuming: the file again from the checkpoint's own history, whatever the folder held
             with atomic_path(path) as tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in _records(state.history)))
-        self.f = open(path, "a" if state.iter else "w", encoding="utf-8")
+        self.f, self.path = open(path, "a" if state.iter else "w", encoding="utf-8"), path
         self.written = {"train": state.iter, "val": state.iter}  # last step written, per kind
     def _write(self, kind, record):
         if record["iter"] > self.written[kind]:
-            self.f.write(json.dumps({"kind": kind, **record}) + "\n")
+            with writes_to(self.path): self.f.write(json.dumps({"kind": kind, **record}) + "\n")   # a failure names the file
             self.written[kind] = record["iter"]
     def on_step(self, state, record): self._write("train", record)
     def on_eval(self, state, record):
         self._write("val", record)
-        self.f.flush()
+        with writes_to(self.path): self.f.flush()
     def on_fit_end(self, state):
         for kind in ("train", "val"):  # whatever an interrupt kept from being written
             for record in getattr(state.history, kind): self._write(kind, record)
-        if state.history.final: self.f.write(json.dumps({"kind": "final", **state.history.final}) + "\n")
-        self.f.close()
+        with writes_to(self.path):
+            if state.history.final: self.f.write(json.dumps({"kind": "final", **state.history.final}) + "\n")
+            self.f.close()
 
 def _records(history) -> list:
     "The history's steps and evaluations as metrics.jsonl lines, in the order a run writes them."
