@@ -376,6 +376,12 @@ MORE_MISUSE = [
     (lambda: attention_weights(GPT(GPTConfig(n_head=2, n_embd=16, block_size=8, vocab_size=5)), torch.zeros(1, 9, dtype=torch.long)),
      "a context of 9 tokens is longer than the model's block_size=8"),                     # G171: the model's own check
     (lambda: evaluate([], [(torch.zeros(1, 8, dtype=torch.long),) * 2], {}), "model must be a GPT (see load_model), or have its log_probs, got list"),
+    (lambda: GPT(GPTConfig(n_head=2, n_embd=16, block_size=8, vocab_size=5)).generate(torch.zeros(1, 1, dtype=torch.long), 1e3),
+     "max_new_tokens must be a positive integer, got 1000.0"),                                                    # G190
+    (lambda: GPT(GPTConfig(n_head=2, n_embd=16, block_size=8, vocab_size=5)).eval().generate(torch.tensor([[50256]]), 10),
+     "idx must be a (B, T) tensor of integer token ids from 0 to 4, got torch.int64 (1, 1) from 50256 to 50256"),  # G191: GPT-2's end of text
+    (lambda: GPT(GPTConfig(n_head=2, n_embd=16, block_size=8, vocab_size=5)).eval()(torch.tensor([1, 2])),
+     "idx must be a (B, T) tensor of integer token ids from 0 to 4, got torch.int64 (2,)"),
     (lambda: profile_steps(TrainConfig(), trace=5), "trace must be a file's path, got int 5"),
     (lambda: profile_steps(TrainConfig(), table=tempfile.gettempdir()), f"table={tempfile.gettempdir()!r} is a folder"),
 ]

@@ -453,6 +453,14 @@ def test_a_file_size_limit_while_a_checkpoint_is_written_names_the_cause(world, 
     assert f"could not write {tmp_path / 'run' / 'ckpt.pt'}: the write failed; files may be at most 20 kB here (ulimit -f)" in err[-1], err
 
 
+
+def test_a_file_size_limit_while_the_metrics_are_written_names_the_file(world, tmp_path):
+    "`ulimit -f 1` (I191): metrics.jsonl passes the limit before the checkpoint does; the line names it and the limit."
+    r = subprocess.run(["bash", "-c", f"ulimit -f 1; exec {shlex.quote(sys.executable)} -m zo_gpt.cli train --data_dir={world / 'data'} "
+                        f"--out_dir={tmp_path / 'run'} --max_iters=40 --eval_interval=10 {' '.join(SMALL)}"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert r.stderr.strip().splitlines()[-1].endswith(f"failed: File too large; files may be at most 1.02 kB here (ulimit -f): {tmp_path / 'run' / 'metrics.jsonl'}"), r.stderr[-500:]
+
 @pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv to drop root's right to read any folder")
 def test_a_run_folder_that_cannot_be_read_is_refused_by_name(world, tmp_path):
     "Mode 333 (write and search, no read): the lock opens the folder to read it; refused up front, naming out_dir."

@@ -18,7 +18,7 @@ import torch
 from .config import TrainConfig, blocks_at
 from .data import bayes_next, check_memory, is_boundary, kl_div, latest_boundary, reference_excess
 from .figures import draws, png_figure
-from .helpers import ConfigError, check_batch, check_model, check_positive
+from .helpers import ConfigError, check_batch, check_ids, check_model, check_positive
 from .model import autocast
 from .tokens import Dataset, code_lookup
 
@@ -246,12 +246,9 @@ def loss_figure(history:History, title:str|None=None):
 def attention_weights(model, idx:torch.Tensor) -> torch.Tensor:
     "The first block's attention probabilities (B, n_head, T, T) for token ids `idx` (B, T): query rows, key columns."
     check_model(model)
-    V, ok = model.config.vocab_size, isinstance(idx, torch.Tensor) and idx.dim() == 2 and idx.dtype in (torch.int32, torch.int64)
-    if not (ok and idx.numel() and 0 <= idx.min() and idx.max() < V):   # what the embedding takes, said before it fails
-        got = f"{idx.dtype} {tuple(idx.shape)}" + (f" from {idx.min().item()} to {idx.max().item()}" if ok and idx.numel() else "") if isinstance(idx, torch.Tensor) else repr(idx)[:80]
-        raise ConfigError(f"idx must be a (B, T) tensor of integer token ids from 0 to {V - 1}, got {got}")
+    check_ids(idx, model.config.vocab_size, model.config.block_size)   # what the embedding takes, said before it fails
     B, T = idx.shape
-    x = model.embed(idx)   # a context longer than the model's block_size refused there
+    x = model.embed(idx)
     attn = model.h[0].attn
     q, k, _ = attn.c_attn(model.h[0].ln_1(x)).split(model.config.n_embd, dim=2)
     q, k = (t.view(B, T, attn.n_head, -1).transpose(1, 2) for t in (q, k))  # (B, nh, T, hs)

@@ -80,15 +80,15 @@ def check_positive(name:str, value) -> int:
     return int(value)
 
 def check_ids(idx, vocab_size:int, block_size:int, values:bool=True):
-    """A `ConfigError` unless `idx` is a (batch, time) tensor of token ids that a model of `vocab_size` and `block_size`
-    takes; `values=False` leaves the ids' values unread (training's batches, checked with their dataset: no device sync)."""
+    """A `ConfigError` unless `idx` is a (B, T) tensor of token ids that a model of `vocab_size` and `block_size` takes, what
+    its embedding would fail on; `values=False` leaves their values unread (training's batches, checked with their dataset:
+    no device sync)."""
     import torch
-    if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype not in (torch.int64, torch.int32) or not idx.shape[1]:
-        what = f"a {tuple(idx.shape)} tensor of {idx.dtype}" if isinstance(idx, torch.Tensor) else type(idx).__name__
-        raise ConfigError(f"token ids must be a (batch, time) tensor of integers (torch.long), at least one per row, got {what}")
+    ok = isinstance(idx, torch.Tensor) and idx.dim() == 2 and idx.dtype in (torch.int32, torch.int64) and idx.numel() > 0
+    if not ok or values and not (0 <= int(idx.min()) and int(idx.max()) < vocab_size):
+        got = (f"{idx.dtype} {tuple(idx.shape)}" + (f" from {int(idx.min())} to {int(idx.max())}" if ok else "")) if isinstance(idx, torch.Tensor) else repr(idx)[:80]
+        raise ConfigError(f"idx must be a (B, T) tensor of integer token ids from 0 to {vocab_size - 1}, got {got}")
     if idx.shape[1] > block_size: raise ConfigError(f"a context of {idx.shape[1]} tokens is longer than the model's block_size={block_size}")
-    if values and idx.numel() and not (0 <= int(idx.min()) and int(idx.max()) < vocab_size):
-        raise ConfigError(f"token ids must be from 0 to {vocab_size - 1}, the model's vocabulary; got {int(idx.min())} to {int(idx.max())}")
 
 def check_model(model, gpt:bool=True):
     "`ConfigError` unless `model` is a GPT (`gpt=False`: anything with its `log_probs`); a pair from `load_model` is named."
