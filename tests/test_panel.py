@@ -9,7 +9,7 @@ import pytest
 from zo_gpt.config import make_config
 from zo_gpt.data import reference_excess, stream_floor
 from zo_gpt.helpers import ConfigError
-from zo_gpt.evaluation import loss_figure
+from zo_gpt.evaluation import History, loss_figure
 from zo_gpt.runs import runs_figure
 from zo_gpt.tokens import DataConfig, prepare
 from zo_gpt.train import fit
@@ -167,6 +167,19 @@ def test_runs_figure_is_a_plain_function():
     assert all(b * t == 4096 for b, t in COMPARE)
     with pytest.raises(Exception, match="view must be one of"):
         runs_figure([], [], view="accuracy")
+
+
+def test_the_note_on_fixed_batches_leaves_the_floors_in_view():
+    "M194: the note that the Bayes predictor scores below the floor on fixed batches sits beside the frame, not over its lines."
+    floor = stream_floor(2 / 3, 1000, 256)
+    val = [{"iter": i, "tokens": 4096 * i, "loss": floor + 0.01, "se": 0.01, "bayes": floor - 0.005, "kl": 0.01, "kl_se": 0.001} for i in (10, 20)]
+    h = History({"block_size": 256}, floor, 0.6365141682948128, 2 / 3, 1000, train=[{"iter": i, "tokens": 4096 * i, "loss": 0.7} for i in range(1, 21)], val=val)
+    fig = runs_figure([h], ["run"])
+    ax, = fig.axes
+    fig.canvas.draw()
+    note, = [t for t in ax.texts if "by chance" in t.get_text()]
+    assert note.get_window_extent().x0 > ax.get_window_extent().x1                  # right of the frame, under the legend
+    assert note.get_window_extent().y1 < ax.get_legend().get_window_extent().y0     # and not over the legend
 
 
 def test_gpt2_vocabulary_warns_before_training_and_a_short_run_is_in_view(panel):
