@@ -978,3 +978,24 @@ def test_the_default_dataset_folder_named_is_the_default(tmp_path, monkeypatch):
     for data_dir in ("data/zero_one-compact", "./data//zero_one-compact/"):
         with contextlib.ExitStack() as reading:
             assert held_dataset(make_config("cpu", {"data_dir": data_dir}), None, reading).meta["config"]["n_seq"] == 50
+
+
+def test_what_a_refusal_says_of_a_run_comes_from_its_checkpoint_not_its_summary(world, tmp_path, capsys):
+    """A stopped run whose summary.json was edited to say it finished (C180) is told to continue; a finished one whose
+    summary.json is damaged (H191, H201) is told that --resume writes it again. Each hint then works."""
+    from zo_gpt.config import parse_overrides
+    from zo_gpt.train import Callback, Checkpointer, MetricsLog, RunFiles, fit
+    class Stop(Callback):
+        def on_step(self, state, record):
+            if state.iter == 2: os.kill(os.getpid(), signal.SIGINT)   # Ctrl-C: the run stops after this step, and says so
+    args = ["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'run'}", "--eval_interval=2", *SMALL]
+    fit(make_config("cpu", {**parse_overrides(args[1:]), "max_iters": 4}), callbacks=[MetricsLog(), Checkpointer(), RunFiles(), Stop()], verbose=False)   # as the command's
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["interrupted"] is True and capsys.readouterr()
+    (tmp_path / "run" / "summary.json").write_text(json.dumps({**summary, "interrupted": False}))
+    assert main(args + ["--max_iters=4", "--reuse"]) == 2 and "continue it with --resume (resume=True)" in last_line(capsys)
+    assert main(args + ["--max_iters=4", "--resume"]) == 0
+    (tmp_path / "run" / "summary.json").write_text("null")
+    assert main(args + ["--max_iters=4", "--reuse"]) == 2
+    assert "it finished, but its loss.png, summary.json or metrics.jsonl is missing or not its own: --resume" in last_line(capsys)
+    assert main(args + ["--max_iters=4", "--resume"]) == 0 and main(args + ["--max_iters=4", "--reuse"]) == 0

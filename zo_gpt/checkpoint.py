@@ -60,14 +60,13 @@ def _choices(out:Path) -> str:
     except OSError as e: return f"its ckpt.pt cannot be read ({e.strerror}): {other}"
     if head != b"PK\x03\x04" or not _torch_zip(out / "ckpt.pt"):
         return f"its ckpt.pt is no torch checkpoint (empty or damaged), so nothing can resume it: {other}"
-    if summary.get("interrupted") is False:
-        try: whole = _results_of(out, load_checkpoint(out / "ckpt.pt"))
-        except TrainingError: whole = True
-        if not whole: return ("it finished, but its loss.png, summary.json or metrics.jsonl is missing or not its own: "
-                              f"--resume (resume=True) writes them again, or {other}")
-        if summary.get("final") is None: return f"it finished without a final evaluation: --resume (resume=True) adds one, or {other}"
-        return f"it finished: {other}"
-    return f"continue it with --resume (resume=True), {other}"
+    try: ckpt = load_checkpoint(out / "ckpt.pt")   # what it says, not summary.json: that may be edited, damaged, or another's
+    except TrainingError as e: return f"{e}, so nothing can resume it: {other}"
+    if ckpt["iter"] < ckpt["config"].get("max_iters", 0): return f"continue it with --resume (resume=True), {other}"
+    if not _results_of(out, ckpt): return ("it finished, but its loss.png, summary.json or metrics.jsonl is missing or not its own: "
+                                           f"--resume (resume=True) writes them again, or {other}")
+    if ckpt["history"].get("final") is None: return f"it finished without a final evaluation: --resume (resume=True) adds one, or {other}"
+    return f"it finished: {other}"
 
 def _torch_zip(path:Path) -> bool:
     "Whether `path` is laid out as `torch.save` writes: a zip holding `<name>/data.pkl` and `<name>/version`. Only its index is read."
