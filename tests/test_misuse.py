@@ -382,6 +382,10 @@ MORE_MISUSE = [
      "idx must be a (B, T) tensor of integer token ids from 0 to 4, got torch.int64 (1, 1) from 50256 to 50256"),  # G191: GPT-2's end of text
     (lambda: GPT(GPTConfig(n_head=2, n_embd=16, block_size=8, vocab_size=5)).eval()(torch.tensor([1, 2])),
      "idx must be a (B, T) tensor of integer token ids from 0 to 4, got torch.int64 (2,)"),
+    (lambda: GPT(GPTConfig(n_head=2, n_embd=16, block_size=8, vocab_size=5)).generate(torch.zeros(1, 1, dtype=torch.long), 3, generator=0),
+     "generator must be a torch.Generator or None, got int 0"),                                                   # G212: a seed
+    (lambda: GPT(GPTConfig(n_head=2, n_embd=16, block_size=8, vocab_size=5)).generate([[4, 2]], 3),
+     "idx must be a (B, T) tensor of integer token ids from 0 to 4, got [[4, 2]]"),                               # G213
     (lambda: profile_steps(TrainConfig(), trace=5), "trace must be a file's path, got int 5"),
     (lambda: profile_steps(TrainConfig(), table=tempfile.gettempdir()), f"table={tempfile.gettempdir()!r} is a folder"),
 ]

@@ -155,3 +155,20 @@ def test_each_way_of_the_loss_is_the_function_listed_with_it():
     assert LOSSES[1][1] is linear_cross_entropy
     for label, fn in loss_methods():
         assert fn(x, w, t).item() == pytest.approx(ref, rel=1e-5), label
+
+
+def test_a_temperature_near_zero_samples_the_likeliest_token():
+    "G211: logits over 1e-40 overflow float32; the likeliest token is taken, as at temperature 0, not a NaN from torch.multinomial."
+    torch.manual_seed(0)
+    m = GPT(GPTConfig(n_head=2, n_embd=16, block_size=8, vocab_size=5)).eval()
+    x = torch.tensor([[4, 1, 2, 3]])
+    greedy = m.generate(x, 6, temperature=0)
+    for t in (1e-40, 5e-324): assert torch.equal(m.generate(x, 6, temperature=t), greedy)
+
+
+def test_attention_weights_of_a_bfloat16_model_are_float32():
+    "G217: explain and mechanism turn them into numpy arrays, and numpy has no bfloat16."
+    from zo_gpt.evaluation import attention_weights
+    m = GPT(GPTConfig(n_head=2, n_embd=16, block_size=8, vocab_size=5)).eval().to(torch.bfloat16)
+    w = attention_weights(m, torch.tensor([[4, 1, 2, 3]]))
+    assert w.dtype == torch.float32 and w.numpy().shape == (1, 2, 4, 4)

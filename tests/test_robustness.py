@@ -999,3 +999,52 @@ def test_what_a_refusal_says_of_a_run_comes_from_its_checkpoint_not_its_summary(
     assert main(args + ["--max_iters=4", "--reuse"]) == 2
     assert "it finished, but its loss.png, summary.json or metrics.jsonl is missing or not its own: --resume" in last_line(capsys)
     assert main(args + ["--max_iters=4", "--resume"]) == 0 and main(args + ["--max_iters=4", "--reuse"]) == 0
+
+
+def test_a_dataset_whose_tokens_are_beyond_its_vocabulary_is_refused_before_any_run(world, tmp_path, capsys):
+    """Token id 7 in a compact dataset whose hashes were made to match (H211: a learner's own tokenizer's output): one line
+    before any work, not torch's IndexError halfway through the first step; nothing is made."""
+    from zo_gpt.helpers import file_sha256, meta_hash
+    shutil.copytree(world / "data", tmp_path / "ds")
+    train = np.fromfile(tmp_path / "ds" / "train.bin", dtype=np.uint16); train[::50] = 7; train.tofile(tmp_path / "ds" / "train.bin")
+    meta = json.loads((tmp_path / "ds" / "meta.json").read_text())
+    meta["files"]["train.bin"]["sha256"] = file_sha256(tmp_path / "ds" / "train.bin"); meta["content_hash"] = meta_hash(meta)
+    (tmp_path / "ds" / "meta.json").write_text(json.dumps(meta))
+    args = ["train", f"--data_dir={tmp_path / 'ds'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=2", "--eval_interval=2", *SMALL]
+    assert main(args) == 1 and f"{tmp_path / 'ds'}/train.bin holds token id 7, beyond the compact vocabulary's 5 ids" in last_line(capsys)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_staging_folder_whose_removal_a_kill_cut_short_is_only_removed(world, tmp_path):
+    """Killed while a finished swap's staging folder was being removed (B210, B211): it was renamed first, so what is left
+    of it holds nothing to put back; the next command removes it and the new files stay."""
+    shutil.copytree(world / "data2", tmp_path / "ds")
+    done = tmp_path / "ds" / ".zo_gpt-done-killed"; done.mkdir()
+    for n in ("train.bin", "meta.json"): shutil.copy(world / "data" / n, done / f"{n}.old")   # the old set, half removed
+    args = ["train", f"--data_dir={tmp_path / 'ds'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=2", "--eval_interval=2", *SMALL]
+    assert main(args) == 0 and not list((tmp_path / "ds").glob(".zo_gpt-*"))
+    assert all((tmp_path / "ds" / n).read_bytes() == (world / "data2" / n).read_bytes() for n in ("train.bin", "val.bin", "meta.json"))
+
+
+def test_a_resume_from_another_folder_names_the_dataset_where_it_is(world, tmp_path, monkeypatch, capsys):
+    """Trained with a relative --data_dir=ds in one folder, resumed from another folder that holds a learner's own ds
+    (C210): the hint names the first folder's ds, never a command that replaces the ds here."""
+    for d, src in (("a", "data"), ("b", "data2")): (tmp_path / d).mkdir(); shutil.copytree(world / src, tmp_path / d / "ds")
+    monkeypatch.chdir(tmp_path / "a")
+    args = ["train", "--data_dir=ds", "--max_iters=2", "--eval_interval=2", *SMALL]
+    assert main(args + ["--out_dir=run"]) == 0
+    monkeypatch.chdir(tmp_path / "b")
+    assert main(args + ["--out_dir=../a/run", "--resume"]) == 1
+    line = last_line(capsys)
+    assert f"trained on another dataset ({tmp_path / 'a' / 'ds'}," in line and f"it is still in {tmp_path / 'a' / 'ds'}" in line and "prepare" not in line
+
+
+@pytest.mark.parametrize("name", ["torch.py", "tiktoken.py", "numpy/__init__.py"])
+def test_a_learners_file_named_like_a_library_is_named(tmp_path, name):
+    "E213, E214: `python -m zo_gpt.cli` puts the current folder first on the import path; its own torch.py is one line, not a traceback."
+    (tmp_path / name).parent.mkdir(exist_ok=True); (tmp_path / name).write_text("x = 1\n")
+    r = subprocess.run([sys.executable, "-m", "zo_gpt.cli", "train", "--max_iters=2"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    lib = name.split(".")[0].split("/")[0]
+    assert r.returncode == 1 and r.stderr.strip() == (f"zo-gpt train: failed: {tmp_path / name.split('/')[0]} hides the library {lib}, which Python "
+                                                      "finds there first; rename it, or run the command from another folder"), r.stderr[-2000:]

@@ -35,6 +35,9 @@ def run() -> int:
     except FileNotFoundError:  # torch cannot even load there
         print(f"{who}: error: the current folder no longer exists; cd to another one and run the command again", file=sys.stderr)
         return 2
+    if why := _shadowed():   # python -m zo_gpt.cli puts the current folder first on the import path
+        print(f"{who}: failed: {why}", file=sys.stderr)
+        return 1
     torch_next = sys.argv[1:2] in (["train"], ["sample"], ["profile"], ["export"], ["explain"]) and not {"-h", "--help"} & set(sys.argv)
     if torch_next and (why := _address_space_short() or _open_files_short()):   # prepare, --help and --version never load torch
         print(f"{who}: failed: {why}", file=sys.stderr)
@@ -62,6 +65,19 @@ def run() -> int:
     return 130 if code is None else code
 
 def _stop(signum, frame): raise KeyboardInterrupt  # SIGTERM and a hang-up stop a command as Ctrl-C does
+
+def _shadowed() -> str|None:
+    """The line that says a file or folder in the current folder hides a library zo_gpt loads (a learner's own torch.py,
+    found first by `python -m`), which then fails deep inside an import; None where none does."""
+    import importlib.util
+    here = os.path.realpath(os.getcwd())
+    for lib in ("torch", "numpy", "tiktoken", "matplotlib", "tqdm"):
+        try: spec = importlib.util.find_spec(lib)
+        except (ImportError, ValueError): continue
+        where = os.path.realpath(spec.origin or next(iter(spec.submodule_search_locations or []), "")) if spec else ""
+        if where and here in (os.path.dirname(where), os.path.dirname(os.path.dirname(where))) and "-packages" not in where:
+            return (f"{os.path.join(here, os.path.relpath(where, here).split(os.sep)[0])} hides the library {lib}, which "
+                    f"Python finds there first; rename it, or run the command from another folder")
 
 def _address_space_short() -> str|None:
     """Under `ulimit -v`, the line that says the limit leaves too little address space to load torch, which would abort

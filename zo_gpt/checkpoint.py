@@ -171,7 +171,8 @@ def save_checkpoint(state) -> str:
     ckpt = {"model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(), "config": asdict(state.cfg),
             "iter": state.iter, "tokens": state.tokens, "rng": _rng_state(state.gen), "history": asdict(state.history),
             "tokens_table": state.data.meta["tokens"], "data_hash": state.data.meta["content_hash"],
-            "data_path": str(state.data.path), "data_config": state.data.meta["config"], "run_id": state.run_id}
+            "data_path": str(state.data.path), "data_abspath": os.path.abspath(state.data.path),   # as given, and from anywhere
+            "data_config": state.data.meta["config"], "run_id": state.run_id}
     if state.held is not None: check_held(state.cfg.out_dir, state.held)   # the folder the run locked, not one in its place
     try: state.last_checkpoint = write_checkpoint(Path(state.cfg.out_dir) / "ckpt.pt", ckpt)
     except TrainingError as e:
@@ -200,7 +201,7 @@ def restore(state, path:Path):
                                  "--force (overwrite=True), or choose another out_dir")
     if ckpt["data_hash"] != state.data.meta["content_hash"]:
         held, made = state.data.meta["content_hash"][:12], ckpt["data_hash"][:12]
-        raise TrainingError(f"the checkpoint was trained on another dataset ({ckpt.get('data_path', '?')}, content hash "
+        raise TrainingError(f"the checkpoint was trained on another dataset ({ckpt.get('data_abspath') or ckpt.get('data_path', '?')}, content hash "
                             f"{made}); {state.data.path} holds {held}; {trained_on(ckpt, state.data.path)}")
     done = ckpt["iter"] >= cfg.max_iters and (ckpt["history"].get("final") or not cfg.final_eval)
     if done and _results_of(path.parent, ckpt):

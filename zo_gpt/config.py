@@ -262,13 +262,16 @@ def held_dataset(cfg:TrainConfig, data:Dataset|None, reading:contextlib.ExitStac
 
 def trained_on(ckpt:dict, given:str|Path) -> str:
     """What to do when the checkpoint `ckpt` (02c) was trained on another dataset than the one in `given`: give the folder
-    it was trained on, where that still holds it; else make it again, where that replaces nothing but what `given` holds."""
-    own, c, same = Path(ckpt.get("data_path") or given), ckpt.get("data_config"), lambda a, b: os.path.realpath(a) == os.path.realpath(b)
+    it was trained on, where that still holds it; else make it again there, where that replaces nothing but the run's own
+    folder's dataset. A checkpoint that records only the path as given (older runs: relative to where?) names no folder."""
+    other = "give --data_dir (data_dir=) the dataset it was trained on, or start again with --force (overwrite=True)"
+    if not isinstance(ckpt.get("data_abspath"), str): return other
+    own, c, same = Path(ckpt["data_abspath"]), ckpt.get("data_config"), os.path.realpath(ckpt["data_abspath"]) == os.path.realpath(given)
     try: there = read_meta(own)["content_hash"] if (own / "meta.json").is_file() else None
     except DatasetError: there = ""   # damaged: a user's folder all the same
-    if not same(own, given) and there == ckpt["data_hash"]: return f"it is still in {own}: give --data_dir {shlex.quote(str(own))} (data_dir=)"
-    if isinstance(c, dict) and (there is None or same(own, given)): return remake(own, {"config": c}) + " (it replaces the dataset there)" * (there is not None)
-    return "give --data_dir (data_dir=) the dataset it was trained on, or start again with --force (overwrite=True)"
+    if not same and there == ckpt["data_hash"]: return f"it is still in {own}: give --data_dir {shlex.quote(str(own))} (data_dir=)"
+    if isinstance(c, dict) and (there is None or same): return remake(own, {"config": c}) + " (it replaces the dataset there)" * same
+    return other
 
 def check_data(cfg:TrainConfig, data:Dataset):
     "A `ConfigError` if the dataset cannot serve the run."
@@ -279,6 +282,9 @@ def check_data(cfg:TrainConfig, data:Dataset):
                           f"vocab={cfg.vocab!r}; pass data_dir= a {cfg.vocab} dataset or vocab={data.meta['vocab']!r}")
     for name in ("train", "val"):
         n = len(getattr(data, name))
+        if n and (top := int(getattr(data, name).max())) >= cfg.vocab_size:   # hashes match what was written, not that prepare wrote it
+            raise DatasetError(f"{data.path}/{name}.bin holds token id {top:,}, beyond the {cfg.vocab} vocabulary's "
+                               f"{cfg.vocab_size:,} ids: zo_gpt's prepare did not make it; {remake(data.path, data.meta)}")
         if n <= 2 * cfg.block_size + 1:
             raise ConfigError(f"block_size={cfg.block_size} needs more than {2 * cfg.block_size + 1} tokens (two blocks); "
                               f"the {name} split has {n}")

@@ -252,7 +252,7 @@ def attention_weights(model, idx:torch.Tensor) -> torch.Tensor:
     attn = model.h[0].attn
     q, k, _ = attn.c_attn(model.h[0].ln_1(x)).split(model.config.n_embd, dim=2)
     q, k = (t.view(B, T, attn.n_head, -1).transpose(1, 2) for t in (q, k))  # (B, nh, T, hs)
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    scores = (q @ k.transpose(-2, -1)).float() / math.sqrt(q.shape[-1])   # float32 whatever the model's: numpy has no bfloat16
     return scores.masked_fill(~torch.ones(T, T, dtype=torch.bool, device=idx.device).tril(), float("-inf")).softmax(-1)
 
 def _mean_by(keys:np.ndarray, values:np.ndarray, size:int) -> np.ndarray:

@@ -46,7 +46,14 @@ MOVING = ".moving"  # in a staging folder whose swap has begun: the files it mov
 @contextlib.contextmanager
 def staging(folder:str|Path):
     "A new hidden folder in `folder` where files are made whole for `replace_together`; removed after (a killed one's: `_lock`)."
-    with tempfile.TemporaryDirectory(dir=folder, prefix=".zo_gpt-stage-") as tmp: yield Path(tmp)
+    s = Path(tempfile.mkdtemp(dir=folder, prefix=".zo_gpt-stage-"))
+    try: yield s
+    finally: _discard(s)
+
+def _discard(s:Path):
+    "Remove the staging folder `s`, its swap done or undone: renamed first, so that a kill while it goes leaves nothing to put back."
+    with contextlib.suppress(OSError): os.rename(s, done := s.with_name(s.name.replace("-stage-", "-done-", 1))); s = done
+    shutil.rmtree(s, ignore_errors=True)
 
 def replace_together(new:str|Path, folder:str|Path, names:tuple):
     """Move the files `names` from the folder `new` into `folder`, all or none: the old ones are set aside in `new`, and put
@@ -64,29 +71,15 @@ def replace_together(new:str|Path, folder:str|Path, names:tuple):
             for n in names:
                 if os.path.lexists(new / n): os.replace(new / n, folder / n); placed.append(n)
         except BaseException as e:
-            _move_back([(folder / n, new / n) for n in placed] + [(new / f"{n}.old", folder / n) for n in aside])
+            for src, dst in [(folder / n, new / n) for n in placed] + [(new / f"{n}.old", folder / n) for n in aside]:
+                with contextlib.suppress(OSError): os.replace(src, dst)
             if not isinstance(e, OSError): raise
-            raise _which_failed(e, folder, names) from None
+            raise write_error(e, next((folder / n for n in names if str(folder / n) in (e.filename, e.filename2)), folder)) from None
 
 def remove_together(folder:str|Path, names:list):
-    """Remove the files `names` from `folder`, all or none: each is set aside in a staging folder first (as a swap sets aside
-    its old files), and all come back if one cannot, or if a kill cuts it short (`_settle` puts them back)."""
-    folder, moved = Path(folder), []
-    with staging(folder) as s, signals_held():   # a stop waits: all moved, or all back
-        try:
-            for n in names: os.replace(folder / n, s / f"{n}.old"); moved.append(n)
-        except OSError as e:
-            _move_back([(s / f"{n}.old", folder / n) for n in moved])
-            raise _which_failed(e, folder, names) from None
-
-def _move_back(moves:list):
-    "Each (from, to) of `moves` that can be: a swap or a removal cut short, undone."
-    for src, dst in moves:
-        with contextlib.suppress(OSError): os.replace(src, dst)
-
-def _which_failed(e:OSError, folder:Path, names) -> OSError:
-    "`e`, raised moving the files `names` of `folder`, as `write_error` names the one it was about (or the folder)."
-    return write_error(e, next((folder / n for n in names if str(folder / n) in (e.filename, e.filename2)), folder))
+    """Remove the files `names` from `folder`, all or none: a `replace_together` that moves nothing in. They are set aside in
+    a staging folder and go with it; one that cannot be moved, or a kill before the staging folder is done, puts all back."""
+    with staging(folder) as s: replace_together(s, folder, names)
 
 def write_error(e:OSError, path:str|Path) -> OSError:
     "`e`, raised writing the file `path`, as an `OSError` that names `path` and, where it is the cause, the file-size limit."
@@ -238,6 +231,7 @@ def _lock(folder:Path, name:str, shared:bool=False):
         if not ((st := _stat(folder)) and os.path.samestat(os.fstat(fd), st)):
             raise ConfigError(f"{name}={str(folder)!r} was moved or replaced while it was being opened; try again")
         for s in folder.glob(".zo_gpt-stage-*"): _settle(folder, s)   # held, no writer is live: what a killed one left
+        for s in folder.glob(".zo_gpt-done-*"): s.is_symlink() or shutil.rmtree(s, ignore_errors=True)   # a done one, half removed
     except BaseException:
         os.close(fd)
         raise
@@ -259,7 +253,7 @@ def _settle(folder:Path, s:Path):
             for n in [n for n, ino in (moving or {}).items() if not os.path.lexists(s / n) and getattr(_stat(folder / n), "st_ino", 0) == ino]:
                 os.replace(folder / n, s / n)   # first the new files back, so that no old file put back is taken for a new one
             for f in s.glob("*.old"): os.replace(f, folder / f.name[:-4])   # one that cannot be is said, and its staging folder kept
-        shutil.rmtree(s, ignore_errors=True)
+        _discard(s)
     finally: os.close(sfd)
 
 def _moving(s:Path) -> dict|None:

@@ -28,8 +28,7 @@ DTYPES = dict(zip(DTYPE_NAMES, (torch.float32, torch.bfloat16, torch.float16)))
 def autocast(device:torch.device, dtype:str="float32"):
     "Autocast to `dtype` on `device`; a no-op for float32."
     if dtype not in DTYPES: raise ConfigError(f"dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
-    if dtype == "float32": return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=DTYPES[dtype])
+    return contextlib.nullcontext() if dtype == "float32" else torch.autocast(device_type=device.type, dtype=DTYPES[dtype])
 
 def flushing_subnormals() -> bool:
     "Whether this thread flushes subnormal floats to zero: a subnormal float32 times one reads back as zero."
@@ -236,9 +235,12 @@ class GPT(nn.Module):
     def generate(self, idx, max_new_tokens:int, temperature:float=1.0, generator=None):
         "Extend `idx` (B, T) by `max_new_tokens` tokens, each sampled from the last `block_size` tokens of context (temperature 0: the likeliest)."
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature < math.inf: raise ConfigError(f"temperature must be a number, 0 or more, got {temperature!r}")
+        if not isinstance(generator, (torch.Generator, type(None))): raise ConfigError(f"generator must be a torch.Generator or None, got {type(generator).__name__} {repr(generator)[:40]}")
+        check_ids(idx, self.config.vocab_size, math.inf)   # a context of any length: each step sees its last block_size tokens
         for _ in range(check_positive("max_new_tokens", max_new_tokens)):
             logits = self(idx[:, -self.config.block_size:])[:, -1, :].float()
-            nxt = logits.argmax(-1, keepdim=True) if temperature == 0 else torch.multinomial(F.softmax(logits / temperature, dim=-1), 1, generator=generator)
+            z = ((logits - logits.amax(-1, keepdim=True)) / temperature).nan_to_num(nan=0.0)   # the likeliest at 0, even where 0 / a tiny temperature is 0/0
+            nxt = logits.argmax(-1, keepdim=True) if temperature == 0 else torch.multinomial(F.softmax(z, dim=-1), 1, generator=generator)
             idx = torch.cat((idx, nxt), dim=1)
         return idx
 
@@ -256,8 +258,7 @@ def sample_text(model:GPT, tokens_table:list, n_tokens:int=1000, seed:int=0, ver
     g = torch.Generator(device=device).manual_seed(seed)
     was, ids, ctx = model.training, [], torch.tensor([[eot]], device=device)
     model.eval()
-    # In pieces, keeping only the context the model sees: the same tokens as one `generate` call, a progress bar, and
-    # memory that does not grow with `n_tokens`.
+    # In pieces, keeping only the context the model sees: as one `generate` call, with a bar, in memory that does not grow
     with tqdm(total=n_tokens, desc="sample", unit="tok", delay=0.5, disable=not verbose) as bar:  # shown if it takes a while
         while len(ids) < n_tokens:
             k = min(SAMPLE_PIECE, n_tokens - len(ids))
