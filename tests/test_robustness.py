@@ -903,7 +903,13 @@ def test_a_library_that_cannot_load_is_one_line_a_bug_is_not_hidden(monkeypatch,
     monkeypatch.setattr(cli, "_sample", torch_fails)
     assert main(["sample", "--run", "r"]) == 1
     assert last_line(capsys) == ("zo-gpt sample: failed: could not load torch (libtorch_cpu.so: failed to map segment from "
-                                 "shared object): out of memory? raise the memory limit (ulimit -v) or try smaller settings")
+                                 "shared object): out of memory? close other programs and run it again")
+    import resource
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (800_000 << 10, resource.RLIM_INFINITY))   # I212: ulimit -v 800000
+    def no_memory(args, extra): raise MemoryError
+    monkeypatch.setattr(cli, "_export", no_memory); monkeypatch.setattr(cli, "_train", no_memory)
+    assert main(["export", "r", "out"]) == 1 and last_line(capsys) == "zo-gpt export: failed: ran out of memory; raise the memory limit (ulimit -v 800000)"
+    assert main(["train"]) == 1 and last_line(capsys).endswith("ran out of memory; raise the memory limit (ulimit -v 800000) or try smaller settings")
     def bug(args, extra): raise ImportError("cannot import name 'nothing' from 'zo_gpt.model'")
     monkeypatch.setattr(cli, "_sample", bug)
     with pytest.raises(ImportError, match="cannot import name"): main(["sample", "--run", "r"])
@@ -1048,3 +1054,13 @@ def test_a_learners_file_named_like_a_library_is_named(tmp_path, name):
     lib = name.split(".")[0].split("/")[0]
     assert r.returncode == 1 and r.stderr.strip() == (f"zo-gpt train: failed: {tmp_path / name.split('/')[0]} hides the library {lib}, which Python "
                                                       "finds there first; rename it, or run the command from another folder"), r.stderr[-2000:]
+
+
+def test_a_path_with_dotdot_after_a_link_is_where_the_system_puts_it(world, tmp_path, monkeypatch):
+    "J214: lnk/../run, lnk a link to t/inner: the system's parent is t, the text's is here; the run goes where the system says."
+    (tmp_path / "w").mkdir(); (tmp_path / "t" / "inner").mkdir(parents=True); (tmp_path / "w" / "lnk").symlink_to(tmp_path / "t" / "inner")
+    monkeypatch.chdir(tmp_path / "w")
+    assert main(["prepare", "--out", "lnk/../ds", "--n-seq", "200", "--seq-len", "60", "--vocab", "compact"]) == 0
+    assert main(["train", "--data_dir=lnk/../ds", "--out_dir=lnk/../run", "--max_iters=2", "--eval_interval=2", *SMALL]) == 0
+    assert (tmp_path / "t" / "ds" / "meta.json").is_file() and (tmp_path / "t" / "run" / "ckpt.pt").is_file()
+    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["lnk"]

@@ -242,21 +242,31 @@ def _run(args, extra) -> tuple[int, str]:
         return code, ""
     except ConfigError as e: return 2, f"error: {e}"
     except (DatasetError, TokenizerUnavailable, TrainingError) as e: return 1, f"failed: {e}"
-    except MemoryError: return 1, "failed: ran out of memory; try smaller settings"
+    except MemoryError: return 1, _no_memory(args.command)
     except (ValueError, TypeError) as e:   # a library imported inside the command (torch) that a setting in the environment stops
         if not (why := failed_library(e)): raise
         return 1, f"failed: {why}"
     except RuntimeError as e:   # torch's allocator, out of memory outside a run's own handling of it (profile's peak measure)
         if "can't allocate memory" not in str(e) and "out of memory" not in str(e): raise
-        return 1, "failed: ran out of memory; try smaller settings"
+        return 1, _no_memory(args.command)
     except (ImportError, SystemError) as e:   # a library that cannot load (no memory left to map it: `ulimit -v`; a file gone)
         why = "MemoryError" if isinstance(e.__cause__ or e.__context__, MemoryError) else first_line(e)
         memory = why == "MemoryError" or any(s in why.lower() for s in ("map segment", "memory", "without exception set"))
         if not (memory or "shared object" in why): raise   # a name a module lacks, or Python's own failure: a bug, shown whole
         lib = Path(e.path).parent.name if getattr(e, "path", None) else getattr(e, "name", None) or "a library"
-        return 1, f"failed: could not load {lib} ({why[:120]}): " + ("out of memory? raise the memory limit (ulimit -v) or "
-                                                                    "try smaller settings" if memory else f"reinstall {lib}")
+        return 1, f"failed: could not load {lib} ({why[:120]}): " + (f"out of memory? {_remedy(args.command)}" if memory else f"reinstall {lib}")
     except OSError as e:
         why = f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
-        return 1, f"failed: ran out of memory ({why}); try smaller settings" if e.errno == errno.ENOMEM else f"failed: {why}"
+        return 1, _no_memory(args.command, why) if e.errno == errno.ENOMEM else f"failed: {why}"
     except KeyboardInterrupt: return 130, "interrupted"
+
+def _no_memory(command:str, why:str="") -> str:
+    "The line for a command that ran out of memory: what can be done about it."
+    return f"failed: ran out of memory{f' ({why})' if why else ''}; {_remedy(command)}"
+
+def _remedy(command:str) -> str:
+    "What frees memory for `command`: the address-space limit, where one is set (ulimit -v); smaller settings, where it has them."
+    import resource
+    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    fixes = [f"raise the memory limit (ulimit -v {soft >> 10})"] * (soft != resource.RLIM_INFINITY) + ["try smaller settings"] * (command in ("train", "profile"))
+    return " or ".join(fixes) or "close other programs and run it again"

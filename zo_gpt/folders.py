@@ -30,7 +30,8 @@ def atomic_path(path:str|Path):
     "A temporary file beside `path`, renamed onto it if the block ends without an error, removed otherwise."
     path, tmp = Path(path), None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"); os.close(fd)
+        fd, tmp = tempfile.mkstemp(dir=os.path.realpath(path.parent), prefix=f".{path.name}.", suffix=".tmp"); os.close(fd)
+        tmp = str(path.parent / os.path.basename(tmp))   # tempfile reads a '..' after a link as text does, not as the system does
         yield Path(tmp)
         plain_mode(tmp)
         os.replace(tmp, path)
@@ -46,7 +47,7 @@ MOVING = ".moving"  # in a staging folder whose swap has begun: the files it mov
 @contextlib.contextmanager
 def staging(folder:str|Path):
     "A new hidden folder in `folder` where files are made whole for `replace_together`; removed after (a killed one's: `_lock`)."
-    s = Path(tempfile.mkdtemp(dir=folder, prefix=".zo_gpt-stage-"))
+    s = Path(folder) / os.path.basename(tempfile.mkdtemp(dir=os.path.realpath(folder), prefix=".zo_gpt-stage-"))   # as `atomic_path`
     try: yield s
     finally: _discard(s)
 
@@ -153,7 +154,7 @@ def _writable(out:str|Path, name:str, made:list) -> Path:
     try:
         try: out.mkdir(parents=True, exist_ok=True)
         finally: made.append(_made(out, missing))
-        tempfile.TemporaryFile(dir=out).close()
+        tempfile.TemporaryFile(dir=os.path.realpath(out)).close()   # as the system reads a '..' after a link (`atomic_path`)
     except OSError as e: raise ConfigError(f"{name}={str(out)!r} is not a writable folder: {e.strerror or e}") from e
     try: os.close(os.open(out, os.O_RDONLY))   # `folder_lock` opens it to hold it: one that can be written, not read, is refused here
     except OSError as e:
