@@ -182,6 +182,17 @@ def test_the_note_on_fixed_batches_leaves_the_floors_in_view():
     assert note.get_window_extent().y1 < ax.get_legend().get_window_extent().y0     # and not over the legend
 
 
+def test_every_legend_line_is_whole_with_runs_of_two_datasets():
+    "M212: a floor's label names its dataset when runs differ in p; it wraps as a run's does, and ends inside the figure."
+    runs = [History({"block_size": 32}, stream_floor(p, 60, 32), 0.6365, p, 60, train=[{"iter": i, "tokens": 128 * i, "loss": 0.9} for i in range(1, 21)],
+                    val=[{"iter": 20, "tokens": 2560, "loss": 0.8, "se": 0.01, "bayes": 0.7, "kl": 0.1, "kl_se": 0.01}]) for p in (2 / 3, 0.99)]
+    fig = runs_figure(runs, ["a", "b"], block_size=256, data={"p": 2 / 3, "seq_len": 60})
+    fig.canvas.draw()
+    texts = fig.axes[0].get_legend().get_texts()
+    assert "floor, block 256, 60 words, p = 0.667:\n    0.6415 (slider)" in [t.get_text() for t in texts]   # the slider's: the data given
+    assert all(t.get_window_extent().x1 <= fig.bbox.width for t in texts)
+
+
 def test_gpt2_vocabulary_warns_before_training_and_a_short_run_is_in_view(panel):
     panel.vocab.value = "gpt2"
     assert "many times as long" in panel.status.value

@@ -34,8 +34,10 @@ def _smoothed(train:list, x:str):
 
 @draws
 def runs_figure(histories:list, labels:list, x:str="iter", view:str="loss", block_size:int=256, title:str="",
-                marks:list|None=None):
-    "Every run against `x` ('iter' or 'tokens'): its loss with its own floor, or its excess on a log axis; `marks`: a short text at each run's last point."
+                marks:list|None=None, data:dict|None=None):
+    """Every run against `x` ('iter' or 'tokens'): its loss with its own floor, or its excess on a log axis; `marks`: a
+    short text at each run's last point; `data`: the arguments of the dataset the floor of `block_size` is for (its
+    meta.json's config: p and seq_len; None: the newest run's)."""
     bad = [h for h in histories if not isinstance(h, History)] if isinstance(histories, (list, tuple)) else [histories]
     if bad: raise ConfigError(f"histories must be History objects (from fit) in a list, got {type(bad[0]).__name__} {repr(bad[0])[:60]}")
     if not isinstance(labels, (list, tuple)) or not all(isinstance(l, str) for l in labels) or len(labels) != len(histories):
@@ -47,17 +49,23 @@ def runs_figure(histories:list, labels:list, x:str="iter", view:str="loss", bloc
                               or not all(isinstance(m, str) for m in marks)):
         raise ConfigError(f"marks must be None or a list of {len(histories)} strings, got {repr(marks)[:80]}")
     block_size = check_positive("block_size", block_size)
-    p, n = (histories[-1].p, histories[-1].seq_len) if histories else (2 / 3, 1000)
+    if data is not None and not (isinstance(data, dict) and isinstance(data.get("p"), float) and isinstance(data.get("seq_len"), int)):
+        raise ConfigError(f"data must be None or a dataset's arguments (its meta.json's config, with p and seq_len), got {repr(data)[:80]}")
+    p, n = (data["p"], data["seq_len"]) if data else (histories[-1].p, histories[-1].seq_len) if histories else (2 / 3, 1000)
     keys = sorted({(hist.p, hist.seq_len, hist.config["block_size"]) for hist in histories} | {(p, n, block_size)})
     floors, several = {k: stream_floor(*k) for k in keys}, len({k[:2] for k in keys}) > 1   # each run's own floor
     h = entropy(p)
-    labels = [textwrap.fill(l, LABEL_WIDTH, subsequent_indent="    ") or " " for l in labels]
+    wrap = lambda l: textwrap.fill(l, LABEL_WIDTH, subsequent_indent="    ")
+    labels = [wrap(l) or " " for l in labels]
+    named = {k: wrap(f"floor, block {k[2]}" + f", {k[1]} words, p = {k[0]:.3g}" * several + f": {floors[k]:.4f}" + " (slider)" * all(
+        (hist.p, hist.seq_len, hist.config["block_size"]) != k for hist in histories)) for k in keys}   # the slider's: no run's
     runs = [(list(hist.train), list(hist.val), hist.final) for hist in histories]  # one look at each (it may train)
     last = next((r for r in reversed(runs[-1][1]) if "bayes" in r), None) if runs else None
     note = textwrap.fill(f"The newest run's validation batches are fixed, and even the Bayes predictor scores {last['bayes']:.4f} "
                          "on them: below the floor by chance, so a run's points can be too.", 50) if (
-        view == "loss" and last and last["bayes"] < floors[(p, n, histories[-1].config["block_size"])]) else ""   # the batches, not the model
-    lines = sum(l.count("\n") + 1 for l in labels) + (1 + len(keys) if view == "loss" else 3) + (note.count("\n") + 2) * bool(note)
+        view == "loss" and last and last["bayes"] < floors[(histories[-1].p, histories[-1].seq_len, histories[-1].config["block_size"])]) else ""
+    count = lambda ls: sum(l.count("\n") + 1 for l in ls)
+    lines = count(labels) + (1 + count(named.values()) if view == "loss" else 3) + (note.count("\n") + 2) * bool(note)
     height = max(4.4, 0.8 + 0.22 * lines)  # the legend's height, and the note's under it
     fig = png_figure(figsize=(10.5, height))   # first: it imports matplotlib
     from matplotlib.patheffects import withStroke
@@ -89,10 +97,7 @@ def runs_figure(histories:list, labels:list, x:str="iter", view:str="loss", bloc
     if view == "loss":
         for a, ha in sources.items():
             ax.axhline(ha, color="k", ls="--", lw=1, label=f"source entropy {ha:.4f}" + f", p = {a:.3g}" * (len(sources) > 1))
-        for ((a, nn, T), f), ls in zip(floors.items(), ["-", "--", "-.", ":"] * 99):
-            slider = all((hist.p, hist.seq_len, hist.config["block_size"]) != (a, nn, T) for hist in histories)
-            ax.axhline(f, color="crimson", lw=1.5, ls=ls, label=f"floor, block {T}" + f", {nn} words, p = {a:.3g}" * several
-                       + f": {f:.4f}" + " (slider)" * slider)
+        for (k, f), ls in zip(floors.items(), ["-", "--", "-.", ":"] * 99): ax.axhline(f, color="crimson", lw=1.5, ls=ls, label=named[k])
         log = top > hi + 0.15   # no lower than a tenth of the lowest floor: an H(p) near 0 would take decades
         if log:   # ticks labelled at 0.7, 1, 1.5, 2, 3, 5, ...: a default log axis labels only 10^0 over a young run's range
             ax.set_yscale("log"); ax.yaxis.set_major_locator(LogLocator(subs=(1, 1.5, 2, 3, 5, 7))); ax.yaxis.set_major_formatter("{x:g}")

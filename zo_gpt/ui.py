@@ -301,8 +301,8 @@ class TrainingPanel:
         ruled = next((r for r in reversed(runs) if nearest_rungs(r.history)), None) if view == "rules" else None  # the newest with records
         if ruled: return ladder_figure(ruled.history, title=f"{ruled.label}: which rule it follows")
         return runs_figure([r.history for r in runs], [r.legend for r in runs], x=self.xaxis.value, view="loss" if view == "rules" else view,
-                           block_size=self.block.value, marks=[str(r.number) for r in runs], title="zo_gpt training panel"
-                           + (" (the rules view shows a run from its first evaluation)" if view == "rules" else ""))
+                           block_size=self.block.value, marks=[str(r.number) for r in runs], data=next((read_meta(d)["config"] for d in [self.config().dataset] if (d / "meta.json").is_file()), None),
+                           title="zo_gpt training panel" + (" (the rules view shows a run from its first evaluation)" if view == "rules" else ""))
 
     def redraw(self):
         "Ask for a new picture of the panel's state; it is drawn in the panel's drawing thread."
