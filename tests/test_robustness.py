@@ -1064,3 +1064,12 @@ def test_a_path_with_dotdot_after_a_link_is_where_the_system_puts_it(world, tmp_
     assert main(["train", "--data_dir=lnk/../ds", "--out_dir=lnk/../run", "--max_iters=2", "--eval_interval=2", *SMALL]) == 0
     assert (tmp_path / "t" / "ds" / "meta.json").is_file() and (tmp_path / "t" / "run" / "ckpt.pt").is_file()
     assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["lnk"]
+
+
+def test_a_finished_run_whose_figure_was_emptied_is_not_reused_as_it_is(world, tmp_path, capsys):
+    "H217: loss.png of 0 bytes (or cut short) is no figure: --reuse does not report the run as whole, and --resume draws it again."
+    shutil.copytree(world / "done", tmp_path / "run"); (tmp_path / "run" / "loss.png").write_bytes(b"")
+    args = ["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=4", "--eval_interval=2", *SMALL]
+    assert main(args + ["--reuse"]) == 2 and "its loss.png, summary.json or metrics.jsonl is missing or not its own: --resume" in last_line(capsys)
+    assert main(args + ["--resume"]) == 0 and (tmp_path / "run" / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(args + ["--reuse"]) == 0

@@ -21,7 +21,7 @@ import torch
 from .config import TrainConfig, config_from, held_dataset, trained_on
 from .evaluation import History
 from .helpers import (ConfigError, DatasetError, TrainingError, check_tokens_table, file_size_limit, first_line,
-                            get_device, read_meta, read_small, remake, size_text)
+                            get_device, read_meta, read_small, remake, size_text, whole_png)
 from .folders import (atomic_path, check_folder, check_held, check_replaceable, folder_lock, held_here,
                             remove_stale_temps, remove_together, writable_folder, writing_here)
 from .model import GPT
@@ -106,7 +106,7 @@ def load_checkpoint(path:str|Path) -> dict:
     if not path.is_file():
         if path.parent.is_file(): raise TrainingError(f"{path.parent} is a file, not a run folder")
         if path.exists(): raise TrainingError(f"{path} is a folder: give its ckpt.pt (load_model takes the run folder)" if path.is_dir() else f"{path} is not a file (a pipe, a device): move it away")
-        raise TrainingError(f"no checkpoint at {path}")
+        raise TrainingError(f"no checkpoint at {path}" + (f" (a symbolic link to {os.readlink(path)}, which does not exist)" if path.is_symlink() else ""))
     try: path.open("rb").close()
     except OSError as e: raise TrainingError(f"{path} cannot be read: {e.strerror}") from None
     try: ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -223,7 +223,7 @@ def restore(state, path:Path):
 def _results_of(out:Path, ckpt:dict) -> bool:
     "Whether the run folder's summary.json and loss.png were written by the run of checkpoint `ckpt`, finished."
     s, h = _summary(out), ckpt["history"]
-    return ((out / "loss.png").is_file() and s.get("interrupted") is False and s.get("run_id") == ckpt.get("run_id")
+    return (whole_png(out / "loss.png") and s.get("interrupted") is False and s.get("run_id") == ckpt.get("run_id")
             and s.get("iters") == len(h["train"]) and s.get("final") == h.get("final")
             and _lines(out / "metrics.jsonl") == len(h["train"]) + len(h["val"]) + bool(h.get("final")))
 

@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['DTYPE_NAMES', 'SEED_MAX', 'DATASET_FORMAT', 'META_KEYS', 'SMALL_FILE_BYTES', 'get_device', 'environment', 'UserError',
-           'ConfigError', 'TrainingError', 'first_line', 'one_line', 'check_positive', 'check_ids', 'check_model',
-           'check_batch', 'check_prob', 'check_seed', 'check_tokens_table', 'file_size_limit', 'free_memory',
-           'DatasetError', 'file_sha256', 'meta_hash', 'size_text', 'remake', 'check_meta_hash', 'read_small',
-           'load_matplotlib', 'not_a_file', 'read_meta', 'check_files']
+           'ConfigError', 'TrainingError', 'first_line', 'one_line', 'check_positive', 'whole_png', 'check_ids',
+           'check_model', 'check_batch', 'check_prob', 'check_seed', 'check_tokens_table', 'file_size_limit',
+           'free_memory', 'DatasetError', 'file_sha256', 'meta_hash', 'size_text', 'remake', 'check_meta_hash',
+           'read_small', 'load_matplotlib', 'not_a_file', 'read_meta', 'check_files']
 
 # %% ../nbs/00_core.ipynb #a1000003
 import hashlib
@@ -78,6 +78,14 @@ def check_positive(name:str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+def whole_png(path) -> bool:
+    "Whether `path` is a whole PNG file: a plain file with PNG's signature first and its end chunk last (an emptied or cut figure is not)."
+    try:
+        if not Path(path).is_file(): return False   # never a pipe's
+        with open(path, "rb") as f: head = f.read(8); f.seek(-8, os.SEEK_END); tail = f.read()
+    except OSError: return False
+    return head == b"\x89PNG\r\n\x1a\n" and tail[:4] == b"IEND"
 
 def check_ids(idx, vocab_size:int, block_size:int, values:bool=True):
     """A `ConfigError` unless `idx` is a (B, T) tensor of token ids that a model of `vocab_size` and `block_size` takes, what
