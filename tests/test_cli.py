@@ -44,6 +44,7 @@ def test_prepare_writes_reuses_and_refuses(tmp_path):
     (["--seq-len", "-4"], "seq_len must be a positive integer"),
     (["--n-seq", "5", "--val-frac", "0.01"], "val_frac=0.01 leaves the validation split empty"),
     (["--vocab", "bytes"], "invalid choice"),
+    (["--n_seq", "5"], "zo-gpt prepare: error: unrecognized arguments: --n_seq 5; did you mean --n-seq? (see zo-gpt prepare --help)"),   # D192
 ])
 def test_bad_arguments_exit_2_with_one_line(tmp_path, args, needle):
     r = zo("prepare", "--out", tmp_path / "ds", *args)

@@ -19,6 +19,7 @@ import re
 import shutil
 import textwrap
 from dataclasses import fields
+from difflib import get_close_matches
 from fractions import Fraction
 from pathlib import Path
 
@@ -121,6 +122,7 @@ def _profile(args, extra:list[str]) -> int:
             raise ConfigError(f"out={str(args.out)!r} holds a profile report ({', '.join(present)}); replace it with --force, "
                               "or choose another folder")
         overrides = parse_overrides(extra)
+        if "out_dir" in overrides: raise ConfigError(f"out_dir={overrides['out_dir']!r}: profile writes its report to --out and keeps no run; leave out_dir out")
         own = not overrides.get("data_dir")   # left out, or '' (the help's "'' means --out/data-{vocab}")
         if own:  # the dataset goes under --out unless told otherwise
             overrides["data_dir"] = str(out / f"data-{profile_config(args.preset, overrides).vocab}")
@@ -165,6 +167,7 @@ def parser() -> argparse.ArgumentParser:
     top = _Parser(prog="zo-gpt", description="Train a one-layer GPT on random 0/1 text and watch it reach the entropy floor.")
     top.add_argument("--version", action="version", version=f"zo-gpt {__version__}")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    top.commands = sub.choices   # {name: its parser}
     d = DataConfig()
     pp = sub.add_parser("prepare", help="generate and tokenize a dataset", description="Generate random 0/1 sequences, "
                         "tokenize them with GPT-2's BPE and write train.bin, val.bin and meta.json to --out.")
@@ -225,7 +228,10 @@ def main(argv:list[str]|None=None) -> int:
     "Run `zo-gpt` with `argv` (default: the process's arguments); returns the exit code."
     top = parser()
     args, extra = top.parse_known_args(argv)
-    if extra and args.command not in ("train", "profile"): top.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra and args.command not in ("train", "profile"):   # the command's own usage error, with its options' nearest spellings
+        sp = top.commands[args.command]
+        near = [m for e in extra for m in get_close_matches(e.split("=")[0].replace("_", "-"), sp._option_string_actions, 1, 0.8)]
+        sp.error(f"unrecognized arguments: {' '.join(extra)}" + (f"; did you mean {', '.join(near)}?" if near else ""))
     placed = ON_PLACED.set((args.out, ending_decided) if args.command in ("prepare", "export", "profile") else None)  # their work ends in a swap of --out
     try:
         with output_that_may_go(strict=args.command == "sample"), signals_interrupt():
