@@ -23,7 +23,7 @@ from zo_gpt.folders import check_folder
 from zo_gpt.data import (as_text, bayes_entropy, bayes_next, entropy, every_block, floor_parts, generate, is_boundary,
                          iter_words, kl_div, latest_boundary, reference_excess, stream_floor)
 from zo_gpt.evaluation import (History, alignment_blocks, attention_weights, check_final, evaluate, evaluate_split,
-                               excess_text, loss_figure, measure, mechanism, with_se)
+                               excess_text, loss_figure, measure, mechanism, mechanism_figure, with_se)
 from zo_gpt.checkpoint import check_shared_run, config_from, load_checkpoint, load_model
 from zo_gpt.helpers import ConfigError, free_memory
 from zo_gpt.notebooks import NOTEBOOK_FILE, made_by, notebook_folders
@@ -322,6 +322,8 @@ def test_a_run_evaluated_only_at_its_end_frames_its_training_loss_but_the_first_
 
 # 7. Wrong types and values reach no numpy, difflib or matplotlib call: one line naming the argument
 
+COMPACT_TABLE = [{"id": i, "text": t, "kind": k} for i, (t, k) in enumerate([("0", "first word"), ("1", "first word"), (" 1", "word"),
+                                                                            (" 0", "word"), ("<|endoftext|>", "end of text")])]
 MORE_MISUSE = [
     (lambda: kl_div("a", "b"), "q must be an array of probabilities"),
     (lambda: kl_div([0.5, 0.5], "b"), "log_m must be an array of log-probabilities"),
@@ -386,6 +388,9 @@ MORE_MISUSE = [
      "generator must be a torch.Generator or None, got int 0"),                                                   # G212: a seed
     (lambda: GPT(GPTConfig(n_head=2, n_embd=16, block_size=8, vocab_size=5)).generate([[4, 2]], 3),
      "idx must be a (B, T) tensor of integer token ids from 0 to 4, got [[4, 2]]"),                               # G213
+    (lambda: sample_text(GPT(GPTConfig(n_head=2, n_embd=16, block_size=8, vocab_size=50304)), COMPACT_TABLE, 5),
+     "tokens_table holds the compact vocabulary's ids (0 to 4); the model has 50,304 rows in its head"),                 # G231
+    (lambda: mechanism_figure({"loss": 0.6}, 2 / 3), "mech must be what mechanism() returns, got {'loss': 0.6}"),       # G239
     (lambda: profile_steps(TrainConfig(), trace=5), "trace must be a file's path, got int 5"),
     (lambda: profile_steps(TrainConfig(), table=tempfile.gettempdir()), f"table={tempfile.gettempdir()!r} is a folder"),
 ]
@@ -659,3 +664,22 @@ def test_the_mechanism_histogram_shows_its_bars_beside_p():
     a2 = mechanism_figure(mech, 2 / 3).axes[1]
     lo, hi = a2.get_xlim()
     assert sum(b.get_width() for b in a2.patches) > 0.5 * (hi - lo)
+
+
+def test_boundary_scores_take_only_the_datasets_own_ids(tiny_data, tiny_gpt2_data):
+    "G240: the compact model's batch with the gpt2 dataset's meta: refused as measure refuses it, not eight scores of 1.0."
+    from zo_gpt.ladder import boundary_scores
+    compact, gpt2 = load_dataset(tiny_data), load_dataset(tiny_gpt2_data)
+    x = torch.as_tensor(compact.val[:32].astype(np.int64))[None]
+    model = GPT(GPTConfig(n_head=2, n_embd=16, block_size=32, vocab_size=5))
+    assert len(boundary_scores(model, x, compact.meta)) == 2
+    with pytest.raises(ConfigError, match="x and y must hold only the token ids"): boundary_scores(model, x, gpt2.meta)
+
+
+def test_the_mechanism_leaves_out_contexts_that_cannot_miss_the_start(tiny_data):
+    "M233: a block longer than a sequence (60 words): the exact 1/(n - c) only where the start can be out of view, c < 60."
+    data = load_dataset(tiny_data)
+    cfg = make_config("cpu", {"block_size": 128, "batch_size": 2, "eval_batches": 1, "n_embd": 16, "n_head": 2, "vocab": "compact"})
+    mech = mechanism(GPT(cfg.model_config()).eval(), fixed_batches(data.val, cfg, torch.device("cpu")), data.meta)
+    assert list(mech["c"]) == list(range(1, 60)) and len(mech["p_eot_out"]) == 59 and mech["posterior"][-1] == 1.0
+    assert mechanism_figure(mech, 2 / 3).axes[0].get_xlim()[1] < 70

@@ -1045,15 +1045,15 @@ def test_a_resume_from_another_folder_names_the_dataset_where_it_is(world, tmp_p
     assert f"trained on another dataset ({tmp_path / 'a' / 'ds'}," in line and f"it is still in {tmp_path / 'a' / 'ds'}" in line and "prepare" not in line
 
 
-@pytest.mark.parametrize("name", ["torch.py", "tiktoken.py", "numpy/__init__.py"])
-def test_a_learners_file_named_like_a_library_is_named(tmp_path, name):
-    "E213, E214: `python -m zo_gpt.cli` puts the current folder first on the import path; its own torch.py is one line, not a traceback."
-    (tmp_path / name).parent.mkdir(exist_ok=True); (tmp_path / name).write_text("x = 1\n")
+@pytest.mark.parametrize("name", ["torch.py", "tiktoken.py", "numpy/__init__.py", "random.py"])
+def test_a_learners_file_named_like_a_module_zo_gpt_loads_is_named(tmp_path, name):
+    """E213, E214, E230: `python -m zo_gpt.cli` puts the current folder first on the import path; a learner's own torch.py,
+    or random.py (one of Python's own, which `secrets` loads), is one line, not a traceback; a test.py there is nothing."""
+    (tmp_path / name).parent.mkdir(exist_ok=True); (tmp_path / name).write_text("x = 1\n"); (tmp_path / "test.py").write_text("x = 1\n")
     r = subprocess.run([sys.executable, "-m", "zo_gpt.cli", "train", "--max_iters=2"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
                        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
-    lib = name.split(".")[0].split("/")[0]
-    assert r.returncode == 1 and r.stderr.strip() == (f"zo-gpt train: failed: {tmp_path / name.split('/')[0]} hides the library {lib}, which Python "
-                                                      "finds there first; rename it, or run the command from another folder"), r.stderr[-2000:]
+    assert r.returncode == 1 and r.stderr.strip() == (f"zo-gpt train: failed: {name.split('/')[0]} in the current folder hides the module of that "
+                                                      "name that zo_gpt loads, as `python -m` finds it first; rename it, or run the command from another folder"), r.stderr[-2000:]
 
 
 def test_a_path_with_dotdot_after_a_link_is_where_the_system_puts_it(world, tmp_path, monkeypatch):
@@ -1073,3 +1073,52 @@ def test_a_finished_run_whose_figure_was_emptied_is_not_reused_as_it_is(world, t
     assert main(args + ["--reuse"]) == 2 and "its loss.png, summary.json or metrics.jsonl is missing or not its own: --resume" in last_line(capsys)
     assert main(args + ["--resume"]) == 0 and (tmp_path / "run" / "loss.png").read_bytes()[:4] == b"\x89PNG"
     assert main(args + ["--reuse"]) == 0
+
+
+def test_a_run_folder_given_for_a_dataset_is_named_and_no_dataset_goes_into_it(world, tmp_path, capsys):
+    "J231: --data_dir=<a run folder> says so; and prepare --out <a run folder>, the old hint, is refused, nothing written."
+    shutil.copytree(world / "done", tmp_path / "run")
+    args = ["train", f"--data_dir={tmp_path / 'run'}", f"--out_dir={tmp_path / 'new'}", "--max_iters=2", "--eval_interval=2", *SMALL]
+    assert main(args) == 1 and f"data_dir='{tmp_path / 'run'}' is a run folder (it holds ckpt.pt), not a dataset" in last_line(capsys)
+    before = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert main(["prepare", "--out", str(tmp_path / "run"), "--n-seq", "20", "--seq-len", "30", "--vocab", "compact"]) == 2
+    assert "holds a run (ckpt.pt): a dataset goes in a folder of its own" in last_line(capsys)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == before and not (tmp_path / "new").exists()
+
+
+def test_a_run_that_runs_out_of_memory_before_its_first_checkpoint_leaves_no_run(world, tmp_path, monkeypatch, capsys):
+    "I233: its metrics.jsonl goes with it, so the same command with smaller settings works there; a set ulimit -v is named."
+    import resource
+    import zo_gpt.train
+    def no_memory(*a, **k): raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 134217728 bytes")
+    args = ["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=2", "--eval_interval=2", *SMALL]
+    with monkeypatch.context() as m:
+        m.setattr(zo_gpt.train, "train_step", no_memory)
+        m.setattr(resource, "getrlimit", lambda which: (3_000_000 << 10, resource.RLIM_INFINITY))
+        assert main(args) == 1
+    assert "raise the memory limit (ulimit -v 3000000) or try a smaller batch_size" in last_line(capsys)
+    assert not (tmp_path / "run").exists()
+    assert main(args) == 0
+
+
+def test_a_figure_with_a_damaged_middle_is_no_whole_figure(world, tmp_path):
+    "H230: bit rot inside loss.png, its signature and end intact: the chunks' checksums say it."
+    from zo_gpt.helpers import whole_png
+    png = (world / "done" / "loss.png").read_bytes()
+    assert whole_png(world / "done" / "loss.png")
+    for name, data in (("rot", png[:len(png) // 2] + bytes(64) + png[len(png) // 2 + 64:]), ("cut", png[:-20]), ("empty", b"")):
+        (tmp_path / name).write_bytes(data)
+        assert not whole_png(tmp_path / name), name
+
+
+def test_a_tilde_in_the_tiktoken_cache_variable_is_told(monkeypatch):
+    "E234: tiktoken does not expand '~' in TIKTOKEN_CACHE_DIR; the hint says so, where following it would fail again."
+    import tiktoken
+    from zo_gpt.tokens import TokenizerUnavailable, gpt2_encoding
+    def offline(name): raise ConnectionError("no network")
+    monkeypatch.setattr(tiktoken, "get_encoding", offline); monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "~/tc")
+    gpt2_encoding.cache_clear()
+    try:
+        with pytest.raises(TokenizerUnavailable, match="TIKTOKEN_CACHE_DIR is '~/tc' now; tiktoken reads its '~' as a folder of that name"):
+            gpt2_encoding()
+    finally: gpt2_encoding.cache_clear()

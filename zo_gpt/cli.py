@@ -25,7 +25,7 @@ from pathlib import Path
 
 from . import __version__, failed_library
 from .config import PRESETS, PROFILED, TrainConfig, make_config, parse_overrides
-from .helpers import ConfigError, DatasetError, TrainingError, first_line, get_device
+from .helpers import ConfigError, DatasetError, TrainingError, address_space_limit, first_line, get_device
 from .runtime import ending_decided, output_that_may_go, signals_interrupt
 from .folders import ON_PLACED, folder_lock, replace_together, staging
 from .tokens import DataConfig, TokenizerUnavailable, describe, prepare
@@ -40,6 +40,8 @@ def _number(text:str) -> float:
 
 def _prepare(args, extra) -> int:
     cfg = DataConfig(n_seq=args.n_seq, seq_len=args.seq_len, p=args.p, seed=args.seed, val_frac=args.val_frac, vocab=args.vocab)
+    if os.path.lexists(os.path.join(args.out, "ckpt.pt")):   # J231: a run's folder, where a hint or a slip may send a dataset
+        raise ConfigError(f"out={args.out!r} holds a run (ckpt.pt): a dataset goes in a folder of its own; choose another folder")
     print(describe(prepare(cfg, args.out, force=args.force)))
     return 0
 
@@ -272,7 +274,6 @@ def _no_memory(command:str, why:str="") -> str:
 
 def _remedy(command:str) -> str:
     "What frees memory for `command`: the address-space limit, where one is set (ulimit -v); smaller settings, where it has them."
-    import resource
-    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
-    fixes = [f"raise the memory limit (ulimit -v {soft >> 10})"] * (soft != resource.RLIM_INFINITY) + ["try smaller settings"] * (command in ("train", "profile"))
+    soft = address_space_limit()
+    fixes = [f"raise the memory limit (ulimit -v {soft >> 10})"] * (soft is not None) + ["try smaller settings"] * (command in ("train", "profile"))
     return " or ".join(fixes) or "close other programs and run it again"

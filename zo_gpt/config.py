@@ -229,6 +229,9 @@ def open_dataset(
             raise DatasetError(f"data_dir={cfg.data_dir!r} does not exist; make a dataset there with `zo-gpt prepare --out "
                                f"{shlex.quote(cfg.data_dir)} --vocab {cfg.vocab}`, or leave data_dir out to "
                                + (unset or f"use {Path(f'data/zero_one-{cfg.vocab}')}"))
+        if (path / "ckpt.pt").exists():   # a run folder given for its dataset: its checkpoint names the one it was trained on
+            raise DatasetError(f"data_dir={cfg.data_dir!r} is a run folder (it holds ckpt.pt), not a dataset; give the folder of the "
+                               "dataset it was trained on, or make one in a folder of its own with `zo-gpt prepare`")
         if not cfg.default_data and not make:   # token files without meta.json: an interrupted prepare, which --force replaces
             force = " --force" if any((path / n).exists() for n in ("train.bin", "val.bin")) else ""
             raise DatasetError(f"data_dir={cfg.data_dir!r} holds no dataset (no meta.json); make one with "

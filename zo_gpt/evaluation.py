@@ -285,8 +285,8 @@ def mechanism(model, batches:list, meta:dict) -> dict:
         out["att_uniform"].append((np.cumsum(anchor, -1) / (t + 1))[seen])                # attention spread evenly
         out["p_one"].append((m[..., 3] / (m[..., 2] + m[..., 3]))[word_next])
     cat = {k: np.concatenate(v) for k, v in out.items()}
-    c, d = np.arange(1, T + 1), np.arange(T)
-    return {"c": c, "p_eot_out": _mean_by(cat["out_c"], cat["out_p"], T + 1)[1:], "posterior": 1 / np.clip(n - c, 1, None),
+    c, d = np.arange(1, min(T, n - 1) + 1), np.arange(T)   # c: contexts that can miss the start, at most the n - 1 words after it
+    return {"c": c, "p_eot_out": _mean_by(cat["out_c"], cat["out_p"], T + 1)[1:len(c) + 1], "posterior": 1 / (n - c),
             "d": d, "p_eot_in": _mean_by(cat["in_d"], cat["in_p"], T),
             "attention": np.stack([_mean_by(cat["att_d"], a, T) for a in cat["att"].T]),
             "uniform": _mean_by(cat["att_d"], cat["att_uniform"], T), "p_one": cat["p_one"]}
@@ -294,6 +294,7 @@ def mechanism(model, batches:list, meta:dict) -> dict:
 @draws
 def mechanism_figure(mech:dict, p:float):
     "P(end of text) against the exact posterior, P('1' | a word comes), and each head's attention to the sequence boundary."
+    if not (isinstance(mech, dict) and {"c", "posterior", "d", "attention", "p_one"} <= mech.keys()): raise ConfigError(f"mech must be what mechanism() returns, got {repr(mech)[:60]}")
     fig = png_figure(figsize=(11.5, 4))  # at most about 1,100 pixels: JupyterLab shows it near its own size
     a1, a2, a3 = fig.subplots(1, 3)
     a1.plot(mech["c"], mech["p_eot_out"], ".", ms=3, color="C0", label="model, start out of view")

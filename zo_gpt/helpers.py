@@ -4,10 +4,11 @@
 
 # %% auto #0
 __all__ = ['DTYPE_NAMES', 'SEED_MAX', 'DATASET_FORMAT', 'META_KEYS', 'SMALL_FILE_BYTES', 'get_device', 'environment', 'UserError',
-           'ConfigError', 'TrainingError', 'first_line', 'one_line', 'check_positive', 'whole_png', 'check_ids',
-           'check_model', 'check_batch', 'check_prob', 'check_seed', 'check_tokens_table', 'file_size_limit',
-           'free_memory', 'DatasetError', 'file_sha256', 'meta_hash', 'size_text', 'remake', 'check_meta_hash',
-           'read_small', 'load_matplotlib', 'not_a_file', 'read_meta', 'check_files']
+           'ConfigError', 'TrainingError', 'first_line', 'one_line', 'check_positive', 'whole_png',
+           'address_space_limit', 'check_ids', 'check_model', 'check_batch', 'check_prob', 'check_seed',
+           'check_tokens_table', 'file_size_limit', 'free_memory', 'DatasetError', 'file_sha256', 'meta_hash',
+           'size_text', 'remake', 'check_meta_hash', 'read_small', 'load_matplotlib', 'not_a_file', 'read_meta',
+           'check_files']
 
 # %% ../nbs/00_core.ipynb #a1000003
 import hashlib
@@ -16,6 +17,7 @@ import os
 import re
 import shlex
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -80,12 +82,24 @@ def check_positive(name:str, value) -> int:
     return int(value)
 
 def whole_png(path) -> bool:
-    "Whether `path` is a whole PNG file: a plain file with PNG's signature first and its end chunk last (an emptied or cut figure is not)."
+    """Whether `path` is a whole PNG file: a plain file of PNG's signature, then chunks whose checksums (CRC-32) hold, the
+    last its end chunk. An emptied, cut or bit-rotten figure is not."""
     try:
-        if not Path(path).is_file(): return False   # never a pipe's
-        with open(path, "rb") as f: head = f.read(8); f.seek(-8, os.SEEK_END); tail = f.read()
+        if not Path(path).is_file() or os.path.getsize(path) > 64 << 20: return False   # never a pipe's; zo_gpt's figures are small
+        data = Path(path).read_bytes()
     except OSError: return False
-    return head == b"\x89PNG\r\n\x1a\n" and tail[:4] == b"IEND"
+    at, kind = 8, b""
+    while data[:8] == b"\x89PNG\r\n\x1a\n" and at + 12 <= len(data) and kind != b"IEND":
+        n, kind = int.from_bytes(data[at:at + 4], "big"), data[at + 4:at + 8]
+        if zlib.crc32(data[at + 4:at + 8 + n]) != int.from_bytes(data[at + 8 + n:at + 12 + n], "big"): return False
+        at += 12 + n
+    return kind == b"IEND" and at == len(data)
+
+def address_space_limit() -> int|None:
+    "The soft limit on this process's address space (`ulimit -v`), in bytes; None where none is set."
+    import resource
+    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    return None if soft == resource.RLIM_INFINITY else soft
 
 def check_ids(idx, vocab_size:int, block_size:int, values:bool=True):
     """A `ConfigError` unless `idx` is a (B, T) tensor of token ids that a model of `vocab_size` and `block_size` takes, what
@@ -145,6 +159,9 @@ def check_tokens_table(table, vocab_size:int|None=None) -> list:
     if vocab_size is not None and not 0 <= min(t["id"] for t in table) <= top < vocab_size:
         raise ConfigError(f"tokens_table has ids up to {top:,}; the model has only {vocab_size:,} rows in its head (a table of "
                           "another vocabulary?)")
+    if vocab_size is not None and top < len(table) < vocab_size:   # the compact vocabulary's ids, for a model of GPT-2's
+        raise ConfigError(f"tokens_table holds the compact vocabulary's ids (0 to {top}); the model has {vocab_size:,} rows in "
+                          "its head: a table of GPT-2's vocabulary goes with it (a checkpoint of another run?)")
     return table
 
 def file_size_limit() -> int|None:

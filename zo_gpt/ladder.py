@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from .data import LADDER, is_boundary, kl_div, ladder_next, latest_boundary
-from .evaluation import PARTS, History, Tally, measure
+from .evaluation import PARTS, History, Tally, measure, stream_ids
 from .figures import draws, png_figure
-from .helpers import ConfigError, check_model
+from .helpers import ConfigError, check_batch, check_model
 from .tokens import code_lookup
 
 # %% ../nbs/02e_ladder.ipynb #616fea2f
@@ -41,7 +41,7 @@ def boundary_scores(model, x:torch.Tensor, meta:dict) -> list:
     `attention_on_boundary` of `attention_weights`, from torch's own attention kernel with the boundary marks as its values,
     so that the (B, n_head, T, T) weights are never made."""
     check_model(model)
-    check_batches([(x, x)], _vocab(model, meta))
+    check_batch(x, x, stream_ids(meta), model.config.vocab_size)   # the dataset's own ids, as measure checks them
     codes, (B, T), block = code_lookup(meta)[x.cpu().numpy()], x.shape, model.h[0]
     q, k, _ = block.attn.c_attn(block.ln_1(model.embed(x))).split(model.config.n_embd, 2)
     q, k = (t.view(B, T, block.attn.n_head, -1).transpose(1, 2) for t in (q, k))              # (B, nh, T, hs), as the model's

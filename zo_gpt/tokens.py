@@ -28,8 +28,7 @@ from .helpers import (DATASET_FORMAT, ConfigError, DatasetError, check_files, ch
 from .folders import check_folder, check_replaceable, folder_lock, remove_stale_temps, replace_together, staging, writes_to
 
 # %% ../nbs/01_tokenizer.ipynb #9b17e7c8
-class TokenizerUnavailable(UserError, RuntimeError):
-    "GPT-2's BPE files could not be loaded."
+class TokenizerUnavailable(UserError, RuntimeError): "GPT-2's BPE files could not be loaded."
 
 @functools.cache
 def gpt2_encoding():
@@ -43,7 +42,8 @@ def gpt2_encoding():
             "encoder.json once and keeps them in a cache folder. Without a network, set TIKTOKEN_CACHE_DIR to a folder holding "
             "that cache (copy it from a machine where `python -c \"import tiktoken; tiktoken.get_encoding('gpt2')\"` has run "
             "with the same variable set) and run again. "
-            + (f"TIKTOKEN_CACHE_DIR is {cache!r} now." if cache is not None else "TIKTOKEN_CACHE_DIR is not set.")) from e
+            + ("TIKTOKEN_CACHE_DIR is not set." if cache is None else f"TIKTOKEN_CACHE_DIR is {cache!r} now" + (
+               "; tiktoken reads its '~' as a folder of that name, not your home: give the full path." if cache.startswith("~") else "."))) from e
 
 # %% ../nbs/01_tokenizer.ipynb #0d3231dd
 KINDS = ("first word", "first word", "word", "word", "end of text")

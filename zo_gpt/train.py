@@ -27,7 +27,7 @@ from .checkpoint import claim_run_folder, restore, reused_run, run_dataset, save
 from .config import TrainConfig, check_config, check_data, fixed_batches, get_batch, lr_at
 from .data import check_flag, entropy, out_of_memory, stream_floor
 from .evaluation import History, check_final, evaluate_split, final_split, loss_figure
-from .helpers import ConfigError, TrainingError, first_line
+from .helpers import ConfigError, TrainingError, address_space_limit, first_line
 from .runtime import gather_checksums, processes, stop_signals
 from .folders import atomic_path, folder_lock, writes_to
 from .ladder import evaluate_ladder
@@ -86,8 +86,7 @@ class State:
     t0: float = field(default_factory=time.perf_counter)
 
     def __post_init__(self): self.step_model = self.step_model or self.model
-    def next_batch(self):
-        return get_batch(self.data.train, self.cfg.block_size, self.cfg.batch_size, self.gen, self.device)
+    def next_batch(self): return get_batch(self.data.train, self.cfg.block_size, self.cfg.batch_size, self.gen, self.device)
 
 class Callback:
     "Hooks of the training loop; override the ones you need."
@@ -206,6 +205,7 @@ class MetricsLog(Callback):
         with writes_to(self.path):
             if state.history.final: self.f.write(json.dumps({"kind": "final", **state.history.final}) + "\n")
             self.f.close()
+        if state.failed and not state.last_checkpoint: self.path.unlink(missing_ok=True)   # an error before any checkpoint: no run to keep
 
 def _records(history) -> list:
     "The history's steps and evaluations as metrics.jsonl lines, in the order a run writes them."
@@ -290,8 +290,8 @@ def fit(
             return _loop(state, callbacks if rank == 0 else [], ddp)
     except RuntimeError as e:  # torch's allocators raise RuntimeError (CUDA's is a subclass), not MemoryError
         if not out_of_memory(e): raise
-        raise TrainingError(f"ran out of memory ({first_line(e)[:160]}); try a smaller batch_size, block_size, "
-                            "n_embd or eval_batches") from None
+        raise TrainingError(f"ran out of memory ({first_line(e)[:160]}); " + (f"raise the memory limit (ulimit -v {soft >> 10}) or " if (soft := address_space_limit())
+                            else "") + "try a smaller batch_size, block_size, n_embd or eval_batches") from None
 
 def _loop(state:State, callbacks:list, ddp:bool) -> History:
     "The steps, evaluations and final evaluation of `fit`; the callbacks hear of the end however the run ends."
