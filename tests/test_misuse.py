@@ -683,3 +683,12 @@ def test_the_mechanism_leaves_out_contexts_that_cannot_miss_the_start(tiny_data)
     mech = mechanism(GPT(cfg.model_config()).eval(), fixed_batches(data.val, cfg, torch.device("cpu")), data.meta)
     assert list(mech["c"]) == list(range(1, 60)) and len(mech["p_eot_out"]) == 59 and mech["posterior"][-1] == 1.0
     assert mechanism_figure(mech, 2 / 3).axes[0].get_xlim()[1] < 70
+
+
+def test_a_shared_run_folder_a_run_is_writing_is_named_in_use(finished_run, tmp_path):
+    "A232: 04b_export's check while 03_train trains in the same run_dir: 'in use by', not 'did not finish ... set fresh'."
+    from zo_gpt.folders import folder_lock
+    shutil.copytree(finished_run, tmp_path / "run")
+    cfg = make_config("cpu", {"out_dir": str(tmp_path / "run"), "data_dir": str(tmp_path / "run" / "data-compact")})
+    with folder_lock(tmp_path / "run", "out_dir"):
+        with pytest.raises(ConfigError, match=r"run_dir='.*' is in use by process \d+ .*; wait for it to end"): check_shared_run(cfg, fresh=False)

@@ -265,6 +265,8 @@ def check_shared_run(
     """A notebook's check, before any work, of the run folder the notebooks share: empty of runs, or holding `cfg`'s
     run finished (which it reuses); another run there is a `ConfigError` unless `fresh` replaces it."""
     out = check_folder(cfg.out_dir, name)
+    if out.is_dir():
+        with folder_lock(out, name, shared=True): pass   # a run another command is writing there (A232): named, not called stopped
     _check_shared_dataset(cfg, name)
     present = [n for n in RUN_FILES if (out / n).exists()]
     if fresh or not present: return out
