@@ -223,7 +223,9 @@ def _remove_empty(made:list):
 
 def _lock(folder:Path, name:str, shared:bool=False):
     "An open descriptor of `folder` holding the operating system's lock on the folder itself: exclusive, or `shared`."
-    fd = os.open(folder, os.O_RDONLY)
+    try: fd = os.open(folder, os.O_RDONLY)
+    except OSError as e: raise ConfigError(f"{name}={str(folder)!r} cannot be opened to hold it ({e.strerror}): give it read permission "
+                                           "(chmod u+r), or choose another folder") from None
     try:
         try: fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
