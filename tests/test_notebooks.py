@@ -261,6 +261,8 @@ def test_03c_ablation_on_the_preset_run(preset_run, tmp_path):
     ("04_profile.ipynb", {"active_steps": 0}, "ConfigError: active_steps must be a positive integer, got 0"),
     ("04a_losses.ipynb", {"repeats": 0}, "ConfigError: repeats must be a positive integer, got 0"),
     ("04b_export.ipynb", {"n_tokens": 0}, "ConfigError: n_tokens must be a positive integer, got 0"),
+    ("04b_export.ipynb", {"n_tokens": 2_000_000}, "ConfigError: n_tokens must be at most 1,000,499, the validation tokens the notebooks' "
+                                                  "dataset holds past its first 500, got 2,000,000"),   # F240
     ("05_cli.ipynb", {"train_iters": "many"}, "ConfigError: train_iters must be a positive integer, got 'many'"),
 ])
 def test_a_bad_parameter_is_one_line_naming_it_before_any_work(tmp_path, name, params, line):
