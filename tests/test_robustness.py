@@ -161,7 +161,7 @@ def cases(w):
         (["train", f"--data_dir={w / 'data2'}", f"--out_dir={w / 'done'}", "--max_iters=4", "--eval_interval=2", *SMALL, "--resume"],
          1, "trained on another dataset"),
         (run("empty", "--resume"), 1, "no checkpoint at"),
-        (run("nockpt"), 2, "it ended before its first checkpoint, so nothing can resume it: replace it with --force"),
+        (run("nockpt"), 2, "it ended before its first checkpoint, so nothing can resume or reuse it: replace it with --force"),
         (run("nockpt", "--resume"), 1, "ended before its first checkpoint: start again with --force (overwrite=True) instead of --resume"),
         (run("done"), 2, "holds another run (ckpt.pt, metrics.jsonl, summary.json, loss.png); it finished: replace it with --force"),
         (run("ck_empty", "--resume"), 1, "the file is empty"),
@@ -632,7 +632,7 @@ def test_a_finished_run_without_its_checkpoint_or_its_final_evaluation_is_told_w
     shutil.copytree(world / "done", tmp_path / "run"); (tmp_path / "run" / "ckpt.pt").unlink()
     args = ["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=4", "--eval_interval=2", *SMALL]
     assert main(args + ["--reuse"]) == 2 and "it finished, but its ckpt.pt is gone, so nothing can resume or reuse it" in last_line(capsys)
-    assert main(args + ["--resume"]) == 1 and "the run there finished, but its checkpoint is gone: start again with --force" in last_line(capsys)
+    assert main(args + ["--resume"]) == 1 and "the run there finished, but its ckpt.pt is gone: start again with --force" in last_line(capsys)
     args = ["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'nofinal'}", "--max_iters=4", "--eval_interval=2", *SMALL]
     assert main(args + ["--final_eval=False"]) == 0
     assert main(args + ["--reuse"]) == 2 and "it finished without a final evaluation: --resume (resume=True) adds one" in last_line(capsys)
@@ -1007,17 +1007,18 @@ def test_what_a_refusal_says_of_a_run_comes_from_its_checkpoint_not_its_summary(
     assert main(args + ["--max_iters=4", "--resume"]) == 0 and main(args + ["--max_iters=4", "--reuse"]) == 0
 
 
-def test_a_dataset_whose_tokens_are_beyond_its_vocabulary_is_refused_before_any_run(world, tmp_path, capsys):
-    """Token id 7 in a compact dataset whose hashes were made to match (H211: a learner's own tokenizer's output): one line
-    before any work, not torch's IndexError halfway through the first step; nothing is made."""
+@pytest.mark.parametrize("vocab, bad, ids", [("compact", 7, "0, 1, 2, 3, 4"), ("gpt2", 100, "15, 16, 352, 657, 50256")])
+def test_a_dataset_whose_tokens_are_not_its_own_is_refused_before_any_run(world, tmp_path, capsys, vocab, bad, ids):
+    """Token id 7 in a compact dataset (H211), or GPT-2's id 100 in a gpt2 one (H233), hashes made to match (a learner's own
+    tokenizer's output): one line before any work, not torch's IndexError or an evaluation's refusal; nothing is made."""
     from zo_gpt.helpers import file_sha256, meta_hash
-    shutil.copytree(world / "data", tmp_path / "ds")
-    train = np.fromfile(tmp_path / "ds" / "train.bin", dtype=np.uint16); train[::50] = 7; train.tofile(tmp_path / "ds" / "train.bin")
+    shutil.copytree(world / ("data" if vocab == "compact" else "gpt2"), tmp_path / "ds")
+    train = np.fromfile(tmp_path / "ds" / "train.bin", dtype=np.uint16); train[::50] = bad; train.tofile(tmp_path / "ds" / "train.bin")
     meta = json.loads((tmp_path / "ds" / "meta.json").read_text())
     meta["files"]["train.bin"]["sha256"] = file_sha256(tmp_path / "ds" / "train.bin"); meta["content_hash"] = meta_hash(meta)
     (tmp_path / "ds" / "meta.json").write_text(json.dumps(meta))
-    args = ["train", f"--data_dir={tmp_path / 'ds'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=2", "--eval_interval=2", *SMALL]
-    assert main(args) == 1 and f"{tmp_path / 'ds'}/train.bin holds token id 7, beyond the compact vocabulary's 5 ids" in last_line(capsys)
+    args = ["train", f"--data_dir={tmp_path / 'ds'}", f"--out_dir={tmp_path / 'run'}", f"--vocab={vocab}", "--max_iters=2", "--eval_interval=2", *SMALL]
+    assert main(args) == 1 and f"{tmp_path / 'ds'}/train.bin holds token id {bad}, none of the dataset's 5 tokens ({ids})" in last_line(capsys)
     assert not (tmp_path / "run").exists()
 
 
@@ -1122,3 +1123,33 @@ def test_a_tilde_in_the_tiktoken_cache_variable_is_told(monkeypatch):
         with pytest.raises(TokenizerUnavailable, match="TIKTOKEN_CACHE_DIR is '~/tc' now; tiktoken reads its '~' as a folder of that name"):
             gpt2_encoding()
     finally: gpt2_encoding.cache_clear()
+
+
+def test_a_stopped_run_whose_checkpoint_was_deleted_is_not_said_to_have_had_none(world, tmp_path, capsys):
+    "C239: the summary says 4 steps, so it had a checkpoint: 'stopped at step 4, but its ckpt.pt is gone', and --force works."
+    shutil.copytree(world / "done", tmp_path / "run"); (tmp_path / "run" / "ckpt.pt").unlink()
+    s = json.loads((tmp_path / "run" / "summary.json").read_text()); (tmp_path / "run" / "summary.json").write_text(json.dumps({**s, "interrupted": True}))
+    args = ["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=4", "--eval_interval=2", *SMALL]
+    assert main(args + ["--resume"]) == 1 and "the run there stopped at step 4, but its ckpt.pt is gone: start again with --force" in last_line(capsys)
+    assert main(args) == 2 and "it stopped at step 4, but its ckpt.pt is gone, so nothing can resume or reuse it" in last_line(capsys)
+    assert main(args + ["--force"]) == 0
+
+
+def test_a_resume_on_an_edited_meta_json_makes_the_dataset_with_the_checkpoints_arguments(world, tmp_path, capsys):
+    "C236: a note added to meta.json by hand: the resume's hint makes the dataset with the arguments its checkpoint records, and then resumes."
+    shutil.copytree(world / "data", tmp_path / "ds")
+    args = ["train", f"--data_dir={tmp_path / 'ds'}", f"--out_dir={tmp_path / 'run'}", "--eval_interval=2", *SMALL]
+    assert main(args + ["--max_iters=2"]) == 0
+    m = json.loads((tmp_path / "ds" / "meta.json").read_text()); (tmp_path / "ds" / "meta.json").write_text(json.dumps({**m, "note": "mine"}))
+    assert main(args + ["--max_iters=2", "--resume"]) == 1
+    hint = re.search(r"`(zo-gpt prepare [^`]*)`", line := last_line(capsys)).group(1)
+    assert "--n-seq 200 --seq-len 60" in hint and "the run in" in line, line
+    assert main(shlex.split(hint)[1:]) == 0 and main(args + ["--max_iters=2", "--reuse"]) == 0   # the run's own dataset again
+
+
+def test_a_dataset_whose_meta_json_links_to_nothing_is_named(world, tmp_path, capsys):
+    "H235: meta.json a link to an unmounted disk: train says so, not 'no meta.json' with a prepare that is then refused."
+    shutil.copytree(world / "data", tmp_path / "ds"); (tmp_path / "ds" / "meta.json").unlink()
+    (tmp_path / "ds" / "meta.json").symlink_to("/mnt/not-mounted/ds/meta.json")
+    args = ["train", f"--data_dir={tmp_path / 'ds'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=2", "--eval_interval=2", *SMALL]
+    assert main(args) == 1 and f"{tmp_path / 'ds' / 'meta.json'} is a symbolic link to /mnt/not-mounted/ds/meta.json, which does not exist now" in last_line(capsys)

@@ -52,9 +52,7 @@ def claim_run_folder(
 def _choices(out:Path) -> str:
     "What a user can do with a folder that holds a run: the choices that work for the run it holds."
     other, summary = "replace it with --force (overwrite=True), or choose another folder", _summary(out)
-    if not (out / "ckpt.pt").exists():
-        if summary.get("interrupted") is False: return f"it finished, but its ckpt.pt is gone, so nothing can resume or reuse it: {other}"
-        return f"it ended before its first checkpoint, so nothing can resume it: {other}"
+    if not (out / "ckpt.pt").exists(): return f"it {_without_checkpoint(summary)}, so nothing can resume or reuse it: {other}"
     try:
         with open(out / "ckpt.pt", "rb") as f: head = f.read(4)
     except OSError as e: return f"its ckpt.pt cannot be read ({e.strerror}): {other}"
@@ -67,6 +65,11 @@ def _choices(out:Path) -> str:
                                            f"--resume (resume=True) writes them again, or {other}")
     if ckpt["history"].get("final") is None: return f"it finished without a final evaluation: --resume (resume=True) adds one, or {other}"
     return f"it finished: {other}"
+
+def _without_checkpoint(summary:dict) -> str:
+    "What the run of a folder without its ckpt.pt did, as its summary.json says: a run that took a step stopped with a checkpoint."
+    if summary.get("interrupted") is False: return "finished, but its ckpt.pt is gone"
+    return f"stopped at step {n:,}, but its ckpt.pt is gone" if isinstance(n := summary.get("iters"), int) and n > 0 else "ended before its first checkpoint"
 
 def _torch_zip(path:Path) -> bool:
     "Whether `path` is laid out as `torch.save` writes: a zip holding `<name>/data.pkl` and `<name>/version`. Only its index is read."
@@ -186,9 +189,8 @@ def restore(state, path:Path):
     cfg = state.cfg
     if not path.exists():
         there = [n for n in RUN_FILES if (path.parent / n).exists()]
-        ended = "finished, but its checkpoint is gone" if _summary(path.parent).get("interrupted") is False else "ended before its first checkpoint"
-        raise TrainingError(f"no checkpoint at {path} to resume; " + (
-            f"the run there {ended}: start again with --force (overwrite=True) instead of --resume" if there else "start a run there without --resume"))
+        raise TrainingError(f"no checkpoint at {path} to resume; " + (f"the run there {_without_checkpoint(_summary(path.parent))}: start again "
+                            "with --force (overwrite=True) instead of --resume" if there else "start a run there without --resume"))
     ckpt = load_checkpoint(path)
     diff, steps = config_differences(ckpt["config"], cfg), ckpt["config"].get("max_iters")
     if diff and ckpt["iter"] == steps and _summary(path.parent).get("interrupted") is False:   # no step of it is left to take
@@ -225,12 +227,13 @@ def _results_of(out:Path, ckpt:dict) -> bool:
     s, h = _summary(out), ckpt["history"]
     return (whole_png(out / "loss.png") and s.get("interrupted") is False and s.get("run_id") == ckpt.get("run_id")
             and s.get("iters") == len(h["train"]) and s.get("final") == h.get("final")
-            and _lines(out / "metrics.jsonl") == len(h["train"]) + len(h["val"]) + bool(h.get("final")))
+            and _lines(out / "metrics.jsonl", n := len(h["train"]) + len(h["val"]) + bool(h.get("final"))) == n)
 
-def _lines(path:Path) -> int|None:
-    "How many records `path` (a metrics.jsonl) holds, or None if it is not a file of JSON records."
-    if not path.is_file(): return None
-    try: return sum(isinstance(json.loads(l), dict) for l in path.read_text(encoding="utf-8").splitlines())
+def _lines(path:Path, records:int) -> int|None:
+    "How many records `path` (a metrics.jsonl) holds, or None if it is not a file of JSON records or too large for `records` of them."
+    if not path.is_file() or path.stat().st_size > (records + 1) << 12: return None   # a record is a few hundred bytes: never a huge file read
+    try:
+        with open(path, encoding="utf-8") as f: return sum(isinstance(json.loads(l), dict) for l in f)
     except (OSError, ValueError): return None
 
 # %% ../nbs/02c_checkpoint.ipynb #ec65fd99
@@ -307,11 +310,11 @@ def _check_shared_dataset(cfg:TrainConfig, name:str):
 def run_dataset(cfg:TrainConfig, data, reading:contextlib.ExitStack, resume:bool=False):
     "`held_dataset(cfg, data, reading)`; resuming where none is, a `DatasetError` whose command makes the one its checkpoint records."
     try: return held_dataset(cfg, data, reading)   # held first: a swap a killed prepare left there is settled
-    except DatasetError:
-        c = _data_config(Path(cfg.out_dir) / "ckpt.pt") if resume and data is None and cfg.data_dir and not (cfg.dataset / "meta.json").exists() else None
-        if not c: raise
-        raise DatasetError(f"data_dir={cfg.data_dir!r} holds no dataset; the run in {cfg.out_dir} was trained on one made "
-                           f"with {', '.join(f'{k}={v!r}' for k, v in c.items())}: {remake(cfg.dataset, {'config': c})}") from None
+    except DatasetError as e:   # resuming: the checkpoint records the arguments of the dataset it was trained on (C236)
+        if not (c := _data_config(Path(cfg.out_dir) / "ckpt.pt") if resume and data is None and cfg.data_dir else None): raise
+        why = str(e).split("; make ")[0] if os.path.lexists(cfg.dataset / "meta.json") else f"data_dir={cfg.data_dir!r} holds no dataset"
+        raise DatasetError(f"{why}; the run in {cfg.out_dir} was trained on one made with "
+                           f"{', '.join(f'{k}={v!r}' for k, v in c.items())}: {remake(cfg.dataset, {'config': c})}") from None
 
 def _data_config(path:Path) -> dict|None:
     "The arguments of the dataset the checkpoint at `path` was trained on, as it records them; None if it does not."

@@ -224,7 +224,7 @@ def open_dataset(
     check_config(cfg)
     make = check_flag("make", make)
     path = check_folder(cfg.dataset, "data_dir")
-    if not (path / "meta.json").exists():
+    if not os.path.lexists(path / "meta.json"):   # a link to nothing is told by read_meta (H235), not taken for none
         if not cfg.default_data and not make and not path.exists():
             raise DatasetError(f"data_dir={cfg.data_dir!r} does not exist; make a dataset there with `zo-gpt prepare --out "
                                f"{shlex.quote(cfg.data_dir)} --vocab {cfg.vocab}`, or leave data_dir out to "
@@ -253,7 +253,7 @@ def held_dataset(cfg:TrainConfig, data:Dataset|None, reading:contextlib.ExitStac
         if Path(path).resolve() != Path(cfg.out_dir).resolve() and not writing_here(path):   # a folder this run writes is held already
             reading.enter_context(folder_lock(path, "data_dir", shared=True))
     given = data is not None
-    makes = not given and (make or cfg.default_data) and not (Path(path) / "meta.json").exists()   # open_dataset makes it
+    makes = not given and (make or cfg.default_data) and not os.path.lexists(Path(path) / "meta.json")   # open_dataset makes it
     held = Path(path).is_dir() and not makes
     if held: hold()                                 # before opening: a prepare still writing it is named, not missed
     data = data or open_dataset(cfg, make, unset)
@@ -285,9 +285,10 @@ def check_data(cfg:TrainConfig, data:Dataset):
                           f"vocab={cfg.vocab!r}; pass data_dir= a {cfg.vocab} dataset or vocab={data.meta['vocab']!r}")
     for name in ("train", "val"):
         n = len(getattr(data, name))
-        if n and (top := int(getattr(data, name).max())) >= cfg.vocab_size:   # hashes match what was written, not that prepare wrote it
-            raise DatasetError(f"{data.path}/{name}.bin holds token id {top:,}, beyond the {cfg.vocab} vocabulary's "
-                               f"{cfg.vocab_size:,} ids: zo_gpt's prepare did not make it; {remake(data.path, data.meta)}")
+        ids = sorted(t["id"] for t in data.meta["tokens"])   # hashes say what was written, not that prepare wrote it
+        if n and (bad := np.setdiff1d(np.flatnonzero(np.bincount(getattr(data, name), minlength=ids[-1] + 1)), ids)).size:
+            raise DatasetError(f"{data.path}/{name}.bin holds token id {int(bad[0]):,}, none of the dataset's {len(ids)} tokens "
+                               f"({', '.join(map(str, ids))}): zo_gpt's prepare did not make it; {remake(data.path, data.meta)}")
         if n <= 2 * cfg.block_size + 1:
             raise ConfigError(f"block_size={cfg.block_size} needs more than {2 * cfg.block_size + 1} tokens (two blocks); "
                               f"the {name} split has {n}")
