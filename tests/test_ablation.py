@@ -156,7 +156,7 @@ def test_the_ladder_functions_refuse_what_they_cannot_read(finished_run, tiny_da
     x = torch.zeros(1, 8, dtype=torch.int64)
     for call, says in [(lambda: evaluate_ladder(None, [(x, x)], meta), "model must be a GPT"),
                        (lambda: evaluate_ladder(model, [x], meta), "batches must be a list of"),
-                       (lambda: boundary_scores(model, x + 9, meta), "batches must be a list of"),
+                       (lambda: boundary_scores(model, x + 9, meta), r"x and y must hold only the token ids \[0, 1, 3, 2, 4\], got \[9\]"),
                        (lambda: boundary_scores(model, torch.zeros(1, model.config.block_size + 1, dtype=torch.int64), meta),
                         "a context of 33 tokens is longer than the model's block_size=32")]:
         with pytest.raises(ConfigError, match=says): call()

@@ -275,5 +275,5 @@ def _no_memory(command:str, why:str="") -> str:
 def _remedy(command:str) -> str:
     "What frees memory for `command`: the address-space limit, where one is set (ulimit -v); smaller settings, where it has them."
     soft = address_space_limit()
-    fixes = [f"raise the memory limit (ulimit -v {soft >> 10})"] * (soft is not None) + ["try smaller settings"] * (command in ("train", "profile"))
+    fixes = ([f"raise the memory limit (ulimit -v {soft >> 10})"] if soft is not None else []) + ["try smaller settings"] * (command in ("train", "profile"))
     return " or ".join(fixes) or "close other programs and run it again"
