@@ -25,7 +25,7 @@ from pathlib import Path
 
 from . import __version__, failed_library
 from .config import PRESETS, PROFILED, TrainConfig, make_config, parse_overrides
-from .helpers import ConfigError, DatasetError, TrainingError, address_space_limit, first_line, get_device
+from .helpers import ConfigError, DatasetError, TrainingError, first_line, get_device, memory_limit_advice
 from .runtime import ending_decided, output_that_may_go, signals_interrupt
 from .folders import ON_PLACED, folder_lock, replace_together, staging
 from .tokens import DataConfig, TokenizerUnavailable, describe, prepare
@@ -274,6 +274,5 @@ def _no_memory(command:str, why:str="") -> str:
 
 def _remedy(command:str) -> str:
     "What frees memory for `command`: the address-space limit, where one is set (ulimit -v); smaller settings, where it has them."
-    soft = address_space_limit()
-    fixes = ([f"raise the memory limit (ulimit -v {soft >> 10})"] if soft is not None else []) + ["try smaller settings"] * (command in ("train", "profile"))
+    fixes = [a for a in [memory_limit_advice()] if a] + ["try smaller settings"] * (command in ("train", "profile"))
     return " or ".join(fixes) or "close other programs and run it again"

@@ -255,7 +255,7 @@ def _settle(folder:Path, s:Path):
         if moving is None or any(os.path.lexists(s / n) for n in moving):   # cut short, or unknown: undone
             for n in [n for n, ino in (moving or {}).items() if not os.path.lexists(s / n) and getattr(_stat(folder / n), "st_ino", 0) == ino]:
                 os.replace(folder / n, s / n)   # first the new files back, so that no old file put back is taken for a new one
-            for f in [f for f in s.glob("*.old") if not f.is_dir()]: os.replace(f, folder / f.name[:-4])   # a swap sets aside only files   # one that cannot be is said, and its staging folder kept
+            for f in [f for f in s.glob("*.old") if not f.is_dir()]: os.replace(f, folder / f.name[:-4])   # only files; one that cannot be is said, its staging folder kept
         _discard(s)
     finally: os.close(sfd)
 

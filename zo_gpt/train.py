@@ -27,7 +27,7 @@ from .checkpoint import claim_run_folder, restore, reused_run, run_dataset, save
 from .config import TrainConfig, check_config, check_data, fixed_batches, get_batch, lr_at
 from .data import check_flag, entropy, out_of_memory, stream_floor
 from .evaluation import History, check_final, evaluate_split, final_split, loss_figure
-from .helpers import ConfigError, TrainingError, address_space_limit, first_line
+from .helpers import ConfigError, TrainingError, first_line, memory_limit_advice
 from .runtime import gather_checksums, processes, stop_signals
 from .folders import atomic_path, folder_lock, writes_to
 from .ladder import evaluate_ladder
@@ -290,8 +290,8 @@ def fit(
             return _loop(state, callbacks if rank == 0 else [], ddp)
     except RuntimeError as e:  # torch's allocators raise RuntimeError (CUDA's is a subclass), not MemoryError
         if not out_of_memory(e): raise
-        raise TrainingError(f"ran out of memory ({first_line(e)[:160]}); " + (f"raise the memory limit (ulimit -v {soft >> 10}) or " if (soft := address_space_limit())
-                            else "") + "try a smaller batch_size, block_size, n_embd or eval_batches") from None
+        raise TrainingError(f"ran out of memory ({first_line(e)[:160]}); " + (f"{a} or " if (a := memory_limit_advice()) else "")
+                            + "try a smaller batch_size, block_size, n_embd or eval_batches") from None
 
 def _loop(state:State, callbacks:list, ddp:bool) -> History:
     "The steps, evaluations and final evaluation of `fit`; the callbacks hear of the end however the run ends."
