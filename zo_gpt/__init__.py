@@ -91,9 +91,9 @@ def _address_space_short() -> str|None:
     """Under `ulimit -v`, the line that says the limit leaves too little address space to load torch, which would abort
     the process without a word of why (its allocator throws as it loads); None where it leaves enough, or none is set."""
     try:
-        import importlib.util, re, resource
-        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
-        if soft == resource.RLIM_INFINITY: return None
+        import importlib.util, re
+        from .helpers import address_space_limit
+        if (soft := address_space_limit()) is None: return None
         libs = os.path.join(os.path.dirname(importlib.util.find_spec("torch").origin), "lib")
         # torch's libraries, mapped whole, and what a small run adds: below it, measured on Linux at 1 and 2 threads, torch's
         # allocator or OpenBLAS ends the process, and above it the run works or fails in one line

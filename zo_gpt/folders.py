@@ -136,8 +136,13 @@ def writable_folder(out:str|Path, name:str="out") -> Path:
 def writable_folders(folders:dict) -> list:
     """Each of `folders` ({the setting that names it: its path}) as a Path after making sure it is a folder this
     process can write; or a `ConfigError` naming the first that is not, with every folder made for the others removed."""
+    with _made_until_done() as made: return [_writable(out, name, made) for name, out in folders.items()]
+
+@contextlib.contextmanager
+def _made_until_done():
+    "A list for `_writable` to put what it makes on; if the block fails, each of those folders is removed while empty."
     made = []
-    try: return [_writable(out, name, made) for name, out in folders.items()]
+    try: yield made
     except BaseException:
         for m in reversed(made): _remove_empty(m)
         raise
@@ -279,11 +284,7 @@ def folder_lock(
         try: yield Path(folder)
         finally: os.close(fd)
         return
-    made = []
-    try: fd = _lock(folder := _writable(folder, name, made), name)
-    except BaseException:
-        for m in reversed(made): _remove_empty(m)
-        raise
+    with _made_until_done() as made: fd = _lock(folder := _writable(folder, name, made), name)
     made = made[0]
     record, key = f"process {os.getpid()} ({_command()})\n{secrets.token_hex(8)}\n", _key(os.fstat(fd))
     try:
