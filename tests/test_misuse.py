@@ -19,20 +19,23 @@ from conftest import NBS, SMALL, execute_notebook
 import zo_gpt.tokens as tokens
 from zo_gpt.cli import main
 from zo_gpt.config import TrainConfig, check_data, fixed_batches, lr_at, make_config, open_dataset
+from zo_gpt.export import hf_config
 from zo_gpt.folders import check_folder
 from zo_gpt.data import (as_text, bayes_entropy, bayes_next, entropy, every_block, floor_parts, generate, is_boundary,
                          iter_words, kl_div, latest_boundary, reference_excess, stream_floor)
-from zo_gpt.evaluation import (History, alignment_blocks, attention_weights, check_final, evaluate, evaluate_split,
-                               excess_text, loss_figure, measure, mechanism, mechanism_figure, with_se)
+from zo_gpt.evaluation import (History, alignment_blocks, attention_on_boundary, attention_weights, check_final, evaluate,
+                               evaluate_split, excess_text, loss_figure, measure, mechanism, mechanism_figure, with_se)
 from zo_gpt.checkpoint import check_shared_run, config_from, load_checkpoint, load_model
 from zo_gpt.helpers import ConfigError, free_memory
 from zo_gpt.notebooks import NOTEBOOK_FILE, made_by, notebook_folders
-from zo_gpt.model import GPT, GPTConfig, sample_text
+from zo_gpt.model import GPT, GPTConfig, flops_per_token, linear_cross_entropy, param_counts, sample_text
 from zo_gpt.profiling import profile_steps
 from zo_gpt.runs import runs_figure, steps_to
 from zo_gpt.train import fit
 from zo_gpt.tokens import DataConfig, Dataset, code_lookup, describe, load_dataset, mc_floor, prepare, word_codes
 from zo_gpt.ui import TrainingPanel
+
+TINY = lambda: GPT(GPTConfig(n_head=2, n_embd=16, block_size=8, vocab_size=5))
 
 
 def train(data, out, *extra):
@@ -254,6 +257,10 @@ def test_the_panel_methods_refuse_wrong_arguments(tiny_data, tmp_path):
         with pytest.raises(ConfigError, match="^timeout must be"):
             panel.wait("soon")
         assert panel.wait(1e10) and panel.wait(10 ** 10) and panel.wait(float("inf"))   # longer than a thread can wait: no limit (G160)
+        with pytest.raises(ConfigError, match=r"^the max steps slider takes one of 10, 20, .*, 3000, got 5000; a base config"):
+            panel.iters.value = 5000                                                                  # G258: set from code
+        panel.lr.value = 1e-3
+        assert panel.lr.label == "1e-3" and panel.config().lr == 1e-3
         for pairs, says in (([(8,)], "pairs must be"), (7, "pairs must be"), ([(0, 64)], "batch_size must be")):
             panel.start(pairs)
             assert "not started: " + says in panel.status.value and not panel.running, panel.status.value
@@ -392,6 +399,22 @@ MORE_MISUSE = [
      "tokens_table holds the compact vocabulary's ids (0 to 4); the model has 50,304 rows in its head"),                 # G231
     (lambda: mechanism_figure({"loss": 0.6}, 2 / 3), "mech must be what mechanism() returns, got {'loss': 0.6}"),       # G239
     (lambda: profile_steps(TrainConfig(), trace=5), "trace must be a file's path, got int 5"),
+    (lambda: word_codes(np.zeros((3, 0), np.uint8)), "words must hold at least one word in each sequence, got shape (3, 0)"),   # G250
+    (lambda: linear_cross_entropy(torch.zeros(8, 4), torch.zeros(5, 4), torch.zeros(8, dtype=torch.long), chunk=-1),
+     "chunk must be a whole number, 0 or more (0: the default), got -1"),                                         # G251
+    (lambda: linear_cross_entropy(torch.zeros(8, 4), torch.zeros(5, 4), torch.zeros(8, dtype=torch.long), chunk=2.5),
+     "chunk must be a whole number, 0 or more (0: the default), got 2.5"),
+    (lambda: linear_cross_entropy(torch.zeros(8, 4), torch.zeros(5, 3), torch.zeros(8, dtype=torch.long)),
+     "x, weight and targets must be float tensors (N, C) and (V, C), N > 0, and int64 targets (N,); got (8, 4) torch.float32, (5, 3)"),
+    (lambda: evaluate_split(TINY(), np.zeros(200, np.uint16), {"config": {"seq_len": 9}}, 8, device="cuda:7"),
+     "device='cuda:7': torch finds"),                                                                             # G252
+    (lambda: param_counts((TINY(), {})), "model must be a GPT (see load_model), got tuple (load_model returns"),   # G255
+    (lambda: flops_per_token(TINY()), "cfg must be a GPTConfig (a model's is model.config), got GPT"),
+    (lambda: attention_on_boundary(np.zeros((4, 8, 32, 32)), np.zeros((4, 31), int)),
+     "att must be attention weights (B, n_head, T, T) and codes the piece codes (B, T) of the same blocks; got shapes (4, 8, 32, 32) and (4, 31)"),  # G256
+    (lambda: hf_config(GPTConfig(n_head=2, n_embd=16, block_size=8, vocab_size=5), eot_id=4.0),
+     "eot_id must be None or a token id from 0 to 4, got 4.0"),                                                   # G260
+    (lambda: hf_config(GPTConfig(n_head=2, n_embd=16, block_size=8, vocab_size=5), eot_id=-1), "eot_id must be None or a token id from 0 to 4, got -1"),
     (lambda: profile_steps(TrainConfig(), table=tempfile.gettempdir()), f"table={tempfile.gettempdir()!r} is a folder"),
 ]
 

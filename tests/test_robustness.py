@@ -1047,7 +1047,7 @@ def test_a_resume_from_another_folder_names_the_dataset_where_it_is(world, tmp_p
     assert f"trained on another dataset ({tmp_path / 'a' / 'ds'}," in line and f"it is still in {tmp_path / 'a' / 'ds'}" in line and "prepare" not in line
 
 
-@pytest.mark.parametrize("name", ["torch.py", "tiktoken.py", "numpy/__init__.py", "random.py"])
+@pytest.mark.parametrize("name", ["torch.py", "tiktoken.py", "numpy/__init__.py", "random.py", "signal.py"])
 def test_a_learners_file_named_like_a_module_zo_gpt_loads_is_named(tmp_path, name):
     """E213, E214, E230: `python -m zo_gpt.cli` puts the current folder first on the import path; a learner's own torch.py,
     or random.py (one of Python's own, which `secrets` loads), is one line, not a traceback; a test.py there is nothing."""
@@ -1056,6 +1056,18 @@ def test_a_learners_file_named_like_a_module_zo_gpt_loads_is_named(tmp_path, nam
                        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
     assert r.returncode == 1 and r.stderr.strip() == (f"zo-gpt train: failed: {name.split('/')[0]} in the current folder hides the module of that "
                                                       "name that zo_gpt loads, as `python -m` finds it first; rename it, or run the command from another folder"), r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("cli", ["module", "script"])
+def test_a_learners_module_that_fails_as_it_loads_is_named(tmp_path, cli):
+    """E250, E255: a signal.py there that raises as it loads, under `python -m zo_gpt.cli` and under the zo-gpt script with
+    the folder on PYTHONPATH (a .bashrc line): one line naming it, even for --version."""
+    (tmp_path / "signal.py").write_text("raise RuntimeError('my notes on Ctrl-C')\n")
+    root = str(Path(__file__).parents[1])
+    cmd = [sys.executable, "-m", "zo_gpt.cli"] if cli == "module" else [sys.executable, "-c", "import sys; from zo_gpt import run; sys.exit(run())"]
+    r = subprocess.run(cmd + ["--version"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": root if cli == "module" else f".:{root}"})
+    assert r.returncode == 1 and r.stderr.strip().startswith("zo-gpt: failed: signal.py in the current folder hides the module"), r.stderr[-2000:]
 
 
 def test_a_path_with_dotdot_after_a_link_is_where_the_system_puts_it(world, tmp_path, monkeypatch):

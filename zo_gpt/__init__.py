@@ -9,28 +9,33 @@ __all__ = ['LIBRARIES', 'MIN_OPEN_FILES', 'run', 'failed_library', 'failed_progr
 # %% ../nbs/index.ipynb #93dc29c6
 import os
 import sys
-import warnings
 
 # OpenMP's worker threads spin while they wait for work, and on a busy machine the spinning takes the cores the work
 # needs: ask them to sleep instead, unless told otherwise. OpenMP reads this once, when torch is first imported, so
 # zo_gpt is imported first (02a_config says why and how much it matters).
 if "torch" in sys.modules and "OMP_WAIT_POLICY" not in os.environ:
+    import warnings
     warnings.warn("torch was imported before zo_gpt, so OpenMP keeps spinning while it waits, which is slow on a busy "
                   "machine; import zo_gpt first, or set OMP_WAIT_POLICY=PASSIVE before Python starts (see 02a_config)",
                   stacklevel=2)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # %% ../nbs/index.ipynb #7e1a2b3c
-import signal
-import textwrap
-
 def run() -> int:
     """The `zo-gpt` command (see 05_cli). It starts here, where nothing else is loaded yet, so that it takes the stop
     signals from its first instant; once the command has ended, no signal changes its exit code."""
+    who = " ".join(["zo-gpt", *sys.argv[1:2]]) if sys.argv[1:2] and sys.argv[1][:1].isalpha() else "zo-gpt"  # zo-gpt train
+    try: return _run(who)
+    except Exception as e:   # a module of the current folder's, loaded for one of Python's own (signal.py), says so; anything else is a bug
+        if not (why := _shadowed(loaded=True, error=e)): raise
+        print(f"{who}: failed: {why}", file=sys.stderr)
+        return 1
+
+def _run(who:str) -> int:
+    import signal   # here, not as zo_gpt loads: a signal.py of the current folder's that hides it is then named
     hup = getattr(signal, "SIGHUP", None)
     sigs = [s for s in (signal.SIGINT, signal.SIGTERM, hup)  # one ignored from the start (nohup, `&`) stays ignored
             if s is not None and signal.getsignal(s) is not signal.SIG_IGN]
-    who = " ".join(["zo-gpt", *sys.argv[1:2]]) if sys.argv[1:2] and sys.argv[1][:1].isalpha() else "zo-gpt"  # zo-gpt train
     try: os.getcwd()
     except FileNotFoundError:  # torch cannot even load there
         print(f"{who}: error: the current folder no longer exists; cd to another one and run the command again", file=sys.stderr)
@@ -60,10 +65,6 @@ def run() -> int:
         code = main()
     except KeyboardInterrupt:  # while the package loaded or the arguments were read
         if code is None: print(f"{who}: interrupted", file=sys.stderr)
-    except Exception:   # a module of the current folder's, loaded for one of Python's own (random.py), says so; anything else is a bug
-        if not (why := _shadowed(loaded=True)): raise
-        print(f"{who}: failed: {why}", file=sys.stderr)
-        return 1
     finally:
         for s in sigs: signal.signal(s, signal.SIG_IGN)  # the command has ended: exit with its code
     return 130 if code is None else code
@@ -72,20 +73,28 @@ def _stop(signum, frame): raise KeyboardInterrupt  # SIGTERM and a hang-up stop 
 
 LIBRARIES = ("torch", "numpy", "tiktoken", "matplotlib", "tqdm", "PIL", "safetensors", "transformers")  # what zo_gpt loads
 
-def _shadowed(loaded:bool=False) -> str|None:
+def _shadowed(loaded:bool=False, error:BaseException|None=None) -> str|None:
     """The line that says a module in the current folder hides one zo_gpt loads (a learner's own torch.py or random.py,
     found first when `python -m` puts the folder on the import path), which fails deep inside an import; else None.
     Before the imports: the libraries zo_gpt loads, by the files there; `loaded`, after a failure: the modules loaded from
-    there under the name of one of Python's own or of those libraries."""
+    there under the name of one of Python's own or of those libraries, and the files of `error`'s traceback that would be
+    such a module (one that failed as it loaded is not kept)."""
     here = os.path.realpath(os.getcwd())
     if not any(os.path.realpath(p or ".") == here for p in sys.path): return None   # `zo-gpt` itself: the folder is not searched
     if loaded:
         where = {m: os.path.realpath(getattr(mod, "__file__", None) or "/") for m, mod in list(sys.modules.items())}
+        tb = error.__traceback__ if error is not None else None
+        while tb: where.setdefault(_module_name(f := os.path.realpath(tb.tb_frame.f_code.co_filename), here), f); tb = tb.tb_next
         names = set(sys.stdlib_module_names) | set(LIBRARIES)
         hidden = [f for m, f in where.items() if m in names and here in (os.path.dirname(f), os.path.dirname(os.path.dirname(f)))]
     else: hidden = [os.path.join(here, n) for lib in LIBRARIES for n in (f"{lib}.py", f"{lib}/__init__.py") if os.path.isfile(os.path.join(here, n))]
     if hidden: return (f"{os.path.relpath(hidden[0], here).split(os.sep)[0]} in the current folder hides the module of that name "
                        "that zo_gpt loads, as `python -m` finds it first; rename it, or run the command from another folder")
+
+def _module_name(file:str, here:str) -> str:
+    "The top-level module a file in the folder `here` would be imported as (random.py, torch/__init__.py); '' for others."
+    rel = os.path.relpath(file, here).split(os.sep)
+    return rel[0].removesuffix(".py") if len(rel) <= 2 and ".." not in rel and file.endswith(".py") else ""
 
 def _address_space_short() -> str|None:
     """Under `ulimit -v`, the line that says the limit leaves too little address space to load torch, which would abort
@@ -133,6 +142,7 @@ def failed_library(e:BaseException) -> str|None:
     while tb: codes.append(tb.tb_frame.f_code); tb = tb.tb_next
     lib = package(codes[-1]) if codes else None
     if lib in (None, "zo_gpt") or not any(c.co_name == "<module>" and package(c) == lib for c in codes): return None   # not as it loads
+    import textwrap
     why = textwrap.shorten(str(e).strip().splitlines()[0], 160) if str(e).strip() else type(e).__name__
     named = [f"{k}={v!r}" for k, v in os.environ.items() if len(v) > 2 and v in str(e)][:3]   # the settings its words quote
     return f"{lib} could not load ({why}); " + (f"check {', '.join(named)}" if named else "a setting it reads from the environment may be wrong (env lists them)")
@@ -141,7 +151,7 @@ def failed_progress_bar() -> str|None:
     """Where a TQDM_* setting in the environment stops tqdm from drawing a bar (TQDM_BAR_FORMAT='{bogus}', read as each bar
     is made, not as tqdm loads), the line that says so; else None."""
     if not (named := [f"{k}={v!r}" for k, v in os.environ.items() if k.startswith("TQDM_")]): return None
-    import io
+    import io, textwrap
     from tqdm import tqdm
     try:
         with tqdm(total=1, file=io.StringIO(), mininterval=0, delay=0) as bar: bar.update()

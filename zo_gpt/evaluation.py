@@ -18,7 +18,7 @@ import torch
 from .config import TrainConfig, blocks_at
 from .data import bayes_next, check_memory, is_boundary, kl_div, latest_boundary, reference_excess
 from .figures import draws, png_figure
-from .helpers import ConfigError, check_batch, check_ids, check_model, check_positive
+from .helpers import ConfigError, check_batch, check_ids, check_model, check_positive, get_device
 from .model import autocast
 from .tokens import Dataset, code_lookup
 
@@ -117,7 +117,8 @@ def evaluate_split(
     T, per = check_positive("block_size", block_size), check_positive("blocks_per_batch", blocks_per_batch)
     starts, rounds = alignment_blocks(len(data), T, meta["config"]["seq_len"] + 1)
     if len(starts) < 2: raise ConfigError(f"block_size={T} leaves fewer than two blocks in the split ({len(data):,} tokens)")
-    device = device or next(model.parameters()).device
+    check_model(model, gpt=False)
+    device = get_device(device) if device is not None else next(model.parameters()).device
     tally = Tally()
     for s in range(0, len(starts), per):
         rows = blocks_at(data, starts[s:s + per], T).to(device)
@@ -262,6 +263,10 @@ def _mean_by(keys:np.ndarray, values:np.ndarray, size:int) -> np.ndarray:
 @torch.no_grad()
 def attention_on_boundary(att:np.ndarray, codes:np.ndarray) -> np.ndarray:
     "Each head's attention (N, n_head) on first words and end-of-text tokens, for the N queries with one at or before them."
+    att, codes = np.asarray(att), np.asarray(codes)
+    if att.ndim != 4 or codes.ndim != 2 or att.shape[:1] + att.shape[2:] != codes.shape[:1] + codes.shape[1:] * 2:
+        raise ConfigError(f"att must be attention weights (B, n_head, T, T) and codes the piece codes (B, T) of the same "
+                          f"blocks; got shapes {att.shape} and {codes.shape}")
     on = (att * is_boundary(codes)[:, None, None, :]).sum(-1)                              # (B, nh, T) per query
     return on.transpose(0, 2, 1)[latest_boundary(codes) >= 0]
 

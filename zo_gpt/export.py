@@ -57,6 +57,10 @@ def no_progress_bars():
 # %% ../nbs/04b_export.ipynb #2d1147d5
 def hf_config(cfg:GPTConfig, eot_id:int|None=None):
     "transformers' `GPT2Config` for a model with `cfg`: exact GELU, LayerNorm eps 1e-5, attention scaled by 1/sqrt(head size)."
+    if eot_id is not None:
+        if isinstance(eot_id, bool) or not isinstance(eot_id, (int, np.integer)) or not 0 <= eot_id < cfg.vocab_size:
+            raise ConfigError(f"eot_id must be None or a token id from 0 to {cfg.vocab_size - 1}, got {eot_id!r}")
+        eot_id = int(eot_id)
     return _interop("transformers").GPT2Config(
         vocab_size=cfg.vocab_size, n_positions=cfg.block_size, n_embd=cfg.n_embd, n_layer=cfg.n_layer, n_head=cfg.n_head,
         n_inner=4 * cfg.n_embd, activation_function="gelu",  # F.gelu, exact; GPT-2's "gelu_new" is the tanh approximation

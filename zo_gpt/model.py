@@ -12,6 +12,7 @@ __all__ = ['DTYPES', 'SAMPLE_PIECE', 'MAX_SAMPLE_TOKENS', 'autocast', 'flushing_
 import contextlib
 import inspect
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -20,7 +21,7 @@ from torch.autograd.profiler import record_function
 from torch.nn import functional as F
 from tqdm.auto import tqdm  # a widget in a notebook, text in a terminal
 
-from .helpers import DTYPE_NAMES, ConfigError, check_ids, check_positive, check_seed, check_tokens_table
+from .helpers import DTYPE_NAMES, ConfigError, check_ids, check_model, check_positive, check_seed, check_tokens_table
 
 # %% ../nbs/02_model.ipynb #f4489db9
 DTYPES = dict(zip(DTYPE_NAMES, (torch.float32, torch.bfloat16, torch.float16)))
@@ -162,11 +163,19 @@ def ce_chunk_rows(
     mib:int=0, # MiB of float32 logits per chunk; 0: 512 on CUDA, 32 elsewhere
 ) -> int:
     "Rows per chunk of the fused loss: `chunk`, or as many as the budget of float32 logits holds (at least 16)."
+    for name, v in (("chunk", chunk), ("mib", mib)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
+            raise ConfigError(f"{name} must be a whole number, 0 or more (0: the default), got {v!r}")
     budget = (mib or (512 if device_type == "cuda" else 32)) << 20
     return chunk or max(16, budget // (4 * vocab_size))
 
 def linear_cross_entropy(x, weight, targets, chunk:int=0, mib:int=0):
     "Mean cross-entropy of the logits `x @ weight.T` (x: (N, C), weight: (V, C), targets: (N,)), never all at once."
+    t = lambda a: a.is_floating_point() if isinstance(a, torch.Tensor) else False
+    if not (t(x) and t(weight) and isinstance(targets, torch.Tensor) and targets.dtype == torch.int64 and x.ndim == weight.ndim == 2
+            and x.shape[0] and targets.shape == x.shape[:1] and weight.shape[1] == x.shape[1]):
+        got = ", ".join(f"{tuple(a.shape)} {a.dtype}" if isinstance(a, torch.Tensor) else type(a).__name__ for a in (x, weight, targets))
+        raise ConfigError(f"x, weight and targets must be float tensors (N, C) and (V, C), N > 0, and int64 targets (N,); got {got}")
     return LinearCrossEntropy.apply(x, weight, targets, ce_chunk_rows(weight.shape[0], chunk, x.device.type, mib))
 
 # %% ../nbs/02_model.ipynb #d30d15ff
@@ -282,12 +291,14 @@ def step_model(model:GPT, compile:bool, ddp:bool, local:int, device):
 # %% ../nbs/02_model.ipynb #74ae9ea0
 def param_counts(model:GPT) -> dict:
     "Parameters of the token embedding (shared with the head), the position embedding, the blocks and the final norm."
+    check_model(model)
     n = lambda m: sum(p.numel() for p in m.parameters())
     return {"token embedding = head": n(model.wte), "position embedding": n(model.wpe),
             "blocks": sum(n(b) for b in model.h), "final norm": n(model.ln_f)}
 
 def flops_per_token(cfg:GPTConfig) -> dict:
     "Forward-pass FLOPs per token of each part: attention, MLP and LM head (embeddings are look-ups)."
+    if not isinstance(cfg, GPTConfig): raise ConfigError(f"cfg must be a GPTConfig (a model's is model.config), got {type(cfg).__name__}")
     C, T, L = cfg.n_embd, cfg.block_size, cfg.n_layer
     return {"embeddings": 0, "attention": L * (2 * 4 * C * C + 2 * 2 * C * T), "mlp": L * 2 * 8 * C * C,
             "lm_head": 2 * C * cfg.vocab_size}

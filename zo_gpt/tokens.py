@@ -64,6 +64,7 @@ def token_table(enc=None) -> list[dict]:
 def word_codes(words:np.ndarray) -> np.ndarray:
     "Piece codes (0..4, see `PIECES`) of each sequence: its words, then an end-of-text; shape (rows, seq_len + 1)."
     words = check_words(words)
+    if not words.shape[1]: raise ConfigError(f"words must hold at least one word in each sequence, got shape {words.shape}")
     codes = np.empty((words.shape[0], words.shape[1] + 1), np.uint8)
     codes[:, 0] = words[:, 0]                 # '0' or '1', no leading space
     np.add(words[:, 1:], 2, out=codes[:, 1:-1])  # ' 0' or ' 1'

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import ipywidgets as widgets
+from traitlets import TraitError, validate
 
 from .config import TrainConfig, config_from, make_config, open_dataset
 from .evaluation import History, excess_text
@@ -96,10 +97,20 @@ def _close_panels():
     "At exit, end each panel's run after its step and finish its picture: a thread cut off in torch aborts Python."
     for panel in list(_PANELS): panel.close()
 
+class _Slider(widgets.SelectionSlider):
+    "ipywidgets' `SelectionSlider`, whose refusal of a value it does not hold, set from code, names the values it holds."
+    @validate("value")
+    def _validate_value(self, proposal):
+        try: return super()._validate_value(proposal)
+        except TraitError:
+            held = [o[1] if isinstance(o, tuple) else o for o in self.options]
+            raise ConfigError(f"the {self.description} slider takes one of {', '.join(map(str, held))}, got {proposal.value!r}; "
+                              "a base config with another value adds it: TrainingPanel(make_config('cpu', {...}))") from None
+
 def _slider(name:str, usual:list, value, text=None):
     "A slider over the usual values and the base configuration's own, in order: it shows any base as it is."
     values = sorted(set(usual) | {value})
-    return widgets.SelectionSlider(options=[(text(v), v) for v in values] if text else values, value=value,
+    return _Slider(options=[(text(v), v) for v in values] if text else values, value=value,
                                    description=name, continuous_update=False, style={"description_width": "90px"},
                                    layout=widgets.Layout(width="330px", max_width="100%"))
 
