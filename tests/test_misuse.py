@@ -649,6 +649,17 @@ def test_a_folder_that_cannot_be_written_leaves_none_of_the_folders_it_made(tmp_
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_notebook_mark_that_cannot_be_written_leaves_none_of_the_folders_it_made(tmp_path, monkeypatch):
+    "I250: a disk with inodes but no block lets the folders and their checks through and refuses the notebook's mark."
+    import errno
+    from zo_gpt import folders
+    def no_space(*a, **k): raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(folders.tempfile, "mkstemp", no_space)   # the mark's temporary file: what a full disk refuses
+    with pytest.raises(ConfigError, match=r"^out='.*exp' is not a folder 04b_export can mark as its own: No space left"):
+        notebook_folders("04b_export", {"out": tmp_path / "nb" / "exp"}, shared={"run_dir": tmp_path / "nb" / "run"})
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_fit_refuses_a_dataset_other_than_the_one_its_config_names(tiny_data, tmp_path):
     "fit(cfg, data=) with data opened for another data_dir (G167): the run would record one dataset and train on another."
     shutil.copytree(tiny_data, tmp_path / "other")

@@ -888,6 +888,23 @@ def test_an_address_space_limit_too_small_to_load_torch_is_one_line(tmp_path):
         assert r.returncode == 0, (args, r.stderr[-2000:])              # commands that never load torch are not refused
 
 
+def test_an_address_space_limit_too_small_to_load_numpy_is_one_line(tmp_path, monkeypatch):
+    """I252: under ulimit -v 60000 numpy's OpenBLAS ends the process as numpy loads, with a line of its own, for every
+    command (--version too): refused first, naming the limit. Out of memory as tiktoken loads is not a missing cache."""
+    import resource
+    def limit(): resource.setrlimit(resource.RLIMIT_AS, (60_000 << 10, 60_000 << 10))
+    for args in (["--version"], ["prepare", "--out", str(tmp_path / "ds"), "--vocab", "compact"]):
+        r = subprocess.run([sys.executable, "-m", "zo_gpt.cli", *args], preexec_fn=limit, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr[-2000:]
+        assert "failed: the address-space limit (ulimit -v 60000) is too small to load numpy; raise it" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    import tiktoken
+    from zo_gpt.tokens import gpt2_encoding
+    def no_memory(name): raise MemoryError
+    monkeypatch.setattr(tiktoken, "get_encoding", no_memory)
+    with pytest.raises(MemoryError): gpt2_encoding.__wrapped__()
+
+
 def test_a_library_that_a_bad_environment_variable_stops_loading_is_one_line():
     "tqdm reads its TQDM_* variables as it is imported: a bad one is named in one line, not a traceback."
     r = subprocess.run([sys.executable, "-m", "zo_gpt.cli", "train", "--help"], env={**os.environ, "TQDM_MININTERVAL": "abc"},

@@ -25,7 +25,8 @@ from pathlib import Path
 
 from . import __version__, failed_library
 from .config import PRESETS, PROFILED, TrainConfig, make_config, parse_overrides
-from .helpers import ConfigError, DatasetError, TrainingError, first_line, get_device, memory_limit_advice
+from . import memory_limit_advice
+from .helpers import ConfigError, DatasetError, TrainingError, first_line, get_device
 from .runtime import ending_decided, output_that_may_go, signals_interrupt
 from .folders import ON_PLACED, folder_lock, replace_together, staging
 from .tokens import DataConfig, TokenizerUnavailable, describe, prepare

@@ -133,10 +133,14 @@ def writable_folder(out:str|Path, name:str="out") -> Path:
     "`out` as a Path after making sure it is a folder this process can write, or a `ConfigError` naming `name`."
     return writable_folders({name: out})[0]
 
-def writable_folders(folders:dict) -> list:
+def writable_folders(folders:dict, then=None) -> list:
     """Each of `folders` ({the setting that names it: its path}) as a Path after making sure it is a folder this
-    process can write; or a `ConfigError` naming the first that is not, with every folder made for the others removed."""
-    with _made_until_done() as made: return [_writable(out, name, made) for name, out in folders.items()]
+    process can write; or a `ConfigError` naming the first that is not, with every folder made for the others removed.
+    `then`, given, is called with those Paths first: where it fails, the folders made are removed too."""
+    with _made_until_done() as made:
+        paths = [_writable(out, name, made) for name, out in folders.items()]
+        if then: then(paths)
+        return paths
 
 @contextlib.contextmanager
 def _made_until_done():

@@ -4,11 +4,10 @@
 
 # %% auto #0
 __all__ = ['DTYPE_NAMES', 'SEED_MAX', 'DATASET_FORMAT', 'META_KEYS', 'SMALL_FILE_BYTES', 'get_device', 'environment', 'UserError',
-           'ConfigError', 'TrainingError', 'first_line', 'one_line', 'check_positive', 'whole_png',
-           'address_space_limit', 'memory_limit_advice', 'check_ids', 'check_model', 'check_batch', 'check_prob',
-           'check_seed', 'check_tokens_table', 'file_size_limit', 'free_memory', 'DatasetError', 'file_sha256',
-           'meta_hash', 'size_text', 'remake', 'check_meta_hash', 'read_small', 'load_matplotlib', 'not_a_file',
-           'read_meta', 'check_files']
+           'ConfigError', 'TrainingError', 'first_line', 'one_line', 'check_positive', 'whole_png', 'check_ids',
+           'check_model', 'check_batch', 'check_prob', 'check_seed', 'check_tokens_table', 'file_size_limit',
+           'free_memory', 'DatasetError', 'file_sha256', 'meta_hash', 'size_text', 'remake', 'check_meta_hash',
+           'read_small', 'load_matplotlib', 'not_a_file', 'read_meta', 'check_files']
 
 # %% ../nbs/00_core.ipynb #a1000003
 import hashlib
@@ -94,16 +93,6 @@ def whole_png(path) -> bool:
         if zlib.crc32(data[at + 4:at + 8 + n]) != int.from_bytes(data[at + 8 + n:at + 12 + n], "big"): return False
         at += 12 + n
     return kind == b"IEND" and at == len(data)
-
-def address_space_limit() -> int|None:
-    "This process's address-space limit in bytes (`ulimit -v`, its soft limit), or None where it has none."
-    import resource
-    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
-    return None if soft == resource.RLIM_INFINITY else soft
-
-def memory_limit_advice() -> str|None:
-    "'raise the memory limit (ulimit -v N)' where this process's address space is limited (`ulimit -v`); None where it is not."
-    return None if (soft := address_space_limit()) is None else f"raise the memory limit (ulimit -v {soft >> 10})"
 
 def check_ids(idx, vocab_size:int, block_size:int, values:bool=True):
     """A `ConfigError` unless `idx` is a (B, T) tensor of token ids that a model of `vocab_size` and `block_size` takes, what

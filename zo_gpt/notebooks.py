@@ -9,7 +9,7 @@ __all__ = ['NOTEBOOK_FILE', 'notebook_folders', 'made_by']
 import os
 from pathlib import Path
 
-from .folders import writable_folders
+from .folders import atomic_path, writable_folders
 from .helpers import ConfigError, read_small
 
 # %% ../nbs/00c_notebooks.ipynb #b21c8cdd
@@ -41,12 +41,14 @@ def notebook_folders(
         if held: raise ConfigError(f"{name}={str(path)!r} holds {', '.join(held[:3])}{', ...' * (len(held) > 3)} ({made_by(p) or 'no notebook'} "
                                    f"made it); {notebook} writes only into a new or empty folder or one it made, and replaces nothing "
                                    f"else: choose another {name.split('/')[0]}")
-    made = writable_folders({**(shared or {}), **folders})   # the shared first: one of its own may be inside one
-    for name, p in zip(folders, mine := made[len(shared or {}):]):
-        try:
-            if made_by(p) != notebook: (p / NOTEBOOK_FILE).write_text(f"{notebook}\n", encoding="utf-8")
-        except OSError as e: raise ConfigError(f"{name}={str(p)!r} is not a folder {notebook} can mark as its own: {e.strerror or e}") from None
-    return mine + made[:len(shared or {})]
+    def mark(made):   # a mark that cannot be written (a full disk) leaves no folder made for it
+        for name, p in zip(folders, made[len(shared or {}):]):
+            try:
+                if made_by(p) != notebook:
+                    with atomic_path(p / NOTEBOOK_FILE) as tmp: tmp.write_text(f"{notebook}\n", encoding="utf-8")
+            except OSError as e: raise ConfigError(f"{name}={str(p)!r} is not a folder {notebook} can mark as its own: {e.strerror or e}") from None
+    made = writable_folders({**(shared or {}), **folders}, then=mark)   # the shared first: one of its own may be inside one
+    return made[len(shared or {}):] + made[:len(shared or {})]
 
 def made_by(folder) -> str|None:
     "The notebook that made `folder`, as its `NOTEBOOK_FILE` says; None if it has none (or one no notebook wrote)."

@@ -35,6 +35,7 @@ def gpt2_encoding():
     "tiktoken's GPT-2 encoding, loaded once; a `TokenizerUnavailable` that says how to provide the files if that fails."
     import tiktoken
     try: return tiktoken.get_encoding("gpt2")
+    except MemoryError: raise   # out of memory (ulimit -v) is said as such, not as missing files
     except Exception as e:
         cache = os.environ.get("TIKTOKEN_CACHE_DIR")
         raise TokenizerUnavailable(

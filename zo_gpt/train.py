@@ -27,7 +27,8 @@ from .checkpoint import claim_run_folder, restore, reused_run, run_dataset, save
 from .config import TrainConfig, check_config, check_data, fixed_batches, get_batch, lr_at
 from .data import check_flag, entropy, out_of_memory, stream_floor
 from .evaluation import History, check_final, evaluate_split, final_split, loss_figure
-from .helpers import ConfigError, TrainingError, first_line, memory_limit_advice
+from . import memory_limit_advice
+from .helpers import ConfigError, TrainingError, first_line
 from .runtime import gather_checksums, processes, stop_signals
 from .folders import atomic_path, folder_lock, writes_to
 from .ladder import evaluate_ladder
