@@ -172,6 +172,17 @@ def test_the_hint_for_an_edited_meta_json_works(tiny_data, tmp_path, capsys):
     assert main(hint.split()[1:]) == 0 and train(ds, run) == 0
 
 
+def test_a_folder_name_with_a_newline_is_one_line_and_its_hint_works(tmp_path, monkeypatch, capsys):
+    "J253: a data_dir holding a newline (built from input()): the refusal is one line, and its hint, pasted into bash, works."
+    import subprocess
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--data_dir=my\nds", "--out_dir=run", "--max_iters=2", *SMALL]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "`zo-gpt prepare --out $'my\\nds' --vocab compact`" in err, err
+    words = subprocess.run(["bash", "-c", "printf '%s\\0' " + err.split("`")[1]], capture_output=True, text=True).stdout.split("\0")
+    assert words[:4] == ["zo-gpt", "prepare", "--out", "my\nds"]
+
+
 def test_profile_names_the_folder_profile_uses(tmp_path, capsys):
     assert main(["profile", "--out", str(tmp_path / "prof"), f"--data_dir={tmp_path / 'nope'}", "--steps=1"]) == 1
     err = capsys.readouterr().err

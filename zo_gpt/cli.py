@@ -26,7 +26,7 @@ from pathlib import Path
 from . import __version__, failed_library
 from .config import PRESETS, PROFILED, TrainConfig, make_config, parse_overrides
 from . import memory_limit_advice
-from .helpers import ConfigError, DatasetError, TrainingError, first_line, get_device
+from .helpers import ConfigError, DatasetError, TrainingError, first_line, get_device, printable
 from .runtime import ending_decided, output_that_may_go, signals_interrupt
 from .folders import ON_PLACED, folder_lock, replace_together, staging
 from .tokens import DataConfig, TokenizerUnavailable, describe, prepare
@@ -163,7 +163,7 @@ def _settings_help(profiled:bool=False) -> str:   # train's table of settings, o
 class _Parser(argparse.ArgumentParser):
     "argparse, with a usage error in one line that points at --help instead of printing the usage."
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {printable(message)} (see {self.prog} --help)\n")
 
 def parser() -> argparse.ArgumentParser:
     "The `zo-gpt` argument parser, one subcommand per job."
@@ -239,7 +239,7 @@ def main(argv:list[str]|None=None) -> int:
     try:
         with output_that_may_go(strict=args.command == "sample"), signals_interrupt():
             code, msg = _run(args, extra)
-            if msg: print(f"zo-gpt {args.command}: {msg}", file=sys.stderr)
+            if msg: print(f"zo-gpt {args.command}: {printable(msg)}", file=sys.stderr)
     finally: ON_PLACED.reset(placed)
     return code
 

@@ -9,7 +9,6 @@ __all__ = ['MAX_LAYERS', 'FLOAT32_MAX', 'CPU', 'A100', 'PRESETS', 'PROFILED', 'T
 
 # %% ../nbs/02a_config.ipynb #835d2b0d
 import contextlib
-import shlex
 import json
 import math
 import os
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .helpers import (DTYPE_NAMES, ConfigError, DatasetError, TrainingError, check_positive, check_seed, free_memory,
-                            check_meta_hash, read_meta, remake, size_text)
+                            check_meta_hash, read_meta, remake, shell_word, size_text)
 from .folders import check_folder, folder_lock, writing_here
 from .data import check_flag
 from .tokens import VOCABS, DataConfig, Dataset, load_dataset, prepare
@@ -227,7 +226,7 @@ def open_dataset(
     if not os.path.lexists(path / "meta.json"):   # a link to nothing is told by read_meta (H235), not taken for none
         if not cfg.default_data and not make and not path.exists():
             raise DatasetError(f"data_dir={cfg.data_dir!r} does not exist; make a dataset there with `zo-gpt prepare --out "
-                               f"{shlex.quote(cfg.data_dir)} --vocab {cfg.vocab}`, or leave data_dir out to "
+                               f"{shell_word(cfg.data_dir)} --vocab {cfg.vocab}`, or leave data_dir out to "
                                + (unset or f"use {Path(f'data/zero_one-{cfg.vocab}')}"))
         if (path / "ckpt.pt").exists():   # a run folder given for its dataset: its checkpoint names the one it was trained on
             raise DatasetError(f"data_dir={cfg.data_dir!r} is a run folder (it holds ckpt.pt), not a dataset; give the folder of the "
@@ -235,7 +234,7 @@ def open_dataset(
         if not cfg.default_data and not make:   # token files without meta.json: an interrupted prepare, which --force replaces
             force = " --force" if any((path / n).exists() for n in ("train.bin", "val.bin")) else ""
             raise DatasetError(f"data_dir={cfg.data_dir!r} holds no dataset (no meta.json); make one with "
-                               f"`zo-gpt prepare --out {shlex.quote(cfg.data_dir)} --vocab {cfg.vocab}{force}`")
+                               f"`zo-gpt prepare --out {shell_word(cfg.data_dir)} --vocab {cfg.vocab}{force}`")
         print(f"making the default {cfg.vocab} dataset in {path} (first use)")
         prepare(DataConfig(vocab=cfg.vocab), path, verbose=False)
     check_meta_hash(path, read_meta(path), cfg.vocab)   # first: an edited meta.json's hint remakes it for this run's vocab
@@ -272,7 +271,7 @@ def trained_on(ckpt:dict, given:str|Path) -> str:
     own, c, same = Path(ckpt["data_abspath"]), ckpt.get("data_config"), os.path.realpath(ckpt["data_abspath"]) == os.path.realpath(given)
     try: there = read_meta(own)["content_hash"] if (own / "meta.json").is_file() else None
     except DatasetError: there = ""   # damaged: a user's folder all the same
-    if not same and there == ckpt["data_hash"]: return f"it is still in {own}: give --data_dir {shlex.quote(str(own))} (data_dir=)"
+    if not same and there == ckpt["data_hash"]: return f"it is still in {own}: give --data_dir {shell_word(str(own))} (data_dir=)"
     if isinstance(c, dict) and (there is None or same): return remake(own, {"config": c}) + " (it replaces the dataset there)" * same
     return other
 

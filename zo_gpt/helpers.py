@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['DTYPE_NAMES', 'SEED_MAX', 'DATASET_FORMAT', 'META_KEYS', 'SMALL_FILE_BYTES', 'get_device', 'environment', 'UserError',
-           'ConfigError', 'TrainingError', 'first_line', 'one_line', 'check_positive', 'whole_png', 'check_ids',
-           'check_model', 'check_batch', 'check_prob', 'check_seed', 'check_tokens_table', 'file_size_limit',
-           'free_memory', 'DatasetError', 'file_sha256', 'meta_hash', 'size_text', 'remake', 'check_meta_hash',
-           'read_small', 'load_matplotlib', 'not_a_file', 'read_meta', 'check_files']
+           'ConfigError', 'TrainingError', 'first_line', 'shell_word', 'printable', 'one_line', 'check_positive',
+           'whole_png', 'check_ids', 'check_model', 'check_batch', 'check_prob', 'check_seed', 'check_tokens_table',
+           'file_size_limit', 'free_memory', 'DatasetError', 'file_sha256', 'meta_hash', 'size_text', 'remake',
+           'check_meta_hash', 'read_small', 'load_matplotlib', 'not_a_file', 'read_meta', 'check_files']
 
 # %% ../nbs/00_core.ipynb #a1000003
 import hashlib
@@ -68,6 +68,18 @@ def first_line(e:BaseException) -> str:
     "The first non-blank line of an exception's message, or its type's name: a one-line error from a long one."
     line = next((l.strip() for l in str(e).splitlines() if l.strip()), type(e).__name__)
     return re.sub(r"^\[enforce fail at [^\]]*\]\s*(err == 0)?[\s.]*", "", line) or line   # torch's C++ source location
+
+def shell_word(s) -> str:
+    """`s` as one word a POSIX shell reads back as `s`: shlex's quoting, or, where `s` holds a character that cannot be
+    printed (a newline in a folder's name), bash's $'...' with that character escaped, so that a hint stays one line."""
+    s = str(s)
+    if s.isprintable(): return shlex.quote(s)
+    esc = lambda c: "\\" + c if c in "'\\" else c if c.isprintable() else repr(c)[1:-1] if ord(c) < 128 else f"\\U{ord(c):08x}"
+    return "$'" + "".join(map(esc, s)) + "'"
+
+def printable(line:str) -> str:
+    "`line` with each character that cannot be printed (a newline, a tab) written as its escape: one line on a terminal."
+    return line if line.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)
 
 def one_line(e:BaseException) -> str:
     "'KindOfError: the first line of its message', or just the line when it is the kind's name."
@@ -198,11 +210,11 @@ def remake(path, meta=None, vocab:str|None=None) -> str:
     c, names = meta.get("config") if isinstance(meta, dict) else None, ("vocab", "n_seq", "seq_len", "p", "seed", "val_frac")
     if not (isinstance(c, dict) and set(names) <= set(c)):
         rest = ", ".join(f"--{n.replace('_', '-')}" for n in names[1 if vocab else 0:])
-        return (f"make the dataset again with `zo-gpt prepare --out {shlex.quote(str(path))}"
-                + (f" --vocab {shlex.quote(str(vocab))}" if vocab else "") + f" --force`, adding any of {rest} "
+        return (f"make the dataset again with `zo-gpt prepare --out {shell_word(str(path))}"
+                + (f" --vocab {shell_word(str(vocab))}" if vocab else "") + f" --force`, adding any of {rest} "
                 "it was made with that were not the defaults (its arguments are not known)")
     args = " ".join(f"--{n.replace('_', '-')} {c[n]}" for n in names)
-    return f"make the dataset again with `zo-gpt prepare --out {shlex.quote(str(path))} {args} --force`"
+    return f"make the dataset again with `zo-gpt prepare --out {shell_word(str(path))} {args} --force`"
 
 def check_meta_hash(
     path, # the dataset folder
@@ -253,7 +265,7 @@ def read_meta(path) -> dict:
     "The parsed meta.json of dataset folder `path`, checked for the keys zo_gpt needs, or a `DatasetError`."
     f = Path(path) / "meta.json"
     if why := not_a_file(f): raise DatasetError(f"{why}, then " + remake(path).replace("`", ""))
-    if not f.is_file(): raise DatasetError(f"{path} holds no dataset: {f} is missing (make one with `zo-gpt prepare --out {shlex.quote(str(path))}`)")
+    if not f.is_file(): raise DatasetError(f"{path} holds no dataset: {f} is missing (make one with `zo-gpt prepare --out {shell_word(str(path))}`)")
     try: text = read_small(f)
     except OSError as e: raise DatasetError(f"{f} cannot be read: {e.strerror}") from None
     except ValueError as e: raise DatasetError(f"{f} is not a zo_gpt dataset description ({e}); {remake(path)}") from None
