@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from zo_gpt.config import fixed_batches, make_config
-from zo_gpt.data import bayes_entropy, bayes_next, every_block, kl_div, reference_excess, stream_floor
+from zo_gpt.data import (bayes_entropy, bayes_next, distinct_blocks, every_block, kl_div, ladder_excess, ladder_next,
+                         reference_excess, stream_floor)
 from zo_gpt.evaluation import evaluate, measure
 from zo_gpt.model import GPT
 from zo_gpt.tokens import DataConfig, code_lookup, load_dataset, prepare
@@ -53,6 +54,24 @@ def test_reference_excess_known_values():
     assert 1e-4 < refs["knows p, not where sequences end"] < 2e-4
     assert kl_div(np.array([0.5, 0.5, 0, 0, 0]), np.log([0.5, 0.5, 1e-9, 1e-9, 1e-9])) == pytest.approx(0, abs=1e-12)
     assert every_block(3, 5).shape == (4, 6)
+
+
+@pytest.mark.parametrize("n, T", [(1, 4), (5, 3), (5, 17), (60, 32), (60, 59), (60, 60), (60, 61), (1000, 256), (2, 1)])
+def test_the_distinct_blocks_give_the_means_over_every_block(n, T):
+    "distinct_blocks stands one words-only block for all of them: every mean over the seq_len + 1 block starts is unchanged."
+    blocks, w = distinct_blocks(n, T)
+    every = every_block(n, T)
+    assert w.sum() == n + 1 and {tuple(b) for b in blocks} == {tuple(b) for b in every} and len(blocks) <= T + 3
+    rungs = ladder_next(every[:, :-1], 2 / 3, n)
+    mean = {k: float(kl_div(rungs["Bayes"], np.log(np.where(q > 0, q, 1e-300))).mean()) for k, q in rungs.items()}
+    assert ladder_excess(2 / 3, n, T) == pytest.approx(mean, abs=1e-15)
+
+
+def test_sequences_of_ten_million_words_have_their_floor_and_references():
+    "D253: a dataset of two sequences of 10,000,000 words; the references once needed 106 GB, one block per start."
+    assert bayes_entropy(2 / 3, 10_000_000, 32) == pytest.approx(stream_floor(2 / 3, 10_000_000, 32), abs=1e-12)
+    refs = reference_excess(2 / 3, 10_000_000, 32)
+    assert refs["knows where sequences end, not p"] == pytest.approx((2 / 3 * math.log(4 / 3) + 1 / 3 * math.log(2 / 3)) * 1e7 / (1e7 + 1), rel=1e-9)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['PIECES', 'LADDER', 'check_memory', 'out_of_memory', 'check_flag', 'iter_words', 'generate', 'check_words', 'as_text',
            'entropy', 'floor_parts', 'stream_floor', 'is_boundary', 'latest_boundary', 'bayes_next', 'every_block',
-           'kl_div', 'bayes_entropy', 'reference_excess', 'ladder_next', 'ladder_excess']
+           'kl_div', 'distinct_blocks', 'bayes_entropy', 'reference_excess', 'ladder_next', 'ladder_excess']
 
 # %% ../nbs/00_data.ipynb #e61a960e
 import functools
@@ -179,17 +179,35 @@ def kl_div(q:np.ndarray, log_m:np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(q > 0, q * (np.log(q) - log_m), 0.0).sum(-1)
 
+def distinct_blocks(
+    seq_len:int, # words per sequence
+    block_size:int, # tokens per block
+) -> tuple:
+    """(blocks, weights): the different blocks of `every_block`, and how many of its `seq_len` + 1 blocks each stands for.
+    The blocks that hold only words (neither a first word nor an end of text) are all alike: one of them stands for all,
+    so a mean over every block start costs about `block_size` blocks, however long the sequences."""
+    n, T = check_positive("seq_len", seq_len), check_positive("block_size", block_size)
+    alike = max(0, n - 1 - T)                               # the starts 1 .. n-1-T: words only
+    starts = np.array([0] + [1] * (alike > 0) + list(range(n - T if alike else 1, n + 1)))
+    check_memory(f"seq_len={n:,} x block_size={T:,}", 16 * len(starts) * (T + 1))
+    pos = (starts[:, None] + np.arange(T + 1)) % (n + 1)
+    weights = np.ones(len(starts))
+    if alike: weights[1] = alike                            # start 1 stands for all of them
+    return np.where(pos == 0, 1, np.where(pos == n, 4, 3)), weights
+
 def _every_position(p, seq_len, block_size, per:int) -> tuple:
-    "p, seq_len and block_size checked, and room for `per` bytes at every block start and position."
+    """p, seq_len and block_size checked, with room for `per` bytes at each of `distinct_blocks`' positions; then its
+    contexts (the blocks but their last token) and a mean over every block start and position of (blocks, T) values."""
     p, n, T = check_prob("p", p), check_positive("seq_len", seq_len), check_positive("block_size", block_size)
-    check_memory(f"seq_len={n:,} x block_size={T:,}", per * (n + 1) * (T + 1))
-    return p, n, T
+    check_memory(f"seq_len={n:,} x block_size={T:,}", per * min(n + 1, T + 3) * (T + 1))
+    blocks, w = distinct_blocks(n, T)
+    return p, n, blocks[:, :-1], lambda values: float((values.mean(-1) * w).sum() / w.sum())
 
 def bayes_entropy(p:float, seq_len:int, block_size:int) -> float:
     "The Bayes predictor's expected loss: the mean entropy of its distributions over every block start and position."
-    p, n, T = _every_position(p, seq_len, block_size, 128)
-    q = bayes_next(every_block(n, T)[:, :-1], p, n)
-    return float(-(q * np.log(np.where(q > 0, q, 1.0))).sum(-1).mean())
+    p, n, ctx, mean = _every_position(p, seq_len, block_size, 128)
+    q = bayes_next(ctx, p, n)
+    return mean(-(q * np.log(np.where(q > 0, q, 1.0))).sum(-1))
 
 def reference_excess(
     p:float, # probability that a word is 1
@@ -197,11 +215,11 @@ def reference_excess(
     block_size:int, # tokens per block
 ) -> dict:
     "The exact excess loss (nats per token) of three simple predictors, by name."
-    return _reference_excess(*_every_position(p, seq_len, block_size, 320))
+    return _reference_excess(check_prob("p", p), check_positive("seq_len", seq_len), check_positive("block_size", block_size))
 
 @functools.cache
-def _reference_excess(p:float, n:int, block_size:int) -> dict:
-    ctx = every_block(n, block_size)[:, :-1]
+def _reference_excess(p:float, seq_len:int, block_size:int) -> dict:
+    p, n, ctx, mean = _every_position(p, seq_len, block_size, 320)
     q = bayes_next(ctx, p, n)
     uniform = np.full(q.shape, -math.log(5))
     never = -1e300                                       # log-probability of a piece the predictor never gives
@@ -209,9 +227,9 @@ def _reference_excess(p:float, n:int, block_size:int) -> dict:
     first = np.array([math.log(1 - p), math.log(p), never, never, never])
     blind = np.where((ctx == 4)[..., None], first, word)  # knows p and that a first word follows an end-of-text token
     half = bayes_next(ctx, 0.5, n)                        # knows where sequences end, not p
-    return {"uniform over the 5 tokens": float(kl_div(q, uniform).mean()),
-            "knows where sequences end, not p": float(kl_div(q, np.log(np.where(half > 0, half, 1.0))).mean()),
-            "knows p, not where sequences end": float(kl_div(q, blind).mean())}
+    return {"uniform over the 5 tokens": mean(kl_div(q, uniform)),
+            "knows where sequences end, not p": mean(kl_div(q, np.log(np.where(half > 0, half, 1.0)))),
+            "knows p, not where sequences end": mean(kl_div(q, blind))}
 
 # %% ../nbs/00_data.ipynb #300df445
 LADDER = ("uniform", "frequencies", "previous token", "Bayes")  # the strategies, from knowing nothing to everything
@@ -237,7 +255,7 @@ def ladder_excess(
     block_size:int, # tokens per block
 ) -> dict:
     "Each rung's exact excess over the Bayes predictor (nats per token), averaged over every block start and position."
-    p, n, T = _every_position(p, seq_len, block_size, 480)
-    rungs = ladder_next(every_block(n, T)[:, :-1], p, n)
+    p, n, ctx, mean = _every_position(p, seq_len, block_size, 480)
+    rungs = ladder_next(ctx, p, n)
     log = lambda q: np.log(np.where(q > 0, q, 1e-300))   # a piece a rung never gives, where Bayes never gives it either
-    return {name: float(kl_div(rungs["Bayes"], log(q)).mean()) for name, q in rungs.items()}
+    return {name: mean(kl_div(rungs["Bayes"], log(q))) for name, q in rungs.items()}
