@@ -25,7 +25,8 @@ from zo_gpt.data import (as_text, bayes_entropy, bayes_next, entropy, every_bloc
                          iter_words, kl_div, latest_boundary, reference_excess, stream_floor)
 from zo_gpt.evaluation import (History, alignment_blocks, attention_on_boundary, attention_weights, check_final, evaluate,
                                evaluate_split, excess_text, loss_figure, measure, mechanism, mechanism_figure, with_se)
-from zo_gpt.checkpoint import check_shared_run, config_from, load_checkpoint, load_model
+from zo_gpt.checkpoint import config_from, load_checkpoint, load_model
+from zo_gpt.shared_run import check_shared_run
 from zo_gpt.helpers import ConfigError, free_memory
 from zo_gpt.notebooks import NOTEBOOK_FILE, made_by, notebook_folders
 from zo_gpt.model import GPT, GPTConfig, flops_per_token, linear_cross_entropy, param_counts, sample_text
@@ -536,20 +537,22 @@ def test_a_notebook_writes_only_into_a_new_empty_or_own_folder(tmp_path):
 
 
 def test_the_shared_run_folder_is_reused_or_refused_before_any_work(finished_run, tmp_path):
-    "A notebook's run_dir holding a run with other settings, or one that did not finish: refused unless fresh."
+    "A notebook's run_dir holding a run with other settings: refused unless fresh; its own settings' run, stopped: continued."
     same = config_from(load_checkpoint(finished_run / "ckpt.pt")["config"])
-    assert check_shared_run(same) == finished_run and check_shared_run(make_config("cpu", {"out_dir": str(tmp_path)})) == tmp_path
+    assert check_shared_run(same) == "reuse" and check_shared_run(make_config("cpu", {"out_dir": str(tmp_path)})) == "train"
     other = make_config("cpu", {"out_dir": str(finished_run)})
     with pytest.raises(ConfigError, match=r"^run_dir='.*' holds another run \(ckpt.pt, metrics.jsonl, summary.json, loss.png\): "
                                           r"it was trained with .*block_size=32.*, not this notebook's .*block_size=256.*; choose another run_dir$"):
         check_shared_run(other)
     with pytest.raises(ConfigError, match="choose another run_dir, or set fresh = True to replace it$"):
         check_shared_run(other, fresh=False)
-    assert check_shared_run(other, fresh=True) == finished_run
+    assert check_shared_run(other, fresh=True) == "train"
     shutil.copytree(finished_run, tmp_path / "stopped")
     summary = json.loads((tmp_path / "stopped" / "summary.json").read_text()); summary["interrupted"] = True
     (tmp_path / "stopped" / "summary.json").write_text(json.dumps(summary))
-    with pytest.raises(ConfigError, match="it did not finish; choose another run_dir"):
+    assert check_shared_run(replace(same, out_dir=str(tmp_path / "stopped"))) == "continue"
+    (tmp_path / "stopped" / "ckpt.pt").unlink()
+    with pytest.raises(ConfigError, match="it stopped before its first checkpoint; choose another run_dir"):
         check_shared_run(replace(same, out_dir=str(tmp_path / "stopped")))
     with pytest.raises(ConfigError, match=r"it was trained on a dataset made with other arguments than the notebooks. \(.*\); choose another run_dir$"):
         check_shared_run(replace(same, data_dir=str(finished_run / "data-compact")))    # F130: the notebooks' own, to be made there

@@ -1142,6 +1142,26 @@ def test_a_figure_with_a_damaged_middle_is_no_whole_figure(world, tmp_path):
         assert not whole_png(tmp_path / name), name
 
 
+def test_a_checkpoint_whose_numbers_changed_after_it_was_written_is_named(world, tmp_path, capsys):
+    """H255: bit rot inside a tensor of ckpt.pt leaves its size and index alone, and torch.load reads the changed numbers
+    without a word; the zip's checksums say it, for sample and for --resume, and nothing is trained on it."""
+    import struct
+    shutil.copytree(world / "done", tmp_path / "run")
+    ckpt = tmp_path / "run" / "ckpt.pt"
+    with zipfile.ZipFile(ckpt) as z: part = max((i for i in z.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)   # the largest tensor
+    data = bytearray(ckpt.read_bytes())
+    name_len, extra_len = struct.unpack("<HH", data[part.header_offset + 26:part.header_offset + 30])
+    middle = part.header_offset + 30 + name_len + extra_len + part.file_size // 2
+    data[middle] ^= 0x40
+    ckpt.write_bytes(bytes(data))
+    before = (tmp_path / "run" / "metrics.jsonl").read_bytes()
+    for argv in (["sample", "--run", str(tmp_path / "run")],
+                 ["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=6", "--eval_interval=2", *SMALL, "--resume"]):
+        assert main(argv) == 1
+        assert f"{ckpt} is damaged: {part.filename} in it fails its checksum (CRC-32)" in last_line(capsys)
+    assert (tmp_path / "run" / "metrics.jsonl").read_bytes() == before
+
+
 def test_a_tilde_in_the_tiktoken_cache_variable_is_told(monkeypatch):
     "E234: tiktoken does not expand '~' in TIKTOKEN_CACHE_DIR; the hint says so, where following it would fail again."
     import tiktoken

@@ -73,7 +73,9 @@ def test_interrupt_saves_and_resume_continues_exactly(compact_data, tmp_path):
     assert part.interrupted and len(part.train) == 6 and part.final is None
     assert load_checkpoint(Path(c.out_dir) / "ckpt.pt")["iter"] == 6
     assert not [p for p in Path(c.out_dir).iterdir() if p.name.startswith(".")]  # no temp files left
-    rest = fit(c, callbacks=[Checkpointer(), MetricsLog()], resume=True, verbose=False)
+    from zo_gpt.shared_run import check_shared_run
+    assert check_shared_run(c) == "continue"                       # B257: a notebook whose kernel was killed continues its run
+    rest = fit(c, callbacks=[Checkpointer(), MetricsLog()], resume=True, reuse=True, verbose=False)   # as the notebooks call it
     assert losses(rest) == losses(full) and rest.final["loss"] == pytest.approx(full.final["loss"], abs=1e-6)
     kinds = [json.loads(line)["kind"] for line in (Path(c.out_dir) / "metrics.jsonl").read_text().splitlines()]
     assert kinds.count("train") == 12 and kinds.count("final") == 1

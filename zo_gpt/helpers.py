@@ -5,9 +5,10 @@
 # %% auto #0
 __all__ = ['DTYPE_NAMES', 'SEED_MAX', 'DATASET_FORMAT', 'META_KEYS', 'SMALL_FILE_BYTES', 'get_device', 'environment', 'UserError',
            'ConfigError', 'TrainingError', 'first_line', 'shell_word', 'printable', 'one_line', 'check_positive',
-           'whole_png', 'check_ids', 'check_model', 'check_batch', 'check_prob', 'check_seed', 'check_tokens_table',
-           'file_size_limit', 'free_memory', 'DatasetError', 'file_sha256', 'meta_hash', 'size_text', 'remake',
-           'check_meta_hash', 'read_small', 'load_matplotlib', 'not_a_file', 'read_meta', 'check_files']
+           'check_count', 'whole_png', 'check_ids', 'check_model', 'check_batch', 'check_prob', 'check_seed',
+           'check_tokens_table', 'file_size_limit', 'free_memory', 'DatasetError', 'file_sha256', 'meta_hash',
+           'size_text', 'remake', 'check_meta_hash', 'read_small', 'load_matplotlib', 'not_a_file', 'read_meta',
+           'check_files']
 
 # %% ../nbs/00_core.ipynb #a1000003
 import hashlib
@@ -90,6 +91,12 @@ def check_positive(name:str, value) -> int:
     "`value` as an int, or a `ConfigError` naming `name` unless it is a positive integer."
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+def check_count(name:str, value, zero:str="") -> int:
+    "`value` as an int, or a `ConfigError` naming `name` unless it is a whole number, 0 or more (`zero`: what 0 means)."
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ConfigError(f"{name} must be a whole number, 0 or more{f' (0: {zero})' if zero else ''}, got {value!r}")
     return int(value)
 
 def whole_png(path) -> bool:

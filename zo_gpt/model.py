@@ -12,7 +12,6 @@ __all__ = ['DTYPES', 'SAMPLE_PIECE', 'MAX_SAMPLE_TOKENS', 'autocast', 'flushing_
 import contextlib
 import inspect
 import math
-import numbers
 from dataclasses import dataclass
 
 import torch
@@ -21,7 +20,8 @@ from torch.autograd.profiler import record_function
 from torch.nn import functional as F
 from tqdm.auto import tqdm  # a widget in a notebook, text in a terminal
 
-from .helpers import DTYPE_NAMES, ConfigError, check_ids, check_model, check_positive, check_seed, check_tokens_table
+from .helpers import (DTYPE_NAMES, ConfigError, check_count, check_ids, check_model, check_positive, check_seed,
+                            check_tokens_table)
 
 # %% ../nbs/02_model.ipynb #f4489db9
 DTYPES = dict(zip(DTYPE_NAMES, (torch.float32, torch.bfloat16, torch.float16)))
@@ -163,19 +163,17 @@ def ce_chunk_rows(
     mib:int=0, # MiB of float32 logits per chunk; 0: 512 on CUDA, 32 elsewhere
 ) -> int:
     "Rows per chunk of the fused loss: `chunk`, or as many as the budget of float32 logits holds (at least 16)."
-    for name, v in (("chunk", chunk), ("mib", mib)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
-            raise ConfigError(f"{name} must be a whole number, 0 or more (0: the default), got {v!r}")
+    chunk, mib = check_count("chunk", chunk, "the default"), check_count("mib", mib, "the default")
     budget = (mib or (512 if device_type == "cuda" else 32)) << 20
     return chunk or max(16, budget // (4 * vocab_size))
 
 def linear_cross_entropy(x, weight, targets, chunk:int=0, mib:int=0):
     "Mean cross-entropy of the logits `x @ weight.T` (x: (N, C), weight: (V, C), targets: (N,)), never all at once."
-    t = lambda a: a.is_floating_point() if isinstance(a, torch.Tensor) else False
+    t = lambda a: isinstance(a, torch.Tensor) and a.is_floating_point()
     if not (t(x) and t(weight) and isinstance(targets, torch.Tensor) and targets.dtype == torch.int64 and x.ndim == weight.ndim == 2
             and x.shape[0] and targets.shape == x.shape[:1] and weight.shape[1] == x.shape[1]):
-        got = ", ".join(f"{tuple(a.shape)} {a.dtype}" if isinstance(a, torch.Tensor) else type(a).__name__ for a in (x, weight, targets))
-        raise ConfigError(f"x, weight and targets must be float tensors (N, C) and (V, C), N > 0, and int64 targets (N,); got {got}")
+        raise ConfigError("x, weight and targets must be float tensors (N, C) and (V, C), N > 0, and int64 targets (N,); got " + ", ".join(
+            f"{tuple(a.shape)} {a.dtype}" if isinstance(a, torch.Tensor) else type(a).__name__ for a in (x, weight, targets)))
     return LinearCrossEntropy.apply(x, weight, targets, ce_chunk_rows(weight.shape[0], chunk, x.device.type, mib))
 
 # %% ../nbs/02_model.ipynb #d30d15ff

@@ -9,7 +9,7 @@ __all__ = ['NOTEBOOK_FILE', 'notebook_folders', 'made_by']
 import os
 from pathlib import Path
 
-from .folders import atomic_path, writable_folders
+from .folders import atomic_path, check_folder, writable_folders
 from .helpers import ConfigError, read_small
 
 # %% ../nbs/00c_notebooks.ipynb #b21c8cdd
@@ -19,11 +19,12 @@ def notebook_folders(
     notebook:str, # the notebook's name: '03_train'
     folders:dict, # {the parameter that names a folder, for messages ('run_dir', or 'run_dir/short' for one inside it): its path}
     shared:dict|None=None, # {parameter: path} of the folders it shares with other notebooks (the run folder), checked apart from its own
+    read_only:bool=False, # it only reads the shared ones (a finished run it reuses): they need not be writable
 ) -> list:
     """The folders a notebook writes into, its own then the shared ones, as Paths ('~' expanded): each made if missing
-    and writable, its own marked as `notebook`'s (new, empty, or marked by it before). Any other is a one-line
-    `ConfigError`, and then none is made. Its own and the shared ones do not overlap, but for one it names inside a
-    shared one ('run_dir/short'): it replaces what its own hold."""
+    and writable (the shared ones, `read_only`: folders it can read), its own marked as `notebook`'s (new, empty, or
+    marked by it before). Any other is a one-line `ConfigError`, and then none is made. Its own and the shared ones do
+    not overlap, but for one it names inside a shared one ('run_dir/short'): it replaces what its own hold."""
     for name, path in {**folders, **(shared or {})}.items():
         if not isinstance(path, (str, os.PathLike)): raise ConfigError(f"{name} must be a folder's path, got {type(path).__name__} {path!r}")
         if not str(path).strip(): raise ConfigError(f"{name} must name a folder, got ''")
@@ -41,13 +42,19 @@ def notebook_folders(
         if held: raise ConfigError(f"{name}={str(path)!r} holds {', '.join(held[:3])}{', ...' * (len(held) > 3)} ({made_by(p) or 'no notebook'} "
                                    f"made it); {notebook} writes only into a new or empty folder or one it made, and replaces nothing "
                                    f"else: choose another {name.split('/')[0]}")
-    def mark(made):   # a mark that cannot be written (a full disk) leaves no folder made for it
-        for name, p in zip(folders, made[len(shared or {}):]):
+    def mark(own):   # a mark that cannot be written (a full disk) leaves no folder made for it
+        for name, p in zip(folders, own):
             try:
                 if made_by(p) != notebook:
                     with atomic_path(p / NOTEBOOK_FILE) as tmp: tmp.write_text(f"{notebook}\n", encoding="utf-8")
             except OSError as e: raise ConfigError(f"{name}={str(p)!r} is not a folder {notebook} can mark as its own: {e.strerror or e}") from None
-    made = writable_folders({**(shared or {}), **folders}, then=mark)   # the shared first: one of its own may be inside one
+    if read_only:   # the shared ones there and readable: a finished run it reuses
+        theirs = [check_folder(path, name) for name, path in (shared or {}).items()]
+        for name, p in zip(shared or {}, theirs):
+            if not p.is_dir() or not os.access(p, os.R_OK | os.X_OK):
+                raise ConfigError(f"{name}={str(p)!r} is not a folder {notebook} can read; choose another {name}")
+        return writable_folders(folders, then=mark) + theirs
+    made = writable_folders({**(shared or {}), **folders}, then=lambda made: mark(made[len(shared or {}):]))   # the shared first: one of its own may be inside one
     return made[len(shared or {}):] + made[:len(shared or {})]
 
 def made_by(folder) -> str|None:

@@ -258,7 +258,7 @@ def fit(
     resume:bool=False, # continue from the run folder's checkpoint
     overwrite:bool=False, # replace a run already in the run folder
     verbose:bool=True, # print the device and the model size
-    reuse:bool=False, # return the finished run in the run folder if it is this run (`finished_run`), untrained
+    reuse:bool=False, # return the finished run in the run folder if it is this run (`finished_run`), untrained (with `resume`: else continue it)
 ) -> History:
     "Train a GPT as `cfg` says and return the history; Ctrl-C or SIGTERM stops it after the current step."
     check_config(cfg)   # a setting assigned since it was made, too
@@ -269,7 +269,7 @@ def fit(
     if not isinstance(callbacks, list) or not all(isinstance(cb, Callback) for cb in callbacks):
         raise ConfigError(f"callbacks must be a list of Callback objects, got {str(callbacks)[:80]}")
     ddp, rank, world, local, device = processes(cfg.device, cfg.compile)
-    found, data = reused_run(cfg, data) if reuse and not resume else (None, data)   # read only: a folder no one can write serves
+    found, data = reused_run(cfg, data) if reuse else (None, data)   # read only: a folder no one can write serves; with resume, a stopped run goes on
     if found:
         if verbose and rank == 0: print(f"reused the finished run in {cfg.out_dir}: the same settings and dataset")
         return found

@@ -103,9 +103,8 @@ class _Slider(widgets.SelectionSlider):
     def _validate_value(self, proposal):
         try: return super()._validate_value(proposal)
         except TraitError:
-            held = [o[1] if isinstance(o, tuple) else o for o in self.options]
-            raise ConfigError(f"the {self.description} slider takes one of {', '.join(map(str, held))}, got {proposal.value!r}; "
-                              "a base config with another value adds it: TrainingPanel(make_config('cpu', {...}))") from None
+            raise ConfigError(f"the {self.description} slider takes one of {', '.join(str(o[1] if isinstance(o, tuple) else o) for o in self.options)}, "
+                              f"got {proposal.value!r}; a base config with another value adds it: TrainingPanel(make_config('cpu', {{...}}))") from None
 
 def _slider(name:str, usual:list, value, text=None):
     "A slider over the usual values and the base configuration's own, in order: it shows any base as it is."
