@@ -985,7 +985,7 @@ def test_a_resume_on_another_dataset_names_the_one_it_was_trained_on_and_replace
     args = ["train", f"--out_dir={tmp_path / 'run'}", "--max_iters=2", "--eval_interval=2", *SMALL]
     assert main(args + [f"--data_dir={tmp_path / 'ds'}"]) == 0
     assert main(args + [f"--data_dir={tmp_path / 'other'}", "--resume"]) == 1
-    assert f"it is still in {tmp_path / 'ds'}: give --data_dir {tmp_path / 'ds'}" in last_line(capsys)
+    assert f"it is still in {tmp_path / 'ds'}: give --data_dir={tmp_path / 'ds'}" in last_line(capsys)
     shutil.rmtree(tmp_path / "ds")
     assert main(args + [f"--data_dir={tmp_path / 'other'}", "--resume"]) == 1
     line = last_line(capsys)
@@ -1023,6 +1023,43 @@ def test_what_a_refusal_says_of_a_run_comes_from_its_checkpoint_not_its_summary(
     assert main(args + ["--max_iters=4", "--reuse"]) == 2
     assert "it finished, but its loss.png, summary.json or metrics.jsonl is missing or not its own: --resume" in last_line(capsys)
     assert main(args + ["--max_iters=4", "--resume"]) == 0 and main(args + ["--max_iters=4", "--reuse"]) == 0
+
+
+def test_a_resume_that_forgets_its_data_dir_makes_no_default_dataset(world, tmp_path, capsys, monkeypatch):
+    """C250: a stopped run trained on a dataset of its own, resumed without --data_dir where no default dataset is: it is
+    not made (minutes of a prepare, then a refusal); the refusal names the run's dataset, and its hint works."""
+    from zo_gpt.config import parse_overrides
+    from zo_gpt.train import Callback, Checkpointer, RunFiles
+    class StopAt2(Callback):
+        def on_step(self, state, record): state.stop = state.iter >= 2
+    monkeypatch.chdir(tmp_path)
+    args = ["train", "--out_dir=run", "--max_iters=4", "--eval_interval=2", *SMALL, "--resume"]
+    cfg = make_config("cpu", {**parse_overrides(args[1:-1]), "data_dir": str(world / "data")})
+    assert fit(cfg, callbacks=[MetricsLog(), Checkpointer(), RunFiles(), StopAt2()], verbose=False).interrupted
+    capsys.readouterr()
+    assert main(args) == 1
+    line = last_line(capsys)
+    assert f"the run in run was trained on the dataset in {world / 'data'}, not on the default data/zero_one-compact" in line, line
+    assert not (tmp_path / "data").exists()
+    given = re.search(r"give (--data_dir=\S+)", line).group(1)
+    assert main(args + shlex.split(given)) == 0 and json.loads((tmp_path / "run" / "summary.json").read_text())["interrupted"] is False
+
+
+def test_a_figure_of_another_run_is_not_this_runs(world, tmp_path, capsys):
+    """H251: loss.png carries its run's id, so a finished run whose figure was copied from another run is not reused as
+    it stands; --resume draws its own again, and then it is reused."""
+    from zo_gpt.helpers import png_text
+    args = ["train", f"--data_dir={world / 'data'}", "--max_iters=4", "--eval_interval=2", *SMALL]
+    shutil.copytree(world / "done", tmp_path / "run")
+    assert main(args + [f"--out_dir={tmp_path / 'other'}", "--seed=7"]) == 0
+    shutil.copy(tmp_path / "other" / "loss.png", tmp_path / "run" / "loss.png")
+    capsys.readouterr()
+    run = args + [f"--out_dir={tmp_path / 'run'}"]
+    assert main(run + ["--reuse"]) == 2
+    assert "it finished, but its loss.png, summary.json or metrics.jsonl is missing or not its own: --resume" in last_line(capsys)
+    assert main(run + ["--resume"]) == 0 and main(run + ["--reuse"]) == 0 and "reused the finished run" in capsys.readouterr().out
+    ckpt = torch.load(tmp_path / "run" / "ckpt.pt", weights_only=True)
+    assert png_text(tmp_path / "run" / "loss.png")["zo_gpt run"] == ckpt["run_id"] != png_text(tmp_path / "other" / "loss.png")["zo_gpt run"]
 
 
 @pytest.mark.parametrize("vocab, bad, ids", [("compact", 7, "0, 1, 2, 3, 4"), ("gpt2", 100, "15, 16, 352, 657, 50256")])
@@ -1134,12 +1171,13 @@ def test_a_run_that_runs_out_of_memory_before_its_first_checkpoint_leaves_no_run
 
 def test_a_figure_with_a_damaged_middle_is_no_whole_figure(world, tmp_path):
     "H230: bit rot inside loss.png, its signature and end intact: the chunks' checksums say it."
-    from zo_gpt.helpers import whole_png
+    from zo_gpt.helpers import png_text
     png = (world / "done" / "loss.png").read_bytes()
-    assert whole_png(world / "done" / "loss.png")
+    ckpt = torch.load(world / "done" / "ckpt.pt", weights_only=True)
+    assert png_text(world / "done" / "loss.png")["zo_gpt run"] == ckpt["run_id"]   # whole, and tagged with its run
     for name, data in (("rot", png[:len(png) // 2] + bytes(64) + png[len(png) // 2 + 64:]), ("cut", png[:-20]), ("empty", b"")):
         (tmp_path / name).write_bytes(data)
-        assert not whole_png(tmp_path / name), name
+        assert png_text(tmp_path / name) is None, name
 
 
 def test_a_checkpoint_whose_numbers_changed_after_it_was_written_is_named(world, tmp_path, capsys):

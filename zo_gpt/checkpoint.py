@@ -21,7 +21,7 @@ import torch
 from .config import TrainConfig, config_from, held_dataset, trained_on
 from .evaluation import History
 from .helpers import (ConfigError, DatasetError, TrainingError, check_tokens_table, file_size_limit, first_line,
-                            get_device, read_small, remake, size_text, whole_png)
+                            get_device, png_text, read_small, remake, size_text)
 from .folders import (atomic_path, check_held, check_replaceable, folder_lock, held_here,
                             remove_stale_temps, remove_together, writable_folder, writing_here)
 from .model import GPT
@@ -236,9 +236,9 @@ def restore(state, path:Path):
     state.last_checkpoint, state.run_id = str(path), ckpt.get("run_id")
 
 def _results_of(out:Path, ckpt:dict) -> bool:
-    "Whether the run folder's summary.json and loss.png were written by the run of checkpoint `ckpt`, finished."
-    s, h = _summary(out), ckpt["history"]
-    return (whole_png(out / "loss.png") and s.get("interrupted") is False and s.get("run_id") == ckpt.get("run_id")
+    "Whether the run folder's summary.json and loss.png (tagged with its run's id) were written by the run of checkpoint `ckpt`, finished."
+    s, h, tags = _summary(out), ckpt["history"], png_text(out / "loss.png")
+    return (tags is not None and tags.get("zo_gpt run") == ckpt.get("run_id") and s.get("interrupted") is False and s.get("run_id") == ckpt.get("run_id")
             and s.get("iters") == len(h["train"]) and s.get("final") == h.get("final")
             and _lines(out / "metrics.jsonl", n := len(h["train"]) + len(h["val"]) + bool(h.get("final"))) == n)
 
@@ -274,13 +274,23 @@ def reused_run(cfg:TrainConfig, data=None) -> tuple:
         return finished_run(cfg, data.meta["content_hash"]), data
 
 def run_dataset(cfg:TrainConfig, data, reading:contextlib.ExitStack, resume:bool=False):
-    "`held_dataset(cfg, data, reading)`; resuming where none is, a `DatasetError` whose command makes the one its checkpoint records."
+    """`held_dataset(cfg, data, reading)`; resuming where none is, a `DatasetError` whose command makes the one its checkpoint
+    records. The default dataset, not there yet, is made only for a run that was trained on it."""
+    if resume and data is None and cfg.default_data and not os.path.lexists(cfg.dataset / "meta.json"): _trained_elsewhere(cfg)
     try: return held_dataset(cfg, data, reading)   # held first: a swap a killed prepare left there is settled
     except DatasetError as e:   # resuming: the checkpoint records the arguments of the dataset it was trained on (C236)
         if not (c := _data_config(Path(cfg.out_dir) / "ckpt.pt") if resume and data is None and cfg.data_dir else None): raise
         why = str(e).split("; make ")[0] if os.path.lexists(cfg.dataset / "meta.json") else f"data_dir={cfg.data_dir!r} holds no dataset"
         raise DatasetError(f"{why}; the run in {cfg.out_dir} was trained on one made with "
                            f"{', '.join(f'{k}={v!r}' for k, v in c.items())}: {remake(cfg.dataset, {'config': c})}") from None
+
+def _trained_elsewhere(cfg:TrainConfig):
+    "A `TrainingError` if the checkpoint in `cfg.out_dir` was trained on a dataset in another folder than the default one (C250)."
+    try: ckpt = load_checkpoint(Path(cfg.out_dir) / "ckpt.pt")
+    except TrainingError: return   # the resume says what is wrong with it
+    if isinstance(own := ckpt.get("data_abspath"), str) and os.path.realpath(own) != os.path.realpath(cfg.dataset):
+        raise TrainingError(f"the run in {cfg.out_dir} was trained on the dataset in {own}, not on the default {cfg.dataset} "
+                            f"(not made: nothing was done); {trained_on(ckpt, cfg.dataset)}")
 
 def _data_config(path:Path) -> dict|None:
     "The arguments of the dataset the checkpoint at `path` was trained on, as it records them; None if it does not."

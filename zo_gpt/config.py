@@ -271,7 +271,7 @@ def trained_on(ckpt:dict, given:str|Path) -> str:
     own, c, same = Path(ckpt["data_abspath"]), ckpt.get("data_config"), os.path.realpath(ckpt["data_abspath"]) == os.path.realpath(given)
     try: there = read_meta(own)["content_hash"] if (own / "meta.json").is_file() else None
     except DatasetError: there = ""   # damaged: a user's folder all the same
-    if not same and there == ckpt["data_hash"]: return f"it is still in {own}: give --data_dir {shell_word(str(own))} (data_dir=)"
+    if not same and there == ckpt["data_hash"]: return f"it is still in {own}: give --data_dir={shell_word(str(own))} (data_dir=)"
     if isinstance(c, dict) and (there is None or same): return remake(own, {"config": c}) + " (it replaces the dataset there)" * same
     return other
 

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['DTYPE_NAMES', 'SEED_MAX', 'DATASET_FORMAT', 'META_KEYS', 'SMALL_FILE_BYTES', 'get_device', 'environment', 'UserError',
            'ConfigError', 'TrainingError', 'first_line', 'shell_word', 'printable', 'one_line', 'check_positive',
-           'check_count', 'whole_png', 'check_ids', 'check_model', 'check_batch', 'check_prob', 'check_seed',
+           'check_count', 'png_text', 'check_ids', 'check_model', 'check_batch', 'check_prob', 'check_seed',
            'check_tokens_table', 'file_size_limit', 'free_memory', 'DatasetError', 'file_sha256', 'meta_hash',
            'size_text', 'remake', 'check_meta_hash', 'read_small', 'load_matplotlib', 'not_a_file', 'read_meta',
            'check_files']
@@ -99,19 +99,21 @@ def check_count(name:str, value, zero:str="") -> int:
         raise ConfigError(f"{name} must be a whole number, 0 or more{f' (0: {zero})' if zero else ''}, got {value!r}")
     return int(value)
 
-def whole_png(path) -> bool:
-    """Whether `path` is a whole PNG file: a plain file of PNG's signature, then chunks whose checksums (CRC-32) hold, the
-    last its end chunk. An emptied, cut or bit-rotten figure is not."""
+def png_text(path) -> dict|None:
+    """The text chunks (tEXt: a keyword and its text) of `path` if it is a whole PNG file: a plain file of PNG's signature,
+    then chunks whose checksums (CRC-32) hold, the last its end chunk; None if it is not (emptied, cut or bit-rotten)."""
     try:
-        if not Path(path).is_file() or os.path.getsize(path) > 64 << 20: return False   # never a pipe's; zo_gpt's figures are small
+        if not Path(path).is_file() or os.path.getsize(path) > 64 << 20: return None   # never a pipe's; zo_gpt's figures are small
         data = Path(path).read_bytes()
-    except OSError: return False
-    at, kind = 8, b""
+    except OSError: return None
+    at, kind, text = 8, b"", {}
     while data[:8] == b"\x89PNG\r\n\x1a\n" and at + 12 <= len(data) and kind != b"IEND":
         n, kind = int.from_bytes(data[at:at + 4], "big"), data[at + 4:at + 8]
-        if zlib.crc32(data[at + 4:at + 8 + n]) != int.from_bytes(data[at + 8 + n:at + 12 + n], "big"): return False
+        if zlib.crc32(data[at + 4:at + 8 + n]) != int.from_bytes(data[at + 8 + n:at + 12 + n], "big"): return None
+        if kind == b"tEXt" and b"\0" in (chunk := data[at + 8:at + 8 + n]):
+            key, value = chunk.split(b"\0", 1); text[key.decode("latin-1")] = value.decode("latin-1")
         at += 12 + n
-    return kind == b"IEND" and at == len(data)
+    return text if kind == b"IEND" and at == len(data) else None
 
 def check_ids(idx, vocab_size:int, block_size:int, values:bool=True):
     """A `ConfigError` unless `idx` is a (B, T) tensor of token ids that a model of `vocab_size` and `block_size` takes, what

@@ -10,7 +10,7 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-from .checkpoint import RUN_FILES, config_differences, load_checkpoint, looks_finished
+from .checkpoint import RUN_FILES, config_differences, finished_run, load_checkpoint
 from .config import TrainConfig
 from .folders import check_folder, folder_lock
 from .helpers import ConfigError, DatasetError, TrainingError, read_meta
@@ -37,7 +37,7 @@ def check_shared_run(
         try: ckpt = load_checkpoint(out / "ckpt.pt"); diff = config_differences(ckpt["config"], cfg)
         except TrainingError as e: diff, why = None, str(e)
         if diff == {} and (other := _other_data(ckpt, cfg)): diff, why = None, other   # data_dir may differ; the dataset may not
-        if diff == {}: return "reuse" if looks_finished(out) else "continue"
+        if diff == {}: return "reuse" if finished_run(cfg, ckpt["data_hash"]) else "continue"   # a finished run missing a file: written again
         if diff: why = (f"it was trained with {', '.join(f'{k}={a!r}' for k, (a, _) in diff.items())}, not this notebook's "
                         + ", ".join(f"{k}={b!r}" for k, (_, b) in diff.items()))
     then = f"choose another {name}" + (", or set fresh = True to replace it" if fresh is not None else "")

@@ -220,7 +220,8 @@ class RunFiles(Callback):
     def on_fit_end(self, state):
         if state.failed: return
         out, h = Path(state.cfg.out_dir), state.history
-        with atomic_path(out / "loss.png") as tmp: loss_figure(h).savefig(tmp, dpi=110, format="png")
+        with atomic_path(out / "loss.png") as tmp:   # tagged with the run's id: a figure copied from another run is not this run's
+            loss_figure(h).savefig(tmp, dpi=110, format="png", metadata={"zo_gpt run": state.run_id or ""})
         summary = {"final": h.final, "floor": h.floor, "entropy": h.entropy, "iters": len(h.train),
                    "tokens": h.train[-1]["tokens"] if h.train else 0, "interrupted": h.interrupted,
                    "references": h.references, "config": asdict(state.cfg), "ddp": h.ddp, "run_id": state.run_id}
