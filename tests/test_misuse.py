@@ -27,10 +27,11 @@ from zo_gpt.evaluation import (History, alignment_blocks, attention_on_boundary,
                                evaluate_split, excess_text, loss_figure, measure, mechanism, mechanism_figure, with_se)
 from zo_gpt.checkpoint import config_from, load_checkpoint, load_model
 from zo_gpt.shared_run import check_shared_run
-from zo_gpt.helpers import ConfigError, free_memory
+from zo_gpt.helpers import ConfigError, check_batch, free_memory
 from zo_gpt.notebooks import NOTEBOOK_FILE, made_by, notebook_folders
-from zo_gpt.model import GPT, GPTConfig, flops_per_token, linear_cross_entropy, param_counts, sample_text
-from zo_gpt.profiling import profile_steps
+from zo_gpt.losses import compare_losses
+from zo_gpt.model import GPT, GPTConfig, autocast, flops_per_token, linear_cross_entropy, param_counts, sample_text
+from zo_gpt.profiling import category_table, device_peak, measure_matmul_peak, ops_table, profile_steps
 from zo_gpt.runs import runs_figure, steps_to
 from zo_gpt.train import fit
 from zo_gpt.tokens import DataConfig, Dataset, code_lookup, describe, load_dataset, mc_floor, prepare, word_codes
@@ -418,7 +419,7 @@ MORE_MISUSE = [
      "chunk must be a whole number, 0 or more (0: the default), got 2.5"),
     (lambda: linear_cross_entropy(torch.zeros(8, 4), torch.zeros(5, 3), torch.zeros(8, dtype=torch.long)),
      "x, weight and targets must be float tensors (N, C) and (V, C), N > 0, and int64 targets (N,); got (8, 4) torch.float32, (5, 3)"),
-    (lambda: evaluate_split(TINY(), np.zeros(200, np.uint16), {"config": {"seq_len": 9}}, 8, device="cuda:7"),
+    (lambda: evaluate_split(TINY(), np.zeros(200, np.uint16), {"config": {"seq_len": 9}, "tokens": []}, 8, device="cuda:7"),
      "device='cuda:7': torch finds"),                                                                             # G252
     (lambda: param_counts((TINY(), {})), "model must be a GPT (see load_model), got tuple (load_model returns"),   # G255
     (lambda: flops_per_token(TINY()), "cfg must be a GPTConfig (a model's is model.config), got GPT"),
@@ -428,6 +429,23 @@ MORE_MISUSE = [
      "eot_id must be None or a token id from 0 to 4, got 4.0"),                                                   # G260
     (lambda: hf_config(GPTConfig(n_head=2, n_embd=16, block_size=8, vocab_size=5), eot_id=-1), "eot_id must be None or a token id from 0 to 4, got -1"),
     (lambda: profile_steps(TrainConfig(), table=tempfile.gettempdir()), f"table={tempfile.gettempdir()!r} is a folder"),
+    (lambda: sample_text((TINY(), {}), COMPACT_TABLE, 5), "model must be a GPT (see load_model), got tuple (load_model returns"),  # B1 (pass 18)
+    (lambda: autocast(torch.device("cpu"), []), "dtype must be one of ('float32', 'bfloat16', 'float16'), got []"),      # B2
+    (lambda: check_batch(torch.zeros(1, 4, dtype=torch.long, device="meta"), torch.zeros(1, 4, dtype=torch.long, device="meta")),
+     "x and y must hold their numbers (on the CPU or a GPU), not be meta tensors"),                                   # B3
+    (lambda: measure_matmul_peak("cpu", dtype=torch.int64), "dtype must be a torch float dtype and seconds from 0 to 600, got torch.int64"),   # B4
+    (lambda: device_peak("cpu", "float64"), "dtype must be one of ('float32', 'bfloat16', 'float16'), got 'float64'"),  # B5
+    (lambda: profile_steps(TrainConfig(), wait=-1), "wait must be a whole number, 0 or more, got -1"),                 # B6
+    (lambda: profile_steps(TrainConfig(), warmup="x"), "warmup must be a whole number, 0 or more, got 'x'"),           # B7
+    (lambda: ops_table(None), "result must be a ProfileResult (see profile_steps), got NoneType"),                    # B8
+    (lambda: category_table({"a": 1}), "result must be a ProfileResult (see profile_steps), got int"),
+    (lambda: evaluate(TINY(), (torch.zeros(2, 4, dtype=torch.long),) * 2, {}), "batches must be a list of (x, y) pairs (see fixed_batches)"),  # B9
+    (lambda: evaluate(TINY(), "xy", {}), "batches must be a list of (x, y) pairs (see fixed_batches), got 'xy'"),    # B10
+    (lambda: evaluate_split(TINY(), np.zeros(200, np.uint16), Dataset, 8), "meta must be a dataset's meta.json"),     # B11
+    (lambda: evaluate_split(TINY(), np.zeros(200, np.uint16), {"config": {"seq_len": 9}, "tokens": []}, 8, tick="x"),
+     "tick must be a function of (blocks done, blocks in all), got 'x'"),                                             # B12
+    (lambda: compare_losses(8, 4, vocab_size=1, repeats=1), "vocab_size must be at least 2"),                         # B13
+    (lambda: fit(TrainConfig(), resume=True, overwrite=True), "--resume (resume=True) continues the run there and --force (overwrite=True) replaces it"),  # B18
 ]
 
 @pytest.mark.parametrize("call, says", MORE_MISUSE, ids=[f"{i}-{says.split()[0]}" for i, (_, says) in enumerate(MORE_MISUSE)])
@@ -473,8 +491,14 @@ def test_a_million_layers_are_refused_at_once(tiny_data, tmp_path, capsys):
     ("03_train.ipynb", {"overrides": '{"max_iters": "abc"}'}, "ConfigError: max_iters must be int, got 'abc'"),
     ("03_train.ipynb", {"preset": "a101"}, "ConfigError: preset must be one of ('cpu', 'a100'), got 'a101'"),
     ("02_model.ipynb", {"n_head": 3}, "ConfigError: n_embd=128 must be a multiple of n_head=3"),
+    ("04_profile.ipynb", {"out": "RUN", "overrides": '{"bogus": 1}'}, "ConfigError: unknown setting 'bogus'"),           # B19 (pass 18)
+    ("03a_panel.ipynb", {"run_dir": "RUN", "n_head": 3}, "ConfigError: n_embd=32 must be a multiple of n_head=3"),      # B20
+    ("01_tokenizer.ipynb", {"out": "RUN", "mc_blocks": 10 ** 13}, "ConfigError: mc_blocks must be at most 1,000,000"),  # B21
+    ("04a_losses.ipynb", {"vocab_size": 1}, "ConfigError: vocab_size must be at least 2"),                               # B22
+    ("00b_folders.ipynb", {"readers": 10 ** 9}, "ConfigError: readers must be at most 64"),                              # B23
 ])
 def test_a_bad_notebook_parameter_is_refused_first_and_makes_no_folder(tmp_path, name, params, line):
+    params = {k: str(tmp_path / "run") if v == "RUN" else v for k, v in params.items()}
     error, first = first_failure(name, tmp_path, **{"run_dir": str(tmp_path / "run"), **params} if name == "03_train.ipynb" else params)
     assert len(error) == 1 and error[0].startswith(line) and first, error
     assert not (tmp_path / "run").exists()

@@ -19,8 +19,7 @@ from .checkpoint import load_model
 from .config import config_from, fixed_batches
 from .evaluation import PARTS, attention_on_boundary, attention_weights, evaluate
 from .folders import folder_lock, writing_here
-from .helpers import ConfigError, DatasetError, remake
-from .ladder import check_batches
+from .helpers import ConfigError, DatasetError, check_batches, remake
 from .model import GPT
 from .tokens import code_lookup, load_dataset
 

@@ -23,7 +23,7 @@ from difflib import get_close_matches
 from fractions import Fraction
 from pathlib import Path
 
-from . import __version__, failed_library
+from . import __version__, failed_library, shadowing
 from .config import PRESETS, PROFILED, TrainConfig, make_config, parse_overrides
 from . import memory_limit_advice
 from .helpers import ConfigError, DatasetError, TrainingError, first_line, get_device, printable
@@ -239,6 +239,7 @@ def main(argv:list[str]|None=None) -> int:
     try:
         with output_that_may_go(strict=args.command == "sample"), signals_interrupt():
             code, msg = _run(args, extra)
+            if code not in (0, 130) and (why := shadowing(loaded=True)): code, msg = 1, f"failed: {why}"   # the cause, whatever failed
             if msg: print(f"zo-gpt {args.command}: {printable(msg)}", file=sys.stderr)
     finally: ON_PLACED.reset(placed)
     return code

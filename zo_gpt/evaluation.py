@@ -20,7 +20,7 @@ from .data import bayes_next, check_memory, is_boundary, kl_div, latest_boundary
 from .figures import draws, png_figure
 from .helpers import ConfigError, check_batch, check_ids, check_model, check_positive, get_device
 from .model import autocast
-from .tokens import Dataset, code_lookup
+from .tokens import Dataset, check_meta, code_lookup
 
 # %% ../nbs/02b_evaluation.ipynb #1e9337e0
 PARTS = {"first": "first word, after an end-of-text token", "word_in_view": "word, sequence start in view",
@@ -84,6 +84,8 @@ class Tally:
 def evaluate(model, batches:list, meta:dict, dtype:str="float32") -> dict:
     "`Tally.result` over `batches` of (x, y): the fixed validation batches of a run."
     tally = Tally()
+    if not isinstance(batches, (list, tuple)) or not all(isinstance(b, (list, tuple)) and len(b) == 2 for b in batches):
+        raise ConfigError(f"batches must be a list of (x, y) pairs (see fixed_batches), got {repr(batches)[:80]}")
     for x, y in batches: tally.add(measure(model, x, y, meta, dtype))
     return tally.result()
 
@@ -115,9 +117,10 @@ def evaluate_split(
 ) -> dict|None:
     "`Tally.result` over the split's blocks from `alignment_blocks`, in whole rounds where one fits; `rounds` says how many. None if `tick` stopped it."
     T, per = check_positive("block_size", block_size), check_positive("blocks_per_batch", blocks_per_batch)
+    check_model(model, gpt=False); check_meta(meta, ("config", "tokens"))
+    if tick is not None and not callable(tick): raise ConfigError(f"tick must be a function of (blocks done, blocks in all), got {tick!r}")
     starts, rounds = alignment_blocks(len(data), T, meta["config"]["seq_len"] + 1)
     if len(starts) < 2: raise ConfigError(f"block_size={T} leaves fewer than two blocks in the split ({len(data):,} tokens)")
-    check_model(model, gpt=False)
     device = get_device(device) if device is not None else next(model.parameters()).device
     tally = Tally()
     for s in range(0, len(starts), per):

@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['DTYPE_NAMES', 'SEED_MAX', 'DATASET_FORMAT', 'META_KEYS', 'SMALL_FILE_BYTES', 'get_device', 'environment', 'UserError',
            'ConfigError', 'TrainingError', 'first_line', 'shell_word', 'printable', 'one_line', 'check_positive',
-           'check_count', 'png_text', 'check_ids', 'check_model', 'check_batch', 'check_prob', 'check_seed',
-           'check_tokens_table', 'file_size_limit', 'free_memory', 'DatasetError', 'file_sha256', 'meta_hash',
-           'size_text', 'remake', 'check_meta_hash', 'read_small', 'load_matplotlib', 'not_a_file', 'read_meta',
-           'check_files']
+           'check_count', 'png_text', 'check_ids', 'check_batches', 'check_model', 'check_batch', 'check_prob',
+           'check_seed', 'check_tokens_table', 'file_size_limit', 'free_memory', 'DatasetError', 'file_sha256',
+           'meta_hash', 'size_text', 'remake', 'check_meta_hash', 'read_small', 'load_matplotlib', 'not_a_file',
+           'read_meta', 'check_files']
 
 # %% ../nbs/00_core.ipynb #a1000003
 import hashlib
@@ -126,6 +126,18 @@ def check_ids(idx, vocab_size:int, block_size:int, values:bool=True):
         raise ConfigError(f"idx must be a (B, T) tensor of integer token ids from 0 to {vocab_size - 1}, got {got}")
     if idx.shape[1] > block_size: raise ConfigError(f"a context of {idx.shape[1]} tokens is longer than the model's block_size={block_size}")
 
+def check_batches(batches, vocab_size:int|None=None) -> list:
+    "`batches` as a list, or a `ConfigError` unless it holds (x, y) pairs of (B, T) tensors of token ids (below `vocab_size`, where given)."
+    import torch
+    top = vocab_size if vocab_size is not None else 1 << 62
+    ids = lambda t: (isinstance(t, torch.Tensor) and t.dim() == 2 and t.dtype in (torch.int32, torch.int64) and t.numel() > 0
+                     and t.device.type != "meta" and 0 <= int(t.min()) and int(t.max()) < top)
+    if not (isinstance(batches, (list, tuple)) and batches and all(isinstance(b, (list, tuple)) and len(b) == 2 and ids(b[0])
+                                                                   and ids(b[1]) and b[0].shape == b[1].shape for b in batches)):
+        raise ConfigError("batches must be a list of (x, y) pairs of (B, T) tensors of token ids" + (f" from 0 to {top - 1}" if vocab_size
+                          is not None else "") + f" (see fixed_batches), got {repr(batches)[:80]}")
+    return list(batches)
+
 def check_model(model, gpt:bool=True):
     "`ConfigError` unless `model` is a GPT (`gpt=False`: anything with its `log_probs`); a pair from `load_model` is named."
     ok = callable(getattr(model, "log_probs", None)) and (not gpt or hasattr(model, "h") and hasattr(model, "config"))
@@ -140,6 +152,7 @@ def check_batch(x, y, ids:list|None=None, vocab_size:int|None=None):
     what = lambda t: f"{tuple(t.shape)} {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
     tensors = all(isinstance(t, torch.Tensor) for t in (x, y))
     ok = tensors and all(t.dtype in (torch.int64, torch.int32) for t in (x, y))   # what an embedding takes
+    if tensors and "meta" in (x.device.type, y.device.type): raise ConfigError("x and y must hold their numbers (on the CPU or a GPU), not be meta tensors")
     if not (ok and x.shape == y.shape and x.ndim == 2 and x.numel()):
         raise ConfigError(f"x and y must be int64 (or int32) tensors of token ids of one shape (B, T), not empty; got {what(x)} "
                           f"and {what(y)}" + (" (.long() converts them)" if tensors and not ok else ""))

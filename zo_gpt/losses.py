@@ -13,7 +13,7 @@ from torch.nn import functional as F
 from torch.profiler import ProfilerActivity, profile
 
 from .accounting import quiet_profiler
-from .helpers import check_positive, get_device
+from .helpers import ConfigError, check_positive, get_device
 from .model import autocast, linear_cross_entropy
 
 # %% ../nbs/04a_losses.ipynb #bbdca8c6
@@ -64,6 +64,7 @@ def compare_losses(
     "One forward and backward pass of the head's loss each way this torch has: time, peak memory, distance from plain."
     rows, n_embd, vocab_size, repeats = (check_positive(k, v) for k, v in
                                          dict(rows=rows, n_embd=n_embd, vocab_size=vocab_size, repeats=repeats).items())
+    if vocab_size < 2: raise ConfigError("vocab_size must be at least 2: with one row every gradient is zero, and no distance from plain can be measured")
     device = get_device(device or "auto")
     g = torch.Generator().manual_seed(seed)
     x0 = torch.randn(rows, n_embd, generator=g).to(device)

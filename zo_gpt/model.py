@@ -28,7 +28,7 @@ DTYPES = dict(zip(DTYPE_NAMES, (torch.float32, torch.bfloat16, torch.float16)))
 
 def autocast(device:torch.device, dtype:str="float32"):
     "Autocast to `dtype` on `device`; a no-op for float32."
-    if dtype not in DTYPES: raise ConfigError(f"dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
+    if not isinstance(dtype, str) or dtype not in DTYPES: raise ConfigError(f"dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
     return contextlib.nullcontext() if dtype == "float32" else torch.autocast(device_type=device.type, dtype=DTYPES[dtype])
 
 def flushing_subnormals() -> bool:
@@ -257,7 +257,7 @@ MAX_SAMPLE_TOKENS = 1_000_000  # a sample that long takes minutes on a CPU; its 
 
 def sample_text(model:GPT, tokens_table:list, n_tokens:int=1000, seed:int=0, verbose:bool=False) -> tuple[str, float, int]:
     "Sample `n_tokens` after an end-of-text token; returns the text, the fraction of '1' words and the word count."
-    n_tokens, seed = check_positive("n_tokens", n_tokens), check_seed(seed)   # plain ints: torch's manual_seed takes no numpy integer
+    check_model(model); n_tokens, seed = check_positive("n_tokens", n_tokens), check_seed(seed)   # plain ints: torch's manual_seed takes no numpy integer
     if n_tokens > MAX_SAMPLE_TOKENS: raise ConfigError(f"n_tokens must be at most {MAX_SAMPLE_TOKENS:,}, got {n_tokens:,}")
     device = next(model.parameters()).device   # where the model is: load_model(..., device=) chooses it
     text_of = {t["id"]: t["text"] for t in check_tokens_table(tokens_table, model.config.vocab_size)}

@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['GPU_PEAKS', 'REPORT_FILES', 'profile_config', 'ProfileResult', 'measure_matmul_peak', 'device_peak', 'peak_rss',
-           'profile_steps', 'phase_marks', 'ops_table', 'category_table', 'category_figure', 'flops_table',
-           'memory_table', 'write_report']
+           'profile_steps', 'phase_marks', 'check_result', 'ops_table', 'category_table', 'category_figure',
+           'flops_table', 'memory_table', 'write_report']
 
 # %% ../nbs/04_profile.ipynb #515e57be
 import contextlib
@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile, schedule
 
-from .helpers import ConfigError, TrainingError, check_positive, file_size_limit, get_device, size_text
+from .helpers import ConfigError, TrainingError, check_count, check_positive, file_size_limit, get_device, size_text
 from .folders import atomic_path, writable_folder
 from .model import flops_per_token, precision
 from .config import PROFILED, TrainConfig, check_data, held_dataset, make_config, read_overrides
@@ -68,8 +68,10 @@ GPU_PEAKS = {"H200": (989e12, 494e12), "H100 PCIe": (756e12, 378e12), "H100": (9
 
 def measure_matmul_peak(device:torch.device, dtype:torch.dtype=torch.float32, n:int=2048, seconds:float=0.5) -> tuple:
     "(FLOP/s, size): square matrix multiplies on `device`, the largest size up to `n` that one takes under a tenth of `seconds`, repeated for about `seconds`."
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    size = 256
+    device, n = get_device(device), check_positive("n", n)
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point and isinstance(seconds, (int, float)) and 0 < seconds <= 600):
+        raise ConfigError(f"dtype must be a torch float dtype and seconds from 0 to 600, got {dtype!r} and {seconds!r}")
+    sync, size = torch.cuda.synchronize if device.type == "cuda" else (lambda: None), 256
     while True:   # a device without fast kernels for `dtype` (bfloat16 on many CPUs) gets a smaller size, not minutes
         a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
         t0 = time.perf_counter()
@@ -86,6 +88,9 @@ def measure_matmul_peak(device:torch.device, dtype:torch.dtype=torch.float32, n:
 
 def device_peak(device:torch.device, dtype:str) -> tuple[float, str]:
     "Peak FLOP/s to compare with, and where it comes from."
+    device = get_device(device)
+    if not isinstance(dtype, str) or dtype not in ("float32", "bfloat16", "float16"):
+        raise ConfigError(f"dtype must be one of ('float32', 'bfloat16', 'float16'), got {dtype!r}")
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         half = dtype in ("bfloat16", "float16")
@@ -114,7 +119,7 @@ def profile_steps(
     make:bool=False, # make the default dataset in `cfg.data_dir` if that folder holds none
 ) -> ProfileResult:
     "Profile `active` steps of a run of `cfg`, taken as `fit` takes them; sort their time into categories and parts."
-    active, warmup = check_positive("active", active), max(0, int(warmup))
+    active, warmup, wait = check_positive("active", active), check_count("warmup", warmup), check_count("wait", wait)
     for name, path in (("trace", trace), ("table", table)):  # before the work: a path no file can be written to
         if path is None: continue
         if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
@@ -225,8 +230,14 @@ def _cuda_phase_peaks(state:State) -> dict:
     return peaks
 
 # %% ../nbs/04_profile.ipynb #fcabba12
+def check_result(result, cfg=None):
+    "A `ConfigError` unless `result` is a `ProfileResult` (and `cfg`, where given, a `TrainConfig`)."
+    if not isinstance(result, ProfileResult): raise ConfigError(f"result must be a ProfileResult (see profile_steps), got {type(result).__name__}")
+    if cfg is not None and not isinstance(cfg, TrainConfig): raise ConfigError(f"cfg must be a TrainConfig (see make_config), got {type(cfg).__name__}")
+
 def ops_table(result:ProfileResult, top:int=15) -> str:
     "The `top` operators by self time per step, as text."
+    check_result(result); top = check_positive("top", top)
     total = sum(result.categories.values())
     lines = [f"{'operator':58} {'category':31} {'calls':>6} {'ms/step':>9} {'share':>7}"]
     for r in result.ops[:top]:
@@ -236,7 +247,7 @@ def ops_table(result:ProfileResult, top:int=15) -> str:
 
 def category_table(results:dict) -> str:
     "Milliseconds per step of each category, one column per profiled configuration."
-    rs = list(results.values())
+    rs = [check_result(r) or r for r in (results.values() if isinstance(results, dict) else [results])]   # a dict of ProfileResults
     lines = [f"{'category':31}" + "".join(f"{n:>24}" for n in results)]
     for c in CATEGORIES:
         shares = [f"{r.categories[c]:>14.1f} ms {r.categories[c] / sum(r.categories.values()):>6.1%}" for r in rs]
@@ -271,6 +282,7 @@ def category_figure(results:dict, title:str="Where a training step's time goes")
 # %% ../nbs/04_profile.ipynb #618f0c65
 def flops_table(result:ProfileResult) -> str:
     "Forward FLOPs and measured forward time of each part, and the step's FLOP rate against the peak."
+    check_result(result)
     tf = sum(c["flops"] for c in result.components.values())
     lines = [f"{'part':12} {'GFLOP/step':>11} {'share':>7} {'ms (forward)':>13}"]
     for k, c in result.components.items():
@@ -283,6 +295,7 @@ def flops_table(result:ProfileResult) -> str:
 # %% ../nbs/04_profile.ipynb #b516453a
 def memory_table(result:ProfileResult, cfg:TrainConfig) -> str:
     "Per-phase memory, what plain logits would take for `cfg`, and the process's peak so far (it never falls)."
+    check_result(result, cfg)
     m, lines = result.memory, []
     for k, v in m["cpu_peak_by_phase"].items():
         lines.append(f"  {k:10} peak {v / 2**20:9.1f} MiB above the step's start")
@@ -298,6 +311,7 @@ REPORT_FILES = ("table.txt", "ops.csv", "categories.png", "trace.json", "events.
 
 def write_report(result:ProfileResult, cfg:TrainConfig, out:str|Path) -> list[Path]:
     "Write table.txt, ops.csv and categories.png for `result` into `out`; returns them (and the trace and event table)."
+    check_result(result, cfg)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     name = f"{cfg.vocab}, {'fused' if cfg.fused_ce else 'plain'} loss"

@@ -11,6 +11,7 @@ import contextlib
 import errno
 import os
 import signal
+import socket
 import sys
 import threading
 
@@ -80,11 +81,17 @@ def processes(device:str="auto", compile:bool=False) -> tuple:
     import torch
     import torch.distributed as dist
     if not dist.is_initialized():
-        if os.environ["RANK"] == "0":
-            print(f"joining {os.environ['WORLD_SIZE']} processes at {os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']} "
-                  f"(waiting up to {JOIN_SECONDS} s for the others)", file=sys.stderr)
-        try: dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo",
-                                     timeout=datetime.timedelta(seconds=JOIN_SECONDS))
+        addr, port, rank, world, wait = (os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), int(os.environ["RANK"]),
+                                         int(os.environ["WORLD_SIZE"]), datetime.timedelta(seconds=JOIN_SECONDS))
+        try: socket.getaddrinfo(addr, port)   # an address no one can reach: said at once, not after the wait
+        except OSError: raise TrainingError(f"could not join the other {world - 1} processes: MASTER_ADDR={addr!r} is no address "
+                                            f"this machine can find; {_STRAY}") from None
+        if rank == 0: print(f"joining {world} processes at {addr}:{port} (waiting up to {JOIN_SECONDS} s for the others)", file=sys.stderr)
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        try:   # one wait in all: the store waits for every process, then the group starts on it (torchrun's agent may hold one)
+            if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True": dist.init_process_group(backend, timeout=wait)
+            else: dist.init_process_group(backend, store=dist.TCPStore(addr, port, world, is_master=rank == 0, timeout=wait,
+                                                                      wait_for_workers=True), rank=rank, world_size=world, timeout=wait)
         except dist.DistError as e:
             raise TrainingError(f"could not join the other {int(os.environ['WORLD_SIZE']) - 1} processes at "
                                 f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']} ({first_line(e)[:120]}); "

@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['KINDS', 'VOCABS', 'FLOOR_BLOCKS', 'TokenizerUnavailable', 'gpt2_encoding', 'token_table', 'word_codes', 'id_lookup',
-           'encode_words', 'encode_text', 'DataConfig', 'prepare', 'Dataset', 'load_dataset', 'code_lookup', 'describe',
-           'mc_floor']
+           'encode_words', 'encode_text', 'DataConfig', 'prepare', 'Dataset', 'load_dataset', 'check_meta',
+           'code_lookup', 'describe', 'mc_floor']
 
 # %% ../nbs/01_tokenizer.ipynb #989ce63f
 import functools
@@ -257,7 +257,7 @@ def load_dataset(
     mm = {n: np.memmap(path / f"{n}.bin", dtype=np.uint16, mode="r") for n in ("train", "val")}
     return Dataset(path, meta, mm["train"], mm["val"])
 
-def _check_meta(meta, keys:tuple):
+def check_meta(meta, keys:tuple):
     "A `ConfigError` unless `meta` is a dict with `keys`: a dataset's meta.json, as `prepare` returns it and `Dataset.meta` holds it."
     missing = [k for k in keys if k not in meta] if isinstance(meta, dict) else None
     if missing is None or missing:
@@ -266,7 +266,7 @@ def _check_meta(meta, keys:tuple):
 
 def code_lookup(meta:dict) -> np.ndarray:
     "Array mapping a dataset's token ids to their piece codes (0..4, see `PIECES`)."
-    _check_meta(meta, ("tokens",))
+    check_meta(meta, ("tokens",))
     if not (isinstance(table := meta["tokens"], list) and table and all(isinstance(t, dict) and isinstance(t.get("id"), int) and t["id"] >= 0 and t.get("code") in range(5) for t in table)):
         raise ConfigError(f"meta's tokens must be a dataset's token table (ids, and piece codes 0..4), got {str(table)[:60]}")
     lut = np.zeros(max(t["id"] for t in table) + 1, np.int64)
@@ -275,7 +275,7 @@ def code_lookup(meta:dict) -> np.ndarray:
 
 def describe(meta:dict) -> str:
     "A plain-text summary of a dataset: sizes, the token table with counts, and both floors."
-    _check_meta(meta, ("config", "split", "files", "vocab", "vocab_size", "tokens", "floors"))
+    check_meta(meta, ("config", "split", "files", "vocab", "vocab_size", "tokens", "floors"))
     c, s = meta["config"], meta["split"]
     lines = [f"{c['n_seq']:,} sequences x {c['seq_len']:,} words, p = {c['p']:.4f}, seed {c['seed']}; "
              f"{s['train_seqs']:,} train / {s['val_seqs']:,} val sequences",

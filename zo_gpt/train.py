@@ -266,6 +266,7 @@ def fit(
     if data is not None and not isinstance(data, Dataset):
         raise ConfigError(f"data must be a Dataset (see open_dataset) or None, got {type(data).__name__}")
     resume, overwrite, verbose, reuse = map(check_flag, ("resume", "overwrite", "verbose", "reuse"), (resume, overwrite, verbose, reuse))
+    if resume and overwrite: raise ConfigError("--resume (resume=True) continues the run there and --force (overwrite=True) replaces it: give one of them")
     callbacks = list(callbacks) if hasattr(callbacks, "__iter__") and not isinstance(callbacks, (str, bytes)) else callbacks
     if not isinstance(callbacks, list) or not all(isinstance(cb, Callback) for cb in callbacks):
         raise ConfigError(f"callbacks must be a list of Callback objects, got {str(callbacks)[:80]}")
