@@ -1062,6 +1062,105 @@ def test_a_figure_of_another_run_is_not_this_runs(world, tmp_path, capsys):
     assert png_text(tmp_path / "run" / "loss.png")["zo_gpt run"] == ckpt["run_id"] != png_text(tmp_path / "other" / "loss.png")["zo_gpt run"]
 
 
+@pytest.mark.parametrize("swap", ["metrics", "summary"])
+def test_a_finished_run_holding_another_runs_metrics_or_an_edited_summary_is_not_reused(world, tmp_path, capsys, swap):
+    """A32, A33 (pass 18): metrics.jsonl of another run of the same shape, or a summary.json whose settings were edited,
+    is not reported as this run's; --resume writes them again from the checkpoint, and then the run is reused."""
+    args = ["train", f"--data_dir={world / 'data'}", "--max_iters=4", "--eval_interval=2", *SMALL]
+    shutil.copytree(world / "done", tmp_path / "run")
+    if swap == "metrics":
+        assert main(args + [f"--out_dir={tmp_path / 'other'}", "--seed=7"]) == 0
+        shutil.copy(tmp_path / "other" / "metrics.jsonl", tmp_path / "run" / "metrics.jsonl")
+    else:
+        s = json.loads((tmp_path / "run" / "summary.json").read_text())
+        (tmp_path / "run" / "summary.json").write_text(json.dumps({**s, "config": {**s["config"], "n_embd": 999}}))
+    capsys.readouterr()
+    run = args + [f"--out_dir={tmp_path / 'run'}"]
+    assert main(run + ["--reuse"]) == 2 and "is missing or not its own: --resume" in last_line(capsys)
+    assert main(run + ["--resume"]) == 0 and main(run + ["--reuse"]) == 0 and "reused the finished run" in capsys.readouterr().out
+
+
+def test_a_run_without_its_checkpoint_and_summary_is_told_from_its_metrics(world, tmp_path, capsys):
+    "A39: a run that failed after checkpoints writes no summary; its metrics.jsonl says it had one, and --force is the way."
+    shutil.copytree(world / "done", tmp_path / "run")
+    for name in ("ckpt.pt", "summary.json"): (tmp_path / "run" / name).unlink()
+    args = ["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=4", "--eval_interval=2", *SMALL]
+    assert main(args + ["--resume"]) == 1
+    assert "the run there had a checkpoint at step 4, but its ckpt.pt is gone: start again with --force" in last_line(capsys)
+    assert main(args + ["--force"]) == 0
+
+
+def test_an_owner_record_replaced_by_a_pipe_or_a_device_is_left_alone(tmp_path):
+    "A5, A10: the lock's own record, replaced by a fifo or a link to /dev/zero while held: letting go neither blocks nor reads it."
+    import threading
+    from zo_gpt.folders import OWNER_FILE, folder_lock
+    for kind in ("fifo", "zero"):
+        folder, done = tmp_path / kind, threading.Event()
+        def hold():
+            with folder_lock(folder, "out"):
+                (folder / OWNER_FILE).unlink()
+                os.mkfifo(folder / OWNER_FILE) if kind == "fifo" else (folder / OWNER_FILE).symlink_to("/dev/zero")
+            done.set()
+        threading.Thread(target=hold, daemon=True).start()
+        assert done.wait(60), f"letting go of the folder blocked on its owner record ({kind})"
+        assert os.path.lexists(folder / OWNER_FILE)   # not ours: left where it is
+
+
+def test_a_default_dataset_another_command_is_making_is_named_by_the_setting_train_has(tmp_path, monkeypatch, capsys):
+    "A9: train has no --out; the folder it makes its default dataset in is its data_dir."
+    from zo_gpt.folders import folder_lock
+    monkeypatch.chdir(tmp_path)
+    with folder_lock(Path("data/zero_one-compact"), "out"):   # another command making it
+        assert main(["train", "--out_dir=r", "--vocab=compact", *SMALL]) == 2
+    assert "data_dir='data/zero_one-compact' is in use by" in last_line(capsys) and not (tmp_path / "r").exists()
+
+
+def test_a_disk_out_of_inodes_names_the_dataset_file(tmp_path, monkeypatch, capsys):
+    "A21: the staging folder's files cannot be made (no inodes left): the line names out/train.bin, not a hidden path that is gone."
+    import errno
+    import zo_gpt.tokens as tokens
+    def no_inodes(path, *a, **k):
+        if ".zo_gpt-stage" in str(path): raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return open(path, *a, **k)
+    monkeypatch.setattr(tokens, "open", no_inodes, raising=False)
+    assert main(["prepare", "--out", str(tmp_path / "ds"), "--vocab", "compact", "--n-seq", "20", "--seq-len", "30"]) == 1
+    line = last_line(capsys)
+    assert str(tmp_path / "ds" / "train.bin") in line and ".zo_gpt-stage" not in line, line
+
+
+def test_a_stop_when_no_thread_can_start_still_stops_cleanly(world, tmp_path, monkeypatch):
+    "A26: with no thread left to start (ulimit -u), the stop signal's message thread fails; the run stops after its step all the same."
+    import threading
+    from zo_gpt.config import parse_overrides
+    from zo_gpt.train import Callback, Checkpointer, RunFiles
+    class Stop(Callback):
+        def on_step(self, state, record):
+            if state.iter == 2: os.kill(os.getpid(), signal.SIGINT)
+    def no_thread(self): raise RuntimeError("can't start new thread")
+    args = ["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'run'}", "--eval_interval=2", "--max_iters=4", *SMALL]
+    cfg = make_config("cpu", parse_overrides(args[1:]))
+    monkeypatch.setattr(threading.Thread, "start", no_thread)
+    h = fit(cfg, callbacks=[MetricsLog(), Checkpointer(), RunFiles(), Stop()], verbose=False)
+    monkeypatch.undo()
+    assert h.interrupted and torch.load(tmp_path / "run" / "ckpt.pt", weights_only=True)["iter"] == 2
+
+
+def test_an_export_of_an_unfinished_run_says_so(world, tmp_path, capsys):
+    "A30: the export of a stopped run is marked in its README and in a note; a finished run's is not."
+    from zo_gpt.train import Callback, Checkpointer, RunFiles
+    from zo_gpt.config import parse_overrides
+    class StopAt2(Callback):
+        def on_step(self, state, record): state.stop = state.iter >= 2
+    args = ["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'run'}", "--eval_interval=2", "--max_iters=4", *SMALL]
+    assert fit(make_config("cpu", parse_overrides(args[1:])), callbacks=[MetricsLog(), Checkpointer(), RunFiles(), StopAt2()], verbose=False).interrupted
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "run"), str(tmp_path / "stopped")]) == 0
+    assert "It is the model at step 2 of a run of 4 steps that had not finished" in (tmp_path / "stopped" / "README.md").read_text()
+    assert "note: It is the model at step 2" in capsys.readouterr().err
+    assert main(["export", str(world / "done"), str(tmp_path / "finished")]) == 0
+    assert "had not finished" not in (tmp_path / "finished" / "README.md").read_text()
+
+
 @pytest.mark.parametrize("vocab, bad, ids", [("compact", 7, "0, 1, 2, 3, 4"), ("gpt2", 100, "15, 16, 352, 657, 50256")])
 def test_a_dataset_whose_tokens_are_not_its_own_is_refused_before_any_run(world, tmp_path, capsys, vocab, bad, ids):
     """Token id 7 in a compact dataset (H211), or GPT-2's id 100 in a gpt2 one (H233), hashes made to match (a learner's own

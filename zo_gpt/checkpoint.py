@@ -9,6 +9,7 @@ __all__ = ['RESULT_FILES', 'RUN_FILES', 'CKPT_KEYS', 'RESUME_FREE', 'claim_run_f
 
 # %% ../nbs/02c_checkpoint.ipynb #d08ba28d
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -51,7 +52,7 @@ def claim_run_folder(
 def _choices(out:Path) -> str:
     "What a user can do with a folder that holds a run: the choices that work for the run it holds."
     other, summary = "replace it with --force (overwrite=True), or choose another folder", _summary(out)
-    if not (out / "ckpt.pt").exists(): return f"it {_without_checkpoint(summary)}, so nothing can resume or reuse it: {other}"
+    if not (out / "ckpt.pt").exists(): return f"it {_without_checkpoint(out)}, so nothing can resume or reuse it: {other}"
     try:
         with open(out / "ckpt.pt", "rb") as f: head = f.read(4)
     except OSError as e: return f"its ckpt.pt cannot be read ({e.strerror}): {other}"
@@ -65,10 +66,22 @@ def _choices(out:Path) -> str:
     if ckpt["history"].get("final") is None: return f"it finished without a final evaluation: --resume (resume=True) adds one, or {other}"
     return f"it finished: {other}"
 
-def _without_checkpoint(summary:dict) -> str:
-    "What the run of a folder without its ckpt.pt did, as its summary.json says: a run that took a step stopped with a checkpoint."
-    if summary.get("interrupted") is False: return "finished, but its ckpt.pt is gone"
-    return f"stopped at step {n:,}, but its ckpt.pt is gone" if isinstance(n := summary.get("iters"), int) and n > 0 else "ended before its first checkpoint"
+def _without_checkpoint(out:Path) -> str:
+    """What the run of a folder without its ckpt.pt did, as its summary.json says (a run that took a step stopped with a
+    checkpoint), or else its metrics.jsonl (each evaluation wrote one): a run that failed writes no summary."""
+    if (summary := _summary(out)).get("interrupted") is False: return "finished, but its ckpt.pt is gone"
+    if isinstance(n := summary.get("iters"), int) and n > 0: return f"stopped at step {n:,}, but its ckpt.pt is gone"
+    if n := _last_evaluation(out / "metrics.jsonl"): return f"had a checkpoint at step {n:,}, but its ckpt.pt is gone"
+    return "ended before its first checkpoint"
+
+def _last_evaluation(path:Path) -> int:
+    "The step of the last evaluation a metrics.jsonl records (its first million lines); 0 if none, or if it is no such file."
+    if not path.is_file(): return 0   # never a pipe's
+    try:
+        with open(path, encoding="utf-8") as f:
+            return max((r["iter"] for l in itertools.islice(f, 1 << 20) if isinstance(r := json.loads(l), dict) and r.get("kind") == "val"
+                        and isinstance(r.get("iter"), int)), default=0)
+    except (OSError, ValueError): return 0
 
 def _torch_zip(path:Path) -> bool:
     "Whether `path` is laid out as `torch.save` writes: a zip holding `<name>/data.pkl` and `<name>/version`. Only its index is read."
@@ -194,7 +207,7 @@ def save_checkpoint(state) -> str:
     except TrainingError as e:
         raise TrainingError(f"{e}; the run stopped at step {state.iter}: " + (
             f"--resume (resume=True) continues it from its last checkpoint once the checkpoint can be written there"
-            if state.last_checkpoint else "start it again with --force (overwrite=True) once the checkpoint can be written there")) from None
+            if state.last_checkpoint and Path(state.last_checkpoint).is_file() else "start it again with --force (overwrite=True) once the checkpoint can be written there")) from None
     return state.last_checkpoint
 
 def restore(state, path:Path):
@@ -202,7 +215,7 @@ def restore(state, path:Path):
     cfg = state.cfg
     if not path.exists():
         there = [n for n in RUN_FILES if (path.parent / n).exists()]
-        raise TrainingError(f"no checkpoint at {path} to resume; " + (f"the run there {_without_checkpoint(_summary(path.parent))}: start again "
+        raise TrainingError(f"no checkpoint at {path} to resume; " + (f"the run there {_without_checkpoint(path.parent)}: start again "
                             "with --force (overwrite=True) instead of --resume" if there else "start a run there without --resume"))
     ckpt = load_checkpoint(path)
     diff, steps = config_differences(ckpt["config"], cfg), ckpt["config"].get("max_iters")
@@ -238,16 +251,20 @@ def restore(state, path:Path):
 def _results_of(out:Path, ckpt:dict) -> bool:
     "Whether the run folder's summary.json and loss.png (tagged with its run's id) were written by the run of checkpoint `ckpt`, finished."
     s, h, tags = _summary(out), ckpt["history"], png_text(out / "loss.png")
+    rows = _metrics(out / "metrics.jsonl", len(h["train"]) + len(h["val"]) + bool(h.get("final")))
+    losses = lambda kind, records: [r.get("loss") for r in records if r.get("kind", kind) == kind]   # the run's own numbers, in order
     return (tags is not None and tags.get("zo_gpt run") == ckpt.get("run_id") and s.get("interrupted") is False and s.get("run_id") == ckpt.get("run_id")
-            and s.get("iters") == len(h["train"]) and s.get("final") == h.get("final")
-            and _lines(out / "metrics.jsonl", n := len(h["train"]) + len(h["val"]) + bool(h.get("final"))) == n)
+            and s.get("iters") == len(h["train"]) and s.get("final") == h.get("final") and s.get("floor") == h.get("floor")
+            and s.get("config") == json.loads(json.dumps(ckpt["config"])) and rows is not None
+            and all(losses(k, rows) == losses(k, h[k]) for k in ("train", "val")))
 
-def _lines(path:Path, records:int) -> int|None:
-    "How many records `path` (a metrics.jsonl) holds, or None if it is not a file of JSON records or too large for `records` of them."
+def _metrics(path:Path, records:int) -> list|None:
+    "The records of `path` (a metrics.jsonl) if it holds `records` of them, else None (not a file of JSON records, or too large for them)."
     if not path.is_file() or path.stat().st_size > (records + 1) << 12: return None   # a record is a few hundred bytes: never a huge file read
     try:
-        with open(path, encoding="utf-8") as f: return sum(isinstance(json.loads(l), dict) for l in f)
+        with open(path, encoding="utf-8") as f: rows = [json.loads(l) for l in f]
     except (OSError, ValueError): return None
+    return rows if len(rows) == records and all(isinstance(r, dict) for r in rows) else None
 
 # %% ../nbs/02c_checkpoint.ipynb #ec65fd99
 def finished_run(cfg:TrainConfig, data_hash:str):

@@ -236,7 +236,7 @@ def open_dataset(
             raise DatasetError(f"data_dir={cfg.data_dir!r} holds no dataset (no meta.json); make one with "
                                f"`zo-gpt prepare --out {shell_word(cfg.data_dir)} --vocab {cfg.vocab}{force}`")
         print(f"making the default {cfg.vocab} dataset in {path} (first use)")
-        prepare(DataConfig(vocab=cfg.vocab), path, verbose=False)
+        prepare(DataConfig(vocab=cfg.vocab), path, verbose=False, name="data_dir")
     check_meta_hash(path, read_meta(path), cfg.vocab)   # first: an edited meta.json's hint remakes it for this run's vocab
     return load_dataset(path)
 

@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import json
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -129,7 +130,7 @@ probs = model(torch.tensor([ids])).logits[0, -1].softmax(-1)
 print({{t["text"]: round(probs[t["id"]].item(), 4) for t in table}})
 ```'''}
 
-def readme_text(cfg:GPTConfig, vocab:str, tokens_table:list, folder:str) -> str:
+def readme_text(cfg:GPTConfig, vocab:str, tokens_table:list, folder:str, note:str="") -> str:
     "The README.md of an exported model: what it is, its tokens, and how to load it and tokenize text for it."
     rows = "\n".join(f"| {t['id']} | `{t['text']!r}` | {t['kind']} |".replace("|>", "\\|>").replace("<|", "<\\|")
                      for t in tokens_table)
@@ -139,7 +140,7 @@ def readme_text(cfg:GPTConfig, vocab:str, tokens_table:list, folder:str) -> str:
 
 transformers' GPT-2 (`GPT2LMHeadModel`), in `config.json` and `model.safetensors`: {cfg.n_embd} wide, {cfg.n_head} heads,
 a context of {cfg.block_size:,} tokens, the {vocab} vocabulary. Its activation is the exact GELU (`"gelu"`, not
-GPT-2's `"gelu_new"`), and its head is tied to the token embedding.{bias}
+GPT-2's `"gelu_new"`), and its head is tied to the token embedding.{bias}{note and " " + note}
 
 ## Its tokens (`tokens.json`)
 
@@ -165,6 +166,7 @@ def write_hf(
     out:str|Path, # the folder to write: new or empty, or with `force` any
     tokens_table:list, # the checkpoint's table of its five tokens (`ckpt["tokens_table"]`)
     force:bool=False, # write into a folder that holds other files, replacing an export there (never another's files)
+    note:str="", # a sentence for the README: what is unusual about this model
 ) -> Path:
     "Write `model` to `out` as transformers' GPT-2 (`config.json`, `model.safetensors`), with `tokens.json` and a README.md."
     check_exportable(model)
@@ -189,7 +191,7 @@ def write_hf(
                 raise OSError(f"could not write {folder / 'model.safetensors'}: {first_line(e)}") from None
             table = [{k: t[k] for k in ("id", "text", "kind")} for t in tokens_table]
             (Path(tmp) / "tokens.json").write_text(json.dumps(table, indent=1) + "\n")
-            (Path(tmp) / "README.md").write_text(readme_text(model.config, vocab, table, str(out)), encoding="utf-8", errors="replace")
+            (Path(tmp) / "README.md").write_text(readme_text(model.config, vocab, table, str(out), note), encoding="utf-8", errors="replace")
             for f in Path(tmp).iterdir(): plain_mode(f)   # not the 0600 of safetensors' writer
             replace_together(tmp, folder, EXPORT_FILES)   # the old export stays whole if any of its files cannot be replaced
     return folder
@@ -200,7 +202,11 @@ def export_run(run_dir:str|Path, out:str|Path, force:bool=False) -> Path:
         raise ConfigError(f"out must name a folder, got {out!r}")
     force = check_flag("force", force)
     model, ckpt = load_model(run_dir, device="cpu")
-    return write_hf(model, out, ckpt["tokens_table"], force)
+    steps, done = ckpt["config"].get("max_iters"), ckpt["history"].get("final") is not None or ckpt["config"].get("final_eval") is False
+    note = "" if ckpt["iter"] == steps and done else (f"It is the model at step {ckpt['iter']:,} of a run of {steps:,} steps that "
+                                                      "had not finished (stopped, or still training) when it was exported.")
+    if note: print(f"note: {note}", file=sys.stderr)
+    return write_hf(model, out, ckpt["tokens_table"], force, note)
 
 # %% ../nbs/04b_export.ipynb #abd9c38d
 def tl_config(cfg:GPTConfig):

@@ -297,8 +297,8 @@ def folder_lock(
         yield folder
     finally:
         _WRITING.pop(key, None)
-        with contextlib.suppress(OSError):   # the record is ours to remove only while it is ours
-            if (folder / OWNER_FILE).read_text(encoding="utf-8", errors="replace") == record: (folder / OWNER_FILE).unlink()
+        with contextlib.suppress(OSError, ValueError):   # the record is ours to remove only while it is ours: never a pipe's or a device's
+            if (f := folder / OWNER_FILE).is_file() and read_small(f) == record.encode("utf-8", "replace"): f.unlink()
         os.close(fd)   # closing the descriptor lets go of the lock
         _remove_empty(made)
 

@@ -8,6 +8,7 @@ __all__ = ['KINDS', 'VOCABS', 'FLOOR_BLOCKS', 'TokenizerUnavailable', 'gpt2_enco
            'code_lookup', 'describe', 'mc_floor']
 
 # %% ../nbs/01_tokenizer.ipynb #989ce63f
+import contextlib
 import functools
 import hashlib
 import json
@@ -125,9 +126,11 @@ def _write(cfg:DataConfig, out:Path, verbose:bool) -> dict:
     rows = max(1, (1 << 20) // n_tok)                           # about a million tokens a chunk
     hashes, counts = {n: hashlib.sha256() for n in ("train.bin", "val.bin")}, {n: np.zeros(len(PIECES), np.int64) for n in ("train.bin", "val.bin")}
     with staging(out) as tmp:   # made whole beside the old dataset, which stays whole if this is stopped or fails
-        with open(tmp / "train.bin", "wb") as ft, open(tmp / "val.bin", "wb") as fv, tqdm(
-                total=cfg.n_seq * n_tok, unit="tok", unit_scale=True, desc="prepare", delay=0.5, disable=not verbose) as bar:
-            files, done = {"train.bin": ft, "val.bin": fv}, 0
+        with contextlib.ExitStack() as opened, tqdm(total=cfg.n_seq * n_tok, unit="tok", unit_scale=True, desc="prepare",
+                                                    delay=0.5, disable=not verbose) as bar:
+            files, done = {}, 0
+            for name in ("train.bin", "val.bin"):   # a disk out of room (or of inodes) names the file, not the staging folder's
+                with writes_to(out / name): files[name] = opened.enter_context(open(tmp / name, "wb"))
             for words in iter_words(cfg.n_seq, cfg.seq_len, cfg.p, cfg.seed, chunk=rows):
                 codes = word_codes(words)
                 cut = min(len(codes), max(0, cfg.n_train - done))
@@ -170,6 +173,7 @@ def prepare(
     out:str|Path="data/zero_one", # dataset folder
     force:bool=False, # replace a dataset made with other arguments
     verbose:bool=True, # say what was done; a progress bar when the work takes a while
+    name:str="out", # the setting that named `out`, in what a refusal says (a run's default dataset: data_dir)
 ) -> dict:
     "Generate, tokenize and write `train.bin`, `val.bin` and `meta.json` to `out`, or reuse them; returns the meta."
     if not isinstance(cfg, DataConfig): raise ConfigError(f"cfg must be a DataConfig, got {type(cfg).__name__}")
@@ -180,7 +184,7 @@ def prepare(
     if (old := _finished(cfg, out)) is not None:  # read only: a finished dataset needs neither a writable folder nor its lock
         if verbose: print(f"reused {out}: made with the same arguments, files match meta.json")
         return old
-    with folder_lock(out, "out"):  # one writer: a second prepare or a train into this folder is refused meanwhile
+    with folder_lock(out, name):  # one writer: a second prepare or a train into this folder is refused meanwhile
         return _prepare(cfg, out, force, verbose, t0)
 
 def _finished(cfg:DataConfig, out:Path) -> dict|None:

@@ -245,7 +245,8 @@ def _stop_on_ctrl_c(state:State):
         if state.interrupt: raise KeyboardInterrupt
         state.interrupt = True
         msg = f"stopping{' after this step' if state.in_step else ''}; press Ctrl-C again to stop at once"
-        threading.Thread(target=tqdm.write, args=(msg, sys.stderr), daemon=True).start()  # a handler must not print itself
+        try: threading.Thread(target=tqdm.write, args=(msg, sys.stderr), daemon=True).start()  # a handler must not print itself
+        except RuntimeError: pass   # no thread can start (ulimit -u): the run stops all the same, and says so as it ends
     old = {sig: signal.signal(sig, handler) for sig in stop_signals()}
     try: yield lambda: [signal.signal(sig, signal.SIG_IGN) for sig in old]
     finally:
