@@ -21,10 +21,12 @@ from zo_gpt.cli import main
 from zo_gpt.config import TrainConfig, check_data, fixed_batches, lr_at, make_config, open_dataset
 from zo_gpt.export import hf_config
 from zo_gpt.folders import check_folder
-from zo_gpt.data import (as_text, bayes_entropy, bayes_next, entropy, every_block, floor_parts, generate, is_boundary,
+from zo_gpt.accounting import kineto_links
+from zo_gpt.figures import png_figure
+from zo_gpt.data import (as_text, bayes_entropy, bayes_next, distinct_blocks, entropy, every_block, floor_parts, generate, is_boundary,
                          iter_words, kl_div, latest_boundary, reference_excess, stream_floor)
 from zo_gpt.evaluation import (History, alignment_blocks, attention_on_boundary, attention_weights, check_final, evaluate,
-                               evaluate_split, excess_text, loss_figure, measure, mechanism, mechanism_figure, with_se)
+                               evaluate_split, excess_text, loss_figure, measure, mechanism, mechanism_figure, stream_ids, with_se)
 from zo_gpt.checkpoint import config_from, load_checkpoint, load_model
 from zo_gpt.shared_run import check_shared_run
 from zo_gpt.helpers import ConfigError, check_batch, free_memory
@@ -446,6 +448,13 @@ MORE_MISUSE = [
      "tick must be a function of (blocks done, blocks in all), got 'x'"),                                             # B12
     (lambda: compare_losses(8, 4, vocab_size=1, repeats=1), "vocab_size must be at least 2"),                         # B13
     (lambda: fit(TrainConfig(), resume=True, overwrite=True), "--resume (resume=True) continues the run there and --force (overwrite=True) replaces it"),  # B18
+    (lambda: tokens.encode_text(np.array([[0, 1]]), enc="gpt2"), "enc must be a tiktoken encoding (see gpt2_encoding), got 'gpt2'"),  # C54 (pass 19)
+    (lambda: stream_ids({}), "meta must be a dataset's meta.json"),                                                   # C55
+    (lambda: kineto_links(None), "prof must be a torch profiler that has run (torch.profiler.profile), got NoneType"),  # C56
+    (lambda: png_figure(figsize="big"), "figsize must be (width, height) in inches, got 'big'"),                       # C57
+    (lambda: distinct_blocks(10 ** 18, 10 ** 18), "seq_len=1,000,000,000,000,000,000 x block_size=1,000,000,000,000,000,000 needs about"),  # C59
+    (lambda: kl_div(np.array([0.5, np.nan]), np.log([0.5, 0.5])), "q must be an array of probabilities (from 0 to 1, none NaN)"),  # C60
+    (lambda: kl_div(np.array([1.5, -0.5]), np.log([0.5, 0.5])), "q must be an array of probabilities (from 0 to 1, none NaN)"),
 ]
 
 @pytest.mark.parametrize("call, says", MORE_MISUSE, ids=[f"{i}-{says.split()[0]}" for i, (_, says) in enumerate(MORE_MISUSE)])
@@ -493,9 +502,12 @@ def test_a_million_layers_are_refused_at_once(tiny_data, tmp_path, capsys):
     ("02_model.ipynb", {"n_head": 3}, "ConfigError: n_embd=128 must be a multiple of n_head=3"),
     ("04_profile.ipynb", {"out": "RUN", "overrides": '{"bogus": 1}'}, "ConfigError: unknown setting 'bogus'"),           # B19 (pass 18)
     ("03a_panel.ipynb", {"run_dir": "RUN", "n_head": 3}, "ConfigError: n_embd=32 must be a multiple of n_head=3"),      # B20
-    ("01_tokenizer.ipynb", {"out": "RUN", "mc_blocks": 10 ** 13}, "ConfigError: mc_blocks must be at most 1,000,000"),  # B21
+    ("01_tokenizer.ipynb", {"out": "RUN", "mc_blocks": 10 ** 13}, "ConfigError: mc_blocks must be from 30 to 1,000,000"),  # B21
     ("04a_losses.ipynb", {"vocab_size": 1}, "ConfigError: vocab_size must be at least 2"),                               # B22
     ("00b_folders.ipynb", {"readers": 10 ** 9}, "ConfigError: readers must be at most 64"),                              # B23
+    ("04a_losses.ipynb", {"batch_size": 1, "block_size": 1, "n_embd": 10 ** 6}, "ConfigError: batch_size=1 x block_size=1 x vocab_size=50,304 logits needs about"),  # C63
+    ("01_tokenizer.ipynb", {"out": "RUN", "n_seq": 3, "seq_len": 1, "val_frac": 0.34, "block_size": 2, "vocab": "compact"},
+     "ConfigError: n_seq=3 sequences of seq_len=1 words give a train split of 4 tokens"),                               # C65
 ])
 def test_a_bad_notebook_parameter_is_refused_first_and_makes_no_folder(tmp_path, name, params, line):
     params = {k: str(tmp_path / "run") if v == "RUN" else v for k, v in params.items()}
@@ -764,3 +776,8 @@ def test_a_shared_run_folder_a_run_is_writing_is_named_in_use(finished_run, tmp_
     cfg = make_config("cpu", {"out_dir": str(tmp_path / "run"), "data_dir": str(tmp_path / "run" / "data-compact")})
     with folder_lock(tmp_path / "run", "out_dir"):
         with pytest.raises(ConfigError, match=r"run_dir='.*' is in use by process \d+ .*; wait for it to end"): check_shared_run(cfg, fresh=False)
+
+
+def test_with_se_takes_numpy_numbers():
+    "C61: numpy's floats, as tallies return them, are numbers."
+    assert with_se(np.float32(1.0), np.float32(0.1)) == with_se(1.0, 0.1)

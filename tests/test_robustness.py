@@ -1062,7 +1062,7 @@ def test_a_figure_of_another_run_is_not_this_runs(world, tmp_path, capsys):
     assert png_text(tmp_path / "run" / "loss.png")["zo_gpt run"] == ckpt["run_id"] != png_text(tmp_path / "other" / "loss.png")["zo_gpt run"]
 
 
-@pytest.mark.parametrize("swap", ["metrics", "summary"])
+@pytest.mark.parametrize("swap", ["metrics", "summary", "entropy"])
 def test_a_finished_run_holding_another_runs_metrics_or_an_edited_summary_is_not_reused(world, tmp_path, capsys, swap):
     """A32, A33 (pass 18): metrics.jsonl of another run of the same shape, or a summary.json whose settings were edited,
     is not reported as this run's; --resume writes them again from the checkpoint, and then the run is reused."""
@@ -1071,9 +1071,10 @@ def test_a_finished_run_holding_another_runs_metrics_or_an_edited_summary_is_not
     if swap == "metrics":
         assert main(args + [f"--out_dir={tmp_path / 'other'}", "--seed=7"]) == 0
         shutil.copy(tmp_path / "other" / "metrics.jsonl", tmp_path / "run" / "metrics.jsonl")
-    else:
+    else:   # its settings, or a number it reports (C26, pass 19)
         s = json.loads((tmp_path / "run" / "summary.json").read_text())
-        (tmp_path / "run" / "summary.json").write_text(json.dumps({**s, "config": {**s["config"], "n_embd": 999}}))
+        edit = {"config": {**s["config"], "n_embd": 999}} if swap == "summary" else {"entropy": 0.0}
+        (tmp_path / "run" / "summary.json").write_text(json.dumps({**s, **edit}))
     capsys.readouterr()
     run = args + [f"--out_dir={tmp_path / 'run'}"]
     assert main(run + ["--reuse"]) == 2 and "is missing or not its own: --resume" in last_line(capsys)
@@ -1159,6 +1160,13 @@ def test_an_export_of_an_unfinished_run_says_so(world, tmp_path, capsys):
     assert "note: It is the model at step 2" in capsys.readouterr().err
     assert main(["export", str(world / "done"), str(tmp_path / "finished")]) == 0
     assert "had not finished" not in (tmp_path / "finished" / "README.md").read_text()
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "run"), str(tmp_path / "stopped")]) == 2   # refused (not empty): no note (C2, pass 19)
+    assert "note:" not in capsys.readouterr().err
+    shutil.copytree(world / "done", tmp_path / "old")                                # a checkpoint without max_iters (C18)
+    ckpt = torch.load(tmp_path / "old" / "ckpt.pt", weights_only=True); del ckpt["config"]["max_iters"]
+    torch.save(ckpt, tmp_path / "old" / "ckpt.pt")
+    assert main(["export", str(tmp_path / "old"), str(tmp_path / "old-export")]) == 0
 
 
 @pytest.mark.parametrize("vocab, bad, ids", [("compact", 7, "0, 1, 2, 3, 4"), ("gpt2", 100, "15, 16, 352, 657, 50256")])
@@ -1221,6 +1229,31 @@ def test_a_learners_module_that_fails_as_it_loads_is_named(tmp_path, cli):
     r = subprocess.run(cmd + ["--version"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
                        env={**os.environ, "PYTHONPATH": root if cli == "module" else f".:{root}"})
     assert r.returncode == 1 and r.stderr.strip().startswith("zo-gpt: failed: signal.py in the current folder hides the module"), r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("name, body, argv", [
+    ("typing_extensions.py", "x = 1\n", ["train", "--max_iters=2"]),                                   # B16: installed elsewhere, loaded by torch
+    ("opt_einsum.py", "raise RuntimeError('mine')\n", ["train", "--max_iters=2"]),                     # C28: torch tries it, it fails
+    ("json.py", "x = 1\n", ["prepare", "--out", "ds", "--n-seq", "20", "--seq-len", "30"]),           # B17: not blamed on tiktoken's cache
+])
+def test_any_module_here_that_a_library_loads_is_named(tmp_path, name, body, argv):
+    "Pass 18, 19: not only the libraries zo_gpt names: whatever module a library takes from the current folder, whatever failed after."
+    (tmp_path / name).write_text(body)
+    r = subprocess.run([sys.executable, "-m", "zo_gpt.cli", *argv], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert r.returncode == 1 and r.stderr.strip() == (f"zo-gpt {argv[0]}: failed: {name} in the current folder hides the module of that "
+                                                      "name that zo_gpt loads, as `python -m` finds it first; rename it, or run the command from another folder"), r.stderr[-2000:]
+
+
+def test_a_run_of_one_torchrun_process_is_reused_without_torchrun(world, tmp_path, capsys):
+    "C34: a run trained with RANK=0 WORLD_SIZE=1 set records its one-process group; reused plainly, no group is left to close."
+    import socket
+    with socket.socket() as s: s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+    args = ["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=4", "--eval_interval=2", *SMALL]
+    env = {**os.environ, "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    r = subprocess.run([CLI, *args], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert main(args + ["--reuse"]) == 0 and "reused the finished run" in capsys.readouterr().out
 
 
 def test_a_path_with_dotdot_after_a_link_is_where_the_system_puts_it(world, tmp_path, monkeypatch):

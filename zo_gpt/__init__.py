@@ -93,18 +93,20 @@ def shadowing(loaded:bool=False, error:BaseException|None=None) -> str|None:
     Before the imports: the libraries zo_gpt loads, by the files there; `loaded`, after a failure: the modules loaded from
     there under the name of one of Python's own, of those libraries or of any module installed elsewhere (typing_extensions,
     which torch loads), and the files of `error`'s traceback that would be such a module (one that failed as it loaded
-    is not kept)."""
+    is not kept), or that a library imports as its own, failing as it loads."""
     here = os.path.realpath(os.getcwd())
     if not any(os.path.realpath(p or ".") == here for p in sys.path): return None   # `zo-gpt` itself: the folder is not searched
     if loaded:
         where = {m: os.path.realpath(getattr(mod, "__file__", None) or "/") for m, mod in list(sys.modules.items())}
-        tb = error.__traceback__ if error is not None else None
-        while tb: where.setdefault(_module_name(f := os.path.realpath(tb.tb_frame.f_code.co_filename), here), f); tb = tb.tb_next
+        tb, failed = (error.__traceback__ if error is not None else None), set()
+        while tb:
+            failed.add(f := os.path.realpath(tb.tb_frame.f_code.co_filename)); where.setdefault(_module_name(f, here), f); tb = tb.tb_next
         from importlib.machinery import PathFinder
         names, others = set(sys.stdlib_module_names) | set(LIBRARIES), [p for p in sys.path if os.path.realpath(p or ".") != here]
         def hides(m, f):   # one of those, or a module here (m.py, m/__init__.py) that hides another of its name installed elsewhere
             if m in names: return True
             if m in ("zo_gpt", "__main__") or f not in (os.path.join(here, f"{m}.py"), os.path.join(here, m, "__init__.py")): return False
+            if f in failed: return True   # a module here that a library imports (opt_einsum, which torch tries), failing as it loads
             return (s := PathFinder.find_spec(m, others)) is not None and os.path.realpath(s.origin or "/") != f
         hidden = [f for m, f in where.items() if here in (os.path.dirname(f), os.path.dirname(os.path.dirname(f))) and hides(m, f)]
     else: hidden = [os.path.join(here, n) for lib in LIBRARIES for n in (f"{lib}.py", f"{lib}/__init__.py") if os.path.isfile(os.path.join(here, n))]

@@ -11,6 +11,8 @@ import contextlib
 import os
 import re
 
+from .helpers import ConfigError
+
 # %% ../nbs/03b_accounting.ipynb #16bafb61
 IDLE = "GPU idle, waiting for the host"
 CATEGORIES = ["matrix multiplies", "attention", "softmax / cross-entropy", "copies and casts",
@@ -69,6 +71,8 @@ def _is_annotation(e) -> bool:
 def kineto_links(prof) -> dict:
     """{(device, id, start): linked correlation id} of every raw event of `prof`: the link from a kernel (or the
     runtime call that launched it) to its operator, for a torch whose events do not carry it (2.11)."""
+    if not hasattr(getattr(prof, "profiler", None), "kineto_results"):
+        raise ConfigError(f"prof must be a torch profiler that has run (torch.profiler.profile), got {type(prof).__name__}")
     res = prof.profiler.kineto_results
     t0 = res.trace_start_ns()
     return {(k.device_type().name, k.correlation_id(), (k.start_ns() - t0) / 1000): k.linked_correlation_id()

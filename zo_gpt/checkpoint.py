@@ -252,15 +252,18 @@ def _results_of(out:Path, ckpt:dict) -> bool:
     "Whether the run folder's summary.json and loss.png (tagged with its run's id) were written by the run of checkpoint `ckpt`, finished."
     s, h, tags = _summary(out), ckpt["history"], png_text(out / "loss.png")
     rows = _metrics(out / "metrics.jsonl", len(h["train"]) + len(h["val"]) + bool(h.get("final")))
+    hist = History(**{k: v for k, v in h.items() if k in {f.name for f in fields(History)}})   # what RunFiles wrote from
     losses = lambda kind, records: [r.get("loss") for r in records if r.get("kind", kind) == kind]   # the run's own numbers, in order
     return (tags is not None and tags.get("zo_gpt run") == ckpt.get("run_id") and s.get("interrupted") is False and s.get("run_id") == ckpt.get("run_id")
-            and s.get("iters") == len(h["train"]) and s.get("final") == h.get("final") and s.get("floor") == h.get("floor")
-            and s.get("config") == json.loads(json.dumps(ckpt["config"])) and rows is not None
+            and s.get("iters") == len(h["train"]) and s.get("tokens") == (h["train"][-1]["tokens"] if h["train"] else 0)
+            and {k: s.get(k) for k in ("final", "floor", "entropy", "references", "ddp", "config")} == json.loads(json.dumps(
+                {"final": h.get("final"), "floor": hist.floor, "entropy": hist.entropy, "references": hist.references,
+                 "ddp": hist.ddp, "config": ckpt["config"]})) and rows is not None
             and all(losses(k, rows) == losses(k, h[k]) for k in ("train", "val")))
 
 def _metrics(path:Path, records:int) -> list|None:
     "The records of `path` (a metrics.jsonl) if it holds `records` of them, else None (not a file of JSON records, or too large for them)."
-    if not path.is_file() or path.stat().st_size > (records + 1) << 12: return None   # a record is a few hundred bytes: never a huge file read
+    if not path.is_file() or path.stat().st_size > (records + 1) << 16: return None   # a record is at most kB (a score a head): never a huge file read
     try:
         with open(path, encoding="utf-8") as f: rows = [json.loads(l) for l in f]
     except (OSError, ValueError): return None

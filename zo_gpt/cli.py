@@ -53,7 +53,7 @@ def _train(args, extra:list[str]) -> int:
     history = fit(cfg, callbacks=[ProgressBar(), MetricsLog(), Checkpointer(), RunFiles()], resume=args.resume,
                   overwrite=args.force, reuse=args.reuse)   # fit holds the run folder and writes every file in it
     ending_decided()  # the run's files are written: a stop signal now cannot change how it ended
-    if history.ddp:
+    if history.ddp and not history.reused:   # a reused run's history is its checkpoint's: this command joined no processes
         import gc
 
         import torch.distributed as dist

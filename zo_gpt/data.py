@@ -176,6 +176,7 @@ def kl_div(q:np.ndarray, log_m:np.ndarray) -> np.ndarray:
     try: shape = np.broadcast_shapes(q.shape, log_m.shape)
     except ValueError: raise ConfigError(f"q of shape {q.shape} and log_m of shape {log_m.shape} do not broadcast together") from None
     check_memory(f"q and log_m of shape {shape}", 32 * math.prod(shape))  # the differences, the products, the mask
+    if not np.all((q >= 0) & (q <= 1)): raise ConfigError("q must be an array of probabilities (from 0 to 1, none NaN)")
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(q > 0, q * (np.log(q) - log_m), 0.0).sum(-1)
 
@@ -188,6 +189,7 @@ def distinct_blocks(
     so a mean over every block start costs about `block_size` blocks, however long the sequences."""
     n, T = check_positive("seq_len", seq_len), check_positive("block_size", block_size)
     alike = max(0, n - 1 - T)                               # the starts 1 .. n-1-T: words only
+    check_memory(f"seq_len={n:,} x block_size={T:,}", 16 * (min(n, T + 1) + 2) * (T + 1))   # before any of it is made
     starts = np.array([0] + [1] * (alike > 0) + list(range(n - T if alike else 1, n + 1)))
     check_memory(f"seq_len={n:,} x block_size={T:,}", 16 * len(starts) * (T + 1))
     pos = (starts[:, None] + np.arange(T + 1)) % (n + 1)

@@ -29,6 +29,7 @@ PARTS = {"first": "first word, after an end-of-text token", "word_in_view": "wor
 
 def stream_ids(meta:dict) -> list[int]:
     "The dataset's token ids of the five pieces, in code order."
+    code_lookup(meta)   # a ConfigError unless meta holds a dataset's token table
     return [t["id"] for t in sorted(meta["tokens"], key=lambda t: t["code"])]
 
 @torch.no_grad()
@@ -152,7 +153,7 @@ def excess_text(r:dict) -> str:
 
 def with_se(value:float, se:float, sign:bool=False) -> str:
     "'0.64313 +- 0.00044', '(7.9692 +- 0.0010)e-05': the standard error to 2 significant digits, the value to the same place."
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (value, se)) or se < 0:
+    if not all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in (value, se)) or se < 0:
         raise ConfigError(f"with_se takes a number, value, and its standard error, se (0 or more), got value={value!r}, se={se!r}")
     if not (math.isfinite(value) and math.isfinite(se) and se > 0): return f"{value:{'+' if sign else ''}.6g} +- {se:.2g}"
     place, exp = math.floor(math.log10(se)) - 1, math.floor(math.log10(abs(value))) if value else 0  # the last digit kept

@@ -203,10 +203,12 @@ def export_run(run_dir:str|Path, out:str|Path, force:bool=False) -> Path:
     force = check_flag("force", force)
     model, ckpt = load_model(run_dir, device="cpu")
     steps, done = ckpt["config"].get("max_iters"), ckpt["history"].get("final") is not None or ckpt["config"].get("final_eval") is False
-    note = "" if ckpt["iter"] == steps and done else (f"It is the model at step {ckpt['iter']:,} of a run of {steps:,} steps that "
-                                                      "had not finished (stopped, or still training) when it was exported.")
-    if note: print(f"note: {note}", file=sys.stderr)
-    return write_hf(model, out, ckpt["tokens_table"], force, note)
+    note = "" if ckpt["iter"] == steps and done or not isinstance(steps, int) else (
+        f"It is the model at step {ckpt['iter']:,} of a run of {steps:,} steps that had not finished (stopped, or still "
+        "training) when it was exported.")
+    folder = write_hf(model, out, ckpt["tokens_table"], force, note)
+    if note: print(f"note: {note}", file=sys.stderr)   # once it is written: a refused export says only why
+    return folder
 
 # %% ../nbs/04b_export.ipynb #abd9c38d
 def tl_config(cfg:GPTConfig):

@@ -11,7 +11,7 @@ import io
 import threading
 import time
 
-from .helpers import load_matplotlib
+from .helpers import ConfigError, load_matplotlib
 
 # %% ../nbs/00a_figures.ipynb #6e6fb9da
 DRAWING = threading.RLock()  # held while a figure is built or rendered: matplotlib's text layout is not thread-safe
@@ -50,6 +50,9 @@ def _figure_class():
 
 def png_figure(**kwargs):
     "A new matplotlib figure (`Figure`'s arguments, e.g. `figsize`) that needs no pyplot and draws under `DRAWING`."
+    size = kwargs.get("figsize", (6.4, 4.8))
+    if not (isinstance(size, (tuple, list)) and len(size) == 2 and all(isinstance(v, (int, float)) and 0 < v < 1000 for v in size)):
+        raise ConfigError(f"figsize must be (width, height) in inches, got {size!r}")
     return _figure_class()(**kwargs)
 
 # %% ../nbs/00a_figures.ipynb #9d4e9205

@@ -80,6 +80,7 @@ def shell_word(s) -> str:
 
 def printable(line:str) -> str:
     "`line` with each character that cannot be printed (a newline, a tab) written as its escape: one line on a terminal."
+    line = str(line)
     return line if line.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)
 
 def one_line(e:BaseException) -> str:

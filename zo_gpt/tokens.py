@@ -85,6 +85,7 @@ def encode_words(words:np.ndarray, vocab:str="gpt2", enc=None) -> np.ndarray:
 def encode_text(words:np.ndarray, enc=None) -> np.ndarray:
     "The reference: tiktoken on the full text, words joined by spaces and an end-of-text after each sequence."
     enc = enc or gpt2_encoding()
+    if not callable(getattr(enc, "encode_ordinary", None)): raise ConfigError(f"enc must be a tiktoken encoding (see gpt2_encoding), got {enc!r}")
     text = "".join(line + "<|endoftext|>" for line in as_text(words))
     return np.array(enc.encode(text, allowed_special={"<|endoftext|>"}), np.uint16)
 
