@@ -5,10 +5,11 @@
 # %% auto #0
 __all__ = ['RESULT_FILES', 'RUN_FILES', 'CKPT_KEYS', 'RESUME_FREE', 'claim_run_folder', 'looks_finished', 'write_checkpoint',
            'load_checkpoint', 'config_differences', 'load_weights', 'load_model', 'save_checkpoint', 'restore',
-           'finished_run', 'reused_run', 'run_dataset']
+           'run_summary', 'finished_run', 'reused_run', 'run_dataset']
 
 # %% ../nbs/02c_checkpoint.ipynb #d08ba28d
 import contextlib
+import dataclasses
 import itertools
 import json
 import os
@@ -248,17 +249,25 @@ def restore(state, path:Path):
     state.history.final = ckpt["history"].get("final")  # a finished run resumed for its missing files: nothing runs
     state.last_checkpoint, state.run_id = str(path), ckpt.get("run_id")
 
+def run_summary(history:History, config:dict, run_id:str|None) -> dict:
+    "A run's summary.json: what its `History` says of it, its settings (`asdict` of its `TrainConfig`) and its id."
+    h = history
+    return {"final": h.final, "floor": h.floor, "entropy": h.entropy, "iters": len(h.train),
+            "tokens": h.train[-1]["tokens"] if h.train else 0, "interrupted": h.interrupted,
+            "references": h.references, "config": config, "ddp": h.ddp, "run_id": run_id}
+
+def _history(h:dict) -> History:
+    "The `History` a checkpoint's history records (its fields; anything else there is left out)."
+    return History(**{k: v for k, v in h.items() if k in {f.name for f in fields(History)}})
+
 def _results_of(out:Path, ckpt:dict) -> bool:
     "Whether the run folder's summary.json and loss.png (tagged with its run's id) were written by the run of checkpoint `ckpt`, finished."
     s, h, tags = _summary(out), ckpt["history"], png_text(out / "loss.png")
     rows = _metrics(out / "metrics.jsonl", len(h["train"]) + len(h["val"]) + bool(h.get("final")))
-    hist = History(**{k: v for k, v in h.items() if k in {f.name for f in fields(History)}})   # what RunFiles wrote from
+    wrote = json.loads(json.dumps(run_summary(_history(h), ckpt["config"], ckpt.get("run_id"))))   # what RunFiles wrote, as JSON reads back
     losses = lambda kind, records: [r.get("loss") for r in records if r.get("kind", kind) == kind]   # the run's own numbers, in order
-    return (tags is not None and tags.get("zo_gpt run") == ckpt.get("run_id") and s.get("interrupted") is False and s.get("run_id") == ckpt.get("run_id")
-            and s.get("iters") == len(h["train"]) and s.get("tokens") == (h["train"][-1]["tokens"] if h["train"] else 0)
-            and {k: s.get(k) for k in ("final", "floor", "entropy", "references", "ddp", "config")} == json.loads(json.dumps(
-                {"final": h.get("final"), "floor": hist.floor, "entropy": hist.entropy, "references": hist.references,
-                 "ddp": hist.ddp, "config": ckpt["config"]})) and rows is not None
+    return (tags is not None and tags.get("zo_gpt run") == ckpt.get("run_id") and s.get("interrupted") is False
+            and all(s.get(k) == v for k, v in wrote.items()) and rows is not None
             and all(losses(k, rows) == losses(k, h[k]) for k in ("train", "val")))
 
 def _metrics(path:Path, records:int) -> list|None:
@@ -279,8 +288,7 @@ def finished_run(cfg:TrainConfig, data_hash:str):
     h = ckpt["history"]
     same = not config_differences(ckpt["config"], cfg) and ckpt["data_hash"] == data_hash
     done = ckpt["iter"] == cfg.max_iters and not (cfg.final_eval and h.get("final") is None)
-    known = {f.name for f in fields(History)}
-    return History(**{**{k: v for k, v in h.items() if k in known}, "reused": True}) if same and done and _results_of(out, ckpt) else None
+    return dataclasses.replace(_history(h), reused=True) if same and done and _results_of(out, ckpt) else None
 
 def reused_run(cfg:TrainConfig, data=None) -> tuple:
     """(`finished_run` of `cfg` or None, its dataset or None), read while the run folder is held for reading, as no

@@ -191,7 +191,6 @@ def distinct_blocks(
     alike = max(0, n - 1 - T)                               # the starts 1 .. n-1-T: words only
     check_memory(f"seq_len={n:,} x block_size={T:,}", 16 * (min(n, T + 1) + 2) * (T + 1))   # before any of it is made
     starts = np.array([0] + [1] * (alike > 0) + list(range(n - T if alike else 1, n + 1)))
-    check_memory(f"seq_len={n:,} x block_size={T:,}", 16 * len(starts) * (T + 1))
     pos = (starts[:, None] + np.arange(T + 1)) % (n + 1)
     weights = np.ones(len(starts))
     if alike: weights[1] = alike                            # start 1 stands for all of them

@@ -23,7 +23,7 @@ import torch
 from torch.autograd.profiler import record_function
 from tqdm.auto import tqdm  # a widget in a notebook, text in a terminal
 
-from .checkpoint import claim_run_folder, restore, reused_run, run_dataset, save_checkpoint
+from .checkpoint import claim_run_folder, restore, reused_run, run_dataset, run_summary, save_checkpoint
 from .config import TrainConfig, check_config, check_data, fixed_batches, get_batch, lr_at
 from .data import check_flag, entropy, out_of_memory, stream_floor
 from .evaluation import History, check_final, evaluate_split, final_split, loss_figure
@@ -222,10 +222,7 @@ class RunFiles(Callback):
         out, h = Path(state.cfg.out_dir), state.history
         with atomic_path(out / "loss.png") as tmp:   # tagged with the run's id: a figure copied from another run is not this run's
             loss_figure(h).savefig(tmp, dpi=110, format="png", metadata={"zo_gpt run": state.run_id or ""})
-        summary = {"final": h.final, "floor": h.floor, "entropy": h.entropy, "iters": len(h.train),
-                   "tokens": h.train[-1]["tokens"] if h.train else 0, "interrupted": h.interrupted,
-                   "references": h.references, "config": asdict(state.cfg), "ddp": h.ddp, "run_id": state.run_id}
-        with atomic_path(out / "summary.json") as tmp: tmp.write_text(json.dumps(summary, indent=1))
+        with atomic_path(out / "summary.json") as tmp: tmp.write_text(json.dumps(run_summary(h, asdict(state.cfg), state.run_id), indent=1))
 
 # %% ../nbs/03_train.ipynb #eca43ba8
 class Checkpointer(Callback):
