@@ -166,3 +166,19 @@ def test_every_dataset_hint_is_a_command_that_works(tiny_data, tmp_path, capsys)
         assert main(args) == 0, damage                                            # and the run it was for
         shutil.rmtree(tmp_path / "run")
         (data / "meta.json").unlink()                                            # next: an interrupted prepare
+
+
+def test_a_stop_while_a_stray_rank_waits_for_the_others_ends_the_command_at_once(tiny_data, tmp_path):
+    "C15: RANK and WORLD_SIZE=2 left from another job: the wait to join (60 s, in torch's C++) takes SIGTERM at once."
+    import socket
+    with socket.socket() as s: s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+    env = {**os.environ, "RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    p = subprocess.Popen([str(Path(sys.executable).parent / "zo-gpt"), "train", f"--data_dir={tiny_data}",
+                          f"--out_dir={tmp_path / 'run'}", *TINY], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+    try:
+        first = p.stderr.readline()   # the command is waiting for the others once it says so
+        assert first.startswith("joining 2 processes"), first
+        p.send_signal(signal.SIGTERM)
+        rest = p.communicate(timeout=30)[1]   # the wait itself lasts 60 s
+    finally: p.kill(); p.wait()
+    assert p.returncode == 130 and rest.strip() == "zo-gpt train: interrupted" and not (tmp_path / "run").exists(), rest

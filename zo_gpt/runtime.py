@@ -69,6 +69,21 @@ def check_compile(compile:bool, device) -> None:
                                              f"here cannot ({first_line(e)[:120]}); leave compile out, or install one (g++ and "
                                              "Python's headers, python3-dev)") from None
 
+def _joined_store(addr:str, port:int, world:int, rank:int, wait):
+    """torch's TCPStore once all `world` processes reached it. Its wait is in C++, where Python takes no signal, so it runs
+    in a thread while this one waits in short steps: Ctrl-C or SIGTERM stops the command at once, not when the wait ends."""
+    import torch.distributed as dist
+    box = {}
+    def make():
+        try: box["store"] = dist.TCPStore(addr, port, world, is_master=rank == 0, timeout=wait, wait_for_workers=True)
+        except BaseException as e: box["error"] = e
+    joining = threading.Thread(target=make, name="zo_gpt join", daemon=True)   # a stop leaves it behind, waiting
+    try: joining.start()
+    except RuntimeError: make()   # no thread to spare (ulimit -u): a stop is then taken when the wait ends
+    while joining.is_alive(): joining.join(0.2)
+    if "error" in box: raise box["error"]
+    return box["store"]
+
 def processes(device:str="auto", compile:bool=False) -> tuple:
     """(joined, rank, world size, local rank, device): this process's place among several started by torchrun, or alone;
     a `ConfigError` where the device cannot take the run (`get_device`), or `compile` (`check_compile`)."""
@@ -90,8 +105,8 @@ def processes(device:str="auto", compile:bool=False) -> tuple:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         try:   # one wait in all: the store waits for every process, then the group starts on it (torchrun's agent may hold one)
             if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True": dist.init_process_group(backend, timeout=wait)
-            else: dist.init_process_group(backend, store=dist.TCPStore(addr, port, world, is_master=rank == 0, timeout=wait,
-                                                                      wait_for_workers=True), rank=rank, world_size=world, timeout=wait)
+            else: dist.init_process_group(backend, store=_joined_store(addr, port, world, rank, wait), rank=rank,
+                                          world_size=world, timeout=wait)
         except dist.DistError as e:
             raise TrainingError(f"could not join the other {int(os.environ['WORLD_SIZE']) - 1} processes at "
                                 f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']} ({first_line(e)[:120]}); "
