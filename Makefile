@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/prepare.py
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/threads.py
+	$(BIN)/python bench/attention.py
 	$(BIN)/python bench/cli.py
 	$(BIN)/python bench/panel.py
 	$(BIN)/python bench/ladder.py
