@@ -18,10 +18,10 @@ from conftest import NBS, SMALL, execute_notebook
 
 import zo_gpt.tokens as tokens
 from zo_gpt.cli import main
-from zo_gpt.config import TrainConfig, check_data, fixed_batches, lr_at, make_config, open_dataset
-from zo_gpt.export import hf_config
+from zo_gpt.config import TrainConfig, blocks_at, check_data, fixed_batches, lr_at, make_config, open_dataset
+from zo_gpt.export import hf_config, mean_ablation
 from zo_gpt.folders import check_folder
-from zo_gpt.accounting import kineto_links
+from zo_gpt.accounting import categorize, kineto_links
 from zo_gpt.figures import png_figure
 from zo_gpt.data import (as_text, bayes_entropy, bayes_next, distinct_blocks, entropy, every_block, floor_parts, generate, is_boundary,
                          iter_words, kl_div, latest_boundary, reference_excess, stream_floor)
@@ -31,10 +31,10 @@ from zo_gpt.checkpoint import config_from, load_checkpoint, load_model
 from zo_gpt.shared_run import check_shared_run
 from zo_gpt.helpers import ConfigError, check_batch, free_memory
 from zo_gpt.notebooks import NOTEBOOK_FILE, made_by, notebook_folders
-from zo_gpt.losses import compare_losses
+from zo_gpt.losses import compare_losses, loss_table
 from zo_gpt.model import GPT, GPTConfig, autocast, flops_per_token, linear_cross_entropy, param_counts, sample_text
-from zo_gpt.profiling import category_table, device_peak, measure_matmul_peak, ops_table, profile_steps
-from zo_gpt.runs import runs_figure, steps_to
+from zo_gpt.profiling import category_figure, category_table, device_peak, measure_matmul_peak, ops_table, profile_steps
+from zo_gpt.runs import run_style, runs_figure, steps_to
 from zo_gpt.train import fit
 from zo_gpt.tokens import DataConfig, Dataset, code_lookup, describe, load_dataset, mc_floor, prepare, word_codes
 from zo_gpt.ui import TrainingPanel
@@ -455,6 +455,21 @@ MORE_MISUSE = [
     (lambda: distinct_blocks(10 ** 18, 10 ** 18), "seq_len=1,000,000,000,000,000,000 x block_size=1,000,000,000,000,000,000 needs about"),  # C59
     (lambda: kl_div(np.array([0.5, np.nan]), np.log([0.5, 0.5])), "q must be an array of probabilities (from 0 to 1, none NaN)"),  # C60
     (lambda: kl_div(np.array([1.5, -0.5]), np.log([0.5, 0.5])), "q must be an array of probabilities (from 0 to 1, none NaN)"),
+    (lambda: tokens.encode_words(np.array([[0, 1]]), vocab="compact", enc="x"), "enc must be a tiktoken encoding (see gpt2_encoding), got 'x'"),  # B90 (pass 20)
+    (lambda: blocks_at(np.arange(10), np.array([8]), 4), "starts must be offsets into data from 0 to 5 (len(data) - block_size - 1), got [8]"),  # B93
+    (lambda: blocks_at(np.arange(10), np.array([-1]), 4), "starts must be offsets into data from 0 to 5"),
+    (lambda: run_style("a"), "i must be a whole number, 0 or more, got 'a'"),                                       # B95
+    (lambda: hf_config(None), "cfg must be a GPTConfig (a model's .config), got NoneType"),                           # B100
+    (lambda: categorize(None), "name must be an operator's name and ranges a set of range names, got NoneType and frozenset"),  # B101
+    (lambda: category_figure({"x": -1.0}), "results must be a dict of ProfileResults (a name: profile_steps' result), got {'x': -1.0}"),  # B113
+    (lambda: loss_table([{}]), "results must be compare_losses' rows (dicts of method, ms, peak_mib, loss_diff, grad_diff), got [{}]"),  # B116
+    (lambda: mean_ablation([0], torch.zeros(3)), "mean_z must be the heads' mean output, an (n_head, d_head) tensor, got Tensor (3,)"),  # B123
+    (lambda: mean_ablation([99], torch.zeros(4, 2)), "heads must be a head number or a list of them, from 0 to 3, got [99]"),  # B124
+    (lambda: mean_ablation(0, torch.zeros(4, 2))(torch.zeros(1, 2, 8, 2), None), "mean_z is (4, 2), but the heads' output here is (n_head, d_head) = (8, 2)"),
+    (lambda: DataConfig(p=1e-310), "p=1e-310 is below 2.225e-308, the smallest normal float, which a run's arithmetic reads as 0"),  # B32
+    (lambda: TrainConfig(grad_accum=10 ** 9), "grad_accum must be at most 1,024, got 1,000,000,000"),                 # B6
+    (lambda: TrainConfig(out_dir=" "), "out_dir must name a folder, got ' '"),                                        # B23
+    (lambda: TrainConfig(out_dir="ds", data_dir="./ds"), "out_dir='ds' is the dataset's folder (data_dir): a run goes in a folder of its own"),  # A73
 ]
 
 @pytest.mark.parametrize("call, says", MORE_MISUSE, ids=[f"{i}-{says.split()[0]}" for i, (_, says) in enumerate(MORE_MISUSE)])

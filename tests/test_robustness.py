@@ -163,10 +163,10 @@ def cases(w):
         (run("empty", "--resume"), 1, "no checkpoint at"),
         (run("nockpt"), 2, "it ended before its first checkpoint, so nothing can resume or reuse it: replace it with --force"),
         (run("nockpt", "--resume"), 1, "ended before its first checkpoint: start again with --force (overwrite=True) instead of --resume"),
-        (run("done"), 2, "holds another run (ckpt.pt, metrics.jsonl, summary.json, loss.png); it finished: replace it with --force"),
+        (run("done"), 2, "holds another run (ckpt.pt, metrics.jsonl, summary.json, loss.png); it finished: --reuse (reuse=True) reads its results, or replace it with --force"),
         (run("ck_empty", "--resume"), 1, "the file is empty"),
-        (run("ck_random", "--resume"), 1, "truncated or is not a torch checkpoint"),
-        (run("ck_truncated", "--resume"), 1, "truncated or is not a torch checkpoint"),
+        (run("ck_random", "--resume"), 1, "it is not a torch checkpoint (the zip file torch.save writes)"),
+        (run("ck_truncated", "--resume"), 1, "the file is truncated or damaged"),
         (run("ck_pickle", "--resume"), 1, "objects other than tensors"),
         (run("ck_raw_pickle", "--resume"), 1, "cannot be loaded"),
         (run("ck_keys", "--resume"), 1, "is not a zo_gpt checkpoint: it lacks optimizer"),
@@ -1373,3 +1373,103 @@ def test_a_dataset_whose_meta_json_links_to_nothing_is_named(world, tmp_path, ca
     (tmp_path / "ds" / "meta.json").symlink_to("/mnt/not-mounted/ds/meta.json")
     args = ["train", f"--data_dir={tmp_path / 'ds'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=2", "--eval_interval=2", *SMALL]
     assert main(args) == 1 and f"{tmp_path / 'ds' / 'meta.json'} is a symbolic link to /mnt/not-mounted/ds/meta.json, which does not exist now" in last_line(capsys)
+
+
+def test_a_reuse_from_another_folder_is_told_the_runs_dataset_and_the_hint_works(world, tmp_path, monkeypatch, capsys):
+    "B125 (pass 20): a run trained with a relative --data_dir, reused from another folder: the hint makes the run's dataset."
+    (tmp_path / "a").mkdir(); (tmp_path / "b").mkdir()
+    shutil.copytree(world / "data", tmp_path / "a" / "ds")
+    monkeypatch.chdir(tmp_path / "a")
+    args = ["train", "--data_dir=ds", f"--out_dir={tmp_path / 'a' / 'run'}", "--max_iters=4", "--eval_interval=2", *SMALL]
+    assert main(args) == 0
+    monkeypatch.chdir(tmp_path / "b"); capsys.readouterr()
+    assert main(args + ["--reuse"]) == 1
+    line = last_line(capsys)
+    assert "trained on one made with" in line and "n_seq=200" in line, line
+    hint = re.search(r"`zo-gpt (prepare [^`]*)`", line).group(1)
+    assert main(shlex.split(hint)) == 0
+    capsys.readouterr()
+    assert main(args + ["--reuse"]) == 0 and "reused the finished run" in capsys.readouterr().out
+
+
+def test_a_finished_run_on_another_dataset_is_not_offered_to_force_alone(world, tmp_path, capsys):
+    "B125: --reuse of a finished run with another dataset given: the refusal says so and names the run's own dataset first."
+    shutil.copytree(world / "done", tmp_path / "run")
+    args = ["train", f"--data_dir={world / 'data2'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=4", "--eval_interval=2", *SMALL]
+    assert main(args + ["--reuse"]) == 2
+    line = last_line(capsys)
+    assert "it finished, trained on another dataset" in line and "to reuse it, it is still in" in line, line
+    own = [re.search(r"give (--data_dir=\S+)", line).group(1)]
+    assert main(args[:1] + own + args[2:] + ["--reuse"]) == 0
+    assert main(args[:1] + own + args[2:] + ["--n_embd=32"]) == 2
+    assert "it finished, with other settings (n_embd=16 there)" in last_line(capsys)
+
+
+def test_a_failed_write_under_a_file_size_limit_names_the_file_however_small_the_dataset(tmp_path):
+    "B76: ulimit -f crossed part-way through the first write: the line names train.bin and the limit; no folder is left."
+    import resource
+    r = subprocess.run([CLI, "prepare", "--out", str(tmp_path / "ds"), "--vocab", "compact", "--n-seq", "200", "--seq-len", "60"],
+                       capture_output=True, text=True, timeout=120,
+                       preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (20 << 10, 20 << 10)))
+    assert r.returncode == 1 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "train.bin" in r.stderr and "ulimit -f" in r.stderr and not (tmp_path / "ds").exists(), r.stderr
+
+
+def test_a_probability_a_run_would_read_as_zero_is_refused_by_prepare(tmp_path, capsys):
+    "B32: p=1e-310 (subnormal) is refused before any work, not made into a dataset that every run then refuses."
+    assert main(["prepare", "--out", str(tmp_path / "ds"), "--p", "1e-310", "--n-seq", "20", "--seq-len", "30"]) == 2
+    assert "the smallest normal float" in last_line(capsys) and not (tmp_path / "ds").exists()
+
+
+def _done_copy(world, tmp_path, *extra):
+    shutil.copytree(world / "done", tmp_path / "run")
+    return ["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=4", "--eval_interval=2", *SMALL, *extra]
+
+
+def test_a_finished_run_whose_final_record_was_edited_is_not_reused_as_it_is(world, tmp_path, capsys):
+    "A69 (pass 20): every record of metrics.jsonl is the checkpoint's, the final evaluation's too; --resume writes it again."
+    args = _done_copy(world, tmp_path)
+    path = tmp_path / "run" / "metrics.jsonl"
+    rows = [json.loads(l) for l in path.read_text().splitlines()]
+    assert rows[-1]["kind"] == "final"
+    rows[-1]["loss"] = 0.1; path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(args + ["--reuse"]) == 2 and "metrics.jsonl is missing or not its own: --resume" in last_line(capsys)
+    assert main(args + ["--resume"]) == 0 and json.loads(path.read_text().splitlines()[-1])["loss"] != 0.1
+    assert main(args + ["--reuse"]) == 0
+
+
+def test_a_figure_the_run_drew_before_its_end_is_not_its_figure(world, tmp_path, capsys):
+    "A116: loss.png tagged with the run's id but drawn when it was stopped (fewer steps) is not the finished run's."
+    from PIL import Image, PngImagePlugin
+    args = _done_copy(world, tmp_path)
+    png = tmp_path / "run" / "loss.png"
+    tags = Image.open(png).text
+    assert tags["zo_gpt shows"] == "4 steps, the final evaluation"
+    info = PngImagePlugin.PngInfo(); info.add_text("zo_gpt run", tags["zo_gpt run"]); info.add_text("zo_gpt shows", "2 steps")
+    Image.open(png).save(png, pnginfo=info)
+    assert main(args + ["--reuse"]) == 2 and "its loss.png, summary.json or metrics.jsonl is missing or not its own" in last_line(capsys)
+
+
+def test_a_checkpoint_of_other_settings_in_a_finished_folder_is_said_to_be_one(world, tmp_path, capsys):
+    "A71: another seed's ckpt.pt copied in: the refusal names the settings, not --resume (which cannot continue it)."
+    args = _done_copy(world, tmp_path)
+    assert main(["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 's5'}", "--max_iters=4", "--eval_interval=2", *SMALL, "--seed=5"]) == 0
+    shutil.copy(tmp_path / "s5" / "ckpt.pt", tmp_path / "run" / "ckpt.pt"); capsys.readouterr()
+    assert main(args) == 2 and "it finished, with other settings (seed=5 there): replace it with --force" in last_line(capsys)
+
+
+def test_a_finished_run_that_asked_for_no_final_evaluation_is_offered_to_reuse(world, tmp_path, capsys):
+    "A107: the same command with --final_eval=False again: --reuse, not a --resume that has nothing to do."
+    args = ["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=4", "--eval_interval=2", *SMALL, "--final_eval=False"]
+    assert main(args) == 0; capsys.readouterr()
+    assert main(args) == 2 and "it finished: --reuse (reuse=True) reads its results" in last_line(capsys)
+    assert main(args + ["--reuse"]) == 0
+
+
+def test_a_plain_pickle_for_a_checkpoint_is_one_line_without_torchs_warning(world, tmp_path):
+    "A74: a ckpt.pt written with pickle (protocol 4): torch's warning about the protocol does not reach the user."
+    shutil.copytree(world / "done", tmp_path / "run")
+    with open(tmp_path / "run" / "ckpt.pt", "wb") as f: pickle.dump({"model": 1}, f, protocol=4)
+    r = subprocess.run([CLI, "sample", "--run", str(tmp_path / "run"), "--tokens", "5"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and r.stderr.strip().count("\n") == 0, r.stderr
+    assert "it is not a torch checkpoint (the zip file torch.save writes)" in r.stderr

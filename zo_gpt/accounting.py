@@ -35,6 +35,8 @@ _RULES = [
 
 def categorize(name:str, ranges:frozenset=frozenset()) -> str:
     "The category of an operator called `name` that ran inside the named `ranges`."
+    if not isinstance(name, str) or not isinstance(ranges, (set, frozenset)):
+        raise ConfigError(f"name must be an operator's name and ranges a set of range names, got {type(name).__name__} and {type(ranges).__name__}")
     if "optimizer" in ranges: return "optimizer"
     if "data" in ranges or name.startswith("ProfilerStep") or name in RANGES or name.startswith("autograd::engine"):
         return "data loading / host"

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['RESULT_FILES', 'RUN_FILES', 'CKPT_KEYS', 'RESUME_FREE', 'claim_run_folder', 'looks_finished', 'write_checkpoint',
            'load_checkpoint', 'config_differences', 'load_weights', 'load_model', 'save_checkpoint', 'restore',
-           'run_summary', 'finished_run', 'reused_run', 'run_dataset']
+           'run_summary', 'metrics_records', 'figure_tags', 'finished_run', 'reused_run', 'run_dataset']
 
 # %% ../nbs/02c_checkpoint.ipynb #d08ba28d
 import contextlib
@@ -14,6 +14,7 @@ import itertools
 import json
 import os
 import shutil
+import warnings
 import zipfile
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -38,6 +39,7 @@ def claim_run_folder(
     cfg:TrainConfig, # the run
     resume:bool=False, # the run continues the one in the folder
     overwrite:bool=False, # replace the run in the folder
+    data_hash:str|None=None, # the content hash of the run's dataset: a refusal says whether the run there was trained on it
 ) -> Path:
     "The run folder, made if missing, after refusing one that holds another run unless `resume` or `overwrite` (`fit` holds it first)."
     with held_here(writable_folder(cfg.out_dir, "out_dir"), "out_dir") as out:
@@ -46,12 +48,12 @@ def claim_run_folder(
         present = [n for n in RUN_FILES if (out / n).exists()]
         if present and not resume:
             if not overwrite:
-                raise ConfigError(f"out_dir={cfg.out_dir!r} holds another run ({', '.join(present)}); {_choices(out)}")
+                raise ConfigError(f"out_dir={cfg.out_dir!r} holds another run ({', '.join(present)}); {_choices(out, cfg, data_hash)}")
             remove_together(out, present)   # all or none: one that cannot go (chattr +i) keeps the old run whole
         return out
 
-def _choices(out:Path) -> str:
-    "What a user can do with a folder that holds a run: the choices that work for the run it holds."
+def _choices(out:Path, cfg:TrainConfig|None=None, data_hash:str|None=None) -> str:
+    "What a user can do with a folder that holds a run: the choices that work for the run it holds, and for `cfg`'s run on the dataset `data_hash`."
     other, summary = "replace it with --force (overwrite=True), or choose another folder", _summary(out)
     if not (out / "ckpt.pt").exists(): return f"it {_without_checkpoint(out)}, so nothing can resume or reuse it: {other}"
     try:
@@ -62,10 +64,16 @@ def _choices(out:Path) -> str:
     try: ckpt = load_checkpoint(out / "ckpt.pt")   # what it says, not summary.json: that may be edited, damaged, or another's
     except TrainingError as e: return f"{e}, so nothing can resume it: {other}"
     if ckpt["iter"] < ckpt["config"].get("max_iters", 0): return f"continue it with --resume (resume=True), {other}"
+    if cfg is not None and (diff := config_differences(ckpt["config"], cfg)):   # not this run: --reuse and --resume cannot serve
+        return f"it finished, with other settings ({', '.join(f'{k}={a!r}' for k, (a, _) in diff.items())} there): {other}"
+    if data_hash and ckpt["data_hash"] != data_hash:
+        return (f"it finished, trained on another dataset (content hash {ckpt['data_hash'][:12]}; data_dir's is {data_hash[:12]}): "
+                f"to reuse it, {trained_on(ckpt, cfg.dataset)}; or {other}")
     if not _results_of(out, ckpt): return ("it finished, but its loss.png, summary.json or metrics.jsonl is missing or not its own: "
                                            f"--resume (resume=True) writes them again, or {other}")
-    if ckpt["history"].get("final") is None: return f"it finished without a final evaluation: --resume (resume=True) adds one, or {other}"
-    return f"it finished: {other}"
+    if ckpt["history"].get("final") is None and (cfg is None or cfg.final_eval):
+        return f"it finished without a final evaluation: --resume (resume=True) adds one, or {other}"
+    return f"it finished: --reuse (reuse=True) reads its results, or {other}" if cfg is not None else f"it finished: {other}"
 
 def _without_checkpoint(out:Path) -> str:
     """What the run of a folder without its ckpt.pt did, as its summary.json says (a run that took a step stopped with a
@@ -125,7 +133,8 @@ def _why_unreadable(path:Path, e:Exception) -> str:
     if path.stat().st_size == 0: return "the file is empty"
     if "Weights only load failed" in str(e) and "global" in str(e).lower():
         return "it holds Python objects other than tensors and plain values, which zo_gpt never loads"
-    return "the file is truncated or is not a torch checkpoint"
+    with open(path, "rb") as f: zipped = f.read(4) == b"PK\x03\x04"
+    return "the file is truncated or damaged" if zipped else "it is not a torch checkpoint (the zip file torch.save writes)"
 
 def load_checkpoint(path:str|Path) -> dict:
     "A checkpoint, loaded with `weights_only=True` and checked for the keys zo_gpt writes; else a one-line `TrainingError`."
@@ -136,7 +145,8 @@ def load_checkpoint(path:str|Path) -> dict:
         raise TrainingError(f"no checkpoint at {path}" + (f" (a symbolic link to {os.readlink(path)}, which does not exist)" if path.is_symlink() else ""))
     try: path.open("rb").close()
     except OSError as e: raise TrainingError(f"{path} cannot be read: {e.strerror}") from None
-    try: ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        with warnings.catch_warnings(action="ignore"): ckpt = torch.load(path, map_location="cpu", weights_only=True)   # a pickle it refuses: its words
     except Exception as e: raise TrainingError(f"{path} cannot be loaded: {_why_unreadable(path, e)}") from None
     if rotten := _failed_checksum(path):
         raise TrainingError(f"{path} is damaged: {rotten} in it fails its checksum (CRC-32), so its numbers changed after it was "
@@ -186,15 +196,13 @@ def load_model(run_dir:str|Path, device=None) -> tuple[GPT, dict]:
     ckpt = load_checkpoint(path)
     try: cfg = config_from(ckpt["config"], str(path))
     except ConfigError as e: raise TrainingError(str(e)) from None
-    model = GPT(cfg.model_config())
-    load_weights(model, ckpt, path)
+    load_weights(model := GPT(cfg.model_config()), ckpt, path)
     return model.to(get_device(device or "auto")).eval(), ckpt
 
 # %% ../nbs/02c_checkpoint.ipynb #508ca50e
 def _rng_state(gen:torch.Generator) -> dict:
-    s = {"torch": torch.get_rng_state(), "batches": gen.get_state()}
-    if torch.cuda.is_available(): s["cuda"] = torch.cuda.get_rng_state_all()
-    return s
+    cuda = {"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {}
+    return {"torch": torch.get_rng_state(), "batches": gen.get_state(), **cuda}
 
 def save_checkpoint(state) -> str:
     "Write a run's `State` (training notebook) at its last completed step to `ckpt.pt`, atomically; its path."
@@ -229,9 +237,8 @@ def restore(state, path:Path):
                                  f"its settings ({' '.join(f'--{k}={a}' for k, (a, _) in diff.items())}), start again with "
                                  "--force (overwrite=True), or choose another out_dir")
     if ckpt["data_hash"] != state.data.meta["content_hash"]:
-        held, made = state.data.meta["content_hash"][:12], ckpt["data_hash"][:12]
         raise TrainingError(f"the checkpoint was trained on another dataset ({ckpt.get('data_abspath') or ckpt.get('data_path', '?')}, content hash "
-                            f"{made}); {state.data.path} holds {held}; {trained_on(ckpt, state.data.path)}")
+                            f"{ckpt['data_hash'][:12]}); {state.data.path} holds {state.data.meta['content_hash'][:12]}; {trained_on(ckpt, state.data.path)}")
     done = ckpt["iter"] >= cfg.max_iters and (ckpt["history"].get("final") or not cfg.final_eval)
     if done and _results_of(path.parent, ckpt):
         raise TrainingError(f"the run in {path.parent} finished at step {ckpt['iter']} of {cfg.max_iters}: there is "
@@ -256,19 +263,28 @@ def run_summary(history:History, config:dict, run_id:str|None) -> dict:
             "tokens": h.train[-1]["tokens"] if h.train else 0, "interrupted": h.interrupted,
             "references": h.references, "config": config, "ddp": h.ddp, "run_id": run_id}
 
+def metrics_records(history:History) -> list:
+    "The history's steps and evaluations as metrics.jsonl records, in the order a run writes them (its final evaluation comes last)."
+    rows = [(r["iter"], 0, {"kind": "train", **r}) for r in history.train] + [(r["iter"], 1, {"kind": "val", **r}) for r in history.val]
+    return [row for *_, row in sorted(rows, key=lambda t: t[:2])]
+
+def figure_tags(history:History, run_id:str|None) -> dict:
+    "The text loss.png carries: whose run it shows, and how far (a figure drawn when the run was stopped shows less)."
+    return {"zo_gpt run": run_id or "", "zo_gpt shows": f"{len(history.train)} steps" + (", the final evaluation" if history.final else "")}
+
 def _history(h:dict) -> History:
     "The `History` a checkpoint's history records (its fields; anything else there is left out)."
     return History(**{k: v for k, v in h.items() if k in {f.name for f in fields(History)}})
 
 def _results_of(out:Path, ckpt:dict) -> bool:
-    "Whether the run folder's summary.json and loss.png (tagged with its run's id) were written by the run of checkpoint `ckpt`, finished."
-    s, h, tags = _summary(out), ckpt["history"], png_text(out / "loss.png")
-    rows = _metrics(out / "metrics.jsonl", len(h["train"]) + len(h["val"]) + bool(h.get("final")))
-    wrote = json.loads(json.dumps(run_summary(_history(h), ckpt["config"], ckpt.get("run_id"))))   # what RunFiles wrote, as JSON reads back
-    losses = lambda kind, records: [r.get("loss") for r in records if r.get("kind", kind) == kind]   # the run's own numbers, in order
-    return (tags is not None and tags.get("zo_gpt run") == ckpt.get("run_id") and s.get("interrupted") is False
-            and all(s.get(k) == v for k, v in wrote.items()) and rows is not None
-            and all(losses(k, rows) == losses(k, h[k]) for k in ("train", "val")))
+    """Whether the run folder's summary.json, metrics.jsonl and loss.png (tagged with its run's id and how far it shows it) are
+    what the run of checkpoint `ckpt` wrote when it finished: every record and number, as JSON reads them back."""
+    s, h, tags = _summary(out), _history(ckpt["history"]), png_text(out / "loss.png")
+    own = metrics_records(h) + ([{"kind": "final", **h.final}] if h.final else [])
+    rows = _metrics(out / "metrics.jsonl", len(own))
+    wrote = json.loads(json.dumps(run_summary(h, ckpt["config"], ckpt.get("run_id"))))
+    return (tags is not None and all(tags.get(k) == v for k, v in figure_tags(h, ckpt.get("run_id")).items())
+            and s.get("interrupted") is False and all(s.get(k) == v for k, v in wrote.items()) and rows == json.loads(json.dumps(own)))
 
 def _metrics(path:Path, records:int) -> list|None:
     "The records of `path` (a metrics.jsonl) if it holds `records` of them, else None (not a file of JSON records, or too large for them)."
@@ -302,8 +318,8 @@ def reused_run(cfg:TrainConfig, data=None) -> tuple:
         return finished_run(cfg, data.meta["content_hash"]), data
 
 def run_dataset(cfg:TrainConfig, data, reading:contextlib.ExitStack, resume:bool=False):
-    """`held_dataset(cfg, data, reading)`; resuming where none is, a `DatasetError` whose command makes the one its checkpoint
-    records. The default dataset, not there yet, is made only for a run that was trained on it."""
+    """`held_dataset(cfg, data, reading)`; resuming (or reusing) where none is, a `DatasetError` whose command makes the one
+    its checkpoint records. The default dataset, not there yet, is made only for a run that was trained on it."""
     if resume and data is None and cfg.default_data and not os.path.lexists(cfg.dataset / "meta.json"): _trained_elsewhere(cfg)
     try: return held_dataset(cfg, data, reading)   # held first: a swap a killed prepare left there is settled
     except DatasetError as e:   # resuming: the checkpoint records the arguments of the dataset it was trained on (C236)

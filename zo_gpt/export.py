@@ -58,6 +58,7 @@ def no_progress_bars():
 # %% ../nbs/04b_export.ipynb #2d1147d5
 def hf_config(cfg:GPTConfig, eot_id:int|None=None):
     "transformers' `GPT2Config` for a model with `cfg`: exact GELU, LayerNorm eps 1e-5, attention scaled by 1/sqrt(head size)."
+    if not isinstance(cfg, GPTConfig): raise ConfigError(f"cfg must be a GPTConfig (a model's .config), got {type(cfg).__name__}")
     if eot_id is not None:
         if isinstance(eot_id, bool) or not isinstance(eot_id, (int, np.integer)) or not 0 <= eot_id < cfg.vocab_size:
             raise ConfigError(f"eot_id must be None or a token id from 0 to {cfg.vocab_size - 1}, got {eot_id!r}")
@@ -246,7 +247,14 @@ def patterns_figure(pattern:torch.Tensor, heads:dict, lo:int, hi:int):
 # %% ../nbs/04b_export.ipynb #28b9d560
 def mean_ablation(heads, mean_z:torch.Tensor):
     "A hook for `blocks.L.attn.hook_z` (B, T, n_head, d_head) that sets the output of `heads` (one or a list) to `mean_z`'s."
+    if not (isinstance(mean_z, torch.Tensor) and mean_z.dim() == 2 and mean_z.is_floating_point()):
+        raise ConfigError(f"mean_z must be the heads' mean output, an (n_head, d_head) tensor, got {type(mean_z).__name__} {tuple(getattr(mean_z, 'shape', ()))}")
+    number = lambda h: isinstance(h, (int, np.integer)) and not isinstance(h, bool) and 0 <= h < len(mean_z)
+    if not (number(heads) or isinstance(heads, (list, tuple, range)) and all(map(number, heads))):
+        raise ConfigError(f"heads must be a head number or a list of them, from 0 to {len(mean_z) - 1}, got {heads!r}")
     def hook(z, hook):
+        if tuple(z.shape[-2:]) != tuple(mean_z.shape):
+            raise ConfigError(f"mean_z is {tuple(mean_z.shape)}, but the heads' output here is (n_head, d_head) = {tuple(z.shape[-2:])}")
         z[:, :, heads] = mean_z[heads]
         return z
     return hook

@@ -153,7 +153,7 @@ def _made_until_done():
 
 def _writable(out:str|Path, name:str, made:list) -> Path:
     "`writable_folder`'s check of one folder; what it makes goes on `made`, as `_made` gives it, for `_remove_empty`."
-    if isinstance(out, (str, os.PathLike)) and not str(out).strip(): raise ConfigError(f"{name} must name a folder, got ''")
+    if isinstance(out, (str, os.PathLike)) and not str(out).strip(): raise ConfigError(f"{name} must name a folder, got {str(out)!r}")
     out = check_folder(out, name)
     if _append_only(base := next((p for p in (out, *out.parents) if p.is_dir()), out)):   # the folder, or the one it is made in
         raise ConfigError(f"{name}={str(out)!r} {'is' if base == out else f'would be made in {str(base)!r},'} an append-only folder "

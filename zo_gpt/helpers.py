@@ -163,9 +163,11 @@ def check_batch(x, y, ids:list|None=None, vocab_size:int|None=None):
         raise ConfigError(f"the model takes token ids below {vocab_size}, and these go up to {max(ids)}: a dataset of another vocabulary")
 
 def check_prob(name:str, value) -> float:
-    "`value` as a float, or a `ConfigError` naming `name` unless 0 < value < 1."
+    "`value` as a float, or a `ConfigError` naming `name` unless 0 < value < 1, and not so small that a run reads it as 0."
     ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and 0 < value < 1
     if not ok: raise ConfigError(f"{name} must be a probability strictly between 0 and 1, got {value!r}")
+    if value < sys.float_info.min:   # subnormal: a run flushes it to 0 (flush_denormal), and its floors with it
+        raise ConfigError(f"{name}={value!r} is below {sys.float_info.min:.4g}, the smallest normal float, which a run's arithmetic reads as 0")
     return float(value)
 
 SEED_MAX = 2**32 - 1  # the largest seed: runs derive others from it (seed + 1, seed + 1000 x rank), all within 64 bits

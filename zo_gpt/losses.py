@@ -97,6 +97,9 @@ def compare_losses(
 
 def loss_table(results:list[dict]) -> str:
     "`compare_losses`'s rows as a table, each time and memory also as a multiple of the plain loss's."
+    keys = ("method", "ms", "peak_mib", "loss_diff", "grad_diff")
+    if not (isinstance(results, list) and results and all(isinstance(r, dict) and all(k in r for k in keys) for r in results)):
+        raise ConfigError(f"results must be compare_losses' rows (dicts of {', '.join(keys)}), got {str(results)[:60]}")
     base = results[0]
     lines = [f"{'method':46} {'ms':>9} {'x plain':>7} {'peak MiB':>9} {'x plain':>7} {'loss diff':>9} {'grad diff':>9}"]
     for r in results:

@@ -27,7 +27,7 @@ def notebook_folders(
     not overlap, but for one it names inside a shared one ('run_dir/short'): it replaces what its own hold."""
     for name, path in {**folders, **(shared or {})}.items():
         if not isinstance(path, (str, os.PathLike)): raise ConfigError(f"{name} must be a folder's path, got {type(path).__name__} {path!r}")
-        if not str(path).strip(): raise ConfigError(f"{name} must name a folder, got ''")
+        if not str(path).strip(): raise ConfigError(f"{name} must name a folder, got {str(path)!r}")
     where = lambda path: Path(os.path.realpath(Path(path).expanduser()))
     for (name, path), (other, theirs) in ((a, b) for a in folders.items() for b in (shared or {}).items()):
         mine, its = where(path), where(theirs)

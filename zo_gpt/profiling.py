@@ -262,8 +262,9 @@ def category_table(results:dict) -> str:
 def category_figure(results:dict, title:str="Where a training step's time goes"):
     "Stacked bars of each configuration's step by category: milliseconds, and shares of the step."
     import numpy as np
-    fig = png_figure(figsize=(11, 1.6 + 0.8 * len(results)))
-    axes = fig.subplots(1, 2, sharey=True)
+    if not (isinstance(results, dict) and results and all(isinstance(r, ProfileResult) for r in results.values())):
+        raise ConfigError(f"results must be a dict of ProfileResults (a name: profile_steps' result), got {str(results)[:60]}")
+    axes = (fig := png_figure(figsize=(11, 1.6 + 0.8 * len(results)))).subplots(1, 2, sharey=True)
     totals = np.array([sum(r.categories.values()) for r in results.values()])
     for ax, scale, label in ((axes[0], 1, "ms per training step"), (axes[1], 100 / totals, "% of the step")):
         left = np.zeros(len(results))
@@ -272,8 +273,7 @@ def category_figure(results:dict, title:str="Where a training step's time goes")
             ax.barh(list(results), vals, left=left, color=f"C{i}", label=c)
             left += vals
         ax.set_xlabel(label)
-    axes[0].invert_yaxis()
-    axes[1].set_xlim(0, 100)
+    axes[0].invert_yaxis(); axes[1].set_xlim(0, 100)
     fig.suptitle(title)
     fig.legend(*axes[0].get_legend_handles_labels(), fontsize=9, ncol=5, loc="lower center")
     fig.tight_layout(rect=(0, 0.12 + 0.04 * (4 - len(results)), 1, 1))

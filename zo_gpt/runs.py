@@ -13,7 +13,7 @@ import numpy as np
 from .data import entropy, reference_excess, stream_floor
 from .evaluation import History, draw_references
 from .figures import draws, png_figure
-from .helpers import ConfigError, check_positive
+from .helpers import ConfigError, check_count, check_positive
 
 # %% ../nbs/02d_runs.ipynb #c18d152c
 RUN_COLORS = ["C0", "C1", "C2", "C4", "C5", "C6", "C7", "C8", "C9"]  # red is the floor's
@@ -23,6 +23,7 @@ LABEL_WIDTH = 44  # characters per legend line: longer labels wrap, so none is c
 
 def run_style(i:int) -> dict:
     "The colour, marker and line of the `i`-th run: 36 runs before a combination repeats."
+    i = check_count("i", i)
     marker, ls = RUN_STYLES[i // len(RUN_COLORS) % len(RUN_STYLES)]
     return {"color": RUN_COLORS[i % len(RUN_COLORS)], "marker": marker, "ls": ls}
 

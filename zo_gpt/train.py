@@ -23,7 +23,8 @@ import torch
 from torch.autograd.profiler import record_function
 from tqdm.auto import tqdm  # a widget in a notebook, text in a terminal
 
-from .checkpoint import claim_run_folder, restore, reused_run, run_dataset, run_summary, save_checkpoint
+from .checkpoint import (claim_run_folder, figure_tags, metrics_records, restore, reused_run, run_dataset, run_summary,
+                               save_checkpoint)
 from .config import TrainConfig, check_config, check_data, fixed_batches, get_batch, lr_at
 from .data import check_flag, entropy, out_of_memory, stream_floor
 from .evaluation import History, check_final, evaluate_split, final_split, loss_figure
@@ -189,7 +190,7 @@ class MetricsLog(Callback):
     def on_fit_start(self, state):
         path = Path(state.cfg.out_dir) / "metrics.jsonl"
         if state.iter:  # resuming: the file again from the checkpoint's own history, whatever the folder held
-            with atomic_path(path) as tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in _records(state.history)))
+            with atomic_path(path) as tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in metrics_records(state.history)))
         self.f, self.path = open(path, "a" if state.iter else "w", encoding="utf-8"), path
         self.written = {"train": state.iter, "val": state.iter}  # last step written, per kind
     def _write(self, kind, record):
@@ -208,11 +209,6 @@ class MetricsLog(Callback):
             self.f.close()
         if state.failed and not state.last_checkpoint: self.path.unlink(missing_ok=True)   # an error before any checkpoint: no run to keep
 
-def _records(history) -> list:
-    "The history's steps and evaluations as metrics.jsonl lines, in the order a run writes them."
-    rows = [(r["iter"], 0, {"kind": "train", **r}) for r in history.train] + [(r["iter"], 1, {"kind": "val", **r}) for r in history.val]
-    return [row for *_, row in sorted(rows, key=lambda t: t[:2])]
-
 # %% ../nbs/03_train.ipynb #f2ea042e
 class RunFiles(Callback):
     "Writes `loss.png` and `summary.json` to the run folder when the run ends or stops (not after an error)."
@@ -220,8 +216,8 @@ class RunFiles(Callback):
     def on_fit_end(self, state):
         if state.failed: return
         out, h = Path(state.cfg.out_dir), state.history
-        with atomic_path(out / "loss.png") as tmp:   # tagged with the run's id: a figure copied from another run is not this run's
-            loss_figure(h).savefig(tmp, dpi=110, format="png", metadata={"zo_gpt run": state.run_id or ""})
+        with atomic_path(out / "loss.png") as tmp:   # tagged: a figure copied from another run, or drawn when it was stopped, is not its end's
+            loss_figure(h).savefig(tmp, dpi=110, format="png", metadata=figure_tags(h, state.run_id))
         with atomic_path(out / "summary.json") as tmp: tmp.write_text(json.dumps(run_summary(h, asdict(state.cfg), state.run_id), indent=1))
 
 # %% ../nbs/03_train.ipynb #eca43ba8
@@ -276,19 +272,20 @@ def fit(
     writes = rank == 0 and any(getattr(cb, "writes", False) for cb in callbacks)
     lock = folder_lock(cfg.out_dir, "out_dir") if writes else contextlib.nullcontext()
     try:
-        with lock, precision(device, cfg.tf32, cfg.flush_denormal), contextlib.ExitStack() as reading:
-            data = run_dataset(cfg, data, reading, resume)
+        with lock, contextlib.ExitStack() as reading:   # the dataset, its floors and the folder as Python reads them, then the run's arithmetic
+            data = run_dataset(cfg, data, reading, resume or reuse)   # the run there names its dataset
             check_data(cfg, data)
             check_final(cfg, data)
-            if writes: claim_run_folder(cfg, resume, overwrite)
+            if writes: claim_run_folder(cfg, resume, overwrite, data.meta["content_hash"])
             state = new_run(cfg, data, device, rank, world)
             if writes: state.held = os.stat(cfg.out_dir)
             if resume: restore(state, Path(cfg.out_dir) / "ckpt.pt")
             n, procs = sum(p.numel() for p in state.model.parameters()), f" x {world} processes" if ddp else ""
             if verbose and rank == 0: print(f"device: {device}{procs}; {n:,} parameters; "
                                             f"floor {state.history.floor:.5f} at block {cfg.block_size}")
-            state.step_model = step_model(state.model, cfg.compile, ddp, local, device)
-            return _loop(state, callbacks if rank == 0 else [], ddp)
+            with precision(device, cfg.tf32, cfg.flush_denormal):
+                state.step_model = step_model(state.model, cfg.compile, ddp, local, device)
+                return _loop(state, callbacks if rank == 0 else [], ddp)
     except RuntimeError as e:  # torch's allocators raise RuntimeError (CUDA's is a subclass), not MemoryError
         if not out_of_memory(e): raise
         raise TrainingError(f"ran out of memory ({first_line(e)[:160]}); " + (f"{a} or " if (a := memory_limit_advice()) else "")
