@@ -51,9 +51,10 @@ def main():
             r = subprocess.run([sys.executable, __file__, "--worker", str(n_head), str(threads)], capture_output=True, text=True)
             if r.returncode: raise SystemExit(r.stderr)
             m = json.loads(r.stdout.strip().splitlines()[-1])
-            print(f"{f'{n_head} x {m['D']}':>13} {threads:>8} {m['fwd']:>14.1f} {m['fwd_bwd']:>10.1f} {m['step']:>11.1f} "
+            size = f"{n_head} x {m['D']}"
+            print(f"{size:>13} {threads:>8} {m['fwd']:>14.1f} {m['fwd_bwd']:>10.1f} {m['step']:>11.1f} "
                   f"{m['fwd_bwd'] / m['step']:>16.0%}")
-    print("the preset keeps 8 heads: fewer found the sequence boundary in fewer runs (03_train's appendix)")
+    print("the preset keeps 8 heads: with fewer, fewer of the sweep's runs found the sequence boundary (03_train's appendix)")
 
 
 if __name__ == "__main__":
