@@ -169,3 +169,11 @@ def test_force_never_replaces_files_that_no_export_wrote(finished_run, tmp_path,
     code = re.search(r"```python\n(.*?)```", (out / "README.md").read_text(), re.S).group(1)
     compile(code, "README.md", "exec")                                                      # the path is quoted right
     assert repr(str(out)) in code
+
+
+def test_mean_ablation_sets_the_heads_given_as_a_number_a_list_or_an_array():
+    from zo_gpt.export import mean_ablation
+    mean_z = torch.arange(8.).reshape(4, 2)
+    for heads, which in ((2, [2]), ([0, 3], [0, 3]), (torch.tensor([1, 2]), [1, 2]), (np.array([3]), [3]), ([], [])):
+        z = mean_ablation(heads, mean_z)(torch.full((1, 3, 4, 2), -1.), None)
+        assert all(torch.equal(z[0, t, h], mean_z[h] if h in which else torch.full((2,), -1.)) for t in range(3) for h in range(4)), heads

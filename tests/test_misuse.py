@@ -465,6 +465,7 @@ MORE_MISUSE = [
     (lambda: loss_table([{}]), "results must be compare_losses' rows (dicts of method, ms, peak_mib, loss_diff, grad_diff), got [{}]"),  # B116
     (lambda: mean_ablation([0], torch.zeros(3)), "mean_z must be the heads' mean output, an (n_head, d_head) tensor, got Tensor (3,)"),  # B123
     (lambda: mean_ablation([99], torch.zeros(4, 2)), "heads must be a head number or a list of them, from 0 to 3, got [99]"),  # B124
+    (lambda: mean_ablation(torch.tensor([1, 9]), torch.zeros(4, 2)), "heads must be a head number or a list of them, from 0 to 3, got [1, 9]"),
     (lambda: mean_ablation(0, torch.zeros(4, 2))(torch.zeros(1, 2, 8, 2), None), "mean_z is (4, 2), but the heads' output here is (n_head, d_head) = (8, 2)"),
     (lambda: DataConfig(p=1e-310), "p=1e-310 is below 2.225e-308, the smallest normal float, which a run's arithmetic reads as 0"),  # B32
     (lambda: TrainConfig(grad_accum=10 ** 9), "grad_accum must be at most 1,024, got 1,000,000,000"),                 # B6

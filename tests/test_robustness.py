@@ -1398,7 +1398,7 @@ def test_a_finished_run_on_another_dataset_is_not_offered_to_force_alone(world, 
     args = ["train", f"--data_dir={world / 'data2'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=4", "--eval_interval=2", *SMALL]
     assert main(args + ["--reuse"]) == 2
     line = last_line(capsys)
-    assert "it finished, trained on another dataset" in line and "to reuse it, it is still in" in line, line
+    assert "it finished, trained on another dataset" in line and "for that run, it is still in" in line and line.count("--force") == 1, line
     own = [re.search(r"give (--data_dir=\S+)", line).group(1)]
     assert main(args[:1] + own + args[2:] + ["--reuse"]) == 0
     assert main(args[:1] + own + args[2:] + ["--n_embd=32"]) == 2
@@ -1448,6 +1448,9 @@ def test_a_figure_the_run_drew_before_its_end_is_not_its_figure(world, tmp_path,
     info = PngImagePlugin.PngInfo(); info.add_text("zo_gpt run", tags["zo_gpt run"]); info.add_text("zo_gpt shows", "2 steps")
     Image.open(png).save(png, pnginfo=info)
     assert main(args + ["--reuse"]) == 2 and "its loss.png, summary.json or metrics.jsonl is missing or not its own" in last_line(capsys)
+    info = PngImagePlugin.PngInfo(); info.add_text("zo_gpt run", tags["zo_gpt run"])   # as zo_gpt drew it before it said how far
+    Image.open(png).save(png, pnginfo=info)
+    assert main(args + ["--reuse"]) == 0
 
 
 def test_a_checkpoint_of_other_settings_in_a_finished_folder_is_said_to_be_one(world, tmp_path, capsys):
@@ -1473,3 +1476,12 @@ def test_a_plain_pickle_for_a_checkpoint_is_one_line_without_torchs_warning(worl
     r = subprocess.run([CLI, "sample", "--run", str(tmp_path / "run"), "--tokens", "5"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and r.stderr.strip().count("\n") == 0, r.stderr
     assert "it is not a torch checkpoint (the zip file torch.save writes)" in r.stderr
+
+
+def test_a_missing_dataset_is_not_told_from_another_runs_checkpoint(world, tmp_path, capsys):
+    "Review of pass 20's fix: --reuse with other settings than the run in the folder: that run's dataset is not named."
+    args = _done_copy(world, tmp_path, "--n_embd=32")
+    args[1] = f"--data_dir={tmp_path / 'gone'}"
+    assert main(args + ["--reuse"]) == 1
+    line = last_line(capsys)
+    assert "does not exist" in line and "was trained on" not in line, line

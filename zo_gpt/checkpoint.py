@@ -66,9 +66,9 @@ def _choices(out:Path, cfg:TrainConfig|None=None, data_hash:str|None=None) -> st
     if ckpt["iter"] < ckpt["config"].get("max_iters", 0): return f"continue it with --resume (resume=True), {other}"
     if cfg is not None and (diff := config_differences(ckpt["config"], cfg)):   # not this run: --reuse and --resume cannot serve
         return f"it finished, with other settings ({', '.join(f'{k}={a!r}' for k, (a, _) in diff.items())} there): {other}"
-    if data_hash and ckpt["data_hash"] != data_hash:
+    if data_hash and ckpt["data_hash"] != data_hash and (hint := trained_on(ckpt, cfg.dataset)):
         return (f"it finished, trained on another dataset (content hash {ckpt['data_hash'][:12]}; data_dir's is {data_hash[:12]}): "
-                f"to reuse it, {trained_on(ckpt, cfg.dataset)}; or {other}")
+                f"for that run, {hint}" + ("" if "--force" in hint else f"; or {other}"))
     if not _results_of(out, ckpt): return ("it finished, but its loss.png, summary.json or metrics.jsonl is missing or not its own: "
                                            f"--resume (resume=True) writes them again, or {other}")
     if ckpt["history"].get("final") is None and (cfg is None or cfg.final_eval):
@@ -146,7 +146,7 @@ def load_checkpoint(path:str|Path) -> dict:
     try: path.open("rb").close()
     except OSError as e: raise TrainingError(f"{path} cannot be read: {e.strerror}") from None
     try:
-        with warnings.catch_warnings(action="ignore"): ckpt = torch.load(path, map_location="cpu", weights_only=True)   # a pickle it refuses: its words
+        with warnings.catch_warnings(): warnings.simplefilter("ignore"); ckpt = torch.load(path, map_location="cpu", weights_only=True)   # a pickle it refuses: its words
     except Exception as e: raise TrainingError(f"{path} cannot be loaded: {_why_unreadable(path, e)}") from None
     if rotten := _failed_checksum(path):
         raise TrainingError(f"{path} is damaged: {rotten} in it fails its checksum (CRC-32), so its numbers changed after it was "
@@ -283,7 +283,8 @@ def _results_of(out:Path, ckpt:dict) -> bool:
     own = metrics_records(h) + ([{"kind": "final", **h.final}] if h.final else [])
     rows = _metrics(out / "metrics.jsonl", len(own))
     wrote = json.loads(json.dumps(run_summary(h, ckpt["config"], ckpt.get("run_id"))))
-    return (tags is not None and all(tags.get(k) == v for k, v in figure_tags(h, ckpt.get("run_id")).items())
+    run, shows = figure_tags(h, ckpt.get("run_id")).values()   # a figure from before zo_gpt said what it shows: its run's id must do
+    return (tags is not None and tags.get("zo_gpt run") == run and tags.get("zo_gpt shows", shows) == shows
             and s.get("interrupted") is False and all(s.get(k) == v for k, v in wrote.items()) and rows == json.loads(json.dumps(own)))
 
 def _metrics(path:Path, records:int) -> list|None:
@@ -323,7 +324,7 @@ def run_dataset(cfg:TrainConfig, data, reading:contextlib.ExitStack, resume:bool
     if resume and data is None and cfg.default_data and not os.path.lexists(cfg.dataset / "meta.json"): _trained_elsewhere(cfg)
     try: return held_dataset(cfg, data, reading)   # held first: a swap a killed prepare left there is settled
     except DatasetError as e:   # resuming: the checkpoint records the arguments of the dataset it was trained on (C236)
-        if not (c := _data_config(Path(cfg.out_dir) / "ckpt.pt") if resume and data is None and cfg.data_dir else None): raise
+        if not (c := _data_config(cfg) if resume and data is None and cfg.data_dir else None): raise
         why = str(e).split("; make ")[0] if os.path.lexists(cfg.dataset / "meta.json") else f"data_dir={cfg.data_dir!r} holds no dataset"
         raise DatasetError(f"{why}; the run in {cfg.out_dir} was trained on one made with "
                            f"{', '.join(f'{k}={v!r}' for k, v in c.items())}: {remake(cfg.dataset, {'config': c})}") from None
@@ -332,12 +333,13 @@ def _trained_elsewhere(cfg:TrainConfig):
     "A `TrainingError` if the checkpoint in `cfg.out_dir` was trained on a dataset in another folder than the default one (C250)."
     try: ckpt = load_checkpoint(Path(cfg.out_dir) / "ckpt.pt")
     except TrainingError: return   # the resume says what is wrong with it
+    if config_differences(ckpt["config"], cfg): return   # another run's: its dataset is not this one's to make or name
     if isinstance(own := ckpt.get("data_abspath"), str) and os.path.realpath(own) != os.path.realpath(cfg.dataset):
         raise TrainingError(f"the run in {cfg.out_dir} was trained on the dataset in {own}, not on the default {cfg.dataset} "
                             f"(not made: nothing was done); {trained_on(ckpt, cfg.dataset)}")
 
-def _data_config(path:Path) -> dict|None:
-    "The arguments of the dataset the checkpoint at `path` was trained on, as it records them; None if it does not."
-    try: c = load_checkpoint(path).get("data_config")
+def _data_config(cfg:TrainConfig) -> dict|None:
+    "The arguments of the dataset `cfg`'s run in its folder was trained on, as its checkpoint records them; None if it does not, or is another run's."
+    try: ckpt = load_checkpoint(Path(cfg.out_dir) / "ckpt.pt")
     except TrainingError: return None
-    return c if isinstance(c, dict) and all(isinstance(k, str) for k in c) else None
+    return c if isinstance(c := ckpt.get("data_config"), dict) and all(isinstance(k, str) for k in c) and not config_differences(ckpt["config"], cfg) else None

@@ -258,7 +258,7 @@ def held_dataset(cfg:TrainConfig, data:Dataset|None, reading:contextlib.ExitStac
         raise ConfigError(f"data is the dataset in {path}, but the run's data_dir={cfg.data_dir!r} names {cfg.dataset}; give data "
                           "open_dataset(cfg), or set data_dir to its folder")
     def hold():
-        if Path(path).resolve() != Path(cfg.out_dir).resolve() and not writing_here(path):   # a folder this run writes is held already
+        if not writing_here(path):   # a folder this process writes is held already (a run's own folder is never its dataset's: check)
             reading.enter_context(folder_lock(path, "data_dir", shared=True))
     given = data is not None
     makes = not given and (make or cfg.default_data) and not os.path.lexists(Path(path) / "meta.json")   # open_dataset makes it

@@ -249,6 +249,7 @@ def mean_ablation(heads, mean_z:torch.Tensor):
     "A hook for `blocks.L.attn.hook_z` (B, T, n_head, d_head) that sets the output of `heads` (one or a list) to `mean_z`'s."
     if not (isinstance(mean_z, torch.Tensor) and mean_z.dim() == 2 and mean_z.is_floating_point()):
         raise ConfigError(f"mean_z must be the heads' mean output, an (n_head, d_head) tensor, got {type(mean_z).__name__} {tuple(getattr(mean_z, 'shape', ()))}")
+    heads = heads.tolist() if isinstance(heads, (np.ndarray, torch.Tensor)) and heads.ndim == 1 else heads   # an array of head numbers
     number = lambda h: isinstance(h, (int, np.integer)) and not isinstance(h, bool) and 0 <= h < len(mean_z)
     if not (number(heads) or isinstance(heads, (list, tuple, range)) and all(map(number, heads))):
         raise ConfigError(f"heads must be a head number or a list of them, from 0 to {len(mean_z) - 1}, got {heads!r}")

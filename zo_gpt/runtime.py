@@ -71,7 +71,9 @@ def check_compile(compile:bool, device) -> None:
 
 def _joined_store(addr:str, port:int, world:int, rank:int, wait):
     """torch's TCPStore once all `world` processes reached it. Its wait is in C++, where Python takes no signal, so it runs
-    in a thread while this one waits in short steps: Ctrl-C or SIGTERM stops the command at once, not when the wait ends."""
+    in a thread while this one waits in short steps: Ctrl-C or SIGTERM stops the command at once, not when the wait ends.
+    The thread it leaves waits out `wait` and holds MASTER_PORT meanwhile (rank 0): a notebook that runs the cell again
+    within that time is told the port is in use."""
     import torch.distributed as dist
     box = {}
     def make():
