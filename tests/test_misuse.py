@@ -18,21 +18,22 @@ from conftest import NBS, SMALL, execute_notebook
 
 import zo_gpt.tokens as tokens
 from zo_gpt.cli import main
-from zo_gpt.config import TrainConfig, blocks_at, check_data, fixed_batches, lr_at, make_config, open_dataset
-from zo_gpt.export import hf_config, mean_ablation
+from zo_gpt.config import TrainConfig, blocks_at, check_data, fixed_batches, get_batch, lr_at, make_config, open_dataset
+from zo_gpt.export import LogitsModel, hf_config, is_export, mean_ablation, readme_text
 from zo_gpt.folders import check_folder
 from zo_gpt.accounting import categorize, kineto_links
 from zo_gpt.figures import png_figure
 from zo_gpt.data import (as_text, bayes_entropy, bayes_next, distinct_blocks, entropy, every_block, floor_parts, generate, is_boundary,
                          iter_words, kl_div, latest_boundary, reference_excess, stream_floor)
-from zo_gpt.evaluation import (History, alignment_blocks, attention_on_boundary, attention_weights, check_final, evaluate,
+from zo_gpt.evaluation import (History, Tally, alignment_blocks, attention_on_boundary, attention_weights, check_final, evaluate,
                                evaluate_split, excess_text, loss_figure, measure, mechanism, mechanism_figure, stream_ids, with_se)
 from zo_gpt.checkpoint import config_from, load_checkpoint, load_model
 from zo_gpt.shared_run import check_shared_run
-from zo_gpt.helpers import ConfigError, check_batch, free_memory
+from zo_gpt.helpers import ConfigError, check_batch, free_memory, meta_hash
 from zo_gpt.notebooks import NOTEBOOK_FILE, made_by, notebook_folders
 from zo_gpt.losses import compare_losses, loss_table
-from zo_gpt.model import GPT, GPTConfig, autocast, flops_per_token, linear_cross_entropy, param_counts, sample_text
+from zo_gpt.model import (GPT, GPTConfig, autocast, ce_chunk_rows, flops_per_token, linear_cross_entropy, make_optimizer, param_counts,
+                          sample_text)
 from zo_gpt.profiling import category_figure, category_table, device_peak, measure_matmul_peak, ops_table, profile_steps
 from zo_gpt.runs import run_style, runs_figure, steps_to
 from zo_gpt.train import fit
@@ -471,6 +472,24 @@ MORE_MISUSE = [
     (lambda: TrainConfig(grad_accum=10 ** 9), "grad_accum must be at most 1,024, got 1,000,000,000"),                 # B6
     (lambda: TrainConfig(out_dir=" "), "out_dir must name a folder, got ' '"),                                        # B23
     (lambda: TrainConfig(out_dir="ds", data_dir="./ds"), "out_dir='ds' is the dataset's folder (data_dir): a run goes in a folder of its own"),  # A73
+    (lambda: kl_div(np.array([.5, .5]), np.array([0., 0.])), "log_m must be log-probabilities: where q is above 0 they must sum to at most 1"),  # B68 (pass 21)
+    (lambda: ce_chunk_rows(0), "vocab_size must be a positive integer, got 0"),                                       # B79
+    (lambda: linear_cross_entropy(torch.zeros(2, 4), torch.zeros(5, 4), torch.tensor([0, 9])), "targets must be token ids from 0 to 4 (weight's rows), got 0 to 9"),  # B81
+    (lambda: compare_losses(10 ** 9, 4096, 50304), "rows=1,000,000,000 x vocab_size=50,304 needs about"),              # B82
+    (lambda: GPTConfig(n_embd=2 ** 40, n_head=1), "n_layer=1, n_embd=1,099,511,627,776, vocab_size=50,304 needs about"),  # B93
+    (lambda: make_optimizer(TINY(), lr=-1), "lr must be a finite number > 0, got -1"),                                # B94
+    (lambda: make_optimizer(TINY(), lr=1e-3, betas=(0.9,)), "betas must be two numbers in [0, 1), AdamW's beta1 and beta2, got (0.9,)"),
+    (lambda: make_optimizer("gpt", lr=1e-3), "model must be a torch module (a GPT), got str"),
+    (lambda: get_batch(np.zeros(100, np.uint16), 0, 4, torch.Generator(), "cpu"), "block_size must be a positive integer, got 0"),  # B96
+    (lambda: fixed_batches(None, TrainConfig(), "cpu"), "data must be a split's token ids (a Dataset's train or val), got NoneType"),  # B98
+    (lambda: Tally().add({}), "m must be what measure returns (loss, bayes, kl, part, p_eot), got {}"),                # B99
+    (lambda: readme_text(GPTConfig(), "klingon", [], "x"), "vocab must be 'gpt2' or 'compact', got 'klingon'"),       # B103
+    (lambda: readme_text(None, "gpt2", [], "x"), "cfg must be a GPTConfig (a model's .config), got NoneType"),
+    (lambda: is_export(None), "folder must be a folder's path, got NoneType"),                                        # B104
+    (lambda: LogitsModel(lambda i: torch.zeros(*i.shape, 3)).log_probs(torch.zeros(1, 2, dtype=torch.long), [0, 3]),
+     "logits_of must give logits (B, T, V) with V above the largest token id, 3"),                                     # B105
+    (lambda: meta_hash(None), "meta must be a dataset's meta.json (a dict), got NoneType"),                           # B108
+    (lambda: TINY().token_losses(torch.zeros(1, 2, dtype=torch.long), torch.tensor([[0, 9]])), "targets must be a (B, T) tensor of integer token ids from 0 to 4, got torch.int64 (1, 2) from 0 to 9"),  # B110
 ]
 
 @pytest.mark.parametrize("call, says", MORE_MISUSE, ids=[f"{i}-{says.split()[0]}" for i, (_, says) in enumerate(MORE_MISUSE)])

@@ -26,6 +26,7 @@ from zo_gpt.cli import main
 from zo_gpt.config import TrainConfig, make_config
 from zo_gpt.helpers import ConfigError, DatasetError
 from zo_gpt.tokens import DataConfig, load_dataset, prepare
+import zo_gpt.tokens as tokens_mod
 from zo_gpt.train import MetricsLog, fit
 
 CLI = str(Path(sys.executable).parent / "zo-gpt")
@@ -1448,9 +1449,10 @@ def test_a_figure_the_run_drew_before_its_end_is_not_its_figure(world, tmp_path,
     info = PngImagePlugin.PngInfo(); info.add_text("zo_gpt run", tags["zo_gpt run"]); info.add_text("zo_gpt shows", "2 steps")
     Image.open(png).save(png, pnginfo=info)
     assert main(args + ["--reuse"]) == 2 and "its loss.png, summary.json or metrics.jsonl is missing or not its own" in last_line(capsys)
-    info = PngImagePlugin.PngInfo(); info.add_text("zo_gpt run", tags["zo_gpt run"])   # as zo_gpt drew it before it said how far
+    info = PngImagePlugin.PngInfo(); info.add_text("zo_gpt run", tags["zo_gpt run"])   # the tag stripped (A9, pass 21): as old as any
     Image.open(png).save(png, pnginfo=info)
-    assert main(args + ["--reuse"]) == 0
+    assert main(args + ["--reuse"]) == 2 and "--resume (resume=True) writes them again" in last_line(capsys)
+    assert main(args + ["--resume"]) == 0 and main(args + ["--reuse"]) == 0
 
 
 def test_a_checkpoint_of_other_settings_in_a_finished_folder_is_said_to_be_one(world, tmp_path, capsys):
@@ -1485,3 +1487,36 @@ def test_a_missing_dataset_is_not_told_from_another_runs_checkpoint(world, tmp_p
     assert main(args + ["--reuse"]) == 1
     line = last_line(capsys)
     assert "does not exist" in line and "was trained on" not in line, line
+
+
+@pytest.mark.parametrize("flag, says", [("--f", "expected --key=value, got '--f'"), ("--fo", "expected --key=value, got '--fo'"),
+                                        ("--=1", "unknown setting ''")])
+def test_no_option_is_taken_from_an_abbreviation(world, tmp_path, capsys, flag, says):
+    "B24, B1 (pass 21): --f is not --force: a finished run is not replaced by a flag the user did not spell out."
+    args = _done_copy(world, tmp_path)
+    before = (tmp_path / "run" / "ckpt.pt").read_bytes()
+    assert main(args + [flag]) == 2 and says in last_line(capsys)
+    assert (tmp_path / "run" / "ckpt.pt").read_bytes() == before
+
+
+def test_sample_with_its_standard_output_closed_fails(finished_run):
+    "B33: `zo-gpt sample ... >&-`: the text is the command's work, so a stdout closed from the start is a failure, not a success."
+    r = subprocess.run(f"{shlex.quote(CLI)} sample --run {shlex.quote(str(finished_run))} --tokens 5 >&-", shell=True,
+                       capture_output=False, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert r.returncode == 2 and "the standard output is closed" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_words_of_any_integer_type_are_encoded():
+    "B109: 0/1 words as numpy's default int64 (not only uint8) go through the piece table."
+    words = np.array([[1, 0, 1], [0, 0, 1]])
+    assert tokens_mod.encode_words(words, vocab="compact").tolist() == tokens_mod.encode_words(words.astype(np.uint8), vocab="compact").tolist()
+
+
+def test_a_long_command_line_in_a_lock_record_is_cut_between_words(monkeypatch):
+    "A24 (pass 21): the holder's command is cut at a space and marked, so no setting is shown with a value it does not have."
+    from zo_gpt.folders import _command
+    monkeypatch.setattr(sys, "argv", ["/usr/bin/zo-gpt", "train", "--out_dir=" + "x" * 150, "--data_dir=ds", "--max_iters=3000"])
+    line = _command()
+    assert len(line) <= 200 and line.endswith(" ...") and "--max_iters=3" not in line and line.split()[-2] == "--data_dir=ds", line
+    monkeypatch.setattr(sys, "argv", ["zo-gpt", "y" * 300])
+    assert _command() == "zo-gpt ..."   # one word too long: cut after the program's name

@@ -283,8 +283,7 @@ def _results_of(out:Path, ckpt:dict) -> bool:
     own = metrics_records(h) + ([{"kind": "final", **h.final}] if h.final else [])
     rows = _metrics(out / "metrics.jsonl", len(own))
     wrote = json.loads(json.dumps(run_summary(h, ckpt["config"], ckpt.get("run_id"))))
-    run, shows = figure_tags(h, ckpt.get("run_id")).values()   # a figure from before zo_gpt said what it shows: its run's id must do
-    return (tags is not None and tags.get("zo_gpt run") == run and tags.get("zo_gpt shows", shows) == shows
+    return (tags is not None and all(tags.get(k) == v for k, v in figure_tags(h, ckpt.get("run_id")).items())
             and s.get("interrupted") is False and all(s.get(k) == v for k, v in wrote.items()) and rows == json.loads(json.dumps(own)))
 
 def _metrics(path:Path, records:int) -> list|None:

@@ -161,7 +161,8 @@ def _settings_help(profiled:bool=False) -> str:   # train's table of settings, o
             "\n\ndata_dir is relative to the current folder; only the default one is made on first use (make others with zo-gpt prepare).")
 
 class _Parser(argparse.ArgumentParser):
-    "argparse, with a usage error in one line that points at --help instead of printing the usage."
+    "argparse, with a usage error in one line that points at --help instead of printing the usage; no option is abbreviated (--f is not --force)."
+    def __init__(self, *args, **kwargs): super().__init__(*args, allow_abbrev=False, **kwargs)
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {printable(message)} (see {self.prog} --help)\n")
 
@@ -235,6 +236,10 @@ def main(argv:list[str]|None=None) -> int:
         sp = top.commands[args.command]
         near = [m for e in extra for m in get_close_matches(e.split("=")[0].replace("_", "-"), sp._option_string_actions, 1, 0.8)]
         sp.error(f"unrecognized arguments: {' '.join(extra)}" + (f"; did you mean {', '.join(near)}?" if near else ""))
+    if args.command == "sample" and sys.stdout is None:   # its text is its work: a stdout closed from the start (>&-) loses it
+        print("zo-gpt sample: error: the standard output is closed (>&-), and the text sample prints is its work: give it a file or a pipe",
+              file=sys.stderr or open(os.devnull, "w"))
+        return 2
     placed = ON_PLACED.set((args.out, ending_decided) if args.command in ("prepare", "export", "profile") else None)  # their work ends in a swap of --out
     try:
         with output_that_may_go(strict=args.command == "sample"), signals_interrupt():

@@ -193,6 +193,9 @@ def blocks_at(data:np.ndarray, starts:np.ndarray, block_size:int) -> "torch.Tens
 def get_batch(data:np.ndarray, block_size:int, batch_size:int, generator:"torch.Generator", device:"torch.device"):
     "Inputs and targets (batch_size, block_size) from random offsets into `data`, as views of one block of rows on `device`."
     import torch
+    block_size, batch_size = check_positive("block_size", block_size), check_positive("batch_size", batch_size)
+    if not isinstance(data, np.ndarray): raise ConfigError(f"data must be a split's token ids (a Dataset's train or val), got {type(data).__name__}")
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available(): raise ConfigError(f"device={str(device)!r}, but torch sees no CUDA GPU here")
     if len(data) <= block_size:   # fit checks this first (check_data); the notebooks call this with their own data
         raise ConfigError(f"block_size={block_size} needs more than {block_size:,} tokens to cut a block from; these have {len(data):,}")
     ix = torch.randint(len(data) - block_size, (batch_size,), generator=generator).numpy()
@@ -314,6 +317,7 @@ def check_data(cfg:TrainConfig, data:Dataset):
 
 def fixed_batches(data:np.ndarray, cfg:TrainConfig, device:"torch.device") -> list:
     "`eval_batches` validation batches, the same for every evaluation of a run."
+    if not isinstance(cfg, TrainConfig): raise ConfigError(f"cfg must be a TrainConfig (see make_config), got {type(cfg).__name__}")
     import torch
     g = torch.Generator().manual_seed(cfg.seed + 1)
     return [get_batch(data, cfg.block_size, cfg.batch_size, g, device) for _ in range(cfg.eval_batches)]

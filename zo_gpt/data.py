@@ -75,7 +75,7 @@ def check_words(words) -> np.ndarray:
     if words.ndim != 2: raise ConfigError(f"words must be a 2-d array (sequences x words), got shape {words.shape}")
     if words.dtype.kind not in "biu" or words.size and (words.min() < 0 or words.max() > 1):
         raise ConfigError(f"words must be an array of 0s and 1s; this {words.dtype} array holds other values")
-    return words
+    return words.astype(np.uint8, copy=False)   # 0s and 1s of any integer type, as the piece codes take them
 
 def as_text(words:np.ndarray) -> list[str]:
     "Each row of `words` as the text of one sequence: words joined by single spaces."
@@ -177,6 +177,8 @@ def kl_div(q:np.ndarray, log_m:np.ndarray) -> np.ndarray:
     except ValueError: raise ConfigError(f"q of shape {q.shape} and log_m of shape {log_m.shape} do not broadcast together") from None
     check_memory(f"q and log_m of shape {shape}", 32 * math.prod(shape))  # the differences, the products, the mask
     if not np.all((q >= 0) & (q <= 1)): raise ConfigError("q must be an array of probabilities (from 0 to 1, none NaN)")
+    if np.any(np.where(q > 0, np.exp(log_m), 0).sum(-1) > 1 + 1e-4):   # where q is 0, log_m may be anything; a NaN (a diverged model's) gives NaN
+        raise ConfigError("log_m must be log-probabilities: where q is above 0 they must sum to at most 1 along the last axis")
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(q > 0, q * (np.log(q) - log_m), 0.0).sum(-1)
 

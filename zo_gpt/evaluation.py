@@ -59,6 +59,8 @@ class Tally:
     "Sums of `measure`'s arrays over blocks: means with standard errors over blocks, and the excess by situation."
     def __init__(self): self.block_loss, self.block_bayes, self.block_kl, self.n = [], [], [], 0
     def add(self, m:dict):
+        if not (isinstance(m, dict) and {"loss", "bayes", "kl", "part", "p_eot"} <= set(m)):
+            raise ConfigError(f"m must be what measure returns (loss, bayes, kl, part, p_eot), got {str(m)[:60]}")
         self.block_loss.append(m["loss"].mean(1)); self.block_bayes.append(m["bayes"].mean(1)); self.block_kl.append(m["kl"].mean(1))
         k = len(PARTS)
         if not self.n: self.kl_sum, self.loss_sum, self.count, self.eot_in_view = np.zeros(k), np.zeros(k), np.zeros(k), 0.0

@@ -93,7 +93,12 @@ class LogitsModel:
     training = False
     def __init__(self, logits_of): self.logits_of = logits_of
     @torch.no_grad()
-    def log_probs(self, idx, ids:list[int]): return F.log_softmax(self.logits_of(idx).float(), dim=-1)[..., ids]
+    def log_probs(self, idx, ids:list[int]):
+        logits = self.logits_of(idx)
+        if not (isinstance(logits, torch.Tensor) and logits.shape[:-1] == idx.shape and logits.shape[-1] > max(ids)):
+            raise ConfigError(f"logits_of must give logits (B, T, V) with V above the largest token id, {max(ids)}, for ids {tuple(idx.shape)}; "
+                              f"got {tuple(getattr(logits, 'shape', ())) or type(logits).__name__}")
+        return F.log_softmax(logits.float(), dim=-1)[..., ids]
 
 # %% ../nbs/04b_export.ipynb #7c7b0bee
 def table_vocab(tokens_table:list, vocab_size:int) -> str:
@@ -133,6 +138,9 @@ print({{t["text"]: round(probs[t["id"]].item(), 4) for t in table}})
 
 def readme_text(cfg:GPTConfig, vocab:str, tokens_table:list, folder:str, note:str="") -> str:
     "The README.md of an exported model: what it is, its tokens, and how to load it and tokenize text for it."
+    if not isinstance(cfg, GPTConfig): raise ConfigError(f"cfg must be a GPTConfig (a model's .config), got {type(cfg).__name__}")
+    if vocab not in ("gpt2", "compact"): raise ConfigError(f"vocab must be 'gpt2' or 'compact', got {vocab!r}")
+    tokens_table = check_tokens_table(tokens_table)
     rows = "\n".join(f"| {t['id']} | `{t['text']!r}` | {t['kind']} |".replace("|>", "\\|>").replace("<|", "<\\|")
                      for t in tokens_table)
     bias = "" if cfg.bias else (" It was trained without biases: the biases here are zeros, which fine-tuning in "
@@ -157,6 +165,8 @@ EXPORT_FILES = ("config.json", "generation_config.json", "model.safetensors", "t
 
 def is_export(folder:Path) -> bool:
     "Whether `folder` holds an export's `tokens.json`: a list of tokens, each with its id, text and kind."
+    if not isinstance(folder, (str, os.PathLike)): raise ConfigError(f"folder must be a folder's path, got {type(folder).__name__}")
+    folder = Path(folder)
     if not (folder / "tokens.json").is_file(): return False   # a pipe is never opened
     try: table = json.loads((folder / "tokens.json").read_text())
     except (OSError, ValueError): return False

@@ -186,7 +186,9 @@ def _command() -> str:
     "What this process is, in a few words: its command line, or a Jupyter kernel."
     argv = [a for a in sys.argv if a] or ["python"]
     if "ipykernel" in Path(argv[0]).name: return "a Jupyter kernel"
-    return " ".join([Path(argv[0]).name, *argv[1:]])[:200]
+    line = " ".join([Path(argv[0]).name, *argv[1:]])
+    cut = line.rfind(" ", 0, 196)   # a long one is cut between its words, and says so: never a setting cut short
+    return line if len(line) <= 200 else (line[:cut] if cut > 0 else line[:196]) + " ..."
 
 def _owner(folder:Path) -> str:
     "Who holds `folder`, from its record if that process is still alive: a killed one leaves its record behind."

@@ -116,7 +116,7 @@ def png_text(path) -> dict|None:
         at += 12 + n
     return text if kind == b"IEND" and at == len(data) else None
 
-def check_ids(idx, vocab_size:int, block_size:int, values:bool=True):
+def check_ids(idx, vocab_size:int, block_size:int, values:bool=True, name:str="idx"):
     """A `ConfigError` unless `idx` is a (B, T) tensor of token ids that a model of `vocab_size` and `block_size` takes, what
     its embedding would fail on; `values=False` leaves their values unread (training's batches, checked with their dataset:
     no device sync)."""
@@ -124,7 +124,7 @@ def check_ids(idx, vocab_size:int, block_size:int, values:bool=True):
     ok = isinstance(idx, torch.Tensor) and idx.dim() == 2 and idx.dtype in (torch.int32, torch.int64) and idx.numel() > 0
     if not ok or values and not (0 <= int(idx.min()) and int(idx.max()) < vocab_size):
         got = (f"{idx.dtype} {tuple(idx.shape)}" + (f" from {int(idx.min())} to {int(idx.max())}" if ok else "")) if isinstance(idx, torch.Tensor) else repr(idx)[:80]
-        raise ConfigError(f"idx must be a (B, T) tensor of integer token ids from 0 to {vocab_size - 1}, got {got}")
+        raise ConfigError(f"{name} must be a (B, T) tensor of integer token ids from 0 to {vocab_size - 1}, got {got}")
     if idx.shape[1] > block_size: raise ConfigError(f"a context of {idx.shape[1]} tokens is longer than the model's block_size={block_size}")
 
 def check_batches(batches, vocab_size:int|None=None) -> list:
@@ -211,6 +211,7 @@ class DatasetError(UserError, RuntimeError):
 
 def file_sha256(path:Path) -> str:
     "The SHA-256 of a file, read in blocks of 4 MiB."
+    if not Path(path).is_file(): raise ConfigError(f"path must be a file, got {path!r}")
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""): h.update(block)
@@ -220,6 +221,7 @@ DATASET_FORMAT = "zo_gpt dataset 2"  # 2: the content hash covers everything loa
 
 def meta_hash(meta:dict) -> str:
     "The content hash meta.json records: a SHA-256 over all of it but the hash itself and the versions that wrote it."
+    if not isinstance(meta, dict): raise ConfigError(f"meta must be a dataset's meta.json (a dict), got {type(meta).__name__}")
     kept = {k: v for k, v in meta.items() if k not in ("content_hash", "versions")}
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()
 

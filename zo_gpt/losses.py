@@ -13,6 +13,7 @@ from torch.nn import functional as F
 from torch.profiler import ProfilerActivity, profile
 
 from .accounting import quiet_profiler
+from .data import check_memory
 from .helpers import ConfigError, check_positive, get_device
 from .model import autocast, linear_cross_entropy
 
@@ -65,6 +66,7 @@ def compare_losses(
     rows, n_embd, vocab_size, repeats = (check_positive(k, v) for k, v in
                                          dict(rows=rows, n_embd=n_embd, vocab_size=vocab_size, repeats=repeats).items())
     if vocab_size < 2: raise ConfigError("vocab_size must be at least 2: with one row every gradient is zero, and no distance from plain can be measured")
+    check_memory(f"rows={rows:,} x vocab_size={vocab_size:,}", 16 * rows * vocab_size + 12 * (rows + vocab_size) * n_embd)   # plain's logits, their softmax and gradient
     device = get_device(device or "auto")
     g = torch.Generator().manual_seed(seed)
     x0 = torch.randn(rows, n_embd, generator=g).to(device)

@@ -20,6 +20,7 @@ from torch.autograd.profiler import record_function
 from torch.nn import functional as F
 from tqdm.auto import tqdm  # a widget in a notebook, text in a terminal
 
+from .data import check_memory
 from .helpers import (DTYPE_NAMES, ConfigError, check_count, check_ids, check_model, check_positive, check_seed,
                             check_tokens_table)
 
@@ -74,6 +75,8 @@ class GPTConfig:
         if not 0 <= self.dropout < 1: raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
         for k in [k for k in ("ce_chunk", "ce_chunk_mib") if getattr(self, k) < 0]: raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)!r}")
         if not 0 < self.init_std < 10: raise ConfigError(f"init_std must be a positive number below 10, got {self.init_std!r}")
+        d, n = self.n_embd, self.n_embd * (self.vocab_size + self.block_size) + self.n_layer * (12 * self.n_embd ** 2 + 13 * self.n_embd)
+        check_memory(f"n_layer={self.n_layer:,}, n_embd={d:,}, vocab_size={self.vocab_size:,}", 4 * n)   # its weights, before any is made
 
 # %% ../nbs/02_model.ipynb #0a891485
 class LayerNorm(nn.Module):
@@ -163,6 +166,7 @@ def ce_chunk_rows(
     mib:int=0, # MiB of float32 logits per chunk; 0: 512 on CUDA, 32 elsewhere
 ) -> int:
     "Rows per chunk of the fused loss: `chunk`, or as many as the budget of float32 logits holds (at least 16)."
+    vocab_size = check_positive("vocab_size", vocab_size)
     chunk, mib = check_count("chunk", chunk, "the default"), check_count("mib", mib, "the default")
     budget = (mib or (512 if device_type == "cuda" else 32)) << 20
     return chunk or max(16, budget // (4 * vocab_size))
@@ -174,6 +178,8 @@ def linear_cross_entropy(x, weight, targets, chunk:int=0, mib:int=0):
             and x.shape[0] and targets.shape == x.shape[:1] and weight.shape[1] == x.shape[1]):
         raise ConfigError("x, weight and targets must be float tensors (N, C) and (V, C), N > 0, and int64 targets (N,); got " + ", ".join(
             f"{tuple(a.shape)} {a.dtype}" if isinstance(a, torch.Tensor) else type(a).__name__ for a in (x, weight, targets)))
+    if targets.device.type == "cpu" and not (0 <= targets.min() and targets.max() < weight.shape[0]):   # on a GPU, no wait for a check
+        raise ConfigError(f"targets must be token ids from 0 to {weight.shape[0] - 1} (weight's rows), got {targets.min().item()} to {targets.max().item()}")
     return LinearCrossEntropy.apply(x, weight, targets, ce_chunk_rows(weight.shape[0], chunk, x.device.type, mib))
 
 # %% ../nbs/02_model.ipynb #d30d15ff
@@ -234,6 +240,7 @@ class GPT(nn.Module):
     @torch.no_grad()
     def token_losses(self, idx, targets):
         "The loss (B, T) at every position, without all the logits at once."
+        check_ids(targets, self.config.vocab_size, self.config.block_size, name="targets")
         t = targets.flatten()
         out = [F.cross_entropy(z, t[s:s + len(z)], reduction="none") for s, z in self._head_chunks(idx)]
         return torch.cat(out).view(idx.shape)
@@ -322,6 +329,12 @@ def make_optimizer(
     compiled:bool=False, # torch's own class, which torch.compile knows
 ) -> torch.optim.AdamW:
     "AdamW with weight decay on matrices only (nanoGPT's `configure_optimizers`), fused on CUDA."
+    if not isinstance(model, nn.Module): raise ConfigError(f"model must be a torch module (a GPT), got {type(model).__name__}")
+    if not (isinstance(betas, (tuple, list)) and len(betas) == 2 and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas)):
+        raise ConfigError(f"betas must be two numbers in [0, 1), AdamW's beta1 and beta2, got {betas!r}")
+    for k, v in (("lr", lr), ("weight_decay", weight_decay)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or (k == "lr" and v == 0):
+            raise ConfigError(f"{k} must be a finite number {'> 0' if k == 'lr' else '>= 0'}, got {v!r}")
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
