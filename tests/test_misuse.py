@@ -816,3 +816,66 @@ def test_a_shared_run_folder_a_run_is_writing_is_named_in_use(finished_run, tmp_
 def test_with_se_takes_numpy_numbers():
     "C61: numpy's floats, as tallies return them, are numbers."
     assert with_se(np.float32(1.0), np.float32(0.1)) == with_se(1.0, 0.1)
+
+
+def public_callables():
+    "(module.name, object) of every function and class each chapter makes public (its `__all__`), exceptions left out."
+    import importlib, inspect, pkgutil
+    import zo_gpt
+    out = []
+    for info in sorted(pkgutil.iter_modules(zo_gpt.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"): continue
+        mod = importlib.import_module(f"zo_gpt.{info.name}")
+        for name in mod.__all__:
+            f = getattr(mod, name)
+            if getattr(f, "__module__", None) == mod.__name__ and (inspect.isfunction(f) or inspect.isclass(f) and not issubclass(f, BaseException)):
+                out.append((f"{info.name}.{name}", f))
+    return out
+
+
+def test_every_public_function_checks_its_arguments_kinds():
+    "Each chapter ends with `check_arguments(globals())`: a chapter that forgets it, or a public function defined after it, is named here."
+    import inspect
+    unchecked = [n for n, f in public_callables() if not hasattr(f if inspect.isfunction(f) else f.__init__, "__wrapped__")
+                 and not (inspect.isclass(f) and (hasattr(f, "check") or "__init__" not in f.__dict__))
+                 and not inspect.isgeneratorfunction(inspect.unwrap(f))]   # a generator's or a `with` block's work runs later
+    assert len(public_callables()) > 200 and not unchecked, unchecked
+
+
+def test_every_public_function_refuses_arguments_of_no_kind_in_one_line():
+    """Every public function and class, given `object()` for each argument it needs, raises a zo_gpt error (one line that
+    names the argument), never an AttributeError or TypeError from inside it. (A few take anything: `shell_word` quotes
+    what it is given, `first_line` reads what it can.)"""
+    import inspect
+    from zo_gpt.helpers import UserError
+    bad = []
+    for name, f in public_callables():
+        params = inspect.signature(f).parameters.values()
+        needed = {p.name: object() for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        if not needed: continue
+        try: f(**needed)
+        except UserError as e: assert "\n" not in str(e), (name, str(e))
+        except Exception as e: bad.append(f"{name}: {type(e).__name__}: {e}")
+    assert not bad, bad
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: tokens.load_dataset(None), "path must be a dataset folder's path, got NoneType None"),
+    (lambda: load_model(""), "run_dir must name a run folder, got ''"),
+    (lambda: tokens.load_dataset("a\0b"), "load_dataset(): path must be a path, got str 'a\\x00b'"),
+    (lambda: tokens.prepare(out=5), "out must be a folder's path, got int 5"),
+    (lambda: lr_at("cpu", 3), "cfg must be a TrainConfig (see make_config), got str"),
+    (lambda: __import__("zo_gpt.model").model.GPTConfig(dropout=None), "GPTConfig(): dropout must be a number, got NoneType None"),
+    (lambda: __import__("zo_gpt.model").model.MLP("cfg"), "MLP(): cfg must be a GPTConfig, got str 'cfg'"),
+    (lambda: __import__("zo_gpt.helpers").helpers.read_meta(None), "read_meta(): path must be a path, got NoneType None"),
+    (lambda: __import__("zo_gpt.notebooks").notebooks.made_by(3), "made_by(): folder must be a path, got int 3"),
+    (lambda: get_batch(np.zeros(10, np.uint16), 4, 2, torch.Generator(), "no-such-device"), "device must be a torch device or its name"),
+    (lambda: entropy("0.5"), "p must be a probability strictly between 0 and 1, got '0.5'"),
+    (lambda: __import__("zo_gpt.evaluation").evaluation.final_split(make_config("cpu"), None), "final_split(): data must be a Dataset, got NoneType None"),
+    (lambda: tokens.code_lookup(None), "meta must be a dataset's meta.json"),
+    (lambda: kl_div(np.ones(2) / 2), "kl_div(): missing a required argument: 'log_m'"),
+])
+def test_python_api_kinds(call, message):
+    "Wrong kinds through the Python API, each one line naming the function and its argument."
+    from zo_gpt.helpers import ConfigError
+    with pytest.raises(ConfigError, match=re.escape(message)): call()

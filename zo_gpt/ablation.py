@@ -19,7 +19,7 @@ from .checkpoint import load_model
 from .config import config_from, fixed_batches
 from .evaluation import PARTS, attention_on_boundary, attention_weights, evaluate
 from .folders import folder_lock, writing_here
-from .helpers import ConfigError, DatasetError, check_batches, remake
+from .helpers import ConfigError, DatasetError, check_arguments, check_batches, remake
 from .model import GPT
 from .tokens import code_lookup, load_dataset
 
@@ -150,3 +150,6 @@ def explain_run(run_dir, data_dir=None) -> dict:
     with contextlib.ExitStack() as reading:
         data = _run_dataset(Path(run_dir), ckpt, reading, data_dir)
         return explain(model, fixed_batches(data.val, cfg, torch.device("cpu")), data.meta)
+
+# %% ../nbs/03c_ablation.ipynb #53c8fd8e
+check_arguments(globals())   # last: this chapter's public functions check their arguments' kinds (00_core)

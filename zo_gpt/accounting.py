@@ -11,7 +11,7 @@ import contextlib
 import os
 import re
 
-from .helpers import ConfigError
+from .helpers import ConfigError, check_arguments
 
 # %% ../nbs/03b_accounting.ipynb #16bafb61
 IDLE = "GPU idle, waiting for the host"
@@ -50,9 +50,15 @@ def categorize(name:str, ranges:frozenset=frozenset()) -> str:
 # %% ../nbs/03b_accounting.ipynb #bb64d9ed
 COMPONENTS = ("embeddings", "attention", "mlp", "lm_head")
 
+def _checked_events(events:list) -> list:
+    "`events`, or a `ConfigError` unless each is a profiler event (with its parent, its device and its times)."
+    if not all(hasattr(e, "cpu_parent") and hasattr(e, "device_type") and hasattr(e, "time_range") for e in events):
+        raise ConfigError(f"events must be the profiler's events (prof.events()), got {repr(events)[:60]}")
+    return events
+
 def ranges_of(evt) -> frozenset:
     "Names of the named ranges (`RANGES`) around a profiler event."
-    names, e = set(), evt.cpu_parent
+    names, e = set(), _checked_events([evt])[0].cpu_parent
     while e is not None:
         if e.name in RANGES: names.add(e.name)
         e = e.cpu_parent
@@ -60,7 +66,7 @@ def ranges_of(evt) -> frozenset:
 
 def in_step(evt) -> bool:
     "Whether a profiler event is a profiled step (`ProfilerStep#n`) or ran inside one."
-    e = evt
+    e = _checked_events([evt])[0]
     while e is not None:
         if e.name.startswith("ProfilerStep"): return True
         e = e.cpu_parent
@@ -92,7 +98,7 @@ def event_table(
 ) -> dict:
     """The profiled steps as a compact, JSON-ready table: one row per piece of work (an operator's self time on a
     CPU, a kernel on a GPU) with the operator that launched it and that operator's named ranges."""
-    links = links or {}
+    links, events = links or {}, _checked_events(events)
     cpu = [e for e in events if e.device_type.name == "CPU"]
     steps = [e for e in cpu if e.name.startswith("ProfilerStep")]
     table = {"device": "cpu", "device_name": device_name, "rows": [],
@@ -174,7 +180,7 @@ def memory_by_phase(events:list) -> dict:
     # Each operator's own net allocation moves at one moment: when it starts if it gains memory, when it ends if it
     # frees some (a parent's release, counted at its start, would hide what its children hold meanwhile).
     peaks, moves = dict.fromkeys(PHASES, 0), []
-    for e in events:
+    for e in _checked_events(events):
         if not in_step(e): continue
         if e.name.startswith("ProfilerStep"):   # a new step: held memory counts from zero again
             moves.append((e.time_range.start, 0, 0, None))
@@ -187,3 +193,6 @@ def memory_by_phase(events:list) -> dict:
         live = live + b if kind else 0
         if phase: peaks[phase] = max(peaks[phase], live)
     return peaks
+
+# %% ../nbs/03b_accounting.ipynb #4e6a74e8
+check_arguments(globals())   # last: this chapter's public functions check their arguments' kinds (00_core)

@@ -23,8 +23,8 @@ import torch
 
 from .config import TrainConfig, config_from, held_dataset, trained_on
 from .evaluation import History
-from .helpers import (ConfigError, DatasetError, TrainingError, check_tokens_table, file_size_limit, first_line,
-                            get_device, png_text, read_small, remake, size_text)
+from .helpers import (ConfigError, DatasetError, TrainingError, check_arguments, check_tokens_table,
+                            file_size_limit, first_line, get_device, png_text, read_small, remake, size_text)
 from .folders import (atomic_path, check_held, check_replaceable, folder_lock, held_here,
                             remove_stale_temps, remove_together, writable_folder, writing_here)
 from .model import GPT
@@ -204,8 +204,13 @@ def _rng_state(gen:torch.Generator) -> dict:
     cuda = {"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {}
     return {"torch": torch.get_rng_state(), "batches": gen.get_state(), **cuda}
 
+def _run_state(state):
+    if all(hasattr(state, k) for k in ("model", "optimizer", "cfg", "gen", "history", "data")): return state
+    raise ConfigError(f"state must be a run's State (see new_run in the training notebook), got {type(state).__name__}")
+
 def save_checkpoint(state) -> str:
     "Write a run's `State` (training notebook) at its last completed step to `ckpt.pt`, atomically; its path."
+    state = _run_state(state)
     ckpt = {"model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(), "config": asdict(state.cfg),
             "iter": state.iter, "tokens": state.tokens, "rng": _rng_state(state.gen), "history": asdict(state.history),
             "tokens_table": state.data.meta["tokens"], "data_hash": state.data.meta["content_hash"],
@@ -221,7 +226,7 @@ def save_checkpoint(state) -> str:
 
 def restore(state, path:Path):
     "Set a new run's `State` to the checkpoint at `path` (weights, optimizer, step, random states, history) if it fits."
-    cfg = state.cfg
+    cfg = _run_state(state).cfg
     if not path.exists():
         there = [n for n in RUN_FILES if (path.parent / n).exists()]
         raise TrainingError(f"no checkpoint at {path} to resume; " + (f"the run there {_without_checkpoint(path.parent)}: start again "
@@ -342,3 +347,6 @@ def _data_config(cfg:TrainConfig) -> dict|None:
     try: ckpt = load_checkpoint(Path(cfg.out_dir) / "ckpt.pt")
     except TrainingError: return None
     return c if isinstance(c := ckpt.get("data_config"), dict) and all(isinstance(k, str) for k in c) and not config_differences(ckpt["config"], cfg) else None
+
+# %% ../nbs/02c_checkpoint.ipynb #72845bb0
+check_arguments(globals())   # last: this chapter's public functions check their arguments' kinds (00_core)

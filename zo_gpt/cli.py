@@ -26,7 +26,7 @@ from pathlib import Path
 from . import __version__, failed_library, shadowing
 from .config import PRESETS, PROFILED, TrainConfig, make_config, parse_overrides
 from . import memory_limit_advice
-from .helpers import ConfigError, DatasetError, TrainingError, first_line, get_device, printable
+from .helpers import ConfigError, DatasetError, TrainingError, check_arguments, first_line, get_device, printable
 from .runtime import ending_decided, output_that_may_go, signals_interrupt
 from .folders import ON_PLACED, folder_lock, replace_together, staging
 from .tokens import DataConfig, TokenizerUnavailable, describe, prepare
@@ -283,3 +283,6 @@ def _remedy(command:str) -> str:
     "What frees memory for `command`: the address-space limit, where one is set (ulimit -v); smaller settings, where it has them."
     fixes = [a for a in [memory_limit_advice()] if a] + ["try smaller settings"] * (command in ("train", "profile"))
     return " or ".join(fixes) or "close other programs and run it again"
+
+# %% ../nbs/05_cli.ipynb #86c42d7e
+check_arguments(globals())   # last: this chapter's public functions check their arguments' kinds (00_core)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .helpers import (DTYPE_NAMES, ConfigError, DatasetError, TrainingError, check_positive, check_seed, free_memory,
-                            check_meta_hash, read_meta, remake, shell_word, size_text)
+from .helpers import (DTYPE_NAMES, ConfigError, DatasetError, TrainingError, check_arguments, check_meta_hash,
+                            check_positive, check_seed, free_memory, read_meta, remake, shell_word, size_text)
 from .folders import check_folder, folder_lock, writing_here
 from .data import check_flag
 from .tokens import VOCABS, DataConfig, Dataset, load_dataset, prepare
@@ -108,6 +108,7 @@ class TrainConfig:
         if self.dtype not in DTYPE_NAMES: raise ConfigError(f"dtype must be one of {DTYPE_NAMES}, got {self.dtype!r}")
         if self.n_embd % self.n_head: raise ConfigError(f"n_embd={self.n_embd} must be a multiple of n_head={self.n_head}")
         if not self.out_dir.strip(): raise ConfigError(f"out_dir must name a folder, got {self.out_dir!r}")
+        for k in [k for k in ("out_dir", "data_dir") if "\0" in getattr(self, k)]: raise ConfigError(f"{k} must be a path, got {getattr(self, k)!r}: it holds a NUL character")
         self.out_dir, self.data_dir = os.path.expanduser(self.out_dir), os.path.expanduser(self.data_dir)  # ~/runs, as a shell would
         if os.path.realpath(self.out_dir) == os.path.realpath(self.dataset):   # prepare refuses a run's folder, train a dataset's
             raise ConfigError(f"out_dir={self.out_dir!r} is the dataset's folder (data_dir): a run goes in a folder of its own")
@@ -321,3 +322,6 @@ def fixed_batches(data:np.ndarray, cfg:TrainConfig, device:"torch.device") -> li
     import torch
     g = torch.Generator().manual_seed(cfg.seed + 1)
     return [get_batch(data, cfg.block_size, cfg.batch_size, g, device) for _ in range(cfg.eval_batches)]
+
+# %% ../nbs/02a_config.ipynb #0ff8e562
+check_arguments(globals())   # last: this chapter's public functions check their arguments' kinds (00_core)

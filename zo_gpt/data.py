@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .helpers import ConfigError, check_positive, check_prob, check_seed, free_memory, size_text
+from .helpers import ConfigError, check_arguments, check_positive, check_prob, check_seed, free_memory, size_text
 
 # %% ../nbs/00_data.ipynb #4b5eccbe
 def check_memory(what:str, nbytes:int):
@@ -262,3 +262,6 @@ def ladder_excess(
     rungs = ladder_next(ctx, p, n)
     log = lambda q: np.log(np.where(q > 0, q, 1e-300))   # a piece a rung never gives, where Bayes never gives it either
     return {name: mean(kl_div(rungs["Bayes"], log(q))) for name, q in rungs.items()}
+
+# %% ../nbs/00_data.ipynb #ec0dd5f4
+check_arguments(globals())   # last: this chapter's public functions check their arguments' kinds (00_core)

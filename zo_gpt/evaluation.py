@@ -18,7 +18,8 @@ import torch
 from .config import TrainConfig, blocks_at
 from .data import bayes_next, check_memory, is_boundary, kl_div, latest_boundary, reference_excess
 from .figures import draws, png_figure
-from .helpers import ConfigError, check_batch, check_ids, check_model, check_positive, get_device
+from .helpers import (ConfigError, check_arguments, check_batch, check_batches, check_ids, check_model, check_positive,
+                            get_device)
 from .model import autocast
 from .tokens import Dataset, check_meta, code_lookup
 
@@ -132,7 +133,7 @@ def evaluate_split(
         if tick and tick(min(s + per, len(starts)), len(starts)): return None
     return {**tally.result(rounds), "rounds": rounds}
 
-def final_split(cfg:TrainConfig, data) -> np.ndarray:
+def final_split(cfg:TrainConfig, data:Dataset) -> np.ndarray:
     "The validation tokens a run's final evaluation scores: the first `final_tokens` (with the last target), or all."
     return data.val[:cfg.final_tokens + 1] if cfg.final_tokens else data.val
 
@@ -280,6 +281,7 @@ def mechanism(model, batches:list, meta:dict) -> dict:
     "What the model believes, position by position, on `batches` of (x, y); see the training notebook for the figure."
     check_model(model)
     if not batches: raise ConfigError("batches must hold at least one (x, y) batch, got none")
+    if not all(isinstance(b, (list, tuple)) and len(b) == 2 for b in batches): check_batches(batches)   # says what they must be
     ids, code_of, n, T = stream_ids(meta), code_lookup(meta), meta["config"]["seq_len"], batches[0][0].shape[1]
     for x, y in batches: check_batch(x, y, ids, model.config.vocab_size)   # as measure checks them, before any work
     out = {k: [] for k in ("out_c", "out_p", "in_d", "in_p", "att_d", "att", "att_uniform", "p_one")}
@@ -327,3 +329,6 @@ def mechanism_figure(mech:dict, p:float):
            title="Where the heads look", ylim=(0, 1.05))
     a3.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0); a3.grid(alpha=0.3); fig.tight_layout()
     return fig
+
+# %% ../nbs/02b_evaluation.ipynb #23476b6c
+check_arguments(globals())   # last: this chapter's public functions check their arguments' kinds (00_core)

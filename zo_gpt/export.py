@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from torch.nn import functional as F
 from .checkpoint import load_model
 from .figures import draws, png_figure
 from .data import check_flag
-from .helpers import ConfigError, check_tokens_table, first_line
+from .helpers import ConfigError, check_arguments, check_tokens_table, first_line
 from .folders import folder_lock, plain_mode, replace_together, staging
 from .model import GPT, GPTConfig
 
@@ -91,7 +92,9 @@ def to_hf(model:GPT, eot_id:int|None=None):
 class LogitsModel:
     "A model from another library seen through `logits_of`, ids (B, T) to logits (B, T, V): `measure` scores it as ours."
     training = False
-    def __init__(self, logits_of): self.logits_of = logits_of
+    def __init__(self, logits_of:Callable):
+        if not callable(logits_of): raise ConfigError(f"logits_of must be a function from ids (B, T) to logits (B, T, V), got {type(logits_of).__name__}")
+        self.logits_of = logits_of
     @torch.no_grad()
     def log_probs(self, idx, ids:list[int]):
         logits = self.logits_of(idx)
@@ -269,3 +272,6 @@ def mean_ablation(heads, mean_z:torch.Tensor):
         z[:, :, heads] = mean_z[heads]
         return z
     return hook
+
+# %% ../nbs/04b_export.ipynb #e5cae4f5
+check_arguments(globals())   # last: this chapter's public functions check their arguments' kinds (00_core)

@@ -10,13 +10,14 @@ import functools
 import io
 import threading
 import time
+from collections.abc import Callable
 
-from .helpers import ConfigError, load_matplotlib
+from .helpers import ConfigError, check_arguments, load_matplotlib
 
 # %% ../nbs/00a_figures.ipynb #6e6fb9da
 DRAWING = threading.RLock()  # held while a figure is built or rendered: matplotlib's text layout is not thread-safe
 
-def draws(make_figure):
+def draws(make_figure:Callable):
     "Decorator for a function that builds a figure: it runs holding `DRAWING`, so no two figures are laid out at once."
     @functools.wraps(make_figure)
     def locked(*args, **kwargs):
@@ -58,7 +59,8 @@ def png_figure(**kwargs):
 # %% ../nbs/00a_figures.ipynb #9d4e9205
 class Renderer:
     "Calls `draw()` in a thread of its own, one picture at a time, the newest state winning; see above."
-    def __init__(self, draw, share:float=0.1, min_gap:float=0.25):
+    def __init__(self, draw:Callable, share:float=0.1, min_gap:float=0.25):
+        if not callable(draw): raise ConfigError(f"draw must be a function that draws the picture, got {type(draw).__name__}")
         self.draw, self.share, self.min_gap = draw, share, min_gap
         self.cond, self.thread = threading.Condition(), None
         self.asked = self.drawn = 0  # requests made, and the newest one drawn
@@ -104,3 +106,6 @@ class Renderer:
             self.asked = self.drawn = max(self.asked, self.drawn)  # as if every request so far were drawn
             thread = self.thread
         if thread: thread.join(timeout)
+
+# %% ../nbs/00a_figures.ipynb #f000c039
+check_arguments(globals())   # last: this chapter's public functions check their arguments' kinds (00_core)

@@ -19,15 +19,18 @@ import stat
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
-from .helpers import ConfigError, TrainingError, file_size_limit, not_a_file, read_small, size_text
+from .helpers import (ConfigError, TrainingError, check_arguments, file_size_limit, not_a_file, read_small,
+                            size_text)
 from .runtime import signals_held
 
 # %% ../nbs/00b_folders.ipynb #a1000014
 @contextlib.contextmanager
 def atomic_path(path:str|Path):
     "A temporary file beside `path`, renamed onto it if the block ends without an error, removed otherwise."
+    if why := not_a_file(path): raise ConfigError(f"{why}, and zo_gpt replaces only a file")   # never a device or a folder
     path, tmp = Path(path), None
     try:
         fd, tmp = tempfile.mkstemp(dir=os.path.realpath(path.parent), prefix=f".{path.name}.", suffix=".tmp"); os.close(fd)
@@ -98,6 +101,7 @@ def writes_to(path:str|Path):
 
 def plain_mode(path:str|Path):
     "Give the file `path` the permissions a plainly created file gets (0666 less the umask), not a temporary file's 0600."
+    if not os.path.isfile(path) or os.path.islink(path): raise ConfigError(f"plain_mode sets a file's permissions, got {str(path)!r}, which is no file")
     umask = os.umask(0); os.umask(umask)
     os.chmod(path, 0o666 & ~umask)
 
@@ -133,7 +137,7 @@ def writable_folder(out:str|Path, name:str="out") -> Path:
     "`out` as a Path after making sure it is a folder this process can write, or a `ConfigError` naming `name`."
     return writable_folders({name: out})[0]
 
-def writable_folders(folders:dict, then=None) -> list:
+def writable_folders(folders:dict, then:Callable|None=None) -> list:
     """Each of `folders` ({the setting that names it: its path}) as a Path after making sure it is a folder this
     process can write; or a `ConfigError` naming the first that is not, with every folder made for the others removed.
     `then`, given, is called with those Paths first: where it fails, the folders made are removed too."""
@@ -322,3 +326,6 @@ def check_held(folder:str|Path, held:os.stat_result, name:str="out_dir"):
     if not ((st := _stat(folder)) and os.path.samestat(held, st)):
         raise TrainingError(f"{name}={str(folder)!r} was moved, removed or replaced while this process held it; "
                             "stopped here so that nothing is written into a folder another command may hold")
+
+# %% ../nbs/00b_folders.ipynb #b58d2a20
+check_arguments(globals())   # last: this chapter's public functions check their arguments' kinds (00_core)

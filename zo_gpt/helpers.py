@@ -6,18 +6,24 @@
 __all__ = ['DTYPE_NAMES', 'SEED_MAX', 'DATASET_FORMAT', 'META_KEYS', 'SMALL_FILE_BYTES', 'get_device', 'environment', 'UserError',
            'ConfigError', 'TrainingError', 'first_line', 'shell_word', 'printable', 'one_line', 'check_positive',
            'check_count', 'png_text', 'check_ids', 'check_batches', 'check_model', 'check_batch', 'check_prob',
-           'check_seed', 'check_tokens_table', 'file_size_limit', 'free_memory', 'DatasetError', 'file_sha256',
-           'meta_hash', 'size_text', 'remake', 'check_meta_hash', 'read_small', 'load_matplotlib', 'not_a_file',
-           'read_meta', 'check_files']
+           'check_seed', 'check_tokens_table', 'file_size_limit', 'free_memory', 'check_arguments', 'DatasetError',
+           'file_sha256', 'meta_hash', 'size_text', 'remake', 'check_meta_hash', 'read_small', 'load_matplotlib',
+           'not_a_file', 'read_meta', 'check_files']
 
 # %% ../nbs/00_core.ipynb #a1000003
+import functools
 import hashlib
+import inspect
 import json
+import numbers
 import os
 import re
 import shlex
 import sys
+import types
+import typing
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +76,7 @@ def first_line(e:BaseException) -> str:
     line = next((l.strip() for l in str(e).splitlines() if l.strip()), type(e).__name__)
     return re.sub(r"^\[enforce fail at [^\]]*\]\s*(err == 0)?[\s.]*", "", line) or line   # torch's C++ source location
 
-def shell_word(s) -> str:
+def shell_word(s:str|os.PathLike) -> str:
     """`s` as one word a POSIX shell reads back as `s`: shlex's quoting, or, where `s` holds a character that cannot be
     printed (a newline in a folder's name), bash's $'...' with that character escaped, so that a hint stays one line."""
     s = str(s)
@@ -100,7 +106,7 @@ def check_count(name:str, value, zero:str="") -> int:
         raise ConfigError(f"{name} must be a whole number, 0 or more{f' (0: {zero})' if zero else ''}, got {value!r}")
     return int(value)
 
-def png_text(path) -> dict|None:
+def png_text(path:str|Path) -> dict|None:
     """The text chunks (tEXt: a keyword and its text) of `path` if it is a whole PNG file: a plain file of PNG's signature,
     then chunks whose checksums (CRC-32) hold, the last its end chunk; None if it is not (emptied, cut or bit-rotten)."""
     try:
@@ -116,7 +122,7 @@ def png_text(path) -> dict|None:
         at += 12 + n
     return text if kind == b"IEND" and at == len(data) else None
 
-def check_ids(idx, vocab_size:int, block_size:int, values:bool=True, name:str="idx"):
+def check_ids(idx, vocab_size:int, block_size:int|float, values:bool=True, name:str="idx"):
     """A `ConfigError` unless `idx` is a (B, T) tensor of token ids that a model of `vocab_size` and `block_size` takes, what
     its embedding would fail on; `values=False` leaves their values unread (training's batches, checked with their dataset:
     no device sync)."""
@@ -146,7 +152,7 @@ def check_model(model, gpt:bool=True):
         what = " (load_model returns the model and its checkpoint: take [0])" if isinstance(model, tuple) else ""
         raise ConfigError(f"model must be a GPT (see load_model){'' if gpt else ', or have its log_probs'}, got {type(model).__name__}{what}")
 
-def check_batch(x, y, ids:list|None=None, vocab_size:int|None=None):
+def check_batch(x, y, ids:list[int]|None=None, vocab_size:int|None=None):
     """A `ConfigError` unless `x` and `y` are int64 or int32 tensors of token ids (only those in `ids`, where given) of one
     shape (B, T), not empty: inputs and targets; and unless a model of `vocab_size` ids takes every one of `ids`."""
     import torch
@@ -205,6 +211,76 @@ def free_memory() -> int|None:
     try: return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError): return None
 
+# %% ../nbs/00_core.ipynb #5f450961
+_LENIENT = {float: ("a number", lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool)),
+            int: ("an integer", lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool)),
+            bool: ("True or False", lambda v: isinstance(v, (bool, np.bool_))),
+            Path: ("a path", lambda v: isinstance(v, os.PathLike) or isinstance(v, str) and bool(v.strip()) and "\0" not in v),
+            list: ("a list", lambda v: isinstance(v, (list, tuple))),
+            tuple: ("a tuple", lambda v: isinstance(v, (tuple, list))), dict: ("a dict", lambda v: isinstance(v, Mapping))}
+
+def _kinds(ann, g:dict) -> list|None:
+    "The (words, test) pairs of what annotation `ann` lets through, in the module of globals `g`; None where it is not known here."
+    if isinstance(ann, str):   # a lazy import's annotation, such as 'torch.Generator': known once its module is loaded
+        try: ann = eval(ann, {**g, **{m: sys.modules[m] for m in ("torch", "numpy") if m in sys.modules}})
+        except Exception: return None
+    if ann in (inspect.Parameter.empty, object): return None
+    if ann is None or ann is type(None): return [("None", lambda v: v is None)]
+    if isinstance(ann, types.UnionType):   # where a Path goes, a str is a path's name: not empty, no NUL
+        parts = [_kinds(a, g) for a in ann.__args__ if not (a is str and Path in ann.__args__)]
+        return None if None in parts else [k for p in parts for k in p]
+    of, args = typing.get_origin(ann), typing.get_args(ann)
+    if of in (list, tuple) and args and (of is list or args[1:] == (...,)) and (each := _kinds(args[0], g)):   # list[str], tuple[str, ...]
+        words, test = _LENIENT[of]
+        return [(f"{words} of {' or '.join(w.removeprefix('a ').removeprefix('an ') for w, _ in each)}", lambda v: test(v) and all(any(t(x) for _, t in each) for x in v))]
+    ann = of or ann
+    if ann in _LENIENT: return [_LENIENT[ann]]
+    if getattr(ann, "__module__", "") == "torch" and ann.__name__ == "device":   # torch takes 'cpu' as well
+        return [("a torch device or its name", lambda v: isinstance(v, ann) or isinstance(v, str) and _device_name(v))]
+    if isinstance(ann, type): return [(f"a {ann.__name__}", lambda v: isinstance(v, ann))]
+    return None
+
+def _device_name(name:str) -> bool:
+    import torch
+    try: return bool(torch.device(name))
+    except RuntimeError: return False
+
+def _checked(f, g:dict):
+    sig, kinds, what = inspect.signature(f), {}, f.__qualname__.removesuffix(".__init__")   # a class is named as called
+    def wrong(args, kwargs) -> str|None:
+        "The line for the first argument missing or of the wrong kind, if one is."
+        try: bound = sig.bind(*args, **kwargs)
+        except TypeError as e: return f"{what}(): {e}"
+        for name, v in bound.arguments.items():
+            p = sig.parameters[name]
+            if v is p.default or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD): continue
+            if (k := kinds[name] if name in kinds else _kinds(p.annotation, g)) is not None and not isinstance(p.annotation, str): kinds[name] = k
+            if k is not None and not any(test(v) for _, test in k):
+                return f"{what}(): {name} must be {' or '.join(w for w, _ in k)}, got {type(v).__name__} {repr(v)[:60]}"
+    @functools.wraps(f)
+    def checked(*args, **kwargs):
+        try: return f(*args, **kwargs)
+        except UserError as e:   # its own words; but where a function it called named its own argument, the caller's comes first
+            if not getattr(e, "kind", False) or not (why := wrong(args, kwargs)): raise
+        except Exception:   # not one of ours: where an argument is of the wrong kind, that is what to say
+            if not (why := wrong(args, kwargs)): raise
+        e = ConfigError(why); e.kind = True
+        raise e from None
+    return checked
+
+def check_arguments(g:dict):
+    """Has every public function and class of the module whose globals are `g` (the names in its `__all__`; in a
+    notebook, those it defines) say, in one `ConfigError` that names the function and the parameter, which argument is
+    missing or not of the kind its annotation says, where the function would otherwise fail with an error of Python's
+    or a library's: a `None` for a path, a string for a model. Its own checks, with their own words, come first. Each
+    chapter calls it last. Left to their own checks: a generator and a `with` block (their work runs after the call
+    returns) and a class with a `check` of its own (`TrainConfig`)."""
+    for name in g.get("__all__") or [n for n in list(g) if not n.startswith("_")]:   # a notebook has no __all__
+        if getattr(f := g[name], "__module__", None) != g["__name__"]: continue
+        if inspect.isfunction(f) and not inspect.isgeneratorfunction(inspect.unwrap(f)): g[name] = _checked(f, g)
+        elif (inspect.isclass(f) and not issubclass(f, BaseException) and not hasattr(f, "check")
+              and inspect.isfunction(init := f.__dict__.get("__init__"))): f.__init__ = _checked(init, g)
+
 # %% ../nbs/00_core.ipynb #a1000017
 class DatasetError(UserError, RuntimeError):
     "A dataset folder is missing, damaged, or holds a dataset made with other arguments."
@@ -231,7 +307,7 @@ def size_text(nbytes:float) -> str:
         if float(f"{nbytes:.3g}") >= scale: return f"{nbytes / scale:.3g} {unit}"   # 999,999 bytes: 1 MB, not 1e+03 kB
     return f"{nbytes:,.0f} bytes"
 
-def remake(path, meta=None, vocab:str|None=None) -> str:
+def remake(path:str|Path, meta=None, vocab:str|None=None) -> str:
     """The advice that makes the dataset in `path` again: a command with the arguments its `meta` records, where it can;
     without them, a command for `vocab` (the run's) that says which arguments it cannot know."""
     c, names = meta.get("config") if isinstance(meta, dict) else None, ("vocab", "n_seq", "seq_len", "p", "seed", "val_frac")
@@ -244,7 +320,7 @@ def remake(path, meta=None, vocab:str|None=None) -> str:
     return f"make the dataset again with `zo-gpt prepare --out {shell_word(str(path))} {args} --force`"
 
 def check_meta_hash(
-    path, # the dataset folder
+    path:str|Path, # the dataset folder
     meta:dict, # its meta.json
     vocab:str|None=None, # the run's vocabulary: the hint's rebuild uses it when meta.json's own arguments cannot be trusted
 ):
@@ -279,7 +355,7 @@ def load_matplotlib():
             if backend is not None: os.environ["MPLBACKEND"] = backend
     return matplotlib
 
-def not_a_file(f) -> str|None:
+def not_a_file(f:str|Path) -> str|None:
     "What stands where zo_gpt reads or writes the file `f`, if it is no file (a folder, a pipe, a link to nothing): the start of a message; else None."
     f = Path(f)
     if f.is_symlink() and not f.exists():   # a link to a file on a disk not mounted now, say: not a missing file to write anew
@@ -288,7 +364,7 @@ def not_a_file(f) -> str|None:
     return (f"{f} is {'a folder' if f.is_dir() else 'not a file (a pipe, a device)'} where zo_gpt keeps a file: move it "
             "away (zo_gpt replaces only files it wrote)")
 
-def read_meta(path) -> dict:
+def read_meta(path:str|Path) -> dict:
     "The parsed meta.json of dataset folder `path`, checked for the keys zo_gpt needs, or a `DatasetError`."
     f = Path(path) / "meta.json"
     if why := not_a_file(f): raise DatasetError(f"{why}, then " + remake(path).replace("`", ""))
@@ -304,9 +380,10 @@ def read_meta(path) -> dict:
                            f"{remake(path, meta)}")
     return meta
 
-def check_files(path, meta:dict, hashes:bool=True):
+def check_files(path:str|Path, meta:dict, hashes:bool=True):
     "Raise a `DatasetError` unless the .bin files have the sizes (and, with `hashes`, the SHA-256) meta.json records."
     path = Path(path)
+    if not isinstance(meta.get("files"), dict): raise ConfigError(f"meta must be a dataset's meta.json, with its files, got {repr(meta)[:60]}")
     for name, rec in meta["files"].items():
         f = path / name
         if why := not_a_file(f): raise DatasetError(f"{why}, then " + remake(path, meta).replace("`", ""))
@@ -316,3 +393,6 @@ def check_files(path, meta:dict, hashes:bool=True):
             raise DatasetError(f"{f} is truncated or corrupt: {size:,} bytes, meta.json says {rec['bytes']:,}; {remake(path, meta)}")
         if hashes and file_sha256(f) != rec["sha256"]:
             raise DatasetError(f"{f} is corrupt: its SHA-256 differs from meta.json's; {remake(path, meta)}")
+
+# %% ../nbs/00_core.ipynb #53113f88
+check_arguments(globals())   # last: this chapter's public functions check their arguments' kinds

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from .data import LADDER, is_boundary, kl_div, ladder_next, latest_boundary
 from .evaluation import PARTS, History, Tally, measure, stream_ids
 from .figures import draws, png_figure
-from .helpers import ConfigError, check_batch, check_batches, check_model
+from .helpers import ConfigError, check_arguments, check_batch, check_batches, check_model
 from .tokens import code_lookup
 
 # %% ../nbs/02e_ladder.ipynb #616fea2f
@@ -111,3 +111,6 @@ def ladder_figure(history:History, title:str|None=None):
     for ax in (top, mid, low): ax.grid(alpha=0.3, which="both")
     fig.subplots_adjust(left=0.08, right=0.68, top=0.95, bottom=0.07, hspace=0.08)
     return fig
+
+# %% ../nbs/02e_ladder.ipynb #31030cce
+check_arguments(globals())   # last: this chapter's public functions check their arguments' kinds (00_core)

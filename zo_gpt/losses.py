@@ -14,7 +14,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from .accounting import quiet_profiler
 from .data import check_memory
-from .helpers import ConfigError, check_positive, get_device
+from .helpers import ConfigError, check_arguments, check_positive, get_device
 from .model import autocast, linear_cross_entropy
 
 # %% ../nbs/04a_losses.ipynb #bbdca8c6
@@ -65,6 +65,7 @@ def compare_losses(
     "One forward and backward pass of the head's loss each way this torch has: time, peak memory, distance from plain."
     rows, n_embd, vocab_size, repeats = (check_positive(k, v) for k, v in
                                          dict(rows=rows, n_embd=n_embd, vocab_size=vocab_size, repeats=repeats).items())
+    if repeats > 100: raise ConfigError(f"repeats must be at most 100 (the median of a few passes is the figure), got {repeats:,}")
     if vocab_size < 2: raise ConfigError("vocab_size must be at least 2: with one row every gradient is zero, and no distance from plain can be measured")
     check_memory(f"rows={rows:,} x vocab_size={vocab_size:,}", 16 * rows * vocab_size + 12 * (rows + vocab_size) * n_embd)   # plain's logits, their softmax and gradient
     device = get_device(device or "auto")
@@ -111,3 +112,6 @@ def loss_table(results:list[dict]) -> str:
     if len(results) < len(LOSSES):
         lines.append(f"(torch {torch.__version__} has no chunked linear_cross_entropy; torch 2.13 has one)")
     return "\n".join(lines)
+
+# %% ../nbs/04a_losses.ipynb #d934428d
+check_arguments(globals())   # last: this chapter's public functions check their arguments' kinds (00_core)

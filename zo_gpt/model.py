@@ -21,8 +21,8 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm  # a widget in a notebook, text in a terminal
 
 from .data import check_memory
-from .helpers import (DTYPE_NAMES, ConfigError, check_count, check_ids, check_model, check_positive, check_seed,
-                            check_tokens_table)
+from .helpers import (DTYPE_NAMES, ConfigError, check_arguments, check_count, check_ids, check_model,
+                            check_positive, check_seed, check_tokens_table)
 
 # %% ../nbs/02_model.ipynb #f4489db9
 DTYPES = dict(zip(DTYPE_NAMES, (torch.float32, torch.bfloat16, torch.float16)))
@@ -43,7 +43,7 @@ def precision(
     flush_denormal:bool=True, # elsewhere: subnormal floats flushed to zero
 ):
     "Set the run's arithmetic for the block (this thread's, on the CPU); the settings before it are restored after it."
-    if device.type == "cuda":
+    if torch.device(device).type == "cuda":
         saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
         try: yield
@@ -338,5 +338,8 @@ def make_optimizer(
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    extra = {"fused": True} if device is not None and device.type == "cuda" else {}
+    extra = {"fused": True} if device is not None and torch.device(device).type == "cuda" else {}
     return (torch.optim.AdamW if compiled else _AdamW)(groups, lr=lr, betas=betas, **extra)
+
+# %% ../nbs/02_model.ipynb #1380d884
+check_arguments(globals())   # last: this chapter's public functions check their arguments' kinds (00_core)

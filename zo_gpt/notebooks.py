@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from .folders import atomic_path, check_folder, writable_folders
-from .helpers import ConfigError, read_small
+from .helpers import ConfigError, check_arguments, read_small
 
 # %% ../nbs/00c_notebooks.ipynb #b21c8cdd
 NOTEBOOK_FILE = ".zo_gpt.notebook"  # in a folder a notebook made: the notebook's name
@@ -57,8 +57,11 @@ def notebook_folders(
     made = writable_folders({**(shared or {}), **folders}, then=lambda made: mark(made[len(shared or {}):]))   # the shared first: one of its own may be inside one
     return made[len(shared or {}):] + made[:len(shared or {})]
 
-def made_by(folder) -> str|None:
+def made_by(folder:str|Path) -> str|None:
     "The notebook that made `folder`, as its `NOTEBOOK_FILE` says; None if it has none (or one no notebook wrote)."
     f = Path(folder) / NOTEBOOK_FILE
     try: return (read_small(f).decode("utf-8", "replace").strip() or None) if f.is_file() else None   # never a pipe's
     except (OSError, ValueError): return None
+
+# %% ../nbs/00c_notebooks.ipynb #ae5f4e37
+check_arguments(globals())   # last: this chapter's public functions check their arguments' kinds (00_core)

@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile, schedule
 
-from .helpers import ConfigError, TrainingError, check_count, check_positive, file_size_limit, get_device, size_text
+from .helpers import (ConfigError, TrainingError, check_arguments, check_count, check_positive, file_size_limit,
+                            get_device, size_text)
 from .folders import atomic_path, writable_folder
 from .model import flops_per_token, precision
 from .config import PROFILED, TrainConfig, check_data, held_dataset, make_config, read_overrides
@@ -328,3 +329,6 @@ def write_report(result:ProfileResult, cfg:TrainConfig, out:str|Path) -> list[Pa
         category_figure({name: result}).savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     written = [out / "table.txt", out / "ops.csv", out / "categories.png"]
     return written + [Path(p) for p in (result.trace, result.table) if p]
+
+# %% ../nbs/04_profile.ipynb #de038803
+check_arguments(globals())   # last: this chapter's public functions check their arguments' kinds (00_core)

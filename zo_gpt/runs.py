@@ -13,7 +13,7 @@ import numpy as np
 from .data import entropy, reference_excess, stream_floor
 from .evaluation import History, draw_references
 from .figures import draws, png_figure
-from .helpers import ConfigError, check_count, check_positive
+from .helpers import ConfigError, check_arguments, check_count, check_positive
 
 # %% ../nbs/02d_runs.ipynb #c18d152c
 RUN_COLORS = ["C0", "C1", "C2", "C4", "C5", "C6", "C7", "C8", "C9"]  # red is the floor's
@@ -130,3 +130,6 @@ def steps_to(history:History, excess:float=1e-3):
     if isinstance(excess, bool) or not isinstance(excess, (int, float, np.integer, np.floating)) or not excess >= 0:
         raise ConfigError(f"excess must be a number of nats per token, 0 or more, got {excess!r}")
     return next((r["iter"] for r in history.val if r["kl"] <= excess), None)
+
+# %% ../nbs/02d_runs.ipynb #a30d39ba
+check_arguments(globals())   # last: this chapter's public functions check their arguments' kinds (00_core)

@@ -15,7 +15,7 @@ import socket
 import sys
 import threading
 
-from .helpers import ConfigError, TrainingError, first_line, get_device
+from .helpers import ConfigError, TrainingError, check_arguments, first_line, get_device
 
 # %% ../nbs/00_runtime.ipynb #ef660277
 def stop_signals() -> list:
@@ -184,3 +184,6 @@ def ending_decided():
     "The command's work is done: stop signals are ignored until it returns (`signals_interrupt` puts them back)."
     if threading.current_thread() is threading.main_thread():
         for sig in stop_signals(): signal.signal(sig, signal.SIG_IGN)
+
+# %% ../nbs/00_runtime.ipynb #3647d30a
+check_arguments(globals())   # last: this chapter's public functions check their arguments' kinds (00_core)

@@ -13,7 +13,7 @@ from pathlib import Path
 from .checkpoint import RUN_FILES, config_differences, finished_run, load_checkpoint
 from .config import TrainConfig
 from .folders import check_folder, folder_lock
-from .helpers import ConfigError, DatasetError, TrainingError, read_meta
+from .helpers import ConfigError, DatasetError, TrainingError, check_arguments, read_meta
 from .tokens import DataConfig
 
 # %% ../nbs/02f_shared_run.ipynb #f67086a7
@@ -66,3 +66,6 @@ def _check_shared_dataset(cfg:TrainConfig, name:str):
     if why: raise ConfigError(f"{name}={cfg.out_dir!r} holds a dataset folder {cfg.dataset} that is not the notebooks': {why}; "
                               f"choose another {name}, or move that folder away")
 
+
+# %% ../nbs/02f_shared_run.ipynb #627a2524
+check_arguments(globals())   # last: this chapter's public functions check their arguments' kinds (00_core)

@@ -24,8 +24,9 @@ from tqdm.auto import tqdm  # a widget in a notebook, text in a terminal
 
 from . import __version__
 from .data import PIECES, as_text, check_flag, check_memory, check_words, entropy, iter_words, stream_floor
-from .helpers import (DATASET_FORMAT, ConfigError, DatasetError, check_files, check_meta_hash, check_positive,
-                            check_prob, check_seed, free_memory, meta_hash, read_meta, size_text, UserError)
+from .helpers import (DATASET_FORMAT, ConfigError, DatasetError, UserError, check_arguments, check_files,
+                            check_meta_hash, check_positive, check_prob, check_seed, free_memory, meta_hash, read_meta,
+                            size_text)
 from .folders import check_folder, check_replaceable, folder_lock, remove_stale_temps, replace_together, staging, writes_to
 
 # %% ../nbs/01_tokenizer.ipynb #9b17e7c8
@@ -265,7 +266,7 @@ def load_dataset(
     mm = {n: np.memmap(path / f"{n}.bin", dtype=np.uint16, mode="r") for n in ("train", "val")}
     return Dataset(path, meta, mm["train"], mm["val"])
 
-def check_meta(meta, keys:tuple):
+def check_meta(meta, keys:tuple[str, ...]):
     "A `ConfigError` unless `meta` is a dict with `keys`: a dataset's meta.json, as `prepare` returns it and `Dataset.meta` holds it."
     missing = [k for k in keys if k not in meta] if isinstance(meta, dict) else None
     if missing is None or missing:
@@ -328,3 +329,6 @@ def mc_floor(
         like = (expect[:, 1:] == cls[None, 1:]) * p_next[None, :]          # P(next token | phase)
         losses[b] = -np.log((alive * like).sum(0) / alive.sum(0)).mean()
     return float(losses.mean()), float(losses.std(ddof=1) / math.sqrt(n_blocks))
+
+# %% ../nbs/01_tokenizer.ipynb #b1da957d
+check_arguments(globals())   # last: this chapter's public functions check their arguments' kinds (00_core)

@@ -29,7 +29,7 @@ from .config import TrainConfig, check_config, check_data, fixed_batches, get_ba
 from .data import check_flag, entropy, out_of_memory, stream_floor
 from .evaluation import History, check_final, evaluate_split, final_split, loss_figure
 from . import memory_limit_advice
-from .helpers import ConfigError, TrainingError, first_line
+from .helpers import ConfigError, TrainingError, check_arguments, first_line
 from .runtime import gather_checksums, processes, stop_signals
 from .folders import atomic_path, folder_lock, writes_to
 from .ladder import evaluate_ladder
@@ -100,6 +100,7 @@ class Callback:
 
 def new_run(cfg:TrainConfig, data:Dataset, device:torch.device, rank:int=0, world:int=1) -> State:
     "A run before its first step: seeded model and optimizer, empty history, batch generator, validation batches."
+    if not 0 <= rank < world: raise ConfigError(f"rank must be from 0 to world - 1 = {world - 1}, got {rank}")
     p, n = data.meta["config"]["p"], data.meta["config"]["seq_len"]
     torch.manual_seed(cfg.seed)
     model = GPT(cfg.model_config()).to(device)
@@ -316,3 +317,6 @@ def _loop(state:State, callbacks:list, ddp:bool) -> History:
             settle()  # how the run ended is decided: a stop signal now would only leave its files half written
             for cb in callbacks: cb.on_fit_end(state)
     return history
+
+# %% ../nbs/03_train.ipynb #0cdd4b36
+check_arguments(globals())   # last: this chapter's public functions check their arguments' kinds (00_core)

@@ -22,7 +22,8 @@ from traitlets import TraitError, validate
 from .config import TrainConfig, config_from, make_config, open_dataset
 from .evaluation import History, excess_text
 from .figures import Renderer
-from .helpers import SEED_MAX, ConfigError, DatasetError, check_positive, get_device, one_line, read_meta
+from .helpers import (SEED_MAX, ConfigError, DatasetError, check_arguments, check_positive, get_device, one_line,
+                            read_meta)
 from .ladder import ladder_figure, nearest_rungs
 from .runs import VIEWS, runs_figure, steps_to  # steps_to: still found here, where it was first
 from .train import Callback, fit
@@ -328,3 +329,6 @@ class TrainingPanel:
         try: self.image.value = self.picture()
         except Exception as e:  # a picture that cannot be drawn says so; training goes on
             self._say(f"the plot could not be drawn: {one_line(e)}", error=True)
+
+# %% ../nbs/03a_panel.ipynb #6f4cb7bf
+check_arguments(globals())   # last: this chapter's public functions check their arguments' kinds (00_core)
