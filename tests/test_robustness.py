@@ -876,28 +876,33 @@ def test_a_stopped_profile_leaves_no_part_of_a_report(world, tmp_path, monkeypat
     assert sorted(f.name for f in (tmp_path / "p").iterdir() if f.name.startswith(".zo_gpt-profile")) == []
 
 
-def test_an_address_space_limit_too_small_to_load_torch_is_one_line(tmp_path):
-    "Under ulimit -v 500000 torch's allocator would end the process as torch loads (std::bad_alloc, exit 134): refused first."
+@pytest.mark.parametrize("flag, which, kib, words", [("v", "RLIMIT_AS", 500_000, "address-space limit"),
+                                                      ("d", "RLIMIT_DATA", 100_000, "data-size limit")])
+def test_an_address_space_limit_too_small_to_load_torch_is_one_line(tmp_path, flag, which, kib, words):
+    """Under ulimit -v 500000 torch's allocator would end the process as torch loads (std::bad_alloc, exit 134): refused
+    first. Under ulimit -d 100000 (B79, pass 22), the same, ended by 'cannot allocate memory for thread-local data'."""
     import resource
-    def limit(): resource.setrlimit(resource.RLIMIT_AS, (500_000 << 10, 500_000 << 10))
+    def limit(): resource.setrlimit(getattr(resource, which), (kib << 10, kib << 10))
     r = subprocess.run([sys.executable, "-m", "zo_gpt.cli", "explain", "nowhere"], preexec_fn=limit, capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr[-2000:]
-    assert r.stderr.startswith("zo-gpt explain: failed: the address-space limit (ulimit -v 500000) is too small to load torch")
+    assert r.stderr.startswith(f"zo-gpt explain: failed: the {words} (ulimit -{flag} {kib}) is too small to load torch"), r.stderr
     for args in (["prepare", "--out", str(tmp_path / "ds"), "--n-seq", "20", "--seq-len", "30", "--vocab", "compact"], ["--version"], ["train", "--help"]):
         r = subprocess.run([sys.executable, "-m", "zo_gpt.cli", *args], preexec_fn=limit, capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, (args, r.stderr[-2000:])              # commands that never load torch are not refused
 
 
-def test_an_address_space_limit_too_small_to_load_numpy_is_one_line(tmp_path, monkeypatch):
+@pytest.mark.parametrize("flag, which, kib", [("v", "RLIMIT_AS", 60_000), ("d", "RLIMIT_DATA", 50_000)])
+def test_an_address_space_limit_too_small_to_load_numpy_is_one_line(tmp_path, monkeypatch, flag, which, kib):
     """I252: under ulimit -v 60000 numpy's OpenBLAS ends the process as numpy loads, with a line of its own, for every
-    command (--version too): refused first, naming the limit. Out of memory as tiktoken loads is not a missing cache."""
+    command (--version too): refused first, naming the limit; under ulimit -d 50000 (B79, pass 22) too. Out of memory as
+    tiktoken loads is not a missing cache."""
     import resource
-    def limit(): resource.setrlimit(resource.RLIMIT_AS, (60_000 << 10, 60_000 << 10))
+    def limit(): resource.setrlimit(getattr(resource, which), (kib << 10, kib << 10))
     for args in (["--version"], ["prepare", "--out", str(tmp_path / "ds"), "--vocab", "compact"]):
         r = subprocess.run([sys.executable, "-m", "zo_gpt.cli", *args], preexec_fn=limit, capture_output=True, text=True, timeout=300, cwd=tmp_path)
         assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr[-2000:]
-        assert "failed: the address-space limit (ulimit -v 60000) is too small to load numpy; raise it" in r.stderr
+        assert f"(ulimit -{flag} {kib})" in r.stderr and "raise it" in r.stderr or f"raise the memory limit (ulimit -{flag} {kib})" in r.stderr, r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []
     import tiktoken
     from zo_gpt.tokens import gpt2_encoding
@@ -969,13 +974,17 @@ def test_force_over_a_run_whose_file_cannot_go_keeps_the_old_run_whole(world, tm
     assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == before
 
 
-def test_few_file_descriptors_are_one_line_that_is_not_a_lock(world, tmp_path):
-    "ulimit -n 8 (I172) made the run take its own hold for another process's, whose hint (wait, another folder) cannot work."
+@pytest.mark.parametrize("command", ["train", "prepare"])
+def test_few_file_descriptors_are_one_line_that_is_not_a_lock(world, tmp_path, command):
+    """ulimit -n 8 (I172) made the run take its own hold for another process's, whose hint (wait, another folder) cannot
+    work; under ulimit -n 5 a prepare left its staged folder behind (B82, pass 22)."""
     import resource
-    r = subprocess.run([sys.executable, "-m", "zo_gpt.cli", "train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'r'}", *SMALL],
-                       preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (8, 8)), capture_output=True, text=True, timeout=300)
-    assert r.returncode == 1 and r.stderr == ("zo-gpt train: failed: the limit on open files (ulimit -n 8) is too low: a command that loads "
-                                              "torch needs about 32; raise it (ulimit -n 1024)\n"), r.stderr[-2000:]
+    args = ([f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'r'}", *SMALL] if command == "train"
+            else ["--out", str(tmp_path / "r"), "--n-seq", "4", "--seq-len", "20"])
+    r = subprocess.run([CLI, command, *args], preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (8, 8)),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and r.stderr == (f"zo-gpt {command}: failed: the limit on open files (ulimit -n 8) is too low: a zo-gpt "
+                                              "command needs about 32; raise it (ulimit -n 1024)\n"), r.stderr[-2000:]
     assert not (tmp_path / "r").exists()
 
 
@@ -1049,7 +1058,7 @@ def test_a_resume_that_forgets_its_data_dir_makes_no_default_dataset(world, tmp_
 def test_a_figure_of_another_run_is_not_this_runs(world, tmp_path, capsys):
     """H251: loss.png carries its run's id, so a finished run whose figure was copied from another run is not reused as
     it stands; --resume draws its own again, and then it is reused."""
-    from zo_gpt.helpers import png_text
+    from zo_gpt.figures import png_text
     args = ["train", f"--data_dir={world / 'data'}", "--max_iters=4", "--eval_interval=2", *SMALL]
     shutil.copytree(world / "done", tmp_path / "run")
     assert main(args + [f"--out_dir={tmp_path / 'other'}", "--seed=7"]) == 0
@@ -1304,7 +1313,7 @@ def test_a_run_that_runs_out_of_memory_before_its_first_checkpoint_leaves_no_run
 
 def test_a_figure_with_a_damaged_middle_is_no_whole_figure(world, tmp_path):
     "H230: bit rot inside loss.png, its signature and end intact: the chunks' checksums say it."
-    from zo_gpt.helpers import png_text
+    from zo_gpt.figures import png_text
     png = (world / "done" / "loss.png").read_bytes()
     ckpt = torch.load(world / "done" / "ckpt.pt", weights_only=True)
     assert png_text(world / "done" / "loss.png")["zo_gpt run"] == ckpt["run_id"]   # whole, and tagged with its run
@@ -1499,11 +1508,15 @@ def test_no_option_is_taken_from_an_abbreviation(world, tmp_path, capsys, flag, 
     assert (tmp_path / "run" / "ckpt.pt").read_bytes() == before
 
 
-def test_sample_with_its_standard_output_closed_fails(finished_run):
-    "B33: `zo-gpt sample ... >&-`: the text is the command's work, so a stdout closed from the start is a failure, not a success."
-    r = subprocess.run(f"{shlex.quote(CLI)} sample --run {shlex.quote(str(finished_run))} --tokens 5 >&-", shell=True,
-                       capture_output=False, stderr=subprocess.PIPE, text=True, timeout=120)
-    assert r.returncode == 2 and "the standard output is closed" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+@pytest.mark.parametrize("command, redirect", [("sample --run {run} --tokens 5", ">&-"), ("explain {run}", ">&-"),
+                                               ("explain {run}", ">/dev/full")])
+def test_a_command_whose_text_is_its_work_fails_when_its_standard_output_is_lost(finished_run, command, redirect):
+    """B33 (pass 21), A13 A14 B60 B61 (pass 22): sample's and explain's text is their work, so a stdout closed from the start,
+    or a full disk, fails them in one line, not a success."""
+    cmd = command.format(run=shlex.quote(str(finished_run)))
+    r = subprocess.run(f"{shlex.quote(CLI)} {cmd} {redirect}", shell=True, stderr=subprocess.PIPE, text=True, timeout=300)
+    says = "the standard output is closed" if redirect == ">&-" else "could not write to the standard output (No space left on device)"
+    assert r.returncode in (1, 2) and says in r.stderr and r.stderr.count("\n") == 1, r.stderr
 
 
 def test_words_of_any_integer_type_are_encoded():
@@ -1520,3 +1533,73 @@ def test_a_long_command_line_in_a_lock_record_is_cut_between_words(monkeypatch):
     assert len(line) <= 200 and line.endswith(" ...") and "--max_iters=3" not in line and line.split()[-2] == "--data_dir=ds", line
     monkeypatch.setattr(sys, "argv", ["zo-gpt", "y" * 300])
     assert _command() == "zo-gpt ..."   # one word too long: cut after the program's name
+
+
+def test_a_folder_on_a_file_system_without_locks_is_one_line_and_left_as_it_was(tmp_path, monkeypatch, capsys):
+    "A97 A98 (pass 22): flock failing with ENOLCK (NFS without its lock service) was a traceback, and left the folder it made."
+    import errno, fcntl
+    real = fcntl.flock
+    def flock(fd, op):
+        if op & fcntl.LOCK_UN: return real(fd, op)
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+    monkeypatch.setattr(fcntl, "flock", flock)
+    assert main(["prepare", "--out", str(tmp_path / "new" / "ds"), "--n-seq", "20", "--seq-len", "10", "--vocab", "compact"]) == 2
+    line = last_line(capsys)
+    assert "cannot be locked (No locks available): its file system keeps no locks" in line and "local disk" in line, line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_umask_that_closes_what_is_made_to_its_owner_is_refused_before_any_folder_is_made(tmp_path, capsys):
+    "B56 B147 (pass 22): under `umask 0777` a prepare made folders of mode 000, which it then could not enter, and left them."
+    old = os.umask(0o777)
+    try: code = main(["prepare", "--out", str(tmp_path / "ds"), "--n-seq", "20", "--seq-len", "10", "--vocab", "compact"])
+    finally: os.umask(old)
+    assert code == 2 and "the umask is 0777" in last_line(capsys) and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("thing", ["fifo", "folder"])
+def test_a_tiktoken_cache_that_would_hang_or_be_taken_for_empty_is_named(tmp_path, monkeypatch, thing):
+    """B149 B150 B117 (pass 22): a pipe in TIKTOKEN_CACHE_DIR hung prepare for ever; a cache folder that cannot be read was
+    taken for an empty one, and the failure blamed on the network."""
+    cache = tmp_path / "cache"
+    shutil.copytree(os.environ["TIKTOKEN_CACHE_DIR"], cache)
+    if thing == "fifo": os.mkfifo(cache / "pipe")
+    else: monkeypatch.setattr(os, "scandir", lambda p: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
+    env = {**os.environ, "TIKTOKEN_CACHE_DIR": str(cache)}
+    if thing == "fifo":
+        r = subprocess.run([CLI, "prepare", "--out", str(tmp_path / "ds"), "--n-seq", "20", "--seq-len", "10"], env=env,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 1 and "holds 'pipe', which is not a file (a pipe or a device)" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+        assert not (tmp_path / "ds").exists()
+    else:
+        monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(cache))
+        with pytest.raises(tokens_mod.TokenizerUnavailable, match=r"cannot be read \(Permission denied\), so tiktoken would take it for empty"):
+            tokens_mod.gpt2_encoding.__wrapped__()
+
+
+def test_an_error_in_a_staged_file_names_the_path_the_user_gave(tmp_path, monkeypatch, capsys):
+    "B76 B109 (pass 22): a failure while a dataset was being staged named the hidden stage folder, which is gone once it ends."
+    import zo_gpt.cli as cli
+    staged = tmp_path / "ds" / ".zo_gpt-stage-k2j4" / "train.bin"
+    def fails(args, extra): raise OSError(28, "No space left on device", str(staged))
+    monkeypatch.setattr(cli, "_prepare", fails)
+    assert main(["prepare", "--out", str(tmp_path / "ds")]) == 1
+    assert last_line(capsys) == f"zo-gpt prepare: failed: No space left on device: {tmp_path / 'ds' / 'train.bin'}"
+
+
+def test_a_resume_on_another_thread_count_says_it_is_not_step_for_step(world, tmp_path, capsys):
+    "B144 (pass 22): a run resumed on another number of CPU threads went on with sums split another way, and said nothing."
+    from zo_gpt.train import Callback, Checkpointer, RunFiles
+    class StopAt2(Callback):
+        def on_step(self, state, record): state.stop = state.iter >= 2
+    cfg = make_config("cpu", {"data_dir": str(world / "data"), "out_dir": str(tmp_path / "run"), "max_iters": 4, "eval_interval": 2,
+                              "block_size": 32, "batch_size": 4, "n_embd": 16, "eval_batches": 1, "final_tokens": 2000})
+    threads = torch.get_num_threads()
+    assert fit(cfg, callbacks=[MetricsLog(), Checkpointer(), RunFiles(), StopAt2()], verbose=False).interrupted
+    capsys.readouterr()
+    torch.set_num_threads(threads + 1)
+    try: code = main(["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=4", "--eval_interval=2", *SMALL, "--resume"])
+    finally: torch.set_num_threads(threads)
+    err = capsys.readouterr().err
+    assert code == 0 and f"was written by a run on {threads} CPU threads, and this one has {threads + 1}" in err, err
+    assert f"OMP_NUM_THREADS={threads}" in err

@@ -14,6 +14,7 @@ import itertools
 import json
 import os
 import shutil
+import sys
 import warnings
 import zipfile
 from dataclasses import asdict, fields
@@ -23,8 +24,9 @@ import torch
 
 from .config import TrainConfig, config_from, held_dataset, trained_on
 from .evaluation import History
+from .figures import png_text
 from .helpers import (ConfigError, DatasetError, TrainingError, check_arguments, check_tokens_table,
-                            file_size_limit, first_line, get_device, png_text, read_small, remake, size_text)
+                            file_size_limit, first_line, get_device, read_small, remake, size_text)
 from .folders import (atomic_path, check_held, check_replaceable, folder_lock, held_here,
                             remove_stale_temps, remove_together, writable_folder, writing_here)
 from .model import GPT
@@ -215,7 +217,7 @@ def save_checkpoint(state) -> str:
             "iter": state.iter, "tokens": state.tokens, "rng": _rng_state(state.gen), "history": asdict(state.history),
             "tokens_table": state.data.meta["tokens"], "data_hash": state.data.meta["content_hash"],
             "data_path": str(state.data.path), "data_abspath": os.path.abspath(state.data.path),   # as given, and from anywhere
-            "data_config": state.data.meta["config"], "run_id": state.run_id}
+            "data_config": state.data.meta["config"], "run_id": state.run_id, "threads": torch.get_num_threads()}
     if state.held is not None: check_held(state.cfg.out_dir, state.held)   # the folder the run locked, not one in its place
     try: state.last_checkpoint = write_checkpoint(Path(state.cfg.out_dir) / "ckpt.pt", ckpt)
     except TrainingError as e:
@@ -260,6 +262,10 @@ def restore(state, path:Path):
     state.history.train, state.history.val = ckpt["history"]["train"], ckpt["history"]["val"]
     state.history.final = ckpt["history"].get("final")  # a finished run resumed for its missing files: nothing runs
     state.last_checkpoint, state.run_id = str(path), ckpt.get("run_id")
+    on_cpu = next(state.model.parameters()).device.type == "cpu"
+    if on_cpu and (n := ckpt.get("threads")) not in (None, torch.get_num_threads()):   # sums split another way: not the same bits
+        print(f"note: {path} was written by a run on {n} CPU threads, and this one has {torch.get_num_threads()}: it goes on, but "
+              f"not step for step as the run would have; for that, resume it on {n} (OMP_NUM_THREADS={n})", file=sys.stderr)
 
 def run_summary(history:History, config:dict, run_id:str|None) -> dict:
     "A run's summary.json: what its `History` says of it, its settings (`asdict` of its `TrainConfig`) and its id."

@@ -65,11 +65,11 @@ def _train(args, extra:list[str]) -> int:
     out = Path(cfg.out_dir)
     if history.interrupted:
         if (out / "ckpt.pt").exists() and len(history.train) >= cfg.max_iters:
-            print(f"stopped during the final evaluation, after all {cfg.max_iters} steps; the checkpoint in {out / 'ckpt.pt'} "
-                  f"holds them; finish the evaluation with the same arguments and --resume", file=sys.stderr)
+            print(printable(f"stopped during the final evaluation, after all {cfg.max_iters} steps; the checkpoint in {out / 'ckpt.pt'} "
+                            f"holds them; finish the evaluation with the same arguments and --resume"), file=sys.stderr)
         elif (out / "ckpt.pt").exists():
-            print(f"stopped at step {len(history.train)} of {cfg.max_iters}; the checkpoint in {out / 'ckpt.pt'} holds the "
-                  f"last step saved; continue with the same arguments and --resume", file=sys.stderr)
+            print(printable(f"stopped at step {len(history.train)} of {cfg.max_iters}; the checkpoint in {out / 'ckpt.pt'} holds the "
+                            f"last step saved; continue with the same arguments and --resume"), file=sys.stderr)
         else:
             print(f"stopped at step {len(history.train)} of {cfg.max_iters}, before its first checkpoint: nothing can resume "
                   f"it; start again with --force", file=sys.stderr)
@@ -81,7 +81,7 @@ def _train(args, extra:list[str]) -> int:
     if f["loss"] < history.floor:  # a sample can be easier than the average the floor is; no model beats the Bayes predictor on it
         print(f"the loss is below the floor because these tokens are easier than average: the Bayes predictor scores "
               f"{f['bayes']:.5f} on them, the model {f['loss'] - f['bayes']:+.5f} more")
-    if not history.reused: print(f"wrote {out / 'loss.png'}, {out / 'metrics.jsonl'}, {out / 'ckpt.pt'}, {out / 'summary.json'}")
+    if not history.reused: print(printable(f"wrote {out / 'loss.png'}, {out / 'metrics.jsonl'}, {out / 'ckpt.pt'}, {out / 'summary.json'}"))
     return 0
 
 def _sample(args, extra) -> int:
@@ -103,7 +103,7 @@ def _explain(args, extra) -> int:
 def _export(args, extra) -> int:
     from zo_gpt.export import export_run  # transformers loads only for this command
     out = export_run(args.run, args.out, force=args.force)
-    print(f"wrote {out}: config.json and model.safetensors for transformers' GPT2LMHeadModel.from_pretrained, "
+    print(f"wrote {printable(out)}: config.json and model.safetensors for transformers' GPT2LMHeadModel.from_pretrained, "
           f"tokens.json, README.md")
     return 0
 
@@ -134,12 +134,12 @@ def _profile(args, extra:list[str]) -> int:
         if args.preset == "a100" and get_device(cfg.device).type == "cpu":
             print(f"note: the a100 preset is sized for a GPU; on this CPU its {2 * args.steps + 4} steps (timed, then profiled) may take several minutes",
                   file=sys.stderr)
-        print(f"dataset: {cfg.dataset}")
+        print(printable(f"dataset: {cfg.dataset}"))
         with staging(out) as tmp:   # the new report is made whole beside the old one, which stays whole if it is stopped or fails
             result = profile_steps(cfg, active=args.steps, trace=tmp / "trace.json", table=tmp / "events.json", make=own)
             write_report(result, cfg, tmp)
             replace_together(tmp, out, REPORT_FILES)
-        for n in REPORT_FILES: print(f"wrote {out / n}")
+        for n in REPORT_FILES: print(printable(f"wrote {out / n}"))
         total = sum(result.categories.values())
         top = sorted(result.categories.items(), key=lambda kv: -kv[1])[:3]
         print(f"step {result.step_ms:.1f} ms on {result.device}: " + ", ".join(f"{c} {ms / total:.0%}" for c, ms in top)
@@ -236,13 +236,14 @@ def main(argv:list[str]|None=None) -> int:
         sp = top.commands[args.command]
         near = [m for e in extra for m in get_close_matches(e.split("=")[0].replace("_", "-"), sp._option_string_actions, 1, 0.8)]
         sp.error(f"unrecognized arguments: {' '.join(extra)}" + (f"; did you mean {', '.join(near)}?" if near else ""))
-    if args.command == "sample" and sys.stdout is None:   # its text is its work: a stdout closed from the start (>&-) loses it
-        print("zo-gpt sample: error: the standard output is closed (>&-), and the text sample prints is its work: give it a file or a pipe",
-              file=sys.stderr or open(os.devnull, "w"))
+    prints_its_work = args.command in ("sample", "explain")   # their text is their work: a stdout closed from the start (>&-) loses it
+    if prints_its_work and sys.stdout is None:
+        print(f"zo-gpt {args.command}: error: the standard output is closed (>&-), and the text {args.command} prints is its work: "
+              "give it a file or a pipe", file=sys.stderr or open(os.devnull, "w"))
         return 2
     placed = ON_PLACED.set((args.out, ending_decided) if args.command in ("prepare", "export", "profile") else None)  # their work ends in a swap of --out
     try:
-        with output_that_may_go(strict=args.command == "sample"), signals_interrupt():
+        with output_that_may_go(strict=prints_its_work), signals_interrupt():
             code, msg = _run(args, extra)
             if code not in (0, 130) and (why := shadowing(loaded=True)): code, msg = 1, f"failed: {why}"   # the cause, whatever failed
             if msg: print(f"zo-gpt {args.command}: {printable(msg)}", file=sys.stderr)
@@ -271,7 +272,8 @@ def _run(args, extra) -> tuple[int, str]:
         lib = Path(e.path).parent.name if getattr(e, "path", None) else getattr(e, "name", None) or "a library"
         return 1, f"failed: could not load {lib} ({why[:120]}): " + (f"out of memory? {_remedy(args.command)}" if memory else f"reinstall {lib}")
     except OSError as e:
-        why = f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+        where = re.sub(r"/\.zo_gpt-(stage|done)-[^/]+", "", str(e.filename)) if e.filename else ""   # the path the user gave, not its hidden stage
+        why = f"{e.strerror or e}" + (f": {where}" if where else "")
         return 1, _no_memory(args.command, why) if e.errno == errno.ENOMEM else f"failed: {why}"
     except KeyboardInterrupt: return 130, "interrupted"
 

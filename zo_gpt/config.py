@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from .helpers import (DTYPE_NAMES, ConfigError, DatasetError, TrainingError, check_arguments, check_meta_hash,
-                            check_positive, check_seed, free_memory, read_meta, remake, shell_word, size_text)
+                            check_positive, check_seed, free_memory, read_meta, remake, shell_option, shell_word,
+                            size_text)
 from .folders import check_folder, folder_lock, writing_here
 from .data import check_flag
 from .tokens import VOCABS, DataConfig, Dataset, load_dataset, prepare
@@ -238,8 +239,8 @@ def open_dataset(
     path = check_folder(cfg.dataset, "data_dir")
     if not os.path.lexists(path / "meta.json"):   # a link to nothing is told by read_meta (H235), not taken for none
         if not cfg.default_data and not make and not path.exists():
-            raise DatasetError(f"data_dir={cfg.data_dir!r} does not exist; make a dataset there with `zo-gpt prepare --out "
-                               f"{shell_word(cfg.data_dir)} --vocab {cfg.vocab}`, or leave data_dir out to "
+            raise DatasetError(f"data_dir={cfg.data_dir!r} does not exist; make a dataset there with `zo-gpt prepare "
+                               f"{shell_option('--out', cfg.data_dir)} --vocab {cfg.vocab}`, or leave data_dir out to "
                                + (unset or f"use {Path(f'data/zero_one-{cfg.vocab}')}"))
         if (path / "ckpt.pt").exists():   # a run folder given for its dataset: its checkpoint names the one it was trained on
             raise DatasetError(f"data_dir={cfg.data_dir!r} is a run folder (it holds ckpt.pt), not a dataset; give the folder of the "
@@ -247,7 +248,7 @@ def open_dataset(
         if not cfg.default_data and not make:   # token files without meta.json: an interrupted prepare, which --force replaces
             force = " --force" if any((path / n).exists() for n in ("train.bin", "val.bin")) else ""
             raise DatasetError(f"data_dir={cfg.data_dir!r} holds no dataset (no meta.json); make one with "
-                               f"`zo-gpt prepare --out {shell_word(cfg.data_dir)} --vocab {cfg.vocab}{force}`")
+                               f"`zo-gpt prepare {shell_option('--out', cfg.data_dir)} --vocab {cfg.vocab}{force}`")
         print(f"making the default {cfg.vocab} dataset in {path} (first use)")
         prepare(DataConfig(vocab=cfg.vocab), path, verbose=False, name="data_dir")
     check_meta_hash(path, read_meta(path), cfg.vocab)   # first: an edited meta.json's hint remakes it for this run's vocab

@@ -22,8 +22,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from .helpers import (ConfigError, TrainingError, check_arguments, file_size_limit, not_a_file, read_small,
-                            size_text)
+from .helpers import (ConfigError, TrainingError, check_arguments, file_size_limit, not_a_file, printable,
+                            read_small, size_text)
 from .runtime import signals_held
 
 # %% ../nbs/00b_folders.ipynb #a1000014
@@ -102,8 +102,14 @@ def writes_to(path:str|Path):
 def plain_mode(path:str|Path):
     "Give the file `path` the permissions a plainly created file gets (0666 less the umask), not a temporary file's 0600."
     if not os.path.isfile(path) or os.path.islink(path): raise ConfigError(f"plain_mode sets a file's permissions, got {str(path)!r}, which is no file")
+    os.chmod(path, 0o666 & ~_umask())
+
+def _umask() -> int:
+    "This process's umask: from /proc/self/status where Linux gives it, so that no other thread sees it changed for a moment."
+    try: return int(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("Umask:")), 8)
+    except (OSError, StopIteration, ValueError): pass
     umask = os.umask(0); os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
+    return umask
 
 def check_replaceable(folder:str|Path, names:tuple, then:str):
     "A `ConfigError` if any of `names` in `folder` is something other than a file (a folder, a pipe), which zo_gpt never replaces; `then` says what to do next."
@@ -159,6 +165,9 @@ def _writable(out:str|Path, name:str, made:list) -> Path:
     "`writable_folder`'s check of one folder; what it makes goes on `made`, as `_made` gives it, for `_remove_empty`."
     if isinstance(out, (str, os.PathLike)) and not str(out).strip(): raise ConfigError(f"{name} must name a folder, got {str(out)!r}")
     out = check_folder(out, name)
+    if (m := _umask()) & 0o700:   # `umask 0777`: what is made here would be closed to its own owner, and left behind so
+        raise ConfigError(f"the umask is {m:04o}, so the folders and files zo_gpt makes would be closed to their own owner; "
+                          "set one such as 022 (umask 022), then run it again")
     if _append_only(base := next((p for p in (out, *out.parents) if p.is_dir()), out)):   # the folder, or the one it is made in
         raise ConfigError(f"{name}={str(out)!r} {'is' if base == out else f'would be made in {str(base)!r},'} an append-only folder "
                           "(chattr +a; lsattr -d shows it), where nothing can be renamed or removed, as zo_gpt does to write files "
@@ -190,7 +199,7 @@ def _command() -> str:
     "What this process is, in a few words: its command line, or a Jupyter kernel."
     argv = [a for a in sys.argv if a] or ["python"]
     if "ipykernel" in Path(argv[0]).name: return "a Jupyter kernel"
-    line = " ".join([Path(argv[0]).name, *argv[1:]])
+    line = " ".join(map(printable, [Path(argv[0]).name, *argv[1:]]))   # a newline in a folder's name stays one line
     cut = line.rfind(" ", 0, 196)   # a long one is cut between its words, and says so: never a setting cut short
     return line if len(line) <= 200 else (line[:cut] if cut > 0 else line[:196]) + " ..."
 
@@ -230,7 +239,9 @@ def _remove_empty(made:list):
         try:
             fd = os.open(p, os.O_RDONLY)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)    # refused while another command holds it
+                try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)    # refused while another command holds it
+                except BlockingIOError: raise
+                except OSError: pass   # a file system without locks (ENOLCK): no command could hold it
                 if not os.path.samestat(os.fstat(fd), st): break   # moved, and another made in its place: not ours
                 p.rmdir()                                          # refused where anything is left in it
             finally: os.close(fd)
@@ -246,6 +257,9 @@ def _lock(folder:Path, name:str, shared:bool=False):
         except BlockingIOError:
             raise ConfigError(f"{name}={str(folder)!r} is in use by {_owner(folder)}; wait for it to end, or choose "
                               "another folder") from None
+        except OSError as e:   # ENOLCK, EOPNOTSUPP: a file system without locks (NFS without its lock service)
+            raise ConfigError(f"{name}={str(folder)!r} cannot be locked ({e.strerror}): its file system keeps no locks, and "
+                              "zo_gpt holds a folder so that no two commands write it at once; choose a folder on a local disk") from None
         if not ((st := _stat(folder)) and os.path.samestat(os.fstat(fd), st)):
             raise ConfigError(f"{name}={str(folder)!r} was moved or replaced while it was being opened; try again")
         for s in folder.glob(".zo_gpt-stage-*"): _settle(folder, s)   # held, no writer is live: what a killed one left

@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['DTYPE_NAMES', 'SEED_MAX', 'DATASET_FORMAT', 'META_KEYS', 'SMALL_FILE_BYTES', 'get_device', 'environment', 'UserError',
-           'ConfigError', 'TrainingError', 'first_line', 'shell_word', 'printable', 'one_line', 'check_positive',
-           'check_count', 'png_text', 'check_ids', 'check_batches', 'check_model', 'check_batch', 'check_prob',
+           'ConfigError', 'TrainingError', 'first_line', 'shell_word', 'shell_option', 'printable', 'one_line',
+           'check_positive', 'check_count', 'check_ids', 'check_batches', 'check_model', 'check_batch', 'check_prob',
            'check_seed', 'check_tokens_table', 'file_size_limit', 'free_memory', 'check_arguments', 'DatasetError',
            'file_sha256', 'meta_hash', 'size_text', 'remake', 'check_meta_hash', 'read_small', 'load_matplotlib',
            'not_a_file', 'read_meta', 'check_files']
@@ -22,7 +22,6 @@ import shlex
 import sys
 import types
 import typing
-import zlib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -81,8 +80,16 @@ def shell_word(s:str|os.PathLike) -> str:
     printed (a newline in a folder's name), bash's $'...' with that character escaped, so that a hint stays one line."""
     s = str(s)
     if s.isprintable(): return shlex.quote(s)
-    esc = lambda c: "\\" + c if c in "'\\" else c if c.isprintable() else repr(c)[1:-1] if ord(c) < 128 else f"\\U{ord(c):08x}"
+    def esc(c):   # past ASCII, the name's own bytes: one that is no text in the locale (held as a surrogate) comes back as itself
+        if c in "'\\": return "\\" + c
+        if c.isprintable(): return c
+        return repr(c)[1:-1] if ord(c) < 128 else "".join(f"\\x{b:02x}" for b in os.fsencode(c))
     return "$'" + "".join(map(esc, s)) + "'"
+
+def shell_option(option:str, value) -> str:
+    "`option` and `value` as words a shell and argparse read back: `--out=-ds` where the value starts with a dash."
+    word = shell_word(value)
+    return f"{option}={word}" if word.startswith("-") else f"{option} {word}"
 
 def printable(line:str) -> str:
     "`line` with each character that cannot be printed (a newline, a tab) written as its escape: one line on a terminal."
@@ -105,22 +112,6 @@ def check_count(name:str, value, zero:str="") -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
         raise ConfigError(f"{name} must be a whole number, 0 or more{f' (0: {zero})' if zero else ''}, got {value!r}")
     return int(value)
-
-def png_text(path:str|Path) -> dict|None:
-    """The text chunks (tEXt: a keyword and its text) of `path` if it is a whole PNG file: a plain file of PNG's signature,
-    then chunks whose checksums (CRC-32) hold, the last its end chunk; None if it is not (emptied, cut or bit-rotten)."""
-    try:
-        if not Path(path).is_file() or os.path.getsize(path) > 64 << 20: return None   # never a pipe's; zo_gpt's figures are small
-        data = Path(path).read_bytes()
-    except OSError: return None
-    at, kind, text = 8, b"", {}
-    while data[:8] == b"\x89PNG\r\n\x1a\n" and at + 12 <= len(data) and kind != b"IEND":
-        n, kind = int.from_bytes(data[at:at + 4], "big"), data[at + 4:at + 8]
-        if zlib.crc32(data[at + 4:at + 8 + n]) != int.from_bytes(data[at + 8 + n:at + 12 + n], "big"): return None
-        if kind == b"tEXt" and b"\0" in (chunk := data[at + 8:at + 8 + n]):
-            key, value = chunk.split(b"\0", 1); text[key.decode("latin-1")] = value.decode("latin-1")
-        at += 12 + n
-    return text if kind == b"IEND" and at == len(data) else None
 
 def check_ids(idx, vocab_size:int, block_size:int|float, values:bool=True, name:str="idx"):
     """A `ConfigError` unless `idx` is a (B, T) tensor of token ids that a model of `vocab_size` and `block_size` takes, what
@@ -313,11 +304,11 @@ def remake(path:str|Path, meta=None, vocab:str|None=None) -> str:
     c, names = meta.get("config") if isinstance(meta, dict) else None, ("vocab", "n_seq", "seq_len", "p", "seed", "val_frac")
     if not (isinstance(c, dict) and set(names) <= set(c)):
         rest = ", ".join(f"--{n.replace('_', '-')}" for n in names[1 if vocab else 0:])
-        return (f"make the dataset again with `zo-gpt prepare --out {shell_word(str(path))}"
+        return (f"make the dataset again with `zo-gpt prepare {shell_option('--out', path)}"
                 + (f" --vocab {shell_word(str(vocab))}" if vocab else "") + f" --force`, adding any of {rest} "
                 "it was made with that were not the defaults (its arguments are not known)")
     args = " ".join(f"--{n.replace('_', '-')} {c[n]}" for n in names)
-    return f"make the dataset again with `zo-gpt prepare --out {shell_word(str(path))} {args} --force`"
+    return f"make the dataset again with `zo-gpt prepare {shell_option('--out', path)} {args} --force`"
 
 def check_meta_hash(
     path:str|Path, # the dataset folder
@@ -368,7 +359,7 @@ def read_meta(path:str|Path) -> dict:
     "The parsed meta.json of dataset folder `path`, checked for the keys zo_gpt needs, or a `DatasetError`."
     f = Path(path) / "meta.json"
     if why := not_a_file(f): raise DatasetError(f"{why}, then " + remake(path).replace("`", ""))
-    if not f.is_file(): raise DatasetError(f"{path} holds no dataset: {f} is missing (make one with `zo-gpt prepare --out {shell_word(str(path))}`)")
+    if not f.is_file(): raise DatasetError(f"{path} holds no dataset: {f} is missing (make one with `zo-gpt prepare {shell_option('--out', path)}`)")
     try: text = read_small(f)
     except OSError as e: raise DatasetError(f"{f} cannot be read: {e.strerror}") from None
     except ValueError as e: raise DatasetError(f"{f} is not a zo_gpt dataset description ({e}); {remake(path)}") from None

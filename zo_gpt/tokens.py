@@ -15,6 +15,8 @@ import json
 import math
 import os
 import shutil
+import stat
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,8 +27,8 @@ from tqdm.auto import tqdm  # a widget in a notebook, text in a terminal
 from . import __version__
 from .data import PIECES, as_text, check_flag, check_memory, check_words, entropy, iter_words, stream_floor
 from .helpers import (DATASET_FORMAT, ConfigError, DatasetError, UserError, check_arguments, check_files,
-                            check_meta_hash, check_positive, check_prob, check_seed, free_memory, meta_hash, read_meta,
-                            size_text)
+                            check_meta_hash, check_positive, check_prob, check_seed, free_memory, meta_hash, printable,
+                            read_meta, size_text)
 from .folders import check_folder, check_replaceable, folder_lock, remove_stale_temps, replace_together, staging, writes_to
 
 # %% ../nbs/01_tokenizer.ipynb #9b17e7c8
@@ -36,6 +38,7 @@ class TokenizerUnavailable(UserError, RuntimeError): "GPT-2's BPE files could no
 def gpt2_encoding():
     "tiktoken's GPT-2 encoding, loaded once; a `TokenizerUnavailable` that says how to provide the files if that fails."
     import tiktoken
+    if why := _cache_problem(): raise TokenizerUnavailable(why)
     try: return tiktoken.get_encoding("gpt2")
     except MemoryError: raise   # out of memory (ulimit -v) is said as such, not as missing files
     except Exception as e:
@@ -47,6 +50,25 @@ def gpt2_encoding():
             "with the same variable set) and run again. "
             + ("TIKTOKEN_CACHE_DIR is not set." if cache is None else f"TIKTOKEN_CACHE_DIR is {cache!r} now" + (
                "; tiktoken reads its '~' as a folder of that name, not your home: give the full path." if cache.startswith("~") else "."))) from e
+
+def _cache_problem() -> str|None:
+    """What is wrong with the folder tiktoken keeps GPT-2's files in, where tiktoken would not say it: a folder it cannot read,
+    which it takes for an empty one and then blames the network for; a pipe or a device in it, which it would read for
+    ever. None where nothing is wrong there, or there is no such folder yet."""
+    name = next((v for v in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR") if v in os.environ), None)
+    folder = os.environ[name] if name else os.path.join(tempfile.gettempdir(), "data-gym-cache")
+    if not folder or not os.path.lexists(folder): return None
+    said = f"{name}={folder!r}" if name else f"tiktoken's cache folder {folder!r}"
+    if not os.path.isdir(folder): return f"{said} is not a folder: point TIKTOKEN_CACHE_DIR at the folder that holds tiktoken's cache"
+    try:
+        for e in os.scandir(folder):
+            try: mode = os.stat(e.path).st_mode
+            except FileNotFoundError: continue   # a link to nothing: tiktoken takes it for a file it has not fetched
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                return f"{said} holds {e.name!r}, which is not a file (a pipe or a device) and would be read for ever; remove it"
+    except OSError as e:
+        return (f"{said} cannot be read ({e.strerror}), so tiktoken would take it for empty; give it read permission "
+                "(chmod u+rx), or point TIKTOKEN_CACHE_DIR at another folder")
 
 # %% ../nbs/01_tokenizer.ipynb #0d3231dd
 KINDS = ("first word", "first word", "word", "word", "end of text")
@@ -190,7 +212,7 @@ def prepare(
     if not str(out).strip(): raise ConfigError(f"out must name a folder, got {str(out)!r}")
     out, t0 = Path(out).expanduser(), time.perf_counter()
     if (old := _finished(cfg, out)) is not None:  # read only: a finished dataset needs neither a writable folder nor its lock
-        if verbose: print(f"reused {out}: made with the same arguments, files match meta.json")
+        if verbose: print(printable(f"reused {out}: made with the same arguments, files match meta.json"))
         return old
     with folder_lock(out, name):  # one writer: a second prepare or a train into this folder is refused meanwhile
         return _prepare(cfg, out, force, verbose, t0)
@@ -215,10 +237,10 @@ def _prepare(cfg:DataConfig, out:Path, force:bool, verbose:bool, t0:float) -> di
         if old.get("config") == asdict(cfg):
             try:
                 check_meta_hash(out, old); check_files(out, old)
-                if verbose: print(f"reused {out}: made with the same arguments, files match meta.json")
+                if verbose: print(printable(f"reused {out}: made with the same arguments, files match meta.json"))
                 return old
             except DatasetError as e:
-                if verbose: print(f"rebuilding {out}: {str(e).split('; make the dataset again')[0]}")  # what is wrong, not the advice
+                if verbose: print(printable(f"rebuilding {out}: {str(e).split('; make the dataset again')[0]}"))  # what is wrong, not the advice
         elif not force:
             raise DatasetError(f"out={str(out)!r} holds a dataset made with other arguments "
                                f"({_differences(old.get('config', {}), asdict(cfg))}); pass --force (force=True) "
@@ -229,7 +251,7 @@ def _prepare(cfg:DataConfig, out:Path, force:bool, verbose:bool, t0:float) -> di
     remove_stale_temps(out, ("train.bin", "val.bin", "meta.json"))  # no live writer: this process holds the folder
     _check_room(cfg, out)
     meta = _write(cfg, out, verbose)
-    if verbose: print(f"wrote {out} in {time.perf_counter() - t0:.2f} s")
+    if verbose: print(printable(f"wrote {out} in {time.perf_counter() - t0:.2f} s"))
     return meta
 
 def _check_room(cfg:DataConfig, out:Path):

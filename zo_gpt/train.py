@@ -29,7 +29,7 @@ from .config import TrainConfig, check_config, check_data, fixed_batches, get_ba
 from .data import check_flag, entropy, out_of_memory, stream_floor
 from .evaluation import History, check_final, evaluate_split, final_split, loss_figure
 from . import memory_limit_advice
-from .helpers import ConfigError, TrainingError, check_arguments, first_line
+from .helpers import ConfigError, TrainingError, check_arguments, first_line, printable
 from .runtime import gather_checksums, processes, stop_signals
 from .folders import atomic_path, folder_lock, writes_to
 from .ladder import evaluate_ladder
@@ -268,7 +268,7 @@ def fit(
     ddp, rank, world, local, device = processes(cfg.device, cfg.compile)
     found, data = reused_run(cfg, data) if reuse else (None, data)   # read only: a folder no one can write serves; with resume, a stopped run goes on
     if found:
-        if verbose and rank == 0: print(f"reused the finished run in {cfg.out_dir}: the same settings and dataset")
+        if verbose and rank == 0: print(printable(f"reused the finished run in {cfg.out_dir}: the same settings and dataset"))
         return found
     writes = rank == 0 and any(getattr(cb, "writes", False) for cb in callbacks)
     lock = folder_lock(cfg.out_dir, "out_dir") if writes else contextlib.nullcontext()
