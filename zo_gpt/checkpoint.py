@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import sys
+import time
 import warnings
 import zipfile
 from dataclasses import asdict, fields
@@ -151,7 +152,7 @@ def load_checkpoint(path:str|Path) -> dict:
         with warnings.catch_warnings(): warnings.simplefilter("ignore"); ckpt = torch.load(path, map_location="cpu", weights_only=True)   # a pickle it refuses: its words
     except Exception as e: raise TrainingError(f"{path} cannot be loaded: {_why_unreadable(path, e)}") from None
     if rotten := _failed_checksum(path):
-        raise TrainingError(f"{path} is damaged: {rotten} in it fails its checksum (CRC-32), so its numbers changed after it was "
+        raise TrainingError(f"{path} is damaged: {rotten.split('/', 1)[-1]} in it fails its checksum (CRC-32), so its numbers changed after it was "
                             "written (a bad disk or copy); use a copy made before, or start the run again")
     missing = [k for k in CKPT_KEYS if k not in ckpt] if isinstance(ckpt, dict) else list(CKPT_KEYS)
     if missing: raise TrainingError(f"{path} is not a zo_gpt checkpoint: it lacks {', '.join(missing)}")
@@ -221,6 +222,7 @@ def save_checkpoint(state) -> str:
     if state.held is not None: check_held(state.cfg.out_dir, state.held)   # the folder the run locked, not one in its place
     try: state.last_checkpoint = write_checkpoint(Path(state.cfg.out_dir) / "ckpt.pt", ckpt)
     except TrainingError as e:
+        if state.held is not None: check_held(state.cfg.out_dir, state.held)   # its folder moved away: that is what to say
         raise TrainingError(f"{e}; the run stopped at step {state.iter}: " + (
             f"--resume (resume=True) continues it from its last checkpoint once the checkpoint can be written there"
             if state.last_checkpoint and Path(state.last_checkpoint).is_file() else "start it again with --force (overwrite=True) once the checkpoint can be written there")) from None
@@ -261,6 +263,8 @@ def restore(state, path:Path):
     if "cuda" in ckpt["rng"] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
     state.history.train, state.history.val = ckpt["history"]["train"], ckpt["history"]["val"]
     state.history.final = ckpt["history"].get("final")  # a finished run resumed for its missing files: nothing runs
+    ran = max((r.get("time", 0) for r in state.history.train + state.history.val), default=0)
+    state.t0 = time.perf_counter() - ran   # the run's own clock goes on from its last record, not from this process's start
     state.last_checkpoint, state.run_id = str(path), ckpt.get("run_id")
     on_cpu = next(state.model.parameters()).device.type == "cpu"
     if on_cpu and (n := ckpt.get("threads")) not in (None, torch.get_num_threads()):   # sums split another way: not the same bits

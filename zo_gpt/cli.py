@@ -90,6 +90,8 @@ def _sample(args, extra) -> int:
     if not 1 <= args.tokens <= MAX_SAMPLE_TOKENS:   # named by its flag, before the work of loading
         raise ConfigError(f"--tokens must be from 1 to {MAX_SAMPLE_TOKENS:,}, got {args.tokens:,}")
     model, ckpt = load_model(args.run)
+    if ckpt["iter"] < (steps := ckpt["config"].get("max_iters", 0)):   # a stopped run, or one training now: its model so far
+        print(printable(f"note: the run in {args.run} has taken {ckpt['iter']:,} of its {steps:,} steps; this is its model so far"), file=sys.stderr)
     text, frac, n = sample_text(model, ckpt["tokens_table"], args.tokens, seed=args.seed, verbose=True)
     print(format_sample(text, shutil.get_terminal_size().columns))
     print(f"\n{n:,} words, fraction of '1': {frac:.4f}")

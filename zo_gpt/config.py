@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from .helpers import (DTYPE_NAMES, ConfigError, DatasetError, TrainingError, check_arguments, check_meta_hash,
-                            check_positive, check_seed, free_memory, read_meta, remake, shell_option, shell_word,
-                            size_text)
+                            check_positive, check_seed, free_memory, get_device, read_meta, remake, shell_option,
+                            shell_word, size_text)
 from .folders import check_folder, folder_lock, writing_here
 from .data import check_flag
 from .tokens import VOCABS, DataConfig, Dataset, load_dataset, prepare
@@ -316,6 +316,12 @@ def check_data(cfg:TrainConfig, data:Dataset):
         raise ConfigError(f"eval_batches={cfg.eval_batches:,} would hold {size_text(need)} of fixed validation batches "
                           f"of batch_size={cfg.batch_size:,} x block_size={cfg.block_size:,} tokens; {size_text(free)} "
                           "of memory is free")
+    tokens, width = cfg.batch_size * cfg.block_size, 4 if cfg.dtype == "float32" else 2
+    acts = tokens * 16 * cfg.n_layer * cfg.n_embd * width   # at least: each layer keeps ~16 numbers a token per channel for its backward
+    if free and acts > free and get_device(cfg.device).type == "cpu":   # a GPU's memory is its own, and torch says when it is short
+        raise ConfigError(f"batch_size={cfg.batch_size:,} x block_size={cfg.block_size:,} at n_embd={cfg.n_embd:,} would keep "
+                          f"at least {size_text(acts)} of activations for one step's backward; {size_text(free)} of memory is "
+                          "free: try a smaller batch_size (grad_accum keeps the tokens per step)")
 
 def fixed_batches(data:np.ndarray, cfg:TrainConfig, device:"torch.device") -> list:
     "`eval_batches` validation batches, the same for every evaluation of a run."

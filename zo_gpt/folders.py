@@ -30,10 +30,11 @@ from .runtime import signals_held
 @contextlib.contextmanager
 def atomic_path(path:str|Path):
     "A temporary file beside `path`, renamed onto it if the block ends without an error, removed otherwise."
-    if why := not_a_file(path): raise ConfigError(f"{why}, and zo_gpt replaces only a file")   # never a device or a folder
-    path, tmp = Path(path), None
+    if why := not_a_file(path): raise ConfigError(why)   # never a device or a folder
+    path, tmp, folder = Path(path), None, None
     try:
         fd, tmp = tempfile.mkstemp(dir=os.path.realpath(path.parent), prefix=f".{path.name}.", suffix=".tmp"); os.close(fd)
+        folder = os.open(os.path.dirname(tmp), os.O_RDONLY | os.O_DIRECTORY)   # where it is, if the folder is moved meanwhile
         tmp = str(path.parent / os.path.basename(tmp))   # tempfile reads a '..' after a link as text does, not as the system does
         yield Path(tmp)
         plain_mode(tmp)
@@ -42,7 +43,10 @@ def atomic_path(path:str|Path):
         if e.errno and (tmp is None or e.filename is None or tmp in (e.filename, e.filename2)): raise write_error(e, path) from None
         raise
     finally:
-        if tmp: Path(tmp).unlink(missing_ok=True)
+        if folder is not None:
+            with contextlib.suppress(FileNotFoundError): os.unlink(os.path.basename(tmp), dir_fd=folder)
+            os.close(folder)
+        elif tmp: Path(tmp).unlink(missing_ok=True)
 
 ON_PLACED = contextvars.ContextVar("on_placed", default=None)  # (folder, what to do once its swap is in): a command's own work
 MOVING = ".moving"  # in a staging folder whose swap has begun: the files it moves in, a line each: 'inode name'
@@ -101,12 +105,14 @@ def writes_to(path:str|Path):
 
 def plain_mode(path:str|Path):
     "Give the file `path` the permissions a plainly created file gets (0666 less the umask), not a temporary file's 0600."
-    if not os.path.isfile(path) or os.path.islink(path): raise ConfigError(f"plain_mode sets a file's permissions, got {str(path)!r}, which is no file")
+    if os.path.lexists(path) and (not os.path.isfile(path) or os.path.islink(path)):   # gone (its folder moved): chmod says so
+        raise ConfigError(f"plain_mode sets a file's permissions, got {str(path)!r}, which is no file")
     os.chmod(path, 0o666 & ~_umask())
 
 def _umask() -> int:
     "This process's umask: from /proc/self/status where Linux gives it, so that no other thread sees it changed for a moment."
-    try: return int(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("Umask:")), 8)
+    try:
+        with open("/proc/self/status") as f: return int(next(l.split()[1] for l in f if l.startswith("Umask:")), 8)
     except (OSError, StopIteration, ValueError): pass
     umask = os.umask(0); os.umask(umask)
     return umask

@@ -359,7 +359,8 @@ def read_meta(path:str|Path) -> dict:
     "The parsed meta.json of dataset folder `path`, checked for the keys zo_gpt needs, or a `DatasetError`."
     f = Path(path) / "meta.json"
     if why := not_a_file(f): raise DatasetError(f"{why}, then " + remake(path).replace("`", ""))
-    if not f.is_file(): raise DatasetError(f"{path} holds no dataset: {f} is missing (make one with `zo-gpt prepare {shell_option('--out', path)}`)")
+    if not f.is_file(): raise DatasetError(f"{path} holds no dataset: {f} is missing (make one with `zo-gpt prepare {shell_option('--out', path)}`)"
+        if not (Path(path) / "ckpt.pt").exists() else f"{path} is a run folder (it holds ckpt.pt), not a dataset; give its dataset's folder")
     try: text = read_small(f)
     except OSError as e: raise DatasetError(f"{f} cannot be read: {e.strerror}") from None
     except ValueError as e: raise DatasetError(f"{f} is not a zo_gpt dataset description ({e}); {remake(path)}") from None

@@ -61,7 +61,8 @@ def _cache_problem() -> str|None:
     said = f"{name}={folder!r}" if name else f"tiktoken's cache folder {folder!r}"
     if not os.path.isdir(folder): return f"{said} is not a folder: point TIKTOKEN_CACHE_DIR at the folder that holds tiktoken's cache"
     try:
-        for e in os.scandir(folder):
+        with os.scandir(folder) as entries: entries = list(entries)
+        for e in entries:
             try: mode = os.stat(e.path).st_mode
             except FileNotFoundError: continue   # a link to nothing: tiktoken takes it for a file it has not fetched
             if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
