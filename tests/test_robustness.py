@@ -1589,13 +1589,8 @@ def test_an_error_in_a_staged_file_names_the_path_the_user_gave(tmp_path, monkey
 
 def test_a_resume_on_another_thread_count_says_it_is_not_step_for_step(world, tmp_path, capsys):
     "B144 (pass 22): a run resumed on another number of CPU threads went on with sums split another way, and said nothing."
-    from zo_gpt.train import Callback, Checkpointer, RunFiles
-    class StopAt2(Callback):
-        def on_step(self, state, record): state.stop = state.iter >= 2
-    cfg = make_config("cpu", {"data_dir": str(world / "data"), "out_dir": str(tmp_path / "run"), "max_iters": 4, "eval_interval": 2,
-                              "block_size": 32, "batch_size": 4, "n_embd": 16, "eval_batches": 1, "final_tokens": 2000})
     threads = torch.get_num_threads()
-    assert fit(cfg, callbacks=[MetricsLog(), Checkpointer(), RunFiles(), StopAt2()], verbose=False).interrupted
+    stopped_at_2(world, tmp_path / "run")
     capsys.readouterr()
     torch.set_num_threads(threads + 1)
     try: code = main(["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=4", "--eval_interval=2", *SMALL, "--resume"])
@@ -1628,12 +1623,8 @@ def test_a_batch_whose_activations_cannot_fit_is_refused_before_it_is_tried(worl
 
 def test_a_resumed_runs_clock_goes_on_from_where_it_stopped(world, tmp_path):
     "A5 (pass 23): after --resume, metrics.jsonl's times started again from 0 and the final time counted only the last part."
-    from zo_gpt.train import Callback, Checkpointer, RunFiles
-    class StopAt2(Callback):
-        def on_step(self, state, record): state.stop = state.iter >= 2
-    cfg = make_config("cpu", {"data_dir": str(world / "data"), "out_dir": str(tmp_path / "run"), "max_iters": 4, "eval_interval": 2,
-                              "block_size": 32, "batch_size": 4, "n_embd": 16, "eval_batches": 1, "final_tokens": 2000})
-    assert fit(cfg, callbacks=[MetricsLog(), Checkpointer(), RunFiles(), StopAt2()], verbose=False).interrupted
+    from zo_gpt.train import Checkpointer, RunFiles
+    cfg = stopped_at_2(world, tmp_path / "run")
     stopped = max(json.loads(l)["time"] for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines())
     time.sleep(0.5)   # a pause between the two processes is not the run's time
     h = fit(cfg, callbacks=[MetricsLog(), Checkpointer(), RunFiles()], verbose=False, resume=True)
@@ -1643,12 +1634,7 @@ def test_a_resumed_runs_clock_goes_on_from_where_it_stopped(world, tmp_path):
 
 def test_a_sample_of_an_unfinished_run_says_so(world, tmp_path, capsys):
     "A68 A70 (pass 23): sample on a run stopped at step 66 of 1000 printed its text as if it were the trained model's."
-    from zo_gpt.train import Callback, Checkpointer, RunFiles
-    class StopAt2(Callback):
-        def on_step(self, state, record): state.stop = state.iter >= 2
-    cfg = make_config("cpu", {"data_dir": str(world / "data"), "out_dir": str(tmp_path / "run"), "max_iters": 4, "eval_interval": 2,
-                              "block_size": 32, "batch_size": 4, "n_embd": 16, "eval_batches": 1, "final_tokens": 2000})
-    assert fit(cfg, callbacks=[MetricsLog(), Checkpointer(), RunFiles(), StopAt2()], verbose=False).interrupted
+    stopped_at_2(world, tmp_path / "run")
     capsys.readouterr()
     assert main(["sample", "--run", str(tmp_path / "run"), "--tokens", "20"]) == 0
     assert "has taken 2 of its 4 steps; this is its model so far" in capsys.readouterr().err
@@ -1666,3 +1652,14 @@ def test_a_run_folder_moved_while_its_checkpoint_is_written_is_told_as_moved(wor
     assert main(["train", f"--data_dir={world / 'data'}", f"--out_dir={out}", "--max_iters=4", "--eval_interval=2", *SMALL]) == 1
     assert "was moved, removed or replaced while this process held it" in last_line(capsys)
     assert not [p.name for p in (tmp_path / "moved").iterdir() if p.name.endswith(".tmp")]
+
+
+def stopped_at_2(world, out:Path) -> TrainConfig:
+    "A 4-step run of small settings on world's dataset in `out`, stopped after step 2 with its checkpoint: its settings."
+    from zo_gpt.train import Callback, Checkpointer, RunFiles
+    class StopAt2(Callback):
+        def on_step(self, state, record): state.stop = state.iter >= 2
+    cfg = make_config("cpu", {"data_dir": str(world / "data"), "out_dir": str(out), "max_iters": 4, "eval_interval": 2,
+                              "block_size": 32, "batch_size": 4, "n_embd": 16, "eval_batches": 1, "final_tokens": 2000})
+    assert fit(cfg, callbacks=[MetricsLog(), Checkpointer(), RunFiles(), StopAt2()], verbose=False).interrupted
+    return cfg
