@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import NBS, ROOT
 
-from zo_gpt.notebooks import notebook_folders
+from zo_gpt.notebooks import NOTEBOOK_FILE
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
@@ -57,7 +57,7 @@ def lab(tmp_path, cpu_data):
     for c in code: c["outputs"], c["execution_count"] = [], None
     nb["metadata"].pop("widgets", None)
     (work / "03a_panel.ipynb").write_text(json.dumps(nb))
-    notebook_folders("03a_panel", {"run_dir": work / "runs"})   # the notebook's own folder, as its first cell makes it,
+    (work / "runs").mkdir(); (work / "runs" / NOTEBOOK_FILE).write_text("03a_panel\n")   # marked, as its first cell does; its kernel holds it,
     shutil.copytree(cpu_data, work / "runs" / "data-compact")   # with the cpu preset's data, as the notebook would make it
     settings = tmp_path / "settings"
     quiet = {"@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},

@@ -1663,3 +1663,45 @@ def stopped_at_2(world, out:Path) -> TrainConfig:
                               "block_size": 32, "batch_size": 4, "n_embd": 16, "eval_batches": 1, "final_tokens": 2000})
     assert fit(cfg, callbacks=[MetricsLog(), Checkpointer(), RunFiles(), StopAt2()], verbose=False).interrupted
     return cfg
+
+
+def test_a_notebooks_own_folder_is_held_for_its_kernels_life(tmp_path):
+    """A43 A66 (pass 23): two kernels running 02f_shared_run or 02c_checkpoint into one run_dir collided (a raw FileExistsError,
+    a misleading line): a notebook's own folders were marked, not held. The second kernel is now refused in one line, while
+    the first kernel's own commands still take the folder, one writer at a time."""
+    run_dir = tmp_path / "shared"
+    code = ("import sys; from zo_gpt.notebooks import notebook_folders\n"
+            f"notebook_folders('02c_checkpoint', {{'run_dir': {str(run_dir)!r}}}); print('held', flush=True); sys.stdin.read()")
+    first = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout.readline() == "held\n"   # waits for the state, not for a time
+        second = subprocess.run([sys.executable, "-c", code], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 1 and (f"ConfigError: run_dir={str(run_dir)!r} is in use by another process: the kernel of a "
+                                           "notebook that took it as its own (02c_checkpoint)") in second.stderr, second.stderr[-2000:]
+    finally:
+        first.stdin.close(); first.wait(timeout=120)
+    r = subprocess.run([sys.executable, "-c", code], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout == "held\n", r.stderr[-2000:]   # the first kernel gone, its hold went with it
+
+
+def test_a_kept_folder_takes_its_own_processes_commands_one_writer_at_a_time(tmp_path):
+    "keep_held: folder_lock in the keeping process works, a second writer thread is refused, and the hold outlives both."
+    import threading
+    from zo_gpt.folders import folder_lock, keep_held
+    keep_held(tmp_path, "run_dir")
+    inside, go, said = threading.Event(), threading.Event(), []
+    def writer():
+        with folder_lock(tmp_path, "run_dir"): inside.set(); go.wait(60)
+    t = threading.Thread(target=writer); t.start()
+    try:
+        assert inside.wait(60)
+        with pytest.raises(ConfigError, match="is in use by"):
+            with folder_lock(tmp_path, "run_dir"): pass
+        with pytest.raises(ConfigError, match="is in use by"):   # a reader would settle the writer's live staging folders
+            with folder_lock(tmp_path, "run_dir", shared=True): pass
+    finally:
+        go.set(); t.join(60)
+    with folder_lock(tmp_path, "run_dir"): pass   # the writer done: taken again
+    r = subprocess.run([sys.executable, "-c", f"from zo_gpt.folders import folder_lock\nwith folder_lock({str(tmp_path)!r}, 'out'): pass"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "is in use by" in r.stderr, r.stderr[-2000:]   # another process: refused while this one lives

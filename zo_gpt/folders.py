@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['ON_PLACED', 'MOVING', 'OWNER_FILE', 'atomic_path', 'staging', 'replace_together', 'remove_together', 'write_error',
            'writes_to', 'plain_mode', 'check_replaceable', 'remove_stale_temps', 'check_folder', 'writable_folder',
-           'writable_folders', 'folder_lock', 'writing_here', 'held_here', 'check_held']
+           'writable_folders', 'folder_lock', 'writing_here', 'held_here', 'keep_held', 'check_held']
 
 # %% ../nbs/00b_folders.ipynb #f0b00004
 import contextlib
@@ -259,7 +259,9 @@ def _lock(folder:Path, name:str, shared:bool=False):
     except OSError as e: raise ConfigError(f"{name}={str(folder)!r} cannot be opened to hold it ({e.strerror}): give it read permission "
                                            "(chmod u+r), or choose another folder") from None
     try:
-        try: fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        try:
+            if (key := _key(os.fstat(fd))) not in _KEPT: fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+            elif key in _WRITING: raise BlockingIOError   # kept by this process (`keep_held`), and one of its threads writes it
         except BlockingIOError:
             raise ConfigError(f"{name}={str(folder)!r} is in use by {_owner(folder)}; wait for it to end, or choose "
                               "another folder") from None
@@ -340,6 +342,16 @@ def writing_here(folder:str|Path) -> bool:
 def held_here(folder:str|Path, name:str="out"):
     "`folder` held by this thread for the block: already (`writing_here`, which opens no file), or from now on."
     with (contextlib.nullcontext(Path(folder)) if writing_here(folder) else folder_lock(folder, name)) as f: yield f
+
+_KEPT = {}  # (device, inode) of each folder this process holds for as long as it lives (`keep_held`): the descriptor holding it
+
+def keep_held(folder:str|Path, name:str="out"):
+    """Hold `folder` against other processes for as long as this one lives: a notebook's own folder, for its kernel's
+    life, so that a second kernel or command is refused while this one may still write there. This process's own
+    commands still take it (`folder_lock`), one writer at a time."""
+    if (st := _stat(folder)) is None or _key(st) in _KEPT: return
+    fd = _lock(Path(folder), name)
+    _KEPT[_key(os.fstat(fd))] = fd
 
 def check_held(folder:str|Path, held:os.stat_result, name:str="out_dir"):
     "A `TrainingError` if `folder` is no longer the folder `held` (its `os.stat` when locked): moved, removed, replaced."

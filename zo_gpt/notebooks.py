@@ -9,7 +9,7 @@ __all__ = ['NOTEBOOK_FILE', 'notebook_folders', 'made_by']
 import os
 from pathlib import Path
 
-from .folders import atomic_path, check_folder, writable_folders
+from .folders import atomic_path, check_folder, keep_held, writable_folders
 from .helpers import ConfigError, check_arguments, read_small
 
 # %% ../nbs/00c_notebooks.ipynb #b21c8cdd
@@ -48,14 +48,23 @@ def notebook_folders(
                 if made_by(p) != notebook:
                     with atomic_path(p / NOTEBOOK_FILE) as tmp: tmp.write_text(f"{notebook}\n", encoding="utf-8")
             except OSError as e: raise ConfigError(f"{name}={str(p)!r} is not a folder {notebook} can mark as its own: {e.strerror or e}") from None
+    def keep(own):   # its own, held for the kernel's life: a second kernel running a notebook into them is refused
+        for name, p in zip(folders, own):
+            try: keep_held(p, name)
+            except ConfigError as e:
+                if "is in use by" not in str(e): raise
+                raise ConfigError(f"{name}={str(folders[name])!r} is in use by another process: the kernel of a notebook that "
+                                  f"took it as its own ({made_by(p) or 'no mark'}), or a command writing it; wait for it to end, "
+                                  f"or choose another {name.split('/')[0]}") from None
+        return own
     if read_only:   # the shared ones there and readable: a finished run it reuses
         theirs = [check_folder(path, name) for name, path in (shared or {}).items()]
         for name, p in zip(shared or {}, theirs):
             if not p.is_dir() or not os.access(p, os.R_OK | os.X_OK):
                 raise ConfigError(f"{name}={str(p)!r} is not a folder {notebook} can read; choose another {name}")
-        return writable_folders(folders, then=mark) + theirs
+        return keep(writable_folders(folders, then=mark)) + theirs
     made = writable_folders({**(shared or {}), **folders}, then=lambda made: mark(made[len(shared or {}):]))   # the shared first: one of its own may be inside one
-    return made[len(shared or {}):] + made[:len(shared or {})]
+    return keep(made[len(shared or {}):]) + made[:len(shared or {})]
 
 def made_by(folder:str|Path) -> str|None:
     "The notebook that made `folder`, as its `NOTEBOOK_FILE` says; None if it has none (or one no notebook wrote)."
