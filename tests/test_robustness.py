@@ -1705,3 +1705,20 @@ def test_a_kept_folder_takes_its_own_processes_commands_one_writer_at_a_time(tmp
     r = subprocess.run([sys.executable, "-c", f"from zo_gpt.folders import folder_lock\nwith folder_lock({str(tmp_path)!r}, 'out'): pass"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "is in use by" in r.stderr, r.stderr[-2000:]   # another process: refused while this one lives
+
+
+def test_a_run_into_another_datasets_folder_is_refused(world, tmp_path, capsys):
+    """A50 A51 B69 (pass 24): train --out_dir=<another dataset's folder> wrote the run beside it, and then no prepare could
+    reuse or remake the dataset there ("holds a run"), the advice train and explain give for it."""
+    shutil.copytree(world / "data2", tmp_path / "other")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "other").iterdir()}
+    assert main(["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'other'}", "--max_iters=2", "--eval_interval=2", *SMALL]) == 2
+    assert "holds a dataset (meta.json, train.bin, val.bin): a run goes in a folder of its own" in last_line(capsys)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "other").iterdir()} == before
+
+
+def test_a_ckpt_pt_that_is_a_folder_is_told_to_be_moved(world, tmp_path, capsys):
+    "B138 (pass 24): sample's advice for a ckpt.pt that is a folder, 'give its ckpt.pt', sent the user to rdir/ckpt.pt/ckpt.pt."
+    (tmp_path / "run" / "ckpt.pt").mkdir(parents=True)
+    assert main(["sample", "--run", str(tmp_path / "run"), "--tokens", "5"]) == 1
+    assert last_line(capsys).endswith(f"{tmp_path / 'run' / 'ckpt.pt'} is a folder where the run keeps its checkpoint file: move it away")

@@ -47,6 +47,8 @@ def claim_run_folder(
     "The run folder, made if missing, after refusing one that holds another run unless `resume` or `overwrite` (`fit` holds it first)."
     with held_here(writable_folder(cfg.out_dir, "out_dir"), "out_dir") as out:
         check_replaceable(out, RUN_FILES, "start the run again")   # neither --force nor --resume could write there
+        if held := [n for n in ("meta.json", "train.bin", "val.bin") if os.path.lexists(out / n)]:   # as prepare refuses a run's folder
+            raise ConfigError(f"out_dir={cfg.out_dir!r} holds a dataset ({', '.join(held)}): a run goes in a folder of its own; choose another out_dir")
         remove_stale_temps(out, RUN_FILES)                      # left by a process killed while writing
         present = [n for n in RUN_FILES if (out / n).exists()]
         if present and not resume:
@@ -144,6 +146,7 @@ def load_checkpoint(path:str|Path) -> dict:
     path = Path(path)
     if not path.is_file():
         if path.parent.is_file(): raise TrainingError(f"{path.parent} is a file, not a run folder")
+        if path.exists() and path.is_dir() and path.name == "ckpt.pt": raise TrainingError(f"{path} is a folder where the run keeps its checkpoint file: move it away")
         if path.exists(): raise TrainingError(f"{path} is a folder: give its ckpt.pt (load_model takes the run folder)" if path.is_dir() else f"{path} is not a file (a pipe, a device): move it away")
         raise TrainingError(f"no checkpoint at {path}" + (f" (a symbolic link to {os.readlink(path)}, which does not exist)" if path.is_symlink() else ""))
     try: path.open("rb").close()
