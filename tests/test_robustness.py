@@ -1615,7 +1615,8 @@ def test_a_run_folder_given_as_a_dataset_is_told_as_one(world):
 
 def test_a_batch_whose_activations_cannot_fit_is_refused_before_it_is_tried(world, tmp_path, capsys):
     "G16 (pass 23): batch_size=10**7 grew to 22 GB until the kernel killed it (rc 137, no word), leaving an empty metrics.jsonl."
-    args = ["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'run'}", *SMALL, "--batch_size=10000000"]
+    # 400,000 x 32 tokens at n_embd=512: 205 MB of fixed batches, which any machine holds, and at least 419 GB of activations
+    args = ["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'run'}", *SMALL, "--batch_size=400000", "--n_embd=512"]
     assert main(args) == 2
     assert "would keep at least" in (line := last_line(capsys)) and "of activations for one step's backward" in line, line
     assert not (tmp_path / "run").exists()
