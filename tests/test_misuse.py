@@ -540,7 +540,8 @@ def test_a_million_layers_are_refused_at_once(tiny_data, tmp_path, capsys):
     ("01_tokenizer.ipynb", {"out": "RUN", "mc_blocks": 10 ** 13}, "ConfigError: mc_blocks must be from 30 to 1,000,000"),  # B21
     ("04a_losses.ipynb", {"vocab_size": 1}, "ConfigError: vocab_size must be at least 2"),                               # B22
     ("00b_folders.ipynb", {"readers": 10 ** 9}, "ConfigError: readers must be at most 64"),                              # B23
-    ("04a_losses.ipynb", {"batch_size": 1, "block_size": 1, "n_embd": 10 ** 6}, "ConfigError: batch_size=1 x block_size=1 x vocab_size=50,304 logits needs about"),  # C63
+    ("04a_losses.ipynb", {"batch_size": 1, "block_size": 1, "n_embd": 10 ** 6}, "ConfigError: the head, vocab_size=50,304 x n_embd=1,000,000 needs about"),  # C63, A39 (pass 25)
+    ("04a_losses.ipynb", {"batch_size": 10 ** 6}, "ConfigError: batch_size=1,000,000 x block_size=256 x vocab_size=50,304 activations, with the head needs about"),
     ("01_tokenizer.ipynb", {"out": "RUN", "n_seq": 3, "seq_len": 1, "val_frac": 0.34, "block_size": 2, "vocab": "compact"},
      "ConfigError: n_seq=3 sequences of seq_len=1 words give a train split of 4 tokens"),                               # C65
 ])
@@ -640,7 +641,7 @@ def test_a_batch_with_no_blocks_and_numpy_seeds(finished_run, tiny_data):
         measure(model, empty, empty, meta)
     with pytest.raises(ConfigError, match=r"got \(2, 32\) torch.float32"):
         measure(model, torch.zeros(2, 32), torch.zeros(2, 32), meta)
-    with pytest.raises(ConfigError, match="^nothing was measured"):
+    with pytest.raises(ConfigError, match=r"^batches is empty: there is nothing to evaluate"):
         evaluate(model, [], meta)
     x = torch.zeros(2, 32, dtype=torch.long)
     with pytest.raises(ConfigError, match=r"^x and y must hold only the token ids \[.*\], got \[10\]$"):
@@ -879,3 +880,34 @@ def test_python_api_kinds(call, message):
     "Wrong kinds through the Python API, each one line naming the function and its argument."
     from zo_gpt.helpers import ConfigError
     with pytest.raises(ConfigError, match=re.escape(message)): call()
+
+
+def test_training_losses_above_the_loss_figures_frame_are_marked_and_counted():
+    "A60 (pass 24): the first losses of a short run left the top of the frame with nothing to say so."
+    h = short_block_history(256, start=1.7)
+    ax = loss_figure(h).axes[0]
+    hi = ax.get_ylim()[1]
+    above = [r for r in h.train if r["loss"] > hi]
+    assert above, "the history's first losses should leave the frame"
+    marks = [l for l in ax.get_lines() if l.get_label().endswith(f"{max(r['loss'] for r in above):.3g}")]
+    assert len(marks) == 1 and marks[0].get_label().startswith(f"{len(above):,} losses above the frame")
+    assert set(marks[0].get_ydata()) == {hi} and not marks[0].get_clip_on()
+    h.train = [dict(r, loss=0.95) for r in h.train]                      # every loss in the frame: no mark
+    assert not [l for l in loss_figure(h).axes[0].get_lines() if "above the frame" in l.get_label()]
+
+
+def test_a_gpt2_model_is_not_scored_on_the_compact_vocabularys_ids(tiny_data, tiny_gpt2_data):
+    "B94 (pass 25): a GPT-2-vocabulary model given compact batches and meta read ids 0..4 as GPT-2's '!' to '%' and gave numbers."
+    from zo_gpt.ablation import explain
+    compact, gpt2 = load_dataset(tiny_data), load_dataset(tiny_gpt2_data)
+    model = GPT(GPTConfig(n_head=2, n_embd=16, block_size=32, vocab_size=50304)).eval()
+    x = torch.as_tensor(compact.val[:33].astype(np.int64))[None]
+    for call in (lambda: evaluate(model, [(x[:, :-1], x[:, 1:])], compact.meta), lambda: evaluate_split(model, compact.val, compact.meta, 32),
+                 lambda: explain(model, [(x[:, :-1], x[:, 1:])], compact.meta)):
+        with pytest.raises(ConfigError, match=r"^the model has 50,304 rows in its head, and the dataset's token ids go up to 4: a model and a dataset of two vocabularies$"):
+            call()
+    small = GPT(GPTConfig(n_head=2, n_embd=16, block_size=32, vocab_size=5)).eval()   # and the other way round, as before
+    g = torch.as_tensor(gpt2.val[:33].astype(np.int64))[None]
+    with pytest.raises(ConfigError, match=r"^the model has 5 rows in its head, and the dataset's token ids go up to 50,256"):
+        evaluate(small, [(g[:, :-1], g[:, 1:])], gpt2.meta)
+    assert math.isfinite(evaluate(model, [(g[:, :-1], g[:, 1:])], gpt2.meta)["kl"])   # its own vocabulary: scored

@@ -24,7 +24,7 @@ from conftest import SMALL
 
 from zo_gpt.cli import main
 from zo_gpt.config import TrainConfig, make_config
-from zo_gpt.helpers import ConfigError, DatasetError
+from zo_gpt.helpers import ConfigError, DatasetError, TrainingError
 from zo_gpt.tokens import DataConfig, load_dataset, prepare
 import zo_gpt.tokens as tokens_mod
 from zo_gpt.train import MetricsLog, fit
@@ -167,7 +167,7 @@ def cases(w):
         (run("done"), 2, "holds another run (ckpt.pt, metrics.jsonl, summary.json, loss.png); it finished: --reuse (reuse=True) reads its results, or replace it with --force"),
         (run("ck_empty", "--resume"), 1, "the file is empty"),
         (run("ck_random", "--resume"), 1, "it is not a torch checkpoint (the zip file torch.save writes)"),
-        (run("ck_truncated", "--resume"), 1, "the file is truncated or damaged"),
+        (run("ck_truncated", "--resume"), 1, "the file is truncated or damaged; nothing can resume it: start again with --force (overwrite=True) instead of --resume"),
         (run("ck_pickle", "--resume"), 1, "objects other than tensors"),
         (run("ck_raw_pickle", "--resume"), 1, "cannot be loaded"),
         (run("ck_keys", "--resume"), 1, "is not a zo_gpt checkpoint: it lacks optimizer"),
@@ -387,8 +387,10 @@ def test_a_full_disk_while_a_checkpoint_is_written_is_one_line(world, tmp_path, 
     code = main(["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=4", "--eval_interval=2", *SMALL])
     err = [l for l in capsys.readouterr().err.splitlines() if l.strip() and not l.startswith(("train:", "final evaluation:"))]
     assert code == 1 and len(err) == 1 and f"could not write {tmp_path / 'run' / 'ckpt.pt'}: the write failed (" in err[0], err
-    assert re.search(r"\(\S+ [kMGT]?B free on its disk\); the run stopped at step 2: start it again with --force", err[0]), err[0]
-    assert not list((tmp_path / "run").glob(".*.tmp"))                      # the half-written file is gone
+    assert re.search(r"\(\S+ [kMGT]?B free on its disk\); the run stopped at step 2: nothing of it is kept, so run it again as it was", err[0]), err[0]
+    assert not (tmp_path / "run").exists()                                   # the half-written file is gone, and the folder it made
+    monkeypatch.undo()                                                       # B32 B34 (pass 23): the advice works without --force
+    assert main(["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=4", "--eval_interval=2", *SMALL]) == 0
 
 
 def test_a_reader_that_goes_away_ends_the_printing_never_the_run(world, tmp_path):
@@ -1469,7 +1471,7 @@ def test_a_checkpoint_of_other_settings_in_a_finished_folder_is_said_to_be_one(w
     args = _done_copy(world, tmp_path)
     assert main(["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 's5'}", "--max_iters=4", "--eval_interval=2", *SMALL, "--seed=5"]) == 0
     shutil.copy(tmp_path / "s5" / "ckpt.pt", tmp_path / "run" / "ckpt.pt"); capsys.readouterr()
-    assert main(args) == 2 and "it finished, with other settings (seed=5 there): replace it with --force" in last_line(capsys)
+    assert main(args) == 2 and "it finished, with other settings (seed=5 there); its ckpt.pt and summary.json are of two different runs: replace it with --force" in last_line(capsys)
 
 
 def test_a_finished_run_that_asked_for_no_final_evaluation_is_offered_to_reuse(world, tmp_path, capsys):
@@ -1633,13 +1635,15 @@ def test_a_resumed_runs_clock_goes_on_from_where_it_stopped(world, tmp_path):
     assert times == sorted(times) and h.final["time"] >= times[-1] > stopped, (stopped, times, h.final["time"])   # before: 0.05 after 4.09
 
 
-def test_a_sample_of_an_unfinished_run_says_so(world, tmp_path, capsys):
+def test_a_sample_or_explain_of_an_unfinished_run_says_so(world, tmp_path, capsys):
     "A68 A70 (pass 23): sample on a run stopped at step 66 of 1000 printed its text as if it were the trained model's."
     stopped_at_2(world, tmp_path / "run")
     capsys.readouterr()
     assert main(["sample", "--run", str(tmp_path / "run"), "--tokens", "20"]) == 0
     assert "has taken 2 of its 4 steps; this is its model so far" in capsys.readouterr().err
     assert main(["sample", "--run", str(world / "done"), "--tokens", "20"]) == 0 and "note:" not in capsys.readouterr().err
+    assert main(["explain", str(tmp_path / "run")]) == 0   # explain too (pass 24's blemish)
+    assert "has taken 2 of its 4 steps; this is its model so far" in capsys.readouterr().err
 
 
 def test_a_run_folder_moved_while_its_checkpoint_is_written_is_told_as_moved(world, tmp_path, monkeypatch, capsys):
@@ -1723,3 +1727,118 @@ def test_a_ckpt_pt_that_is_a_folder_is_told_to_be_moved(world, tmp_path, capsys)
     (tmp_path / "run" / "ckpt.pt").mkdir(parents=True)
     assert main(["sample", "--run", str(tmp_path / "run"), "--tokens", "5"]) == 1
     assert last_line(capsys).endswith(f"{tmp_path / 'run' / 'ckpt.pt'} is a folder where the run keeps its checkpoint file: move it away")
+
+
+def test_a_failed_checkpoint_write_shows_no_cxx_text(tmp_path, monkeypatch):
+    "A52 A54 (pass 24): a full disk or `ulimit -f` showed torch's C++ text 'basic_ios::clear: iostream error' in the line."
+    import zo_gpt.checkpoint as ck
+    def save(obj, f, *a, **k): raise RuntimeError("basic_ios::clear: iostream error")
+    monkeypatch.setattr(ck.torch, "save", save)
+    with pytest.raises(TrainingError) as e: ck.write_checkpoint(tmp_path / "ckpt.pt", {})
+    assert str(e.value).startswith(f"could not write {tmp_path / 'ckpt.pt'}: the write failed (") and "basic_ios" not in str(e.value), e.value
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_diverged_run_with_a_checkpoint_says_the_next_try_needs_force(world, tmp_path, capsys):
+    "Pass 24's blemish: 'try a smaller lr' led to a refusal where the diverged run had kept its folder; the line says --force."
+    args = ["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'run'}", *SMALL, "--max_iters=40", "--eval_interval=2"]
+    assert main(args + ["--lr=30"]) == 1
+    line = last_line(capsys)
+    assert "the run diverged: try a smaller lr (now 30)" in line and "the last good checkpoint is" in line, line
+    assert line.endswith("its folder holds this run, so start again there with --force (overwrite=True)"), line
+    assert main(args + ["--lr=0.03", "--force"]) == 0                              # the advice works
+
+
+def test_profile_refuses_a_run_folder_as_its_out(world, tmp_path, capsys):
+    "A49 X15 X19 (passes 23, 24): profile wrote its report into a run's folder, where prepare refuses to write a dataset."
+    run = tmp_path / "run"; shutil.copytree(world / "done", run)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    assert main(["profile", "--out", str(run), f"--data_dir={world / 'data'}", "--vocab=compact", "--steps=1", *SMALL]) == 2
+    assert last_line(capsys).endswith(f"out={str(run)!r} holds a run (ckpt.pt): a profile report goes in a folder of its own; choose another folder")
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_a_ckpt_from_another_run_is_told_apart_from_its_summary(world, tmp_path, capsys):
+    "A64 (pass 24): a finished run's ckpt.pt swapped for another's was refused for 'other settings', not for the two disagreeing."
+    args = ["train", f"--data_dir={world / 'data'}", *SMALL, "--eval_interval=2"]
+    assert main(args + [f"--out_dir={tmp_path / 'a'}", "--max_iters=4"]) == 0 and main(args + [f"--out_dir={tmp_path / 'b'}", "--max_iters=6"]) == 0
+    shutil.copy(tmp_path / "a" / "ckpt.pt", tmp_path / "b" / "ckpt.pt")
+    capsys.readouterr()
+    assert main(args + [f"--out_dir={tmp_path / 'b'}", "--max_iters=6", "--reuse"]) == 2
+    assert "it finished, with other settings (max_iters=4 there); its ckpt.pt and summary.json are of two different runs: replace it" in last_line(capsys)
+    shutil.copy(tmp_path / "a" / "summary.json", tmp_path / "b" / "summary.json")   # the pair of one run: no word of two
+    assert main(args + [f"--out_dir={tmp_path / 'b'}", "--max_iters=6", "--reuse"]) == 2 and "two different runs" not in last_line(capsys)
+
+
+def test_a_reused_dataset_settles_what_a_killed_prepare_left(world, tmp_path, capsys):
+    "A66 (pass 24): after a prepare --force killed mid-swap, the same prepare reused the dataset and left its 14 MB staging folder and owner record."
+    data = tmp_path / "data"; shutil.copytree(world / "data", data)
+    before = {n: (data / n).read_bytes() for n in ("train.bin", "val.bin", "meta.json")}
+    (stage := data / ".zo_gpt-stage-killed").mkdir(); (stage / "train.bin").write_bytes(b"\0" * 1000)
+    (data / ".zo_gpt.owner").write_text("process 1 (zo-gpt prepare --force)\n0123456789abcdef\n")
+    meta = json.loads((data / "meta.json").read_text())
+    assert main(["prepare", "--out", str(data), "--n-seq", str(meta["config"]["n_seq"]), "--seq-len", str(meta["config"]["seq_len"]),
+                 "--seed", str(meta["config"]["seed"]), "--vocab", "compact"]) == 0
+    assert "reused" in capsys.readouterr().out
+    assert sorted(p.name for p in data.iterdir()) == ["meta.json", "train.bin", "val.bin"]
+    assert {n: (data / n).read_bytes() for n in before} == before
+
+
+def test_a_damaged_tiktoken_cache_is_told_apart_from_a_missing_network(tmp_path):
+    "B45 (pass 23): a cache whose files were truncated read as a network failure; tiktoken removes such a file, and the line says it did."
+    cache = tmp_path / "cache"; shutil.copytree(os.environ.get("TIKTOKEN_CACHE_DIR") or pytest.skip("needs the tiktoken cache"), cache)
+    cache.chmod(0o755)                                                           # the copy of a read-only cache: tiktoken removes files from it
+    for f in cache.iterdir(): f.chmod(0o644); f.write_bytes(f.read_bytes()[:1000])
+    env = {**os.environ, "TIKTOKEN_CACHE_DIR": str(cache), "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
+           "https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9", "NO_PROXY": "", "no_proxy": ""}   # no download either
+    r = subprocess.run([CLI, "prepare", "--out", str(tmp_path / "d"), "--n-seq=20", "--seq-len=10", "--vocab=gpt2"], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert "in its cache folder damaged (truncated or changed) and removed them" in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path / "d").exists()
+
+
+def test_prepare_does_not_take_an_edited_meta_json_at_its_word(world, tmp_path, capsys):
+    "A45 (pass 23): p edited to 0.5 in meta.json; prepare with the true arguments said it was made with p=0.5, where train calls it changed."
+    data = tmp_path / "data"; shutil.copytree(world / "data", data)
+    meta = json.loads((data / "meta.json").read_text()); c = meta["config"]
+    (data / "meta.json").write_text(json.dumps({**meta, "config": {**c, "p": 0.5}}))
+    args = ["prepare", "--out", str(data), "--n-seq", str(c["n_seq"]), "--seq-len", str(c["seq_len"]), "--seed", str(c["seed"]), "--vocab", "compact"]
+    assert main(args) == 1
+    assert "holds a dataset whose meta.json was changed after it was made (its content hash no longer matches), so its arguments are unknown; pass --force" in last_line(capsys)
+    assert main(args + ["--force"]) == 0 and (data / "train.bin").read_bytes() == (world / "data" / "train.bin").read_bytes()
+
+
+def test_a_stopped_run_asked_with_other_settings_is_told_its_settings_with_resume(world, tmp_path, capsys):
+    "A47 (pass 25): a stopped run, asked for with another lr and no flag, was told to --resume, which then refused the lr."
+    cfg = stopped_at_2(world, tmp_path / "run")
+    capsys.readouterr()
+    args = ["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'run'}", *SMALL, "--max_iters=4", "--eval_interval=2"]
+    assert main(args + ["--lr=0.01"]) == 2
+    assert (f"it stopped at step 2, with other settings (lr={cfg.lr!r} there): continue it with its settings (--lr={cfg.lr}) and "
+            "--resume (resume=True), replace it with --force") in last_line(capsys)
+    assert main(args + [f"--lr={cfg.lr}", "--resume"]) == 0                        # the advice works
+
+
+def test_a_run_that_ends_worse_than_a_uniform_guess_says_it_did_not_learn(world, tmp_path, capsys):
+    "B15 (pass 25): lr=10 finished with a val loss of 23.5 nats and exit 0, where a uniform guess scores 1.61; only a NaN counted as diverging."
+    args = ["train", f"--data_dir={world / 'data'}", *SMALL, "--max_iters=40", "--eval_interval=20"]
+    assert main(args + [f"--out_dir={tmp_path / 'hot'}", "--lr=10"]) == 0
+    assert "than a uniform guess over the 5 tokens" in (out := capsys.readouterr().out) and "try a smaller lr (now 10) with --force" in out, out
+    assert main(args + [f"--out_dir={tmp_path / 'ok'}"]) == 0 and "uniform guess" not in capsys.readouterr().out
+
+
+def test_an_export_past_the_file_size_limit_names_the_limit(world, tmp_path):
+    "B61 (pass 25): safetensors' own 'I/O error: File too large (os error 27)' reached the line, without the limit train and prepare name."
+    r = subprocess.run(["bash", "-c", f"ulimit -f 10; exec {shlex.quote(CLI)} export {shlex.quote(str(world / 'done'))} {shlex.quote(str(tmp_path / 'ex'))}"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert r.stderr.strip().splitlines()[-1] == f"zo-gpt export: failed: File too large; files may be at most 10.2 kB here (ulimit -f): {tmp_path / 'ex' / 'model.safetensors'}"
+    assert not (tmp_path / "ex").exists()
+
+
+def test_a_ckpt_link_that_loops_is_told_as_a_loop(tmp_path, capsys):
+    "A32 (pass 25): a ckpt.pt linked to itself was told as a link to a file that does not exist."
+    (run := tmp_path / "run").mkdir(); (run / "ckpt.pt").symlink_to("ckpt.pt")
+    assert main(["sample", "--run", str(run)]) == 1
+    assert last_line(capsys).endswith(f"no checkpoint at {run / 'ckpt.pt'} (a symbolic link to ckpt.pt, which leads round in a loop: remove the link)")

@@ -144,12 +144,13 @@ def _run_dataset(run_dir:Path, ckpt:dict, reading:contextlib.ExitStack, data_dir
     return data
 
 def explain_run(run_dir, data_dir=None) -> dict:
-    "`explain` for the run in `run_dir`, on its fixed validation batches (from `data_dir`, or the dataset it names)."
+    "`explain` for the run in `run_dir`, on its fixed validation batches (from `data_dir`, or the dataset it names), with `steps`: the run's steps taken and asked."
     model, ckpt = load_model(run_dir, device="cpu")
     cfg = config_from(ckpt["config"], str(Path(run_dir) / "ckpt.pt"))   # load_model made its model of it
     with contextlib.ExitStack() as reading:
         data = _run_dataset(Path(run_dir), ckpt, reading, data_dir)
-        return explain(model, fixed_batches(data.val, cfg, torch.device("cpu")), data.meta)
+        result = explain(model, fixed_batches(data.val, cfg, torch.device("cpu")), data.meta)
+    return {**result, "steps": [ckpt["iter"], cfg.max_iters]}   # steps taken and asked: a stopped run's model is its model so far
 
 # %% ../nbs/03c_ablation.ipynb #53c8fd8e
 check_arguments(globals())   # last: this chapter's public functions check their arguments' kinds (00_core)

@@ -10,6 +10,7 @@ __all__ = ['RESULT_FILES', 'RUN_FILES', 'CKPT_KEYS', 'RESUME_FREE', 'claim_run_f
 # %% ../nbs/02c_checkpoint.ipynb #d08ba28d
 import contextlib
 import dataclasses
+import errno
 import itertools
 import json
 import os
@@ -68,9 +69,15 @@ def _choices(out:Path, cfg:TrainConfig|None=None, data_hash:str|None=None) -> st
         return f"its ckpt.pt is no torch checkpoint (empty or damaged), so nothing can resume it: {other}"
     try: ckpt = load_checkpoint(out / "ckpt.pt")   # what it says, not summary.json: that may be edited, damaged, or another's
     except TrainingError as e: return f"{e}, so nothing can resume it: {other}"
-    if ckpt["iter"] < ckpt["config"].get("max_iters", 0): return f"continue it with --resume (resume=True), {other}"
+    if ckpt["iter"] < ckpt["config"].get("max_iters", 0):
+        if cfg is not None and (diff := config_differences(ckpt["config"], cfg)):   # --resume alone would be refused for them
+            return (f"it stopped at step {ckpt['iter']:,}, with other settings ({', '.join(f'{k}={a!r}' for k, (a, _) in diff.items())} there): "
+                    f"continue it with its settings ({' '.join(f'--{k}={a}' for k, (a, _) in diff.items())}) and --resume (resume=True), {other}")
+        return f"continue it with --resume (resume=True), {other}"
     if cfg is not None and (diff := config_differences(ckpt["config"], cfg)):   # not this run: --reuse and --resume cannot serve
-        return f"it finished, with other settings ({', '.join(f'{k}={a!r}' for k, (a, _) in diff.items())} there): {other}"
+        mixed = summary.get("run_id") not in (None, ckpt.get("run_id"))   # a ckpt.pt copied in from another run
+        return (f"it finished, with other settings ({', '.join(f'{k}={a!r}' for k, (a, _) in diff.items())} there)"
+                + ("; its ckpt.pt and summary.json are of two different runs" if mixed else "") + f": {other}")
     if data_hash and ckpt["data_hash"] != data_hash and (hint := trained_on(ckpt, cfg.dataset)):
         return (f"it finished, trained on another dataset (content hash {ckpt['data_hash'][:12]}; data_dir's is {data_hash[:12]}): "
                 f"for that run, {hint}" + ("" if "--force" in hint else f"; or {other}"))
@@ -122,7 +129,8 @@ def write_checkpoint(path:str|Path, ckpt:dict) -> str:
     except OSError as e: raise TrainingError(f"could not write {path}: {e.strerror or first_line(e)}") from None   # a folder it cannot write
     except RuntimeError as e:  # torch reports a failed write (a full disk, a file size limit) as a RuntimeError, not an OSError
         free, limit = shutil.disk_usage(Path(path).parent).free, file_size_limit()
-        why = first_line(e) if "Writer" not in str(e) and "unexpected pos" not in str(e) else "the write failed"  # torch's words
+        inner = any(w in str(e) for w in ("Writer", "unexpected pos", "basic_ios", "iostream"))   # torch's and C++'s own words
+        why = "the write failed" if inner else first_line(e)
         if limit is not None: why += f"; files may be at most {size_text(limit)} here (ulimit -f)"
         raise TrainingError(f"could not write {path}: {why} ({size_text(free)} free on its disk)") from None
     return str(path)
@@ -148,7 +156,11 @@ def load_checkpoint(path:str|Path) -> dict:
         if path.parent.is_file(): raise TrainingError(f"{path.parent} is a file, not a run folder")
         if path.exists() and path.is_dir() and path.name == "ckpt.pt": raise TrainingError(f"{path} is a folder where the run keeps its checkpoint file: move it away")
         if path.exists(): raise TrainingError(f"{path} is a folder: give its ckpt.pt (load_model takes the run folder)" if path.is_dir() else f"{path} is not a file (a pipe, a device): move it away")
-        raise TrainingError(f"no checkpoint at {path}" + (f" (a symbolic link to {os.readlink(path)}, which does not exist)" if path.is_symlink() else ""))
+        if path.is_symlink():   # to nothing, or round in a loop (ELOOP), which no file ends
+            try: os.stat(path); loops = False
+            except OSError as e: loops = e.errno == errno.ELOOP
+            raise TrainingError(f"no checkpoint at {path} (a symbolic link to {os.readlink(path)}, " + ("which leads round in a loop: remove the link)" if loops else "which does not exist)"))
+        raise TrainingError(f"no checkpoint at {path}")
     try: path.open("rb").close()
     except OSError as e: raise TrainingError(f"{path} cannot be read: {e.strerror}") from None
     try:
@@ -228,7 +240,7 @@ def save_checkpoint(state) -> str:
         if state.held is not None: check_held(state.cfg.out_dir, state.held)   # its folder moved away: that is what to say
         raise TrainingError(f"{e}; the run stopped at step {state.iter}: " + (
             f"--resume (resume=True) continues it from its last checkpoint once the checkpoint can be written there"
-            if state.last_checkpoint and Path(state.last_checkpoint).is_file() else "start it again with --force (overwrite=True) once the checkpoint can be written there")) from None
+            if state.last_checkpoint and Path(state.last_checkpoint).is_file() else "nothing of it is kept, so run it again as it was once the checkpoint can be written there")) from None
     return state.last_checkpoint
 
 def restore(state, path:Path):
@@ -238,7 +250,10 @@ def restore(state, path:Path):
         there = [n for n in RUN_FILES if (path.parent / n).exists()]
         raise TrainingError(f"no checkpoint at {path} to resume; " + (f"the run there {_without_checkpoint(path.parent)}: start again "
                             "with --force (overwrite=True) instead of --resume" if there else "start a run there without --resume"))
-    ckpt = load_checkpoint(path)
+    try: ckpt = load_checkpoint(path)
+    except TrainingError as e:   # a file torch cannot read, or not a zo_gpt checkpoint: only a new run can go on from here
+        if " cannot be loaded: " not in str(e) and " is not a zo_gpt checkpoint" not in str(e): raise
+        raise TrainingError(f"{e}; nothing can resume it: start again with --force (overwrite=True) instead of --resume") from None
     diff, steps = config_differences(ckpt["config"], cfg), ckpt["config"].get("max_iters")
     if diff and ckpt["iter"] == steps and _summary(path.parent).get("interrupted") is False:   # no step of it is left to take
         raise TrainingError(f"the run in {path.parent} finished at step {steps} and cannot be continued with other settings "

@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import json
 import os
+import re
 import sys
 import warnings
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from .checkpoint import load_model
 from .figures import draws, png_figure
 from .data import check_flag
 from .helpers import ConfigError, check_arguments, check_tokens_table, first_line
-from .folders import folder_lock, plain_mode, replace_together, staging
+from .folders import folder_lock, plain_mode, replace_together, staging, write_error
 from .model import GPT, GPTConfig
 
 # %% ../nbs/04b_export.ipynb #c6e704c1
@@ -201,7 +202,8 @@ def write_hf(
             try:
                 with no_progress_bars(): hf.save_pretrained(tmp)
             except Exception as e:   # safetensors' own error for a full disk is no OSError
-                if isinstance(e, OSError): raise OSError(e.errno, e.strerror, str(folder / "model.safetensors")) from None
+                code = e.errno if isinstance(e, OSError) else int(m.group(1)) if (m := re.search(r"\(os error (\d+)\)", str(e))) else 0
+                if code: raise write_error(OSError(code, os.strerror(code)), folder / "model.safetensors") from None   # as every file is told
                 raise OSError(f"could not write {folder / 'model.safetensors'}: {first_line(e)}") from None
             table = [{k: t[k] for k in ("id", "text", "kind")} for t in tokens_table]
             (Path(tmp) / "tokens.json").write_text(json.dumps(table, indent=1) + "\n")

@@ -272,6 +272,9 @@ def _lock(folder:Path, name:str, shared:bool=False):
             raise ConfigError(f"{name}={str(folder)!r} was moved or replaced while it was being opened; try again")
         for s in folder.glob(".zo_gpt-stage-*"): _settle(folder, s)   # held, no writer is live: what a killed one left
         for s in folder.glob(".zo_gpt-done-*"): s.is_symlink() or shutil.rmtree(s, ignore_errors=True)   # a done one, half removed
+        if key not in _KEPT:   # held by the lock itself, so no writer is live: an owner record here is a killed writer's
+            with contextlib.suppress(OSError):
+                if (f := folder / OWNER_FILE).is_file() and not f.is_symlink(): f.unlink()
     except BaseException:
         os.close(fd)
         raise

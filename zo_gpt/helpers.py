@@ -156,8 +156,8 @@ def check_batch(x, y, ids:list[int]|None=None, vocab_size:int|None=None):
                           f"and {what(y)}" + (" (.long() converts them)" if tensors and not ok else ""))
     if ids is not None and (bad := sorted(set(torch.cat([t[~torch.isin(t, torch.as_tensor(ids, device=t.device))] for t in (x, y)]).tolist()))):
         raise ConfigError(f"x and y must hold only the token ids {list(ids)}, got {bad[:5]}{' ...' * (len(bad) > 5)}")
-    if ids is not None and vocab_size is not None and max(ids) >= vocab_size:
-        raise ConfigError(f"the model takes token ids below {vocab_size}, and these go up to {max(ids)}: a dataset of another vocabulary")
+    if ids is not None and vocab_size is not None and (max(ids) >= vocab_size or max(ids) < len(ids) < vocab_size):   # either way round
+        raise ConfigError(f"the model has {vocab_size:,} rows in its head, and the dataset's token ids go up to {max(ids):,}: a model and a dataset of two vocabularies")
 
 def check_prob(name:str, value) -> float:
     "`value` as a float, or a `ConfigError` naming `name` unless 0 < value < 1, and not so small that a run reads it as 0."
@@ -382,7 +382,7 @@ def check_files(path:str|Path, meta:dict, hashes:bool=True):
         if not f.is_file(): raise DatasetError(f"{f} is missing; {remake(path, meta)}")
         size = f.stat().st_size
         if size != rec["bytes"]:
-            raise DatasetError(f"{f} is truncated or corrupt: {size:,} bytes, meta.json says {rec['bytes']:,}; {remake(path, meta)}")
+            raise DatasetError(f"{f} is truncated or corrupt, or meta.json is another dataset's: {size:,} bytes, meta.json says {rec['bytes']:,}; {remake(path, meta)}")
         if hashes and file_sha256(f) != rec["sha256"]:
             raise DatasetError(f"{f} is corrupt: its SHA-256 differs from meta.json's; {remake(path, meta)}")
 

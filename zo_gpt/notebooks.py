@@ -24,7 +24,8 @@ def notebook_folders(
     """The folders a notebook writes into, its own then the shared ones, as Paths ('~' expanded): each made if missing
     and writable (the shared ones, `read_only`: folders it can read), its own marked as `notebook`'s (new, empty, or
     marked by it before). Any other is a one-line `ConfigError`, and then none is made. Its own and the shared ones do
-    not overlap, but for one it names inside a shared one ('run_dir/short'): it replaces what its own hold."""
+    not overlap, but for one it names inside a shared one ('run_dir/short'): it replaces what its own hold. A shared one
+    holding a dataset is refused: a run goes in a folder of its own."""
     for name, path in {**folders, **(shared or {})}.items():
         if not isinstance(path, (str, os.PathLike)): raise ConfigError(f"{name} must be a folder's path, got {type(path).__name__} {path!r}")
         if not str(path).strip(): raise ConfigError(f"{name} must name a folder, got {str(path)!r}")
@@ -34,6 +35,9 @@ def notebook_folders(
         if mine == its or mine in its.parents or (its in mine.parents and not name.startswith(f"{other}/")):
             raise ConfigError(f"{name}={str(path)!r} and {other}={str(theirs)!r} overlap (the same folder, or one inside the other): "
                               f"{notebook} replaces what it makes in {name}, and {other} is shared; choose another {name.split('/')[0]}")
+    for name, path in (shared or {}).items():   # a run's folder: refused here, before any work, where the run would refuse it after
+        if held := [n for n in ("meta.json", "train.bin", "val.bin") if os.path.lexists(Path(path).expanduser() / n)]:
+            raise ConfigError(f"{name}={str(path)!r} holds a dataset ({', '.join(held)}): a run goes in a folder of its own; choose another {name}")
     for name, path in folders.items():
         p = Path(path).expanduser()
         if os.path.lexists(p) and not p.is_dir(): raise ConfigError(f"{name}={str(path)!r} is not a folder; choose another folder")

@@ -29,7 +29,8 @@ from .data import PIECES, as_text, check_flag, check_memory, check_words, entrop
 from .helpers import (DATASET_FORMAT, ConfigError, DatasetError, UserError, check_arguments, check_files,
                             check_meta_hash, check_positive, check_prob, check_seed, free_memory, meta_hash, printable,
                             read_meta, size_text)
-from .folders import check_folder, check_replaceable, folder_lock, remove_stale_temps, replace_together, staging, writes_to
+from .folders import (check_folder, check_replaceable, folder_lock, remove_stale_temps, replace_together, staging, writes_to,
+                            writing_here)
 
 # %% ../nbs/01_tokenizer.ipynb #9b17e7c8
 class TokenizerUnavailable(UserError, RuntimeError): "GPT-2's BPE files could not be loaded."
@@ -39,24 +40,39 @@ def gpt2_encoding():
     "tiktoken's GPT-2 encoding, loaded once; a `TokenizerUnavailable` that says how to provide the files if that fails."
     import tiktoken
     if why := _cache_problem(): raise TokenizerUnavailable(why)
+    cached = _cache_files()
     try: return tiktoken.get_encoding("gpt2")
     except MemoryError: raise   # out of memory (ulimit -v) is said as such, not as missing files
     except Exception as e:
-        cache = os.environ.get("TIKTOKEN_CACHE_DIR")
+        cache, gone = os.environ.get("TIKTOKEN_CACHE_DIR"), len(cached - _cache_files())   # a file whose hash fails, tiktoken removes
         raise TokenizerUnavailable(
-            f"could not load GPT-2's BPE files for tiktoken ({type(e).__name__}: {e}). tiktoken downloads vocab.bpe and "
+            f"could not load GPT-2's BPE files for tiktoken ({type(e).__name__}: {e}). "
+            + (f"tiktoken found {gone} file(s) in its cache folder damaged (truncated or changed) and removed them, then could "
+               "not download them again: copy the cache folder again from where it came from. " if gone else "")
+            + "tiktoken downloads vocab.bpe and "
             "encoder.json once and keeps them in a cache folder. Without a network, set TIKTOKEN_CACHE_DIR to a folder holding "
             "that cache (copy it from a machine where `python -c \"import tiktoken; tiktoken.get_encoding('gpt2')\"` has run "
             "with the same variable set) and run again. "
             + ("TIKTOKEN_CACHE_DIR is not set." if cache is None else f"TIKTOKEN_CACHE_DIR is {cache!r} now" + (
                "; tiktoken reads its '~' as a folder of that name, not your home: give the full path." if cache.startswith("~") else "."))) from e
 
+def _cache_folder() -> tuple:
+    "(the variable that names tiktoken's cache folder or None, the folder tiktoken uses)."
+    name = next((v for v in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR") if v in os.environ), None)
+    return name, os.environ[name] if name else os.path.join(tempfile.gettempdir(), "data-gym-cache")
+
+def _cache_files() -> set:
+    "The names of the files in tiktoken's cache folder (none where it cannot be read)."
+    if not (folder := _cache_folder()[1]): return set()   # '': tiktoken keeps no cache
+    try:
+        with os.scandir(folder) as entries: return {e.name for e in entries if e.is_file()}
+    except OSError: return set()
+
 def _cache_problem() -> str|None:
     """What is wrong with the folder tiktoken keeps GPT-2's files in, where tiktoken would not say it: a folder it cannot read,
     which it takes for an empty one and then blames the network for; a pipe or a device in it, which it would read for
     ever. None where nothing is wrong there, or there is no such folder yet."""
-    name = next((v for v in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR") if v in os.environ), None)
-    folder = os.environ[name] if name else os.path.join(tempfile.gettempdir(), "data-gym-cache")
+    name, folder = _cache_folder()
     if not folder or not os.path.lexists(folder): return None
     said = f"{name}={folder!r}" if name else f"tiktoken's cache folder {folder!r}"
     if not os.path.isdir(folder): return f"{said} is not a folder: point TIKTOKEN_CACHE_DIR at the folder that holds tiktoken's cache"
@@ -212,9 +228,11 @@ def prepare(
     if not isinstance(out, (str, os.PathLike)): raise ConfigError(f"out must be a folder's path, got {type(out).__name__} {out!r}")
     if not str(out).strip(): raise ConfigError(f"out must name a folder, got {str(out)!r}")
     out, t0 = Path(out).expanduser(), time.perf_counter()
-    if (old := _finished(cfg, out)) is not None:  # read only: a finished dataset needs neither a writable folder nor its lock
-        if verbose: print(printable(f"reused {out}: made with the same arguments, files match meta.json"))
-        return old
+    left = out.is_dir() and any(out.glob(".zo_gpt-*")) and not writing_here(out)   # a killed writer's staging folder or owner record: settled, held
+    with folder_lock(out, name, shared=True) if left else contextlib.nullcontext():
+        if (old := _finished(cfg, out)) is not None:  # read only: a finished dataset needs neither a writable folder nor its lock
+            if verbose: print(printable(f"reused {out}: made with the same arguments, files match meta.json"))
+            return old
     with folder_lock(out, name):  # one writer: a second prepare or a train into this folder is refused meanwhile
         return _prepare(cfg, out, force, verbose, t0)
 
@@ -242,6 +260,9 @@ def _prepare(cfg:DataConfig, out:Path, force:bool, verbose:bool, t0:float) -> di
                 return old
             except DatasetError as e:
                 if verbose: print(printable(f"rebuilding {out}: {str(e).split('; make the dataset again')[0]}"))  # what is wrong, not the advice
+        elif not force and old.get("format") == DATASET_FORMAT and old.get("content_hash") != meta_hash(old):   # edited: what it says it was made with is not to be trusted
+            raise DatasetError(f"out={str(out)!r} holds a dataset whose meta.json was changed after it was made (its content hash "
+                               "no longer matches), so its arguments are unknown; pass --force (force=True) to replace it, or choose another folder")
         elif not force:
             raise DatasetError(f"out={str(out)!r} holds a dataset made with other arguments "
                                f"({_differences(old.get('config', {}), asdict(cfg))}); pass --force (force=True) "
@@ -329,7 +350,8 @@ def mc_floor(
     split:str="val", # 'train' or 'val'
     seed:int=0, # seed of the block offsets
 ) -> tuple[float, float]:
-    "Monte-Carlo estimate (mean, standard error) of the true process's loss per token over random blocks."
+    """Monte-Carlo estimate (mean, standard error) of the true process's loss per token over random blocks. The error
+    counts the blocks drawn and the split they come from: a small split, drawn from many times, is one finite sample."""
     if not isinstance(ds, Dataset): raise ConfigError(f"ds must be a Dataset (see load_dataset), got {type(ds).__name__}")
     T, n_blocks, seed = check_positive("block_size", block_size), check_positive("n_blocks", n_blocks), check_seed(seed)
     if split not in ("train", "val"): raise ConfigError(f"split must be 'train' or 'val', got {split!r}")
@@ -343,15 +365,18 @@ def mc_floor(
     pos_cls = np.ones(n + 1, np.int64); pos_cls[0], pos_cls[n] = 0, 2  # class at each position of a sequence
     expect = pos_cls[(np.arange(n + 1)[:, None] + np.arange(T + 1)[None, :]) % (n + 1)]  # (phase, position in block)
     rng = np.random.default_rng(seed)
-    losses = np.empty(n_blocks)
+    losses, squares = np.empty(n_blocks), np.empty(n_blocks)
     for b, i in enumerate(rng.integers(0, len(data) - T - 1, n_blocks)):
         codes = code_of[np.asarray(data[i:i + T + 1])]
         cls = cls_of[codes]
         alive = np.logical_and.accumulate(expect[:, :T] == cls[None, :T], axis=1)  # phases agreeing with x[0..c-1]
         p_next = np.where(cls[1:] == 2, 1.0, np.where(val_of[codes[1:]] == 1, p, 1 - p))
         like = (expect[:, 1:] == cls[None, 1:]) * p_next[None, :]          # P(next token | phase)
-        losses[b] = -np.log((alive * like).sum(0) / alive.sum(0)).mean()
-    return float(losses.mean()), float(losses.std(ddof=1) / math.sqrt(n_blocks))
+        tok = -np.log((alive * like).sum(0) / alive.sum(0))
+        losses[b], squares[b] = tok.mean(), (tok ** 2).mean()
+    drawn = losses.var(ddof=1) / n_blocks                            # the blocks' own spread
+    stream = max(0.0, squares.mean() - losses.mean() ** 2) / len(data)   # the split's: a finite sample of the process, drawn again and again
+    return float(losses.mean()), float(math.sqrt(drawn + stream))
 
 # %% ../nbs/01_tokenizer.ipynb #b1da957d
 check_arguments(globals())   # last: this chapter's public functions check their arguments' kinds (00_core)

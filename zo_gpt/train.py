@@ -131,7 +131,7 @@ def read_back(state:State, callbacks:list=(), check:bool=True):
         for (record, _), loss in zip(todo, torch.stack([t for _, t in todo]).tolist()):
             record["loss"] = loss
             if check and not math.isfinite(loss):
-                raise TrainingError(f"the loss is {loss} at iteration {record['iter']}; {_where(state)}; {_diverged(state.cfg)}")
+                raise TrainingError(f"the loss is {loss} at iteration {record['iter']}; {_where(state)}; {_diverged(state)}")
     while state.pending:   # one at a time: a callback that interrupts the run leaves the rest for the end
         record = state.pending.pop(0)[0]
         state.history.train.append(record)
@@ -139,8 +139,10 @@ def read_back(state:State, callbacks:list=(), check:bool=True):
 
 def _evaluates(state:State) -> bool: return state.iter % state.cfg.eval_interval == 0 or state.iter == state.cfg.max_iters
 
-def _diverged(cfg:TrainConfig) -> str:
-    return f"the run diverged: try a smaller lr (now {cfg.lr:g})" + (", or grad_clip=1" if not cfg.grad_clip else "")
+def _diverged(state:State) -> str:
+    "What to try; where the run kept a checkpoint, its folder is kept too, so the next try needs --force."
+    again = "; its folder holds this run, so start again there with --force (overwrite=True)" if state.last_checkpoint else ""
+    return f"the run diverged: try a smaller lr (now {state.cfg.lr:g})" + (", or grad_clip=1" if not state.cfg.grad_clip else "") + again
 
 def _where(state:State) -> str:
     return f"the last good checkpoint is {state.last_checkpoint}" if state.last_checkpoint else "no checkpoint yet"
@@ -150,7 +152,7 @@ def evaluate_now(state:State, callbacks:list=()):
     "Score the fixed validation batches into `history.val` and tell the callbacks; non-finite: a `TrainingError`."
     rec = {"iter": state.iter, "tokens": state.tokens, **evaluate_ladder(state.model, state.eval_set, state.data.meta, state.cfg.dtype), "time": time.perf_counter() - state.t0}
     if not (math.isfinite(rec["loss"]) and math.isfinite(rec["kl"])):
-        raise TrainingError(f"the validation loss is {rec['loss']} at iteration {state.iter}; {_where(state)}; {_diverged(state.cfg)}")
+        raise TrainingError(f"the validation loss is {rec['loss']} at iteration {state.iter}; {_where(state)}; {_diverged(state)}")
     state.history.val.append(rec)
     for cb in callbacks: cb.on_eval(state, rec)
 
@@ -218,7 +220,7 @@ class RunFiles(Callback):
         if state.failed: return
         out, h = Path(state.cfg.out_dir), state.history
         with atomic_path(out / "loss.png") as tmp:   # tagged: a figure copied from another run, or drawn when it was stopped, is not its end's
-            loss_figure(h).savefig(tmp, dpi=110, format="png", metadata=figure_tags(h, state.run_id))
+            loss_figure(h).savefig(tmp, dpi=110, format="png", bbox_inches="tight", metadata=figure_tags(h, state.run_id))
         with atomic_path(out / "summary.json") as tmp: tmp.write_text(json.dumps(run_summary(h, asdict(state.cfg), state.run_id), indent=1))
 
 # %% ../nbs/03_train.ipynb #eca43ba8
