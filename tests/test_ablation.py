@@ -88,7 +88,7 @@ def test_zo_gpt_explain_prints_the_table_for_a_run_folder(finished_run, tiny_dat
     moved = tmp_path / "run"                                      # the run copied where its dataset's path leads nowhere
     shutil.copytree(finished_run, moved)
     ckpt = torch.load(moved / "ckpt.pt", weights_only=True)
-    ckpt["data_path"] = "gone/data"
+    ckpt["data_path"], ckpt["data_abspath"] = "gone/data", str(tmp_path / "gone" / "data")
     torch.save(ckpt, moved / "ckpt.pt")
     assert main(["explain", str(moved)]) == 1
     err = capsys.readouterr().err

@@ -42,7 +42,7 @@ def test_prepare_writes_reuses_and_refuses(tmp_path):
     (["--p", "two thirds"], "not a number"),
     (["--n-seq", "0"], "n_seq must be a positive integer"),
     (["--seq-len", "-4"], "seq_len must be a positive integer"),
-    (["--n-seq", "5", "--val-frac", "0.01"], "val_frac=0.01 leaves the validation split empty"),
+    (["--n-seq", "5", "--val-frac", "0.01"], "val_frac=0.01 leaves the validation split empty: 5 sequences give 0 validation and 5 training sequences; ask for more sequences (n_seq=51 or more gives each split one), or a larger val_frac"),
     (["--vocab", "bytes"], "invalid choice"),
     (["--n_seq", "5"], "zo-gpt prepare: error: unrecognized arguments: --n_seq 5; did you mean --n-seq? (see zo-gpt prepare --help)"),   # D192
 ])

@@ -481,7 +481,7 @@ MORE_MISUSE = [
     (lambda: make_optimizer(TINY(), lr=1e-3, betas=(0.9,)), "betas must be two numbers in [0, 1), AdamW's beta1 and beta2, got (0.9,)"),
     (lambda: make_optimizer("gpt", lr=1e-3), "model must be a torch module (a GPT), got str"),
     (lambda: get_batch(np.zeros(100, np.uint16), 0, 4, torch.Generator(), "cpu"), "block_size must be a positive integer, got 0"),  # B96
-    (lambda: fixed_batches(None, TrainConfig(), "cpu"), "data must be a split's token ids (a Dataset's train or val), got NoneType"),  # B98
+    (lambda: fixed_batches(None, TrainConfig(), "cpu"), "data must be a split's token ids (a Dataset's train or val: a 1-d array of integers), got NoneType"),  # B98
     (lambda: Tally().add({}), "m must be what measure returns (loss, bayes, kl, part, p_eot), got {}"),                # B99
     (lambda: readme_text(GPTConfig(), "klingon", [], "x"), "vocab must be 'gpt2' or 'compact', got 'klingon'"),       # B103
     (lambda: readme_text(None, "gpt2", [], "x"), "cfg must be a GPTConfig (a model's .config), got NoneType"),
@@ -541,6 +541,7 @@ def test_a_million_layers_are_refused_at_once(tiny_data, tmp_path, capsys):
     ("04a_losses.ipynb", {"vocab_size": 1}, "ConfigError: vocab_size must be at least 2"),                               # B22
     ("00b_folders.ipynb", {"readers": 10 ** 9}, "ConfigError: readers must be at most 64"),                              # B23
     ("04a_losses.ipynb", {"batch_size": 1, "block_size": 1, "n_embd": 10 ** 6}, "ConfigError: the head, vocab_size=50,304 x n_embd=1,000,000 needs about"),  # C63, A39 (pass 25)
+    ("02d_runs.ipynb", {"steps": 100}, "ConfigError: steps must be from 120 to 1,000,000"),   # A56 (pass 26): once an IndexError 10 cells on
     ("04a_losses.ipynb", {"batch_size": 10 ** 6}, "ConfigError: batch_size=1,000,000 x block_size=256 x vocab_size=50,304 activations, with the head needs about"),
     ("01_tokenizer.ipynb", {"out": "RUN", "n_seq": 3, "seq_len": 1, "val_frac": 0.34, "block_size": 2, "vocab": "compact"},
      "ConfigError: n_seq=3 sequences of seq_len=1 words give a train split of 4 tokens"),                               # C65
@@ -911,3 +912,22 @@ def test_a_gpt2_model_is_not_scored_on_the_compact_vocabularys_ids(tiny_data, ti
     with pytest.raises(ConfigError, match=r"^the model has 5 rows in its head, and the dataset's token ids go up to 50,256"):
         evaluate(small, [(g[:, :-1], g[:, 1:])], gpt2.meta)
     assert math.isfinite(evaluate(model, [(g[:, :-1], g[:, 1:])], gpt2.meta)["kl"])   # its own vocabulary: scored
+
+
+def test_pass_26s_api_misuse_is_refused_not_scored(finished_run, tiny_data):
+    "B62 B63 B72 B78 (pass 26): floats cut to ids, targets that do not follow the inputs, a History without settings, and 2/3 as a Fraction."
+    from fractions import Fraction
+    model, _ = load_model(finished_run, device="cpu")
+    data = load_dataset(tiny_data)
+    with pytest.raises(ConfigError, match=r"^data must be a split's token ids .*got a 1-d float64 array$"):
+        evaluate_split(model, data.val.astype(float) + 0.7, data.meta, 32)                  # B62: once r1's numbers
+    x = torch.as_tensor(data.val[:33].astype(np.int64))[None]
+    with pytest.raises(ConfigError, match=r"^y must be the tokens that follow x"):
+        evaluate(model, [(x[:, :-1], x[:, :-1])], data.meta)                                  # B63: bayes inf, kl as for any targets
+    assert math.isfinite(evaluate(model, [(x[:, :-1], x[:, 1:])], data.meta)["bayes"])
+    h = History(config={}, floor=0.7, entropy=0.6, p=2 / 3, seq_len=60)
+    with pytest.raises(ConfigError, match=r"^history.config lacks block_size, n_embd, n_layer, vocab, batch_size"):
+        loss_figure(h)                                                                         # B72: a KeyError
+    assert DataConfig(p=Fraction(2, 3)).p == 2 / 3 and generate(2, 5, Fraction(2, 3), 1).shape == (2, 5)   # B78
+    with pytest.raises(ConfigError, match=r"^words must be an array of integers \(or bools\) 0 and 1, got a float64 array"):
+        as_text(np.array([[0.0, 1.0]]))

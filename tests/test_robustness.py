@@ -1842,3 +1842,25 @@ def test_a_ckpt_link_that_loops_is_told_as_a_loop(tmp_path, capsys):
     (run := tmp_path / "run").mkdir(); (run / "ckpt.pt").symlink_to("ckpt.pt")
     assert main(["sample", "--run", str(run)]) == 1
     assert last_line(capsys).endswith(f"no checkpoint at {run / 'ckpt.pt'} (a symbolic link to ckpt.pt, which leads round in a loop: remove the link)")
+
+
+def test_explain_finds_the_runs_own_dataset_where_the_current_folder_has_another_of_its_name(world, tmp_path, monkeypatch, capsys):
+    "B52 (pass 26): from a folder with another d1, explain took that d1 and advised remaking it with --force, over the user's other dataset."
+    (w := tmp_path / "w").mkdir(); shutil.copytree(world / "data", w / "d1"); (x := tmp_path / "x").mkdir(); shutil.copytree(world / "data2", x / "d1")
+    monkeypatch.chdir(w)
+    assert main(["train", "--data_dir=d1", "--out_dir=r1", *SMALL, "--max_iters=4", "--eval_interval=2"]) == 0
+    monkeypatch.chdir(x); capsys.readouterr()
+    assert main(["explain", "../w/r1"]) == 0 and "the boundary" in capsys.readouterr().out   # the run's own, by its absolute path
+    assert main(["explain", "../w/r1", "--data", "d1"]) == 1                        # B49: another given, the run's own intact
+    assert last_line(capsys).endswith(f"its own is in {w / 'd1'}: give that folder, or leave --data out")
+    shutil.rmtree(w / "d1")                                                       # gone: the other d1 is told, and the remake is of the run's own place
+    assert main(["explain", "../w/r1"]) == 1
+    line = last_line(capsys)
+    assert "d1 holds another dataset" in line and f"--out {w / 'd1'}" in line and "--out d1 " not in line, line
+
+
+def test_a_dataset_file_link_that_loops_is_told_as_a_loop(world, tmp_path, capsys):
+    "A31 (pass 26): a train.bin linked to itself was told as a link to a file that does not exist now."
+    shutil.copytree(world / "data", data := tmp_path / "data"); (data / "train.bin").unlink(); (data / "train.bin").symlink_to("train.bin")
+    assert main(["train", f"--data_dir={data}", f"--out_dir={tmp_path / 'run'}", *SMALL, "--max_iters=2"]) == 1
+    assert f"{data / 'train.bin'} is a symbolic link to train.bin, which leads round in a loop: move the link away" in last_line(capsys)

@@ -19,7 +19,7 @@ from .checkpoint import load_model
 from .config import config_from, fixed_batches
 from .evaluation import PARTS, attention_on_boundary, attention_weights, evaluate
 from .folders import folder_lock, writing_here
-from .helpers import ConfigError, DatasetError, check_arguments, check_batches, remake
+from .helpers import ConfigError, DatasetError, check_arguments, check_batches, read_meta, remake
 from .model import GPT
 from .tokens import code_lookup, load_dataset
 
@@ -120,28 +120,33 @@ def explain_table(result:dict) -> str:
 
 # %% ../nbs/03c_ablation.ipynb #c29d0e77
 def _run_dataset(run_dir:Path, ckpt:dict, reading:contextlib.ExitStack, data_dir=None):
-    """The dataset the run in `run_dir` was trained on: `data_dir`, or the checkpoint's path as given or under the run
-    folder's parents; held for reading while `reading` lasts, as a run holds its own (no `prepare` replaces it meanwhile)."""
+    """The dataset the run in `run_dir` was trained on: `data_dir`, or the first with the checkpoint's content hash of its
+    absolute path, its path as given (from here) and under the run folder's parents; held for reading while `reading`
+    lasts, as a run holds its own (no `prepare` replaces it meanwhile)."""
     if data_dir is not None and not (isinstance(data_dir, (str, os.PathLike)) and str(data_dir).strip()):
         raise ConfigError(f"data_dir must name a dataset folder, got {data_dir!r}")
     own = Path(ckpt.get("data_path") or ckpt["config"].get("data_dir") or "data/zero_one-compact")   # where the run was given it
+    home = Path(ckpt["data_abspath"]) if isinstance(ckpt.get("data_abspath"), str) else own   # and where that was, from anywhere
     named = Path(data_dir) if data_dir else own
-    again = "; give its folder with --data (data_dir=...)" + (f", or {remake(own, {'config': ckpt['data_config']})}"
+    again = "; give its folder with --data (data_dir=...)" + (f", or {remake(home, {'config': ckpt['data_config']})}"
                                                              if isinstance(ckpt.get("data_config"), dict) else "")
-    places = [named] if data_dir or named.is_absolute() else [named, *(d / named for d in Path(run_dir).resolve().parents)]
-    found = None
+    places = [named] if data_dir else list(dict.fromkeys([home, named] if named.is_absolute() else
+                                                         [home, named, *(d / named for d in Path(run_dir).resolve().parents)]))
+    other = None   # the first dataset found that is not the run's: told if none is
     for d in (d for d in places if d.is_dir()):   # each held before it is looked at: a swap a killed prepare left is settled
         with contextlib.ExitStack() as held:
             if not writing_here(d): held.enter_context(folder_lock(d, "data_dir", shared=True))
-            if (d / "meta.json").is_file(): found = d; reading.enter_context(held.pop_all()); break
-    if found is None:
-        where = f"{named} holds no dataset" if data_dir else f"cannot find the dataset the run in {run_dir} was trained on ({named})"
-        raise DatasetError(where + (again if not data_dir else "; give the folder of the dataset it was trained on"))
-    data = load_dataset(found)                                      # its files checked against meta.json
-    if data.meta["content_hash"] != ckpt["data_hash"]:
-        raise DatasetError(f"{found} holds another dataset (content hash {data.meta['content_hash'][:12]}) than the run in "
-                           f"{run_dir} was trained on ({ckpt['data_hash'][:12]})" + again)
-    return data
+            if not (d / "meta.json").is_file(): continue
+            data = load_dataset(d)                                  # its files checked against meta.json
+            if data.meta["content_hash"] == ckpt["data_hash"]: reading.enter_context(held.pop_all()); return data
+            other = other or (d, data.meta["content_hash"])
+    if other:
+        try: kept = data_dir and read_meta(home).get("content_hash") == ckpt["data_hash"]   # the run's own, where it was
+        except (DatasetError, OSError): kept = False
+        raise DatasetError(f"{other[0]} holds another dataset (content hash {other[1][:12]}) than the run in {run_dir} was trained on "
+                           f"({ckpt['data_hash'][:12]})" + (f"; its own is in {home}: give that folder, or leave --data out" if kept else again))
+    where = f"{named} holds no dataset" if data_dir else f"cannot find the dataset the run in {run_dir} was trained on ({named})"
+    raise DatasetError(where + (again if not data_dir else "; give the folder of the dataset it was trained on"))
 
 def explain_run(run_dir, data_dir=None) -> dict:
     "`explain` for the run in `run_dir`, on its fixed validation batches (from `data_dir`, or the dataset it names), with `steps`: the run's steps taken and asked."

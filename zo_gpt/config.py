@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['MAX_LAYERS', 'MAX_GRAD_ACCUM', 'FLOAT32_MAX', 'CPU', 'A100', 'PRESETS', 'PROFILED', 'TrainConfig', 'make_config',
-           'read_overrides', 'parse_overrides', 'blocks_at', 'get_batch', 'check_config', 'config_from', 'lr_at',
-           'open_dataset', 'held_dataset', 'trained_on', 'check_data', 'fixed_batches']
+           'read_overrides', 'parse_overrides', 'check_split', 'blocks_at', 'get_batch', 'check_config', 'config_from',
+           'lr_at', 'open_dataset', 'held_dataset', 'trained_on', 'check_data', 'fixed_batches']
 
 # %% ../nbs/02a_config.ipynb #835d2b0d
 import contextlib
@@ -184,9 +184,16 @@ def parse_overrides(args:list[str]) -> dict:
     return out
 
 # %% ../nbs/02a_config.ipynb #a538148e
+def check_split(data):
+    "A `ConfigError` unless `data` is a split's token ids: a 1-d array of integers (a `Dataset`'s train or val), never floats cut to ids."
+    if not (isinstance(data, np.ndarray) and data.ndim == 1 and data.dtype.kind in "iu"):
+        what = f"a {data.ndim}-d {data.dtype} array" if isinstance(data, np.ndarray) else type(data).__name__
+        raise ConfigError(f"data must be a split's token ids (a Dataset's train or val: a 1-d array of integers), got {what}")
+
 def blocks_at(data:np.ndarray, starts:np.ndarray, block_size:int) -> "torch.Tensor":
     "Rows of `block_size` + 1 token ids (inputs, then the last target) of `data` from each of `starts`."
     import torch
+    check_split(data)
     last, starts = len(data) - block_size - 1, np.asarray(starts)
     if not (starts.ndim == 1 and starts.dtype.kind in "iu" and (not len(starts) or 0 <= starts.min() and starts.max() <= last)):
         raise ConfigError(f"starts must be offsets into data from 0 to {last:,} (len(data) - block_size - 1), got {str(starts)[:60]}")
@@ -196,7 +203,7 @@ def get_batch(data:np.ndarray, block_size:int, batch_size:int, generator:"torch.
     "Inputs and targets (batch_size, block_size) from random offsets into `data`, as views of one block of rows on `device`."
     import torch
     block_size, batch_size = check_positive("block_size", block_size), check_positive("batch_size", batch_size)
-    if not isinstance(data, np.ndarray): raise ConfigError(f"data must be a split's token ids (a Dataset's train or val), got {type(data).__name__}")
+    check_split(data)
     if torch.device(device).type == "cuda" and not torch.cuda.is_available(): raise ConfigError(f"device={str(device)!r}, but torch sees no CUDA GPU here")
     if len(data) <= block_size:   # fit checks this first (check_data); the notebooks call this with their own data
         raise ConfigError(f"block_size={block_size} needs more than {block_size:,} tokens to cut a block from; these have {len(data):,}")

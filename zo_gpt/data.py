@@ -73,8 +73,9 @@ def check_words(words) -> np.ndarray:
     "`words` as an array, or a `ConfigError` unless it is a 2-d array (sequences x words) of 0s and 1s."
     words = _numbers("words", words, "a 2-d array (sequences x words) of 0s and 1s")
     if words.ndim != 2: raise ConfigError(f"words must be a 2-d array (sequences x words), got shape {words.shape}")
-    if words.dtype.kind not in "biu" or words.size and (words.min() < 0 or words.max() > 1):
-        raise ConfigError(f"words must be an array of 0s and 1s; this {words.dtype} array holds other values")
+    if words.dtype.kind not in "biu":
+        raise ConfigError(f"words must be an array of integers (or bools) 0 and 1, got a {words.dtype} array (.astype(np.uint8) converts 0.0 and 1.0)")
+    if words.size and (words.min() < 0 or words.max() > 1): raise ConfigError(f"words must be an array of 0s and 1s; this {words.dtype} array holds other values")
     return words.astype(np.uint8, copy=False)   # 0s and 1s of any integer type, as the piece codes take them
 
 def as_text(words:np.ndarray) -> list[str]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .config import TrainConfig, blocks_at
+from .config import TrainConfig, blocks_at, check_split
 from .data import bayes_next, check_memory, is_boundary, kl_div, latest_boundary, reference_excess
 from .figures import draws, png_figure
 from .helpers import (ConfigError, check_arguments, check_batch, check_batches, check_ids, check_model, check_positive,
@@ -44,6 +44,8 @@ def measure(
     "Per token (B, T) numpy arrays: the model's loss, the Bayes predictor's loss, KL(Bayes || model), the situation index; and the model's log-probabilities of the five pieces (B, T, 5)."
     check_model(model, gpt=False); code_of, (p, n), ids = code_lookup(meta), (meta["config"]["p"], meta["config"]["seq_len"]), stream_ids(meta)
     check_batch(x, y, ids, getattr(getattr(model, "config", None), "vocab_size", None))   # the dataset's five tokens, which the model takes
+    if not torch.equal(x[:, 1:].cpu(), y[:, :-1].cpu()):   # the Bayes predictor scores the stream's own next tokens, no others
+        raise ConfigError("y must be the tokens that follow x (y[:, :-1] equal to x[:, 1:]), as get_batch and fixed_batches cut them")
     was = getattr(model, "training", False)
     if was: model.eval()
     with autocast(x.device, dtype): log_m = model.log_probs(x, ids).double().cpu().numpy()  # (B, T, 5)
@@ -122,7 +124,7 @@ def evaluate_split(
 ) -> dict|None:
     "`Tally.result` over the split's blocks from `alignment_blocks`, in whole rounds where one fits; `rounds` says how many. None if `tick` stopped it."
     T, per = check_positive("block_size", block_size), check_positive("blocks_per_batch", blocks_per_batch)
-    check_model(model, gpt=False); check_meta(meta, ("config", "tokens"))
+    check_model(model, gpt=False); check_meta(meta, ("config", "tokens")); check_split(data)
     if tick is not None and not callable(tick): raise ConfigError(f"tick must be a function of (blocks done, blocks in all), got {tick!r}")
     starts, rounds = alignment_blocks(len(data), T, meta["config"]["seq_len"] + 1)
     if len(starts) < 2: raise ConfigError(f"block_size={T} leaves fewer than two blocks in the split ({len(data):,} tokens)")
@@ -197,6 +199,8 @@ def draw_references(ax, refs:dict):
 def loss_figure(history:History, title:str|None=None):
     "Top: the loss against steps (tokens seen on the top axis), with the floor. Bottom: the excess over the Bayes predictor, on a log axis."
     if not isinstance(history, History): raise ConfigError(f"history must be a History (from fit), got {type(history).__name__}")
+    if missing := [k for k in ("block_size", "n_embd", "n_layer", "vocab", "batch_size") if k not in (history.config or {})]:
+        raise ConfigError(f"history.config lacks {', '.join(missing)}: the run's settings, which a History from fit holds")
     fig = png_figure(figsize=(11, 7.5))  # first: it imports matplotlib, whatever MPLBACKEND says
     from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
     ax, bx = fig.subplots(2, 1, sharex=True)

@@ -161,7 +161,7 @@ def check_batch(x, y, ids:list[int]|None=None, vocab_size:int|None=None):
 
 def check_prob(name:str, value) -> float:
     "`value` as a float, or a `ConfigError` naming `name` unless 0 < value < 1, and not so small that a run reads it as 0."
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and 0 < value < 1
+    ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and 0 < value < 1   # 2/3 as a Fraction, too
     if not ok: raise ConfigError(f"{name} must be a probability strictly between 0 and 1, got {value!r}")
     if value < sys.float_info.min:   # subnormal: a run flushes it to 0 (flush_denormal), and its floors with it
         raise ConfigError(f"{name}={value!r} is below {sys.float_info.min:.4g}, the smallest normal float, which a run's arithmetic reads as 0")
@@ -350,7 +350,7 @@ def not_a_file(f:str|Path) -> str|None:
     "What stands where zo_gpt reads or writes the file `f`, if it is no file (a folder, a pipe, a link to nothing): the start of a message; else None."
     f = Path(f)
     if f.is_symlink() and not f.exists():   # a link to a file on a disk not mounted now, say: not a missing file to write anew
-        return f"{f} is a symbolic link to {os.readlink(f)}, which does not exist now: mount what holds it, or move the link away"
+        return f"{f} is a symbolic link to {os.readlink(f)}, which " + ("leads round in a loop: move the link away" if os.path.lexists(os.path.realpath(f)) else "does not exist now: mount what holds it, or move the link away")
     if not f.exists() or f.is_file(): return None
     return (f"{f} is {'a folder' if f.is_dir() else 'not a file (a pipe, a device)'} where zo_gpt keeps a file: move it "
             "away (zo_gpt replaces only files it wrote)")

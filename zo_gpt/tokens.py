@@ -152,7 +152,14 @@ class DataConfig:
         if not 0 < self.n_val < self.n_seq:
             raise ConfigError(f"val_frac={self.val_frac} leaves the {'validation' if self.n_val == 0 else 'training'} "
                               f"split empty: {self.n_seq} sequences give {self.n_val} validation and "
-                              f"{self.n_seq - self.n_val} training sequences")
+                              f"{self.n_seq - self.n_val} training sequences; " + (f"ask for more sequences (n_seq={self._fewest()} or more "
+                              "gives each split one), or a larger val_frac" if self.n_val == 0 else "ask for a smaller val_frac, or more sequences"))
+
+    def _fewest(self) -> int:
+        "The fewest sequences that give this val_frac a sequence in each split (round() takes 0.5 to 0)."
+        n = max(2, math.floor(0.5 / self.val_frac) + 1)
+        while not 0 < round(n * self.val_frac) < n: n += 1
+        return n
 
     @property
     def n_val(self) -> int: return round(self.n_seq * self.val_frac)

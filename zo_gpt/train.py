@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['train_step', 'State', 'Callback', 'new_run', 'take_step', 'read_back', 'evaluate_now', 'final_evaluation',
-           'ProgressBar', 'MetricsLog', 'RunFiles', 'Checkpointer', 'fit']
+           'ProgressBar', 'MetricsLog', 'RunFiles', 'Checkpointer', 'fit', 'RunStopped', 'finished']
 
 # %% ../nbs/03_train.ipynb #af501450
 import contextlib
@@ -29,7 +29,7 @@ from .config import TrainConfig, check_config, check_data, fixed_batches, get_ba
 from .data import check_flag, entropy, out_of_memory, stream_floor
 from .evaluation import History, check_final, evaluate_split, final_split, loss_figure
 from . import memory_limit_advice
-from .helpers import ConfigError, TrainingError, check_arguments, first_line, printable
+from .helpers import ConfigError, TrainingError, UserError, check_arguments, first_line, printable
 from .runtime import gather_checksums, processes, stop_signals
 from .folders import atomic_path, folder_lock, writes_to
 from .ladder import evaluate_ladder
@@ -318,6 +318,19 @@ def _loop(state:State, callbacks:list, ddp:bool) -> History:
                 history.ddp = gather_checksums(state.model, history.train[0]["loss"] if history.train else float("nan"))
             settle()  # how the run ended is decided: a stop signal now would only leave its files half written
             for cb in callbacks: cb.on_fit_end(state)
+    return history
+
+# %% ../nbs/03_train.ipynb #46cac421
+class RunStopped(UserError, RuntimeError): "A run was stopped (an interrupt) before it finished: a notebook's cell ends there."
+
+def finished(history:History) -> History:
+    """`history` if its run finished; else a one-line `RunStopped`, so that a notebook's cell (and its loop of runs) ends
+    where the interrupt stopped the run, not at the first number the stopped run lacks."""
+    if not isinstance(history, History): raise ConfigError(f"history must be a History (from fit), got {type(history).__name__}")
+    if history.interrupted:
+        c = history.config
+        raise RunStopped(f"the run in {c.get('out_dir')} was stopped at step {len(history.train):,} of {c.get('max_iters', 0):,}: "
+                         "this cell stops here too; run the notebook again to go on (a run it continues goes on from its checkpoint)")
     return history
 
 # %% ../nbs/03_train.ipynb #0cdd4b36
