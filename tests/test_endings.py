@@ -182,3 +182,30 @@ def test_a_stop_while_a_stray_rank_waits_for_the_others_ends_the_command_at_once
         rest = p.communicate(timeout=30)[1]   # the wait itself lasts 60 s
     finally: p.kill(); p.wait()
     assert p.returncode == 130 and rest.strip() == "zo-gpt train: interrupted" and not (tmp_path / "run").exists(), rest
+
+
+def test_a_kernel_interrupt_in_any_cell_is_one_line_once_zo_gpt_is_imported():
+    # Jupyter's stop button sends SIGINT to the kernel; the cell is a busy loop in numpy, far from any zo_gpt code.
+    from jupyter_client.manager import start_new_kernel
+    km, kc = start_new_kernel(kernel_name="python3")
+    try:
+        def run(code):
+            msg_id, error, started = kc.execute(code), None, False
+            while True:
+                msg = kc.get_iopub_msg(timeout=120)
+                if msg["parent_header"].get("msg_id") != msg_id: continue
+                kind, content = msg["msg_type"], msg["content"]
+                if kind == "stream" and "looping" in content["text"] and not started:
+                    started = True
+                    km.interrupt_kernel()   # the cell has printed that it is in its loop: interrupt it there
+                elif kind == "error": error = content
+                elif kind == "status" and content["execution_state"] == "idle": return error
+        assert run("import zo_gpt.data") is None
+        error = run("import numpy as np\nprint('looping', flush=True)\nwhile True: np.linalg.inv(np.eye(50) + 1)")
+        assert error["ename"] == "KeyboardInterrupt" and len(error["traceback"]) == 1, error
+        assert "stopped before it finished" in error["traceback"][0]
+        error = run("import os; os.environ['ZO_GPT_TRACEBACK'] = '1'\nprint('looping', flush=True)\nwhile True: pass")
+        assert error["ename"] == "KeyboardInterrupt" and len(error["traceback"]) > 1, error   # the frames, when asked
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)

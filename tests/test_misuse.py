@@ -931,3 +931,57 @@ def test_pass_26s_api_misuse_is_refused_not_scored(finished_run, tiny_data):
     assert DataConfig(p=Fraction(2, 3)).p == 2 / 3 and generate(2, 5, Fraction(2, 3), 1).shape == (2, 5)   # B78
     with pytest.raises(ConfigError, match=r"^words must be an array of integers \(or bools\) 0 and 1, got a float64 array"):
         as_text(np.array([[0.0, 1.0]]))
+
+
+def test_pass_27s_api_misuse_is_refused_not_answered(finished_run, tiny_data):
+    "B14 B18 B25 B35 B42 B44 B46 (pass 27): arguments that contradict each other or describe no stream the source makes."
+    from zo_gpt.accounting import account
+    from zo_gpt.checkpoint import run_summary
+    from zo_gpt.config import parse_overrides
+    from zo_gpt.data import ladder_next
+    from zo_gpt.ladder import evaluate_ladder
+    model, ckpt = load_model(finished_run, device="cpu")
+    data = load_dataset(tiny_data)
+    with pytest.raises(ConfigError, match=r"^vocab='gpt2', but a model of vocab_size=5 takes the compact vocabulary"):
+        readme_text(model.config, "gpt2", ckpt["tokens_table"], "f")                                     # B14
+    h = History(**ckpt["history"])
+    assert run_summary(h, "x")["config"] == h.config == ckpt["config"]                                    # B18: one source of settings
+    with pytest.raises(ConfigError, match=r"^run_id must be text or None, got 5"):
+        run_summary(h, 5)
+    with pytest.raises(ConfigError, match=r"^args must be a list of --key=value words"):
+        parse_overrides("--lr=1")                                                                         # B25
+    codes = np.array([[4, 0, 2, 3]])
+    with pytest.raises(ConfigError, match=r"^att must be attention weights: each query's row non-negative and summing to 1"):
+        attention_on_boundary(np.full((1, 2, 4, 4), 5.0), codes)                                          # B35
+    assert attention_on_boundary(np.tril(np.ones((1, 2, 4, 4))) / np.arange(1, 5)[:, None], codes).shape == (4, 2)
+    with pytest.raises(ConfigError, match=r"^codes are not a stream the source makes \(p=0.6, seq_len=3\): '1' cannot come at position 1"):
+        ladder_next(np.array([[0, 1, 1, 1]]), 0.6, 3)                                                      # B42: a first word after a first word
+    with pytest.raises(ConfigError, match=r"' 0' cannot come at position 2 of 6"):
+        bayes_next(np.array([[2] * 6]), 0.6, 3)                                                            # three words and no end, seq_len 3
+    z = torch.zeros(1, 8, dtype=torch.long)
+    with pytest.raises(ConfigError, match=r"^codes are not a stream the source makes"):
+        evaluate_ladder(model, [(z, z)], data.meta)                                                        # B44: once bayes inf
+    s = torch.as_tensor(data.val[:33].astype(np.int64))[None]
+    x, y = s[:, :-1], s[:, 1:].clone()
+    q = bayes_next(code_lookup(data.meta)[x.numpy()], data.meta["config"]["p"], data.meta["config"]["seq_len"])[0, -1]
+    y[0, -1] = stream_ids(data.meta)[int(np.argmin(q))]                                               # a piece of probability 0 there
+    with pytest.raises(ConfigError, match=r"^y holds a token the source cannot make where it is"):
+        measure(model, x, y, data.meta)
+    with pytest.raises(ConfigError, match=r"^table must be what event_table returns, with device, rows and steps; it lacks device, rows, steps"):
+        account({})                                                                                        # B46: a KeyError
+
+
+def test_prepare_asks_for_the_disk_its_files_take_no_more(tmp_path, monkeypatch):
+    "B77 (pass 27): a dataset that fits was refused for a fixed 64 KiB added to its size."
+    import collections
+    cfg = DataConfig(n_seq=200, seq_len=60, vocab="compact")
+    prepare(cfg, tmp_path / "made", verbose=False)
+    takes = sum(f.stat().st_blocks * 512 for f in (tmp_path / "made").iterdir())   # what its files take on this disk
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(tokens.shutil, "disk_usage", lambda p: usage(10 * takes, 0, takes))
+    tokens._check_room(cfg, tmp_path / "d")                                          # as much free as it takes: not refused
+    monkeypatch.setattr(tokens.shutil, "disk_usage", lambda p: usage(10 * takes, 0, takes // 2))
+    with pytest.raises(ConfigError, match=r"needs (\d+\.\d) kB on disk; (\d+\.\d) kB is free") as e:
+        tokens._check_room(cfg, tmp_path / "d")
+    need = float(re.search(r"needs (\S+) kB", str(e.value)).group(1)) * 1000
+    assert takes / 2 < need <= takes + 50                                            # the size it names is the files' own (to 0.1 kB)

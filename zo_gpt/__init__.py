@@ -23,6 +23,15 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 if "RANK" in os.environ:   # torch's C++ side logs each failed try to join the others; zo_gpt says in one line what failed
     os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "FATAL")
 
+def _interrupted(shell, etype, value, tb, tb_offset=None):
+    """IPython's handler for a KeyboardInterrupt (Jupyter's stop button) in a cell: one line, as zo_gpt's own errors are
+    shown, not the frames of whatever torch or numpy was doing; `ZO_GPT_TRACEBACK` shows them."""
+    if os.environ.get("ZO_GPT_TRACEBACK"): return shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
+    shell._showtraceback(etype, value, ["KeyboardInterrupt: the cell was stopped before it finished; run it again to go on"])
+
+if (_shell := getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()) is not None and not _shell.custom_exceptions:
+    _shell.set_custom_exc((KeyboardInterrupt,), _interrupted)   # in a kernel or IPython only, and only if nothing else has one
+
 # %% ../nbs/index.ipynb #7e1a2b3c
 def run() -> int:
     """The `zo-gpt` command (see 05_cli). It starts here, where nothing else is loaded yet, so that it takes the stop

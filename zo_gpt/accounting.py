@@ -131,6 +131,9 @@ def _category(row:dict) -> str:
 def account(table:dict) -> dict:
     """Milliseconds per step by category, operator and part of the model, adding up to the step; the same rules for
     a CPU and a GPU table."""
+    if not isinstance(table, dict) or (missing := [k for k in ("device", "rows", "steps") if k not in table]):
+        raise ConfigError("table must be what event_table returns, with device, rows and steps"
+                          + (f"; it lacks {', '.join(missing)}" if isinstance(table, dict) else f", got {type(table).__name__}"))
     n = max(1, len(table["steps"]))
     cats, ops, parts = dict.fromkeys(CATEGORIES, 0.0), {}, dict.fromkeys(COMPONENTS, 0.0)
     short, short_us = 0, 0.0   # kernels that ran for less time than their launch took, and their time

@@ -180,6 +180,7 @@ def _damage(ckpt:dict) -> str|None:
              "tokens_table": list, "data_hash": str}
     for k, kind in kinds.items():
         if not isinstance(ckpt[k], kind): return f"its {k} is {type(ckpt[k]).__name__}, not {kind.__name__}"
+    if (run_id := ckpt.get("run_id")) is not None and not isinstance(run_id, str): return f"its run_id is {type(run_id).__name__}, not str"
     if not all(isinstance(ckpt["rng"].get(k), torch.Tensor) for k in ("torch", "batches")): return "its rng lacks a random state"
     if ckpt["iter"] < 0 or ckpt["tokens"] < 0 or (ckpt["iter"] > 0) != (ckpt["tokens"] > 0): return "its iter or tokens is not a count of steps"
     if not all(isinstance(t, torch.Tensor) and (not t.is_floating_point() or bool(torch.isfinite(t).all())) for t in ckpt["model"].values()):
@@ -289,12 +290,14 @@ def restore(state, path:Path):
         print(f"note: {path} was written by a run on {n} CPU threads, and this one has {torch.get_num_threads()}: it goes on, but "
               f"not step for step as the run would have; for that, resume it on {n} (OMP_NUM_THREADS={n})", file=sys.stderr)
 
-def run_summary(history:History, config:dict, run_id:str|None) -> dict:
-    "A run's summary.json: what its `History` says of it, its settings (`asdict` of its `TrainConfig`) and its id."
+def run_summary(history:History, run_id:str|None) -> dict:
+    "A run's summary.json: what its `History` says of it, its settings (the History's own) and its id."
+    if not isinstance(history, History): raise ConfigError(f"history must be a History, got {type(history).__name__}")
+    if not (run_id is None or isinstance(run_id, str)): raise ConfigError(f"run_id must be text or None, got {run_id!r}")
     h = history
     return {"final": h.final, "floor": h.floor, "entropy": h.entropy, "iters": len(h.train),
             "tokens": h.train[-1]["tokens"] if h.train else 0, "interrupted": h.interrupted,
-            "references": h.references, "config": config, "ddp": h.ddp, "run_id": run_id}
+            "references": h.references, "config": h.config, "ddp": h.ddp, "run_id": run_id}
 
 def metrics_records(history:History) -> list:
     "The history's steps and evaluations as metrics.jsonl records, in the order a run writes them (its final evaluation comes last)."
@@ -303,6 +306,7 @@ def metrics_records(history:History) -> list:
 
 def figure_tags(history:History, run_id:str|None) -> dict:
     "The text loss.png carries: whose run it shows, and how far (a figure drawn when the run was stopped shows less)."
+    if not (run_id is None or isinstance(run_id, str)): raise ConfigError(f"run_id must be text or None, got {run_id!r}")
     return {"zo_gpt run": run_id or "", "zo_gpt shows": f"{len(history.train)} steps" + (", the final evaluation" if history.final else "")}
 
 def _history(h:dict) -> History:
@@ -315,7 +319,7 @@ def _results_of(out:Path, ckpt:dict) -> bool:
     s, h, tags = _summary(out), _history(ckpt["history"]), png_text(out / "loss.png")
     own = metrics_records(h) + ([{"kind": "final", **h.final}] if h.final else [])
     rows = _metrics(out / "metrics.jsonl", len(own))
-    wrote = json.loads(json.dumps(run_summary(h, ckpt["config"], ckpt.get("run_id"))))
+    wrote = json.loads(json.dumps(run_summary(h, ckpt.get("run_id"))))
     return (tags is not None and all(tags.get(k) == v for k, v in figure_tags(h, ckpt.get("run_id")).items())
             and s.get("interrupted") is False and all(s.get(k) == v for k, v in wrote.items()) and rows == json.loads(json.dumps(own)))
 

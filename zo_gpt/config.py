@@ -176,9 +176,11 @@ def read_overrides(overrides) -> dict:
 
 def parse_overrides(args:list[str]) -> dict:
     "nanoGPT-style `--key=value` arguments as a dict of strings."
+    if isinstance(args, (str, bytes)) or not hasattr(args, "__iter__"):
+        raise ConfigError(f"args must be a list of --key=value words (as the command line splits them), got {args!r:.80}")
     out = {}
     for a in args:
-        if not (a.startswith("--") and "=" in a): raise ConfigError(f"expected --key=value, got {a!r}")
+        if not (isinstance(a, str) and a.startswith("--") and "=" in a): raise ConfigError(f"expected --key=value, got {a!r}")
         k, v = a[2:].split("=", 1)
         out[k] = v
     return out

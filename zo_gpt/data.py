@@ -154,7 +154,13 @@ def bayes_next(
     q_eot = np.where(seen, k == n, 1 / np.clip(n - 1 - t, 1, None))  # else 1/(n - c), with c = t + 1 words in view
     first = seen & (k == 0)
     word = ~first * (1 - q_eot)
-    return np.stack([first * (1 - p), first * p, word * (1 - p), word * p, q_eot], axis=-1)
+    q = np.stack([first * (1 - p), first * p, word * (1 - p), word * p, q_eot], axis=-1)
+    impossible = np.take_along_axis(q[..., :-1, :], codes[..., 1:, None], -1)[..., 0] == 0   # a piece that cannot come where it is
+    if impossible.any():
+        *_, i = where = tuple(np.argwhere(impossible)[0])
+        raise ConfigError(f"codes are not a stream the source makes (p={p:g}, seq_len={n:,}): {PIECES[codes[..., 1:][where]]!r} "
+                          f"cannot come at position {i + 1} of {codes.shape[-1]}")
+    return q
 
 # %% ../nbs/00_data.ipynb #ae1ae38e
 def every_block(

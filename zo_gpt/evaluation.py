@@ -53,8 +53,11 @@ def measure(
     xc, yc = code_of[x.cpu().numpy()], code_of[y.cpu().numpy()]
     q, in_view = bayes_next(xc, p, n), latest_boundary(xc) >= 0
     part = np.select([yc <= 1, yc <= 3, ~in_view], [0, np.where(in_view, 1, 2), 3], 4)
+    q_y = np.take_along_axis(q, yc[..., None], -1)[..., 0]   # bayes_next checked x's own pieces; the last of y is left
+    if not (q_y > 0).all(): raise ConfigError(f"y holds a token the source cannot make where it is (p={p:g}, seq_len={n:,}): "
+                                              "x and y must be a piece of a stream of the dataset")
     return {"loss": -np.take_along_axis(log_m, yc[..., None], -1)[..., 0],
-            "bayes": -np.log(np.take_along_axis(q, yc[..., None], -1)[..., 0]),
+            "bayes": -np.log(q_y),
             "kl": kl_div(q, log_m), "part": part, "p_eot": np.exp(log_m[..., 4]), "log_m": log_m}
 
 # %% ../nbs/02b_evaluation.ipynb #255a4f4f
@@ -283,6 +286,8 @@ def attention_on_boundary(att:np.ndarray, codes:np.ndarray) -> np.ndarray:
     if att.ndim != 4 or codes.ndim != 2 or att.shape[:1] + att.shape[2:] != codes.shape[:1] + codes.shape[1:] * 2:
         raise ConfigError(f"att must be attention weights (B, n_head, T, T) and codes the piece codes (B, T) of the same "
                           f"blocks; got shapes {att.shape} and {codes.shape}")
+    if not (np.isfinite(att).all() and (att >= 0).all() and np.allclose(att.sum(-1), 1, atol=1e-3)):
+        raise ConfigError("att must be attention weights: each query's row non-negative and summing to 1 (a softmax's output)")
     on = (att * is_boundary(codes)[:, None, None, :]).sum(-1)                              # (B, nh, T) per query
     return on.transpose(0, 2, 1)[latest_boundary(codes) >= 0]
 

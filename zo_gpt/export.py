@@ -144,7 +144,9 @@ def readme_text(cfg:GPTConfig, vocab:str, tokens_table:list, folder:str, note:st
     "The README.md of an exported model: what it is, its tokens, and how to load it and tokenize text for it."
     if not isinstance(cfg, GPTConfig): raise ConfigError(f"cfg must be a GPTConfig (a model's .config), got {type(cfg).__name__}")
     if vocab not in ("gpt2", "compact"): raise ConfigError(f"vocab must be 'gpt2' or 'compact', got {vocab!r}")
-    tokens_table = check_tokens_table(tokens_table)
+    if vocab != (takes := "gpt2" if cfg.vocab_size > 50256 else "compact"):   # the README's tokenizer is the model's
+        raise ConfigError(f"vocab={vocab!r}, but a model of vocab_size={cfg.vocab_size:,} takes the {takes} vocabulary: give vocab={takes!r}")
+    tokens_table = check_tokens_table(tokens_table, cfg.vocab_size)
     rows = "\n".join(f"| {t['id']} | `{t['text']!r}` | {t['kind']} |".replace("|>", "\\|>").replace("<|", "<\\|")
                      for t in tokens_table)
     bias = "" if cfg.bias else (" It was trained without biases: the biases here are zeros, which fine-tuning in "

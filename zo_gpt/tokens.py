@@ -290,8 +290,9 @@ def _check_room(cfg:DataConfig, out:Path):
     if (free_mem := free_memory()) and chunk > free_mem:
         raise ConfigError(f"seq_len={cfg.seq_len:,} needs about {size_text(chunk)} of memory to generate one sequence; "
                           f"{size_text(free_mem)} is free")
-    disk = cfg.n_seq * n_tok * 2 + (1 << 16)                          # the token files, meta.json and the folder
     base = next((p for p in (out, *out.parents) if p.exists()), Path("."))
+    blocks = lambda n, b=os.statvfs(base).f_frsize or 4096: -(-n // b) * b   # files take whole blocks of the disk
+    disk = sum(blocks(n * n_tok * 2) for n in (cfg.n_seq - cfg.n_val, cfg.n_val)) + blocks(4096)  # the token files; meta.json's few kB
     if disk > (free_disk := shutil.disk_usage(base).free):
         raise ConfigError(f"the dataset ({cfg.n_seq:,} sequences of {cfg.seq_len:,} words) needs {size_text(disk)} on disk; "
                           f"{size_text(free_disk)} is free at {base}")

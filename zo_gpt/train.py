@@ -221,7 +221,7 @@ class RunFiles(Callback):
         out, h = Path(state.cfg.out_dir), state.history
         with atomic_path(out / "loss.png") as tmp:   # tagged: a figure copied from another run, or drawn when it was stopped, is not its end's
             loss_figure(h).savefig(tmp, dpi=110, format="png", bbox_inches="tight", metadata=figure_tags(h, state.run_id))
-        with atomic_path(out / "summary.json") as tmp: tmp.write_text(json.dumps(run_summary(h, asdict(state.cfg), state.run_id), indent=1))
+        with atomic_path(out / "summary.json") as tmp: tmp.write_text(json.dumps(run_summary(h, state.run_id), indent=1))
 
 # %% ../nbs/03_train.ipynb #eca43ba8
 class Checkpointer(Callback):
@@ -323,14 +323,22 @@ def _loop(state:State, callbacks:list, ddp:bool) -> History:
 # %% ../nbs/03_train.ipynb #46cac421
 class RunStopped(UserError, RuntimeError): "A run was stopped (an interrupt) before it finished: a notebook's cell ends there."
 
-def finished(history:History) -> History:
+def finished(
+    history:History, # what `fit` returned
+    resumes:bool=True, # the notebook, run again, continues a stopped run from its checkpoint (not when it replaces its runs)
+) -> History:
     """`history` if its run finished; else a one-line `RunStopped`, so that a notebook's cell (and its loop of runs) ends
-    where the interrupt stopped the run, not at the first number the stopped run lacks."""
+    where the interrupt stopped the run, not at the first number the stopped run lacks. It says what running the
+    notebook again does: go on from the checkpoint, or start over."""
     if not isinstance(history, History): raise ConfigError(f"history must be a History (from fit), got {type(history).__name__}")
+    resumes = check_flag("resumes", resumes)
     if history.interrupted:
         c = history.config
+        kept = bool(c.get("out_dir")) and (Path(c["out_dir"]) / "ckpt.pt").is_file()
+        again = ("go on from its checkpoint" if resumes and kept else
+                 f"start it over{'' if kept else ' (no checkpoint was kept)'}")
         raise RunStopped(f"the run in {c.get('out_dir')} was stopped at step {len(history.train):,} of {c.get('max_iters', 0):,}: "
-                         "this cell stops here too; run the notebook again to go on (a run it continues goes on from its checkpoint)")
+                         f"this cell stops here too; run the notebook again to {again}")
     return history
 
 # %% ../nbs/03_train.ipynb #0cdd4b36
