@@ -130,4 +130,4 @@ def test_train_reuse_reports_the_same_finished_run_and_trains_only_when_it_is_no
     assert (tmp_path / "run" / "ckpt.pt").stat().st_mtime_ns == stamp
     assert zo(*args).returncode == 2                                       # without --reuse: refused, as before
     other = zo(*args, "--reuse", "--lr=0.01")                              # another run: refused, not replaced
-    assert other.returncode == 2 and "holds another run" in other.stderr and (tmp_path / "run" / "ckpt.pt").stat().st_mtime_ns == stamp
+    assert other.returncode == 2 and "holds a run" in other.stderr and (tmp_path / "run" / "ckpt.pt").stat().st_mtime_ns == stamp

@@ -85,7 +85,7 @@ def test_an_ignored_ctrl_c_stays_ignored_sigterm_still_stops_and_the_ending_once
     assert out[6:] == ["False", "True", "True"], r.stdout      # the third's files were written; Ctrl-C is still ignored
 
 
-def test_a_ctrl_c_in_the_final_evaluation_stops_it_and_resume_finishes_it(tiny_data, tmp_path):
+def test_a_ctrl_c_in_the_final_evaluation_stops_it_and_resume_finishes_it(tiny_data, tmp_path, capsys):
     out = tmp_path / "run"
     r = python(f"""
         import os, signal, sys
@@ -103,6 +103,9 @@ def test_a_ctrl_c_in_the_final_evaluation_stops_it_and_resume_finishes_it(tiny_d
     args = ["train", f"--data_dir={tiny_data}", f"--out_dir={out}", "--max_iters=4", "--eval_interval=2", "--block_size=8",
             "--batch_size=4", "--n_embd=16", "--eval_batches=1", "--final_tokens=4000"]
     assert main(args) == 2                                             # a stopped run: only --resume continues it
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(   # B93 (pass 28): not "finished, but its files are not its own"
+        "it stopped in its final evaluation, after its last step (4): continue it with --resume (resume=True), "
+        "replace it with --force (overwrite=True), or choose another folder")
     assert main([*args, "--resume"]) == 0                              # the final evaluation alone, then the files
     assert (out / "summary.json").exists()
 
@@ -204,6 +207,10 @@ def test_a_kernel_interrupt_in_any_cell_is_one_line_once_zo_gpt_is_imported():
         error = run("import numpy as np\nprint('looping', flush=True)\nwhile True: np.linalg.inv(np.eye(50) + 1)")
         assert error["ename"] == "KeyboardInterrupt" and len(error["traceback"]) == 1, error
         assert "stopped before it finished" in error["traceback"][0]
+        # an interrupt that lands in a weakref's callback (as matplotlib's figures are collected): raised again, not lost
+        error = run("import weakref\nclass A: pass\na = A(); r = weakref.ref(a, lambda r: exec('raise KeyboardInterrupt'))\n"
+                    "del a\nfor i in range(10 ** 8): pass\nprint('not stopped')")
+        assert error is not None and error["ename"] == "KeyboardInterrupt" and len(error["traceback"]) == 1, error
         error = run("import os; os.environ['ZO_GPT_TRACEBACK'] = '1'\nprint('looping', flush=True)\nwhile True: pass")
         assert error["ename"] == "KeyboardInterrupt" and len(error["traceback"]) > 1, error   # the frames, when asked
     finally:

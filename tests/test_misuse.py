@@ -595,7 +595,7 @@ def test_the_loss_figure_of_a_run_stopped_before_its_first_evaluation_frames_its
 def test_a_notebook_writes_only_into_a_new_empty_or_own_folder(tmp_path):
     mine, new = tmp_path / "mine", tmp_path / "new"
     mine.mkdir(); (mine / "train.bin").write_bytes(b"a user's")
-    with pytest.raises(ConfigError, match=r"^out='.*mine' holds train.bin \(no notebook made it\); 01_tokenizer writes only into"):
+    with pytest.raises(ConfigError, match=r"^out='.*mine' holds train.bin \(no notebook made it its own\); 01_tokenizer writes only into"):
         notebook_folders("01_tokenizer", {"scratch": new, "out": mine})
     assert not new.exists() and (mine / "train.bin").read_bytes() == b"a user's"      # every folder checked before any is made
     assert notebook_folders("01_tokenizer", {"out": new}) == [new] and made_by(new) == "01_tokenizer"
@@ -660,7 +660,7 @@ def test_a_notebook_refuses_a_folder_holding_a_users_run_before_any_work(finishe
     shutil.copytree(finished_run, tmp_path / "mine" / "a")
     before = {p.name: p.read_bytes() for p in (tmp_path / "mine" / "a").iterdir()}
     error, first = first_failure("02c_checkpoint.ipynb", tmp_path, run_dir=str(tmp_path / "mine"))
-    assert len(error) == 1 and error[0].startswith(f"ConfigError: run_dir='{tmp_path / 'mine'}' holds a (no notebook made it)") and first, error
+    assert len(error) == 1 and error[0].startswith(f"ConfigError: run_dir='{tmp_path / 'mine'}' holds a (no notebook made it its own)") and first, error
     assert {p.name: p.read_bytes() for p in (tmp_path / "mine" / "a").iterdir()} == before
 
 
@@ -985,3 +985,18 @@ def test_prepare_asks_for_the_disk_its_files_take_no_more(tmp_path, monkeypatch)
         tokens._check_room(cfg, tmp_path / "d")
     need = float(re.search(r"needs (\S+) kB", str(e.value)).group(1)) * 1000
     assert takes / 2 < need <= takes + 50                                            # the size it names is the files' own (to 0.1 kB)
+
+
+def test_pass_28s_api_misuse_is_refused(finished_run, tiny_data):
+    "B45 B97 (pass 28): a q that is no distribution, and a checkpoint path given as text."
+    from zo_gpt.checkpoint import restore
+    from zo_gpt.train import new_run
+    with pytest.raises(ConfigError, match=r"^q must be distributions: probabilities that sum to 1 along the last axis"):
+        kl_div(np.ones((1, 5)), np.log(np.full((1, 5), 0.2)))                                      # B45: 8.05 nats of nothing
+    assert kl_div(np.full((1, 5), 0.2), np.log(np.full((1, 5), 0.2)))[0] == 0
+    _, ckpt = load_model(finished_run, device="cpu")
+    cfg = TrainConfig(**ckpt["config"])
+    state = new_run(cfg, load_dataset(tiny_data), torch.device("cpu"), 0, 1)
+    from zo_gpt.helpers import TrainingError
+    with pytest.raises(TrainingError, match=r"finished at step 4 of 4: there is nothing to resume"):   # read as a path
+        restore(state, str(finished_run / "ckpt.pt"))                                               # B97: 'str' has no attribute 'exists'

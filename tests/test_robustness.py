@@ -164,7 +164,7 @@ def cases(w):
         (run("empty", "--resume"), 1, "no checkpoint at"),
         (run("nockpt"), 2, "it ended before its first checkpoint, so nothing can resume or reuse it: replace it with --force"),
         (run("nockpt", "--resume"), 1, "ended before its first checkpoint: start again with --force (overwrite=True) instead of --resume"),
-        (run("done"), 2, "holds another run (ckpt.pt, metrics.jsonl, summary.json, loss.png); it finished: --reuse (reuse=True) reads its results, or replace it with --force"),
+        (run("done"), 2, "holds a run (ckpt.pt, metrics.jsonl, summary.json, loss.png); it finished: --reuse (reuse=True) reads its results, or replace it with --force"),
         (run("ck_empty", "--resume"), 1, "the file is empty"),
         (run("ck_random", "--resume"), 1, "it is not a torch checkpoint (the zip file torch.save writes)"),
         (run("ck_truncated", "--resume"), 1, "the file is truncated or damaged; nothing can resume it: start again with --force (overwrite=True) instead of --resume"),
@@ -181,7 +181,7 @@ def cases(w):
         (run("fifo_ckpt"), 2, "ckpt.pt is not a file (a pipe, a device) where zo_gpt keeps a file: move it away"),
         (run("fifo_ckpt", "--resume"), 2, "ckpt.pt is not a file (a pipe, a device) where zo_gpt keeps a file: move it away"),
         (run("fifo_summary"), 2, "summary.json is not a file (a pipe, a device) where zo_gpt keeps a file: move it away"),
-        (run("summary_huge"), 2, "holds another run"),
+        (run("summary_huge"), 2, "holds a run"),
         (run("ck_zip"), 2, "its ckpt.pt is no torch checkpoint (empty or damaged), so nothing can resume it"),
         (["train", f"--data_dir={w / 'no_meta'}", f"--out_dir={w / 'r14'}", *SMALL], 1, "--vocab compact --force`"),
         (["train", f"--data_dir={w / 'short_bin'}", f"--out_dir={w / 'r15'}", *SMALL], 1,
@@ -1824,8 +1824,8 @@ def test_a_run_that_ends_worse_than_a_uniform_guess_says_it_did_not_learn(world,
     "B15 (pass 25): lr=10 finished with a val loss of 23.5 nats and exit 0, where a uniform guess scores 1.61; only a NaN counted as diverging."
     args = ["train", f"--data_dir={world / 'data'}", *SMALL, "--max_iters=40", "--eval_interval=20"]
     assert main(args + [f"--out_dir={tmp_path / 'hot'}", "--lr=10"]) == 0
-    assert "than a uniform guess over the 5 tokens" in (out := capsys.readouterr().out) and "try a smaller lr (now 10) with --force" in out, out
-    assert main(args + [f"--out_dir={tmp_path / 'ok'}"]) == 0 and "uniform guess" not in capsys.readouterr().out
+    assert "than a uniform guess over the 5 tokens" in (err := capsys.readouterr().err) and "try a smaller lr (now 10) with --force" in err, err
+    assert main(args + [f"--out_dir={tmp_path / 'ok'}"]) == 0 and "uniform guess" not in capsys.readouterr().err
 
 
 def test_an_export_past_the_file_size_limit_names_the_limit(world, tmp_path):
@@ -1841,7 +1841,7 @@ def test_a_ckpt_link_that_loops_is_told_as_a_loop(tmp_path, capsys):
     "A32 (pass 25): a ckpt.pt linked to itself was told as a link to a file that does not exist."
     (run := tmp_path / "run").mkdir(); (run / "ckpt.pt").symlink_to("ckpt.pt")
     assert main(["sample", "--run", str(run)]) == 1
-    assert last_line(capsys).endswith(f"no checkpoint at {run / 'ckpt.pt'} (a symbolic link to ckpt.pt, which leads round in a loop: remove the link)")
+    assert last_line(capsys).endswith(f"no checkpoint at {run / 'ckpt.pt'}: {run / 'ckpt.pt'} is a symbolic link to ckpt.pt, which leads round in a loop: move the link away")
 
 
 def test_explain_finds_the_runs_own_dataset_where_the_current_folder_has_another_of_its_name(world, tmp_path, monkeypatch, capsys):

@@ -93,7 +93,7 @@ def test_reuse_returns_only_the_same_finished_run_with_all_its_files(compact_dat
     again = fit(c, callbacks=files(), reuse=True)
     assert "reused the finished run in" in capsys.readouterr().out and ckpt.stat().st_mtime_ns == stamp
     assert losses(again) == losses(first) and again.final == first.final and again.val == first.val
-    with pytest.raises(ConfigError, match="holds another run"):           # other settings: not this run, never replaced unasked
+    with pytest.raises(ConfigError, match="holds a run"):           # other settings: not this run, never replaced unasked
         fit(cfg(compact_data, tmp_path, lr=0.02), callbacks=files(), reuse=True, verbose=False)
     (Path(c.out_dir) / "loss.png").unlink()                              # a file missing: trained again, with overwrite
     fit(c, callbacks=files(), reuse=True, overwrite=True, verbose=False)

@@ -8,8 +8,10 @@ __all__ = ['LIBRARIES', 'MEMORY_LIMITS', 'MIN_OPEN_FILES', 'run', 'shadowing', '
            'failed_library', 'failed_progress_bar']
 
 # %% ../nbs/index.ipynb #93dc29c6
+import _thread
 import os
 import sys
+import threading
 
 # OpenMP's worker threads spin while they wait for work, and on a busy machine the spinning takes the cores the work
 # needs: ask them to sleep instead, unless told otherwise. OpenMP reads this once, when torch is first imported, so
@@ -29,8 +31,16 @@ def _interrupted(shell, etype, value, tb, tb_offset=None):
     if os.environ.get("ZO_GPT_TRACEBACK"): return shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
     shell._showtraceback(etype, value, ["KeyboardInterrupt: the cell was stopped before it finished; run it again to go on"])
 
+def _unraisable(u, then=sys.unraisablehook):
+    """An interrupt that lands in a callback Python cannot raise from (a weakref's, as the garbage collector runs) is
+    raised again a moment later, from another thread, where the cell's own code takes it: not printed with a traceback
+    and lost. (Raised from here, it would land in this hook, another place Python cannot raise from.)"""
+    if isinstance(u.exc_value, KeyboardInterrupt): threading.Timer(0.01, _thread.interrupt_main).start()
+    else: then(u)
+
 if (_shell := getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()) is not None and not _shell.custom_exceptions:
     _shell.set_custom_exc((KeyboardInterrupt,), _interrupted)   # in a kernel or IPython only, and only if nothing else has one
+    sys.unraisablehook = _unraisable
 
 # %% ../nbs/index.ipynb #7e1a2b3c
 def run() -> int:

@@ -4,13 +4,13 @@
 
 # %% auto #0
 __all__ = ['RESULT_FILES', 'RUN_FILES', 'CKPT_KEYS', 'RESUME_FREE', 'claim_run_folder', 'looks_finished', 'write_checkpoint',
-           'load_checkpoint', 'config_differences', 'load_weights', 'load_model', 'save_checkpoint', 'restore',
-           'run_summary', 'metrics_records', 'figure_tags', 'finished_run', 'reused_run', 'run_dataset']
+           'UnreadableCheckpoint', 'load_checkpoint', 'config_differences', 'settings_text', 'load_weights',
+           'load_model', 'save_checkpoint', 'restore', 'run_summary', 'metrics_records', 'figure_tags', 'finished_run',
+           'reused_run', 'run_dataset']
 
 # %% ../nbs/02c_checkpoint.ipynb #d08ba28d
 import contextlib
 import dataclasses
-import errno
 import itertools
 import json
 import os
@@ -28,7 +28,7 @@ from .config import TrainConfig, config_from, held_dataset, trained_on
 from .evaluation import History
 from .figures import png_text
 from .helpers import (ConfigError, DatasetError, TrainingError, check_arguments, check_tokens_table,
-                            file_size_limit, first_line, get_device, read_small, remake, size_text)
+                            file_size_limit, first_line, get_device, not_a_file, read_small, remake, shell_word, size_text)
 from .folders import (atomic_path, check_held, check_replaceable, folder_lock, held_here,
                             remove_stale_temps, remove_together, writable_folder, writing_here)
 from .model import GPT
@@ -54,7 +54,7 @@ def claim_run_folder(
         present = [n for n in RUN_FILES if (out / n).exists()]
         if present and not resume:
             if not overwrite:
-                raise ConfigError(f"out_dir={cfg.out_dir!r} holds another run ({', '.join(present)}); {_choices(out, cfg, data_hash)}")
+                raise ConfigError(f"out_dir={cfg.out_dir!r} holds a run ({', '.join(present)}); {_choices(out, cfg, data_hash)}")
             remove_together(out, present)   # all or none: one that cannot go (chattr +i) keeps the old run whole
         return out
 
@@ -69,14 +69,16 @@ def _choices(out:Path, cfg:TrainConfig|None=None, data_hash:str|None=None) -> st
         return f"its ckpt.pt is no torch checkpoint (empty or damaged), so nothing can resume it: {other}"
     try: ckpt = load_checkpoint(out / "ckpt.pt")   # what it says, not summary.json: that may be edited, damaged, or another's
     except TrainingError as e: return f"{e}, so nothing can resume it: {other}"
-    if ckpt["iter"] < ckpt["config"].get("max_iters", 0):
+    last = ckpt["iter"] >= ckpt["config"].get("max_iters", 0)
+    if not last or ckpt["config"].get("final_eval", True) and not ckpt["history"].get("final"):   # stopped: in its steps, or after them
+        where = f"in its final evaluation, after its last step ({ckpt['iter']:,})" if last else f"at step {ckpt['iter']:,}"
         if cfg is not None and (diff := config_differences(ckpt["config"], cfg)):   # --resume alone would be refused for them
-            return (f"it stopped at step {ckpt['iter']:,}, with other settings ({', '.join(f'{k}={a!r}' for k, (a, _) in diff.items())} there): "
-                    f"continue it with its settings ({' '.join(f'--{k}={a}' for k, (a, _) in diff.items())}) and --resume (resume=True), {other}")
-        return f"continue it with --resume (resume=True), {other}"
+            return (f"it stopped {where}, with other settings ({settings_text(diff)} there): "
+                    f"continue it with its settings ({settings_text(diff, options=True)}) and --resume (resume=True), {other}")
+        return f"it stopped {where}: continue it with --resume (resume=True), {other}"
     if cfg is not None and (diff := config_differences(ckpt["config"], cfg)):   # not this run: --reuse and --resume cannot serve
         mixed = summary.get("run_id") not in (None, ckpt.get("run_id"))   # a ckpt.pt copied in from another run
-        return (f"it finished, with other settings ({', '.join(f'{k}={a!r}' for k, (a, _) in diff.items())} there)"
+        return (f"it finished, with other settings ({settings_text(diff)} there)"
                 + ("; its ckpt.pt and summary.json are of two different runs" if mixed else "") + f": {other}")
     if data_hash and ckpt["data_hash"] != data_hash and (hint := trained_on(ckpt, cfg.dataset)):
         return (f"it finished, trained on another dataset (content hash {ckpt['data_hash'][:12]}; data_dir's is {data_hash[:12]}): "
@@ -149,6 +151,8 @@ def _why_unreadable(path:Path, e:Exception) -> str:
     with open(path, "rb") as f: zipped = f.read(4) == b"PK\x03\x04"
     return "the file is truncated or damaged" if zipped else "it is not a torch checkpoint (the zip file torch.save writes)"
 
+class UnreadableCheckpoint(TrainingError): "A file where a checkpoint should be that torch cannot load, or that zo_gpt did not write."
+
 def load_checkpoint(path:str|Path) -> dict:
     "A checkpoint, loaded with `weights_only=True` and checked for the keys zo_gpt writes; else a one-line `TrainingError`."
     path = Path(path)
@@ -156,22 +160,19 @@ def load_checkpoint(path:str|Path) -> dict:
         if path.parent.is_file(): raise TrainingError(f"{path.parent} is a file, not a run folder")
         if path.exists() and path.is_dir() and path.name == "ckpt.pt": raise TrainingError(f"{path} is a folder where the run keeps its checkpoint file: move it away")
         if path.exists(): raise TrainingError(f"{path} is a folder: give its ckpt.pt (load_model takes the run folder)" if path.is_dir() else f"{path} is not a file (a pipe, a device): move it away")
-        if path.is_symlink():   # to nothing, or round in a loop (ELOOP), which no file ends
-            try: os.stat(path); loops = False
-            except OSError as e: loops = e.errno == errno.ELOOP
-            raise TrainingError(f"no checkpoint at {path} (a symbolic link to {os.readlink(path)}, " + ("which leads round in a loop: remove the link)" if loops else "which does not exist)"))
+        if path.is_symlink(): raise TrainingError(f"no checkpoint at {path}: {not_a_file(path)}")   # to nothing, or round in a loop
         raise TrainingError(f"no checkpoint at {path}")
     try: path.open("rb").close()
     except OSError as e: raise TrainingError(f"{path} cannot be read: {e.strerror}") from None
     try:
         with warnings.catch_warnings(): warnings.simplefilter("ignore"); ckpt = torch.load(path, map_location="cpu", weights_only=True)   # a pickle it refuses: its words
-    except Exception as e: raise TrainingError(f"{path} cannot be loaded: {_why_unreadable(path, e)}") from None
+    except Exception as e: raise UnreadableCheckpoint(f"{path} cannot be loaded: {_why_unreadable(path, e)}") from None
     if rotten := _failed_checksum(path):
         raise TrainingError(f"{path} is damaged: {rotten.split('/', 1)[-1]} in it fails its checksum (CRC-32), so its numbers changed after it was "
                             "written (a bad disk or copy); use a copy made before, or start the run again")
     missing = [k for k in CKPT_KEYS if k not in ckpt] if isinstance(ckpt, dict) else list(CKPT_KEYS)
-    if missing: raise TrainingError(f"{path} is not a zo_gpt checkpoint: it lacks {', '.join(missing)}")
-    if _damage(ckpt): raise TrainingError(f"{path} is not a zo_gpt checkpoint: {_damage(ckpt)}")
+    if missing: raise UnreadableCheckpoint(f"{path} is not a zo_gpt checkpoint: it lacks {', '.join(missing)}")
+    if _damage(ckpt): raise UnreadableCheckpoint(f"{path} is not a zo_gpt checkpoint: {_damage(ckpt)}")
     return ckpt
 
 def _damage(ckpt:dict) -> str|None:
@@ -200,6 +201,11 @@ def config_differences(old:dict, cfg:TrainConfig) -> dict:
     "{key: (checkpoint, now)} where a checkpoint's config and `cfg` differ; a setting it predates counts as its default."
     then = {**asdict(TrainConfig()), **old}
     return {k: (then[k], v) for k, v in asdict(cfg).items() if k not in RESUME_FREE and then[k] != v}
+
+def settings_text(diff:dict, side:int=0, options:bool=False) -> str:
+    "One side of `config_differences`'s result (0: the checkpoint's, 1: now) as `k=v, ...`, or as options a shell reads: `--k=v ...`."
+    if options: return " ".join(f"--{k}={shell_word(pair[side])}" for k, pair in diff.items())
+    return ", ".join(f"{k}={pair[side]!r}" for k, pair in diff.items())
 
 def load_weights(model:GPT, ckpt:dict, path:str|Path):
     "Load the checkpoint's weights into `model`, or a `TrainingError` if they do not fit it."
@@ -244,25 +250,24 @@ def save_checkpoint(state) -> str:
             if state.last_checkpoint and Path(state.last_checkpoint).is_file() else "nothing of it is kept, so run it again as it was once the checkpoint can be written there")) from None
     return state.last_checkpoint
 
-def restore(state, path:Path):
+def restore(state, path:str|Path):
     "Set a new run's `State` to the checkpoint at `path` (weights, optimizer, step, random states, history) if it fits."
-    cfg = _run_state(state).cfg
+    cfg, path = _run_state(state).cfg, Path(path)
     if not path.exists():
         there = [n for n in RUN_FILES if (path.parent / n).exists()]
         raise TrainingError(f"no checkpoint at {path} to resume; " + (f"the run there {_without_checkpoint(path.parent)}: start again "
                             "with --force (overwrite=True) instead of --resume" if there else "start a run there without --resume"))
     try: ckpt = load_checkpoint(path)
-    except TrainingError as e:   # a file torch cannot read, or not a zo_gpt checkpoint: only a new run can go on from here
-        if " cannot be loaded: " not in str(e) and " is not a zo_gpt checkpoint" not in str(e): raise
+    except UnreadableCheckpoint as e:   # a file torch cannot read, or not a zo_gpt checkpoint: only a new run can go on from here
         raise TrainingError(f"{e}; nothing can resume it: start again with --force (overwrite=True) instead of --resume") from None
     diff, steps = config_differences(ckpt["config"], cfg), ckpt["config"].get("max_iters")
     if diff and ckpt["iter"] == steps and _summary(path.parent).get("interrupted") is False:   # no step of it is left to take
         raise TrainingError(f"the run in {path.parent} finished at step {steps} and cannot be continued with other settings "
-                            f"({', '.join(f'{k}={b!r}' for k, (_, b) in diff.items())}); start again with --force "
+                            f"({settings_text(diff, 1)}); start again with --force "
                             "(overwrite=True), or choose another out_dir")
     if diff: raise TrainingError("the checkpoint was made with another configuration: " +
                                  ", ".join(f"{k}={a!r} there, {b!r} now" for k, (a, b) in diff.items()) + "; resume it with "
-                                 f"its settings ({' '.join(f'--{k}={a}' for k, (a, _) in diff.items())}), start again with "
+                                 f"its settings ({settings_text(diff, options=True)}), start again with "
                                  "--force (overwrite=True), or choose another out_dir")
     if ckpt["data_hash"] != state.data.meta["content_hash"]:
         raise TrainingError(f"the checkpoint was trained on another dataset ({ckpt.get('data_abspath') or ckpt.get('data_path', '?')}, content hash "

@@ -11,6 +11,7 @@ __all__ = ['MAX_LAYERS', 'MAX_GRAD_ACCUM', 'FLOAT32_MAX', 'CPU', 'A100', 'PRESET
 import contextlib
 import json
 import math
+import numbers
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -27,7 +28,7 @@ from .data import check_flag
 from .tokens import VOCABS, DataConfig, Dataset, load_dataset, prepare
 
 # %% ../nbs/02a_config.ipynb #6422f1b8
-_KINDS = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}  # what a field of each type accepts
+_KINDS = {"int": (numbers.Integral,), "float": (numbers.Real,), "bool": (bool,), "str": (str,)}  # what a field of each type accepts (numpy's numbers too)
 MAX_LAYERS = 1_000  # building a million blocks takes minutes before any memory check could refuse them
 MAX_GRAD_ACCUM = 1_024  # micro-batches per optimizer step: the progress bar moves, and a stop is taken, once per step
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # about 3.4e38: the optimizer and the model hold every float setting in float32
@@ -81,7 +82,7 @@ class TrainConfig:
             v, name = getattr(self, f.name), getattr(f.type, "__name__", f.type)
             ok = isinstance(v, bool) if name == "bool" else not isinstance(v, bool) and isinstance(v, _KINDS[name])
             if not ok: raise ConfigError(f"{f.name} must be {name}, got {v!r}")
-            if name == "float": setattr(self, f.name, float(v))
+            if name in ("int", "float"): setattr(self, f.name, int(v) if name == "int" else float(v))   # Python's own
         for k in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum", "max_iters",
                   "eval_interval", "eval_batches"): check_positive(k, getattr(self, k))
         if self.n_layer > MAX_LAYERS: raise ConfigError(f"n_layer must be at most {MAX_LAYERS:,}, got {self.n_layer:,}")

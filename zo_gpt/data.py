@@ -184,6 +184,7 @@ def kl_div(q:np.ndarray, log_m:np.ndarray) -> np.ndarray:
     except ValueError: raise ConfigError(f"q of shape {q.shape} and log_m of shape {log_m.shape} do not broadcast together") from None
     check_memory(f"q and log_m of shape {shape}", 32 * math.prod(shape))  # the differences, the products, the mask
     if not np.all((q >= 0) & (q <= 1)): raise ConfigError("q must be an array of probabilities (from 0 to 1, none NaN)")
+    if not np.allclose(q.sum(-1), 1, rtol=0, atol=1e-6): raise ConfigError("q must be distributions: probabilities that sum to 1 along the last axis")
     if np.any(np.where(q > 0, np.exp(log_m), 0).sum(-1) > 1 + 1e-4):   # where q is 0, log_m may be anything; a NaN (a diverged model's) gives NaN
         raise ConfigError("log_m must be log-probabilities: where q is above 0 they must sum to at most 1 along the last axis")
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -44,7 +44,7 @@ def measure(
     "Per token (B, T) numpy arrays: the model's loss, the Bayes predictor's loss, KL(Bayes || model), the situation index; and the model's log-probabilities of the five pieces (B, T, 5)."
     check_model(model, gpt=False); code_of, (p, n), ids = code_lookup(meta), (meta["config"]["p"], meta["config"]["seq_len"]), stream_ids(meta)
     check_batch(x, y, ids, getattr(getattr(model, "config", None), "vocab_size", None))   # the dataset's five tokens, which the model takes
-    if not torch.equal(x[:, 1:].cpu(), y[:, :-1].cpu()):   # the Bayes predictor scores the stream's own next tokens, no others
+    if not torch.equal(x[:, 1:], y[:, :-1].to(x.device)):   # the Bayes predictor scores the stream's own next tokens, no others
         raise ConfigError("y must be the tokens that follow x (y[:, :-1] equal to x[:, 1:]), as get_batch and fixed_batches cut them")
     was = getattr(model, "training", False)
     if was: model.eval()

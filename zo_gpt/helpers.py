@@ -338,12 +338,12 @@ def load_matplotlib():
     """matplotlib, imported past an MPLBACKEND that names no backend it knows (zo_gpt's figures need none): a notebook's
     `import matplotlib.pyplot` after it then draws with matplotlib's default backend instead of failing."""
     try: import matplotlib.figure
-    except ValueError:
-        for name in [m for m in sys.modules if m.split(".")[0] == "matplotlib"]: del sys.modules[name]  # the half-made import
+    except BaseException as e:   # a backend it does not know (ValueError), or an interrupt: no half-made import is left behind
+        for name in [m for m in sys.modules if m.split(".")[0] == "matplotlib"]: del sys.modules[name]
+        if not isinstance(e, ValueError): raise
         backend = os.environ.pop("MPLBACKEND", None)
         try: import matplotlib.figure
-        finally:
-            if backend is not None: os.environ["MPLBACKEND"] = backend
+        finally: os.environ.update({} if backend is None else {"MPLBACKEND": backend})
     return matplotlib
 
 def not_a_file(f:str|Path) -> str|None:

@@ -43,8 +43,8 @@ def notebook_folders(
         if os.path.lexists(p) and not p.is_dir(): raise ConfigError(f"{name}={str(path)!r} is not a folder; choose another folder")
         try: held = sorted(f.name for f in p.iterdir() if f.name != NOTEBOOK_FILE) if p.is_dir() and made_by(p) != notebook else []
         except OSError as e: raise ConfigError(f"{name}={str(path)!r} cannot be read ({e.strerror}); choose another folder") from None
-        if held: raise ConfigError(f"{name}={str(path)!r} holds {', '.join(held[:3])}{', ...' * (len(held) > 3)} ({made_by(p) or 'no notebook'} "
-                                   f"made it); {notebook} writes only into a new or empty folder or one it made, and replaces nothing "
+        if held: raise ConfigError(f"{name}={str(path)!r} holds {', '.join(held[:3])}{', ...' * (len(held) > 3)} ({f'{m} made it' if (m := made_by(p)) else 'no notebook made it its own'}); "
+                                   f"{notebook} writes only into a new or empty folder or one it made, and replaces nothing "
                                    f"else: choose another {name.split('/')[0]}")
     def mark(own):   # a mark that cannot be written (a full disk) leaves no folder made for it
         for name, p in zip(folders, own):

@@ -65,9 +65,14 @@ def check_compile(compile:bool, device) -> None:
     try: from torch._inductor.codecache import CppCodeCache   # torch's own builder; a private module: without it, no check
     except ImportError: return
     try: CppCodeCache.load('#include <Python.h>\nextern "C" int zo_gpt_probe() { return Py_IsInitialized(); }')   # as its kernels do
-    except Exception as e: raise ConfigError(f"compile=True needs a C++ compiler on the CPU that can build torch's code, and the one "
-                                             f"here cannot ({first_line(e)[:120]}); leave compile out, or install one (g++ and "
-                                             "Python's headers, python3-dev)") from None
+    except Exception as e:
+        try: from torch._inductor.runtime.cache_dir_utils import cache_dir; cache = cache_dir()   # TORCHINDUCTOR_CACHE_DIR, or torch's own
+        except Exception: cache = None
+        if isinstance(e, OSError) and cache and str(e.filename or "").startswith(cache):   # the folder, not the compiler
+            raise ConfigError(f"compile=True keeps the code it builds in {cache} (TORCHINDUCTOR_CACHE_DIR), which cannot be "
+                              f"written ({e.strerror}); set TORCHINDUCTOR_CACHE_DIR to a folder you can write, or leave compile out") from None
+        raise ConfigError(f"compile=True needs a C++ compiler on the CPU that can build torch's code, and the one here cannot "
+                          f"({first_line(e)[:120]}); leave compile out, or install one (g++ and Python's headers, python3-dev)") from None
 
 def _joined_store(addr:str, port:int, world:int, rank:int, wait):
     """torch's TCPStore once all `world` processes reached it. Its wait is in C++, where Python takes no signal, so it runs

@@ -10,7 +10,7 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-from .checkpoint import RUN_FILES, config_differences, finished_run, load_checkpoint
+from .checkpoint import RUN_FILES, config_differences, finished_run, load_checkpoint, settings_text
 from .config import TrainConfig
 from .folders import check_folder, folder_lock
 from .helpers import ConfigError, DatasetError, TrainingError, check_arguments, read_meta
@@ -38,8 +38,8 @@ def check_shared_run(
         except TrainingError as e: diff, why = None, str(e)
         if diff == {} and (other := _other_data(ckpt, cfg)): diff, why = None, other   # data_dir may differ; the dataset may not
         if diff == {}: return "reuse" if finished_run(cfg, ckpt["data_hash"]) else "continue"   # a finished run missing a file: written again
-        if diff: why = (f"it was trained with {', '.join(f'{k}={a!r}' for k, (a, _) in diff.items())}, not this notebook's "
-                        + ", ".join(f"{k}={b!r}" for k, (_, b) in diff.items()))
+        if diff: why = (f"it was trained with {settings_text(diff)}, not this notebook's "
+                        + settings_text(diff, 1))
     then = f"choose another {name}" + (", or set fresh = True to replace it" if fresh is not None else "")
     raise ConfigError(f"{name}={cfg.out_dir!r} holds another run ({', '.join(present)}): {why}; {then}")
 

@@ -142,7 +142,7 @@ def _evaluates(state:State) -> bool: return state.iter % state.cfg.eval_interval
 def _diverged(state:State) -> str:
     "What to try; where the run kept a checkpoint, its folder is kept too, so the next try needs --force."
     again = "; its folder holds this run, so start again there with --force (overwrite=True)" if state.last_checkpoint else ""
-    return f"the run diverged: try a smaller lr (now {state.cfg.lr:g})" + (", or grad_clip=1" if not state.cfg.grad_clip else "") + again
+    return f"the run diverged: try a smaller lr (now {state.cfg.lr:g})" + again   # clipping cannot save a rate far too large
 
 def _where(state:State) -> str:
     return f"the last good checkpoint is {state.last_checkpoint}" if state.last_checkpoint else "no checkpoint yet"
