@@ -99,7 +99,7 @@ def test_a_ctrl_c_in_the_final_evaluation_stops_it_and_resume_finishes_it(tiny_d
         h = fit(cfg, callbacks=[CtrlC(), MetricsLog(), Checkpointer(), RunFiles()], verbose=False)
         print(h.interrupted, h.final, len(h.train))""")
     assert r.returncode == 0 and r.stdout.split() == ["True", "None", "4"], (r.stdout, r.stderr[-2000:])
-    assert "stopping; press Ctrl-C again to stop at once" in r.stderr
+    assert "stopping; a second Ctrl-C (or stop signal) stops at once" in r.stderr
     args = ["train", f"--data_dir={tiny_data}", f"--out_dir={out}", "--max_iters=4", "--eval_interval=2", "--block_size=8",
             "--batch_size=4", "--n_embd=16", "--eval_batches=1", "--final_tokens=4000"]
     assert main(args) == 2                                             # a stopped run: only --resume continues it

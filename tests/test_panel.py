@@ -364,3 +364,24 @@ def test_a_run_on_a_dataset_replaced_since_is_not_called_the_same_draw(compact_d
         panel.train_button.click(); assert panel.wait(timeout=120) and "— done" in panel.status.value
         assert "the same settings" not in panel.status.value, panel.status.value
     finally: panel.close()
+
+
+def test_an_interrupted_wait_leaves_the_panel_knowing_its_run_is_going(compact_data, tmp_path):
+    "A31 (pass 29): Python 3.11's interrupted Thread.join leaves is_alive() False; the panel then started a second run beside the first."
+    import os, signal
+    p = TrainingPanel(base(compact_data, max_iters=100_000, block_size=32, batch_size=4), run_dir=str(tmp_path))
+    def interrupt_once_training():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (p.runs and p.runs[-1].history is not None and p.runs[-1].history.train):
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)   # Jupyter's stop button, while the kernel waits for the panel
+    p.start()
+    threading.Thread(target=interrupt_once_training, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt): p.wait()
+    try:
+        assert p.running and not p.wait(0.1)
+        p.start()                                                            # ignored: a run is going
+        assert sum(t.name == "zo_gpt panel training" for t in threading.enumerate()) == 1
+    finally:
+        p.close(120)
+    assert not p.running and len(p.runs) == 1

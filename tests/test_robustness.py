@@ -1864,3 +1864,18 @@ def test_a_dataset_file_link_that_loops_is_told_as_a_loop(world, tmp_path, capsy
     shutil.copytree(world / "data", data := tmp_path / "data"); (data / "train.bin").unlink(); (data / "train.bin").symlink_to("train.bin")
     assert main(["train", f"--data_dir={data}", f"--out_dir={tmp_path / 'run'}", *SMALL, "--max_iters=2"]) == 1
     assert f"{data / 'train.bin'} is a symbolic link to train.bin, which leads round in a loop: move the link away" in last_line(capsys)
+
+
+def test_a_full_disk_at_the_runs_last_files_names_the_way_on(tiny_data, tmp_path, capsys, monkeypatch):
+    "B36 (pass 29): loss.png that did not fit was told as 'No space left on device' with no next step."
+    import errno
+    import zo_gpt.train as train_mod
+    args = ["train", f"--data_dir={tiny_data}", f"--out_dir={tmp_path / 'run'}", *SMALL, "--max_iters=4", "--eval_interval=2"]
+    def full(*a, **k): raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run" / "summary.json"))
+    with monkeypatch.context() as m:
+        m.setattr(train_mod, "run_summary", full)
+        assert main(args) == 1
+    assert last_line(capsys).endswith(f"No space left on device: {tmp_path / 'run' / 'summary.json'}; the checkpoint keeps the run: "
+                                      "make room, then the same arguments with --resume (resume=True) write loss.png and summary.json")
+    assert main([*args, "--resume"]) == 0 and (tmp_path / "run" / "summary.json").is_file()   # the advice works
+    assert main([*args, "--reuse"]) == 0

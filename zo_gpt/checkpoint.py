@@ -210,8 +210,9 @@ def settings_text(diff:dict, side:int=0, options:bool=False) -> str:
 def load_weights(model:GPT, ckpt:dict, path:str|Path):
     "Load the checkpoint's weights into `model`, or a `TrainingError` if they do not fit it."
     try: model.load_state_dict(ckpt["model"])
-    except (RuntimeError, KeyError, TypeError) as e:
-        raise TrainingError(f"the weights in {path} do not fit its configuration ({first_line(e)[:160]})") from None
+    except (RuntimeError, KeyError, TypeError) as e:   # torch's first line is a header: the first mismatch follows it
+        why = next((l.strip() for l in str(e).splitlines()[1:] if l.strip()), "") if str(e).startswith("Error(s) in loading") else ""
+        raise TrainingError(f"the weights in {path} do not fit its configuration ({(why or first_line(e))[:160]})") from None
 
 def load_model(run_dir:str|Path, device=None) -> tuple[GPT, dict]:
     "The model of the checkpoint in `run_dir` (loaded with `weights_only=True`) and the checkpoint itself."

@@ -131,6 +131,9 @@ def _profile(args, extra:list[str]) -> int:
     from zo_gpt.profiling import REPORT_FILES, profile_config, profile_steps, write_report
     if not 1 <= args.steps <= MAX_PROFILE_STEPS:  # each profiled step adds its kernels to a trace that only repeats itself
         raise ConfigError(f"steps must be from 1 to {MAX_PROFILE_STEPS}, got {args.steps:,}")
+    overrides = parse_overrides(extra)   # the settings first, as train checks them: then the folder
+    if "out_dir" in overrides: raise ConfigError(f"out_dir={overrides['out_dir']!r}: profile writes its report to --out and keeps no run; leave out_dir out")
+    profile_config(args.preset, overrides)
     with folder_lock(args.out, "out") as out:
         if (out / "ckpt.pt").exists():   # as prepare refuses a run's folder (a dataset's may hold its report: --data_dir=--out)
             raise ConfigError(f"out={str(args.out)!r} holds a run (ckpt.pt): a profile report goes in a folder of its own; choose another folder")
@@ -138,8 +141,6 @@ def _profile(args, extra:list[str]) -> int:
         if present and not args.force:
             raise ConfigError(f"out={str(args.out)!r} holds a profile report ({', '.join(present)}); replace it with --force, "
                               "or choose another folder")
-        overrides = parse_overrides(extra)
-        if "out_dir" in overrides: raise ConfigError(f"out_dir={overrides['out_dir']!r}: profile writes its report to --out and keeps no run; leave out_dir out")
         own = not overrides.get("data_dir")   # left out, or '' (the help's "'' means --out/data-{vocab}")
         if own:  # the dataset goes under --out unless told otherwise
             overrides["data_dir"] = str(out / f"data-{profile_config(args.preset, overrides).vocab}")

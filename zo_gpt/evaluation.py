@@ -158,6 +158,7 @@ def excess_text(r:dict) -> str:
     number = lambda v: isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
     if missing := [k for k in ("kl", "kl_se") if not number(r.get(k))]: raise ConfigError(
         f"r lacks {' and '.join(map(repr, missing))}: excess_text wants a measures dict from evaluate or evaluate_split, whose 'kl' and 'kl_se' are numbers")
+    if r["kl"] < 0 or r["kl_se"] < 0: raise ConfigError(f"r's kl and kl_se must be at least 0 (a KL divergence and its error), got {r['kl']} and {r['kl_se']}")
     return f"excess {r['kl']:.1e} +- {r['kl_se']:.1e}"
 
 def with_se(value:float, se:float, sign:bool=False) -> str:

@@ -41,7 +41,7 @@ def get_device(device:str="auto"):
         raise ConfigError(f"device={device!r}: torch finds {torch.cuda.device_count()} CUDA devices here; use device=auto or cpu")
     if d.type == "mps" and not (mps is not None and mps.is_available()):
         raise ConfigError(f"device={device!r}: Apple's MPS is not available here; use device=auto or cpu")
-    if d.type not in ("cpu", "cuda", "mps"):
+    if d.type not in ("cpu", "cuda", "mps") or d.type != "cuda" and d.index:   # cpu:5 would run on the one CPU as cpu
         raise ConfigError(f"device={device!r} is not one zo_gpt trains on: use auto, cpu, cuda, cuda:N or mps")
     return d
 

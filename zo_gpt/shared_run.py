@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .checkpoint import RUN_FILES, config_differences, finished_run, load_checkpoint, settings_text
 from .config import TrainConfig
+from .data import check_flag
 from .folders import check_folder, folder_lock
 from .helpers import ConfigError, DatasetError, TrainingError, check_arguments, read_meta
 from .tokens import DataConfig
@@ -26,6 +27,7 @@ def check_shared_run(
     'train' (no run there, or `fresh`), 'reuse' (`cfg`'s run, finished: the folder is only read) or 'continue' (`cfg`'s
     run, stopped after a checkpoint: a kernel that was killed or restarted). Another run is a `ConfigError` unless
     `fresh` replaces it."""
+    if fresh is not None: fresh = check_flag("fresh", fresh)   # papermill's `-p fresh no` is the text 'no', not False
     out = check_folder(cfg.out_dir, name)
     if out.is_dir():
         with folder_lock(out, name, shared=True): pass   # a run another command is writing there (A232): named, not called stopped

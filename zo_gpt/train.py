@@ -219,9 +219,14 @@ class RunFiles(Callback):
     def on_fit_end(self, state):
         if state.failed: return
         out, h = Path(state.cfg.out_dir), state.history
-        with atomic_path(out / "loss.png") as tmp:   # tagged: a figure copied from another run, or drawn when it was stopped, is not its end's
-            loss_figure(h).savefig(tmp, dpi=110, format="png", bbox_inches="tight", metadata=figure_tags(h, state.run_id))
-        with atomic_path(out / "summary.json") as tmp: tmp.write_text(json.dumps(run_summary(h, state.run_id), indent=1))
+        try:
+            with atomic_path(out / "loss.png") as tmp:   # tagged: a figure copied from another run, or drawn when it was stopped, is not its end's
+                loss_figure(h).savefig(tmp, dpi=110, format="png", bbox_inches="tight", metadata=figure_tags(h, state.run_id))
+            with atomic_path(out / "summary.json") as tmp: tmp.write_text(json.dumps(run_summary(h, state.run_id), indent=1))
+        except OSError as e:   # a full disk, say: the checkpoint holds the run, and --resume writes these from it
+            if not (state.last_checkpoint and Path(state.last_checkpoint).is_file()): raise
+            raise TrainingError(f"{e.strerror or e}: {e.filename or out}; the checkpoint keeps the run: make room, then the same "
+                                "arguments with --resume (resume=True) write loss.png and summary.json") from None
 
 # %% ../nbs/03_train.ipynb #eca43ba8
 class Checkpointer(Callback):
@@ -240,7 +245,7 @@ def _stop_on_ctrl_c(state:State):
     def handler(signum, frame):
         if state.interrupt: raise KeyboardInterrupt
         state.interrupt = True
-        msg = f"stopping{' after this step' if state.in_step else ''}; press Ctrl-C again to stop at once"
+        msg = f"stopping{' after this step' if state.in_step else ''}; a second Ctrl-C (or stop signal) stops at once"
         try: threading.Thread(target=tqdm.write, args=(msg, sys.stderr), daemon=True).start()  # a handler must not print itself
         except RuntimeError: pass   # no thread can start (ulimit -u): the run stops all the same, and says so as it ends
     old = {sig: signal.signal(sig, handler) for sig in stop_signals()}

@@ -131,6 +131,8 @@ class TrainingPanel:
         max_batch, max_block = check_positive("max_batch", max_batch), check_positive("max_block", max_block)
         self.base, self.run_dir = base or make_config("cpu"), Path(run_dir)
         self.runs, self.thread, self._stop, self._data, self.count = [], None, threading.Event(), {}, 0
+        self._idle = threading.Event(); self._idle.set()   # no run: cleared while one trains (not Thread.is_alive, which an
+                                                           # interrupted join leaves False in Python 3.11 while the thread runs)
         self._lock = threading.Lock()  # guards runs and count: the kernel's and the training thread add runs
         self._renderer = Renderer(self._draw)
         b = self.base
@@ -189,7 +191,7 @@ class TrainingPanel:
                        data_dir=base.data_dir if same_data else str(self.run_dir / f"data-{vocab}"))
 
     @property
-    def running(self) -> bool: return self.thread is not None and self.thread.is_alive()
+    def running(self) -> bool: return not self._idle.is_set()
 
     def start(self, pairs:list|None=None):
         "Train one run with the current settings, or one per (batch, block) pair; ignored while a run is going."
@@ -200,7 +202,7 @@ class TrainingPanel:
                 raise ConfigError(f"pairs must be a list of (batch_size, block_size) pairs, got {pairs!r}")
             cfgs = [self.config(b, t) for b, t in pairs] if pairs else [self.config()]
         except ConfigError as e: return self._say(f"not started: {e}", error=True)
-        self._stop.clear()
+        self._stop.clear(); self._idle.clear()
         self.train_button.disabled, self.stop_button.disabled = True, False
         self.thread = threading.Thread(target=self._train, args=(cfgs,), daemon=True, name="zo_gpt panel training")
         self.thread.start()
@@ -213,7 +215,7 @@ class TrainingPanel:
         "Stop the run, wait for it to end, and draw nothing more."
         timeout = _seconds(timeout)
         self.stop()
-        if self.thread: self.thread.join(timeout)
+        self._idle.wait(timeout)
         self._renderer.close(timeout)
 
     def add(self, history:History, label:str):
@@ -241,7 +243,7 @@ class TrainingPanel:
     def wait(self, timeout:float|None=None) -> bool:
         "Wait for the runs to finish and their last picture to be drawn; True if they did."
         t0, timeout = time.perf_counter(), _seconds(timeout)
-        if self.thread: self.thread.join(timeout)
+        self._idle.wait(timeout)
         left = None if timeout is None else max(0.0, timeout - (time.perf_counter() - t0))
         return not self.running and self._renderer.idle(left)
 
@@ -269,8 +271,10 @@ class TrainingPanel:
         except BaseException as e:  # anything else still ends as one line in the panel, never as a dead thread
             self._say(f"training stopped by an error: {one_line(e)}", error=True)
         finally:
-            self.train_button.disabled, self.stop_button.disabled = False, True
-            self.redraw()
+            try:
+                self.train_button.disabled, self.stop_button.disabled = False, True
+                self.redraw()
+            finally: self._idle.set()   # after the last picture is asked for: wait() then waits for it to be drawn
 
     def _dataset(self, cfg:TrainConfig):   # opened once, and again where a `prepare --force` has replaced it, or it is gone
         try: kept = (d := self._data.get(cfg.data_dir)) is not None and read_meta(d.path)["content_hash"] == d.meta["content_hash"]
