@@ -1879,3 +1879,14 @@ def test_a_full_disk_at_the_runs_last_files_names_the_way_on(tiny_data, tmp_path
                                       "make room, then the same arguments with --resume (resume=True) write loss.png and summary.json")
     assert main([*args, "--resume"]) == 0 and (tmp_path / "run" / "summary.json").is_file()   # the advice works
     assert main([*args, "--reuse"]) == 0
+
+
+def test_memory_running_out_as_the_libraries_load_is_one_line_even_for_the_search_that_follows(monkeypatch, capsys):
+    "CI on a fresh clone: under ulimit -d 50000, numpy ran out compiling its bytecode, and the search for a hiding module ran out too."
+    import zo_gpt
+    def out(*a, **k): raise MemoryError()
+    monkeypatch.setattr(zo_gpt, "_run", out)
+    monkeypatch.setattr(zo_gpt, "shadowing", out)
+    monkeypatch.setattr(sys, "argv", ["zo-gpt", "prepare"])
+    assert zo_gpt.run() == 1
+    assert capsys.readouterr().err.strip().startswith("zo-gpt prepare: failed: out of memory while loading the libraries zo_gpt uses")

@@ -49,7 +49,9 @@ def run() -> int:
     who = " ".join(["zo-gpt", *sys.argv[1:2]]) if sys.argv[1:2] and sys.argv[1][:1].isalpha() else "zo-gpt"  # zo-gpt train
     try: return _run(who)
     except Exception as e:   # as the libraries load: once the command runs, it says what failed itself
-        if not (why := shadowing(loaded=True, error=e) or _no_memory_to_load(e)): raise   # anything else is a bug
+        try: why = (None if isinstance(e, MemoryError) else shadowing(loaded=True, error=e)) or _no_memory_to_load(e)
+        except MemoryError: why = _no_memory_to_load(MemoryError())   # the search for a module that hides one needs memory too
+        if not why: raise   # anything else is a bug
         print(f"{who}: failed: {why}", file=sys.stderr)
         return 1
 
