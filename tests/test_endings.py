@@ -187,7 +187,7 @@ def test_a_stop_while_a_stray_rank_waits_for_the_others_ends_the_command_at_once
     assert p.returncode == 130 and rest.strip() == "zo-gpt train: interrupted" and not (tmp_path / "run").exists(), rest
 
 
-def test_a_kernel_interrupt_in_any_cell_is_one_line_once_zo_gpt_is_imported():
+def test_a_kernel_interrupt_in_any_cell_is_one_line_once_zo_gpt_is_imported(tmp_path):
     # Jupyter's stop button sends SIGINT to the kernel; the cell is a busy loop in numpy, far from any zo_gpt code.
     from jupyter_client.manager import start_new_kernel
     km, kc = start_new_kernel(kernel_name="python3")
@@ -211,6 +211,18 @@ def test_a_kernel_interrupt_in_any_cell_is_one_line_once_zo_gpt_is_imported():
         error = run("import weakref\nclass A: pass\na = A(); r = weakref.ref(a, lambda r: exec('raise KeyboardInterrupt'))\n"
                     "del a\nfor i in range(10 ** 8): pass\nprint('not stopped')")
         assert error is not None and error["ename"] == "KeyboardInterrupt" and len(error["traceback"]) == 1, error
+        # an import stopped part-way (torch's, in pass 30's A12): the package is refused from then on, in one line that says
+        # what works (a new kernel), not imported again into a "partially initialized module" traceback
+        pkg = tmp_path / "halfpkg"; pkg.mkdir()
+        (pkg / "part.py").write_text("X = 1\n")
+        (pkg / "__init__.py").write_text("from halfpkg import part\nprint('looping', flush=True)\nwhile True: pass\n")
+        error = run(f"import sys; sys.path.insert(0, {str(tmp_path)!r})\nimport halfpkg")
+        assert error["ename"] == "KeyboardInterrupt" and len(error["traceback"]) == 1, error
+        assert "while it imported halfpkg" in error["traceback"][0] and "restart the kernel" in error["traceback"][0], error
+        for code in ("import halfpkg", "from halfpkg import part"):
+            error = run(code)
+            assert error["ename"].endswith("HalfImported") and len(error["traceback"]) == 1, error
+            assert error["traceback"][0].startswith("ImportError: halfpkg was stopped part-way") and "restart the kernel" in error["traceback"][0]
         error = run("import os; os.environ['ZO_GPT_TRACEBACK'] = '1'\nprint('looping', flush=True)\nwhile True: pass")
         assert error["ename"] == "KeyboardInterrupt" and len(error["traceback"]) > 1, error   # the frames, when asked
     finally:

@@ -936,7 +936,7 @@ def test_pass_26s_api_misuse_is_refused_not_scored(finished_run, tiny_data):
 def test_pass_27s_api_misuse_is_refused_not_answered(finished_run, tiny_data):
     "B14 B18 B25 B35 B42 B44 B46 (pass 27): arguments that contradict each other or describe no stream the source makes."
     from zo_gpt.accounting import account
-    from zo_gpt.checkpoint import run_summary
+    from zo_gpt.evaluation import run_summary
     from zo_gpt.config import parse_overrides
     from zo_gpt.data import ladder_next
     from zo_gpt.ladder import evaluate_ladder
@@ -1000,3 +1000,34 @@ def test_pass_28s_api_misuse_is_refused(finished_run, tiny_data):
     from zo_gpt.helpers import TrainingError
     with pytest.raises(TrainingError, match=r"finished at step 4 of 4: there is nothing to resume"):   # read as a path
         restore(state, str(finished_run / "ckpt.pt"))                                               # B97: 'str' has no attribute 'exists'
+
+
+def test_pass_30s_findings(finished_run, tiny_data, tmp_path, monkeypatch, capsys):
+    """B29 B35 B72 B73 B81 (pass 30): a setting given twice, a probability that is none, a refused run that first made the
+    default dataset, resume advice that left out the run's dataset, a panel whose largest block is below its smallest."""
+    from zo_gpt.config import parse_overrides
+    from zo_gpt.train import Callback, Checkpointer, MetricsLog, RunFiles
+    with pytest.raises(ConfigError, match=r"^--lr is given twice \('1', then '0.01'\): give it once"):
+        parse_overrides(["--lr=1", "--lr=0.01"])                                                           # B29: the last one won
+    for p in (float("nan"), -3.0, 1.0):
+        with pytest.raises(ConfigError, match=r"^p must be a probability strictly between 0 and 1"):
+            mechanism_figure({"c": 0, "posterior": 0, "d": 0, "attention": 0, "p_one": 0}, p)                  # B35
+    with pytest.raises(ConfigError, match=r"^max_block must be at least 8, the smallest block size the panel offers, got 3"):
+        TrainingPanel(max_block=3)                                                                          # B81: ignored
+    monkeypatch.chdir(tmp_path)   # where the default dataset, data/zero_one-compact, would be made
+    shutil.copytree(finished_run, tmp_path / "done")
+    assert main(["train", "--out_dir=done", "--max_iters=4", "--eval_interval=2", *SMALL]) == 2             # B72: refused, after
+    assert "holds a run" in capsys.readouterr().err and not (tmp_path / "data").exists()                   # 20 MB of dataset
+    assert main(["train", "--preset=a100", "--out_dir=done", "--resume"]) == 1
+    assert "cannot be continued with other settings" in capsys.readouterr().err and not (tmp_path / "data").exists()
+
+    class StopAt2(Callback):
+        def on_step(self, state, record): state.stop = state.iter == 2
+    cfg = make_config("cpu", {"data_dir": str(tiny_data), "out_dir": str(tmp_path / "stopped"), "max_iters": 4, "eval_interval": 2,
+                              **parse_overrides(SMALL)})
+    assert fit(cfg, callbacks=[StopAt2(), MetricsLog(), Checkpointer(), RunFiles()], verbose=False).interrupted
+    assert main(["train", "--out_dir=stopped", "--resume"]) == 1                                            # B73: its settings, and
+    err = capsys.readouterr().err                                                                           # its dataset's folder
+    options = re.search(r"resume it with its settings \(([^)]*)\)", err).group(1).split()
+    assert f"--data_dir={tiny_data}" in options and not (tmp_path / "data").exists(), err
+    assert main(["train", "--out_dir=stopped", "--resume", *options]) == 0, capsys.readouterr().err        # the advice works

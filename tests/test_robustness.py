@@ -842,6 +842,18 @@ def test_compile_without_a_working_cpp_compiler_is_refused_before_any_work(world
     assert r.stderr.startswith("zo-gpt train: error: compile=True needs a C++ compiler on the CPU") and not (tmp_path / "r").exists()
 
 
+def test_a_compiled_run_on_the_cpu_prints_only_its_own_lines(world, tmp_path):
+    """B71 (pass 30): compile=True with a working compiler trains, with none of torch's logging on stderr: the input check
+    reads no value inside the compiled graph (a graph break each step) and the profiler's named ranges are left out there."""
+    if shutil.which(os.environ.get("CXX", "g++")) is None: pytest.skip("no C++ compiler: compile=True is refused (the test above)")
+    r = subprocess.run([sys.executable, "-m", "zo_gpt.cli", "train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'r'}",
+                        "--compile=True", "--max_iters=2", "--eval_interval=2", *SMALL],
+                       env={**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache")}, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and (tmp_path / "r" / "summary.json").is_file(), r.stderr[-2000:]
+    bars = re.sub(r"(train|final evaluation):[^\r\n]*[\r\n]?", "", r.stderr)   # tqdm's bars, and nothing else
+    assert not bars.strip(), bars[-2000:]
+
+
 def test_a_matplotlibrc_that_asks_for_latex_does_not_stop_the_figures(world, tmp_path):
     "text.usetex in a learner's matplotlibrc, with no LaTeX installed (E150): zo_gpt's figures set their text without it."
     (tmp_path / "matplotlibrc").write_text("text.usetex: True\n")

@@ -27,9 +27,34 @@ if "RANK" in os.environ:   # torch's C++ side logs each failed try to join the o
 
 def _interrupted(shell, etype, value, tb, tb_offset=None):
     """IPython's handler for a KeyboardInterrupt (Jupyter's stop button) in a cell: one line, as zo_gpt's own errors are
-    shown, not the frames of whatever torch or numpy was doing; `ZO_GPT_TRACEBACK` shows them."""
+    shown, not the frames of whatever torch or numpy was doing; `ZO_GPT_TRACEBACK` shows them. A package whose import it
+    stopped is refused from then on (`_HalfImported`), with the advice that works: a new kernel."""
     if os.environ.get("ZO_GPT_TRACEBACK"): return shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
-    shell._showtraceback(etype, value, ["KeyboardInterrupt: the cell was stopped before it finished; run it again to go on"])
+    if half := _half_imported() - _ORPHANED:
+        sys.meta_path.insert(0, _Refuse(half))
+        why = f"while it imported {', '.join(sorted(half))}, which cannot be imported twice in one kernel: {_RESTART}"
+    else: why = "before it finished; run it again to go on"
+    shell._showtraceback(etype, value, [f"KeyboardInterrupt: the cell was stopped {why}"])
+
+def _half_imported() -> set:
+    "Packages with a module loaded but not themselves: Python drops a package whose import failed, not the modules it had loaded."
+    return {n.split(".")[0] for n in list(sys.modules) if "." in n and n.split(".")[0] not in sys.modules}
+
+_ORPHANED = _half_imported()   # any there before: not this kernel's interrupted imports
+_RESTART = "restart the kernel (Kernel > Restart Kernel...), then run the notebook again from the top"
+
+class _HalfImported(ImportError):
+    "An import of a package whose first import was stopped part-way: its compiled parts cannot load again in this process."
+    def _render_traceback_(self):   # IPython's hook, as for zo_gpt's own errors (UserError): one line
+        if os.environ.get("ZO_GPT_TRACEBACK"): raise NotImplementedError
+        return [f"ImportError: {self}"]
+
+class _Refuse:
+    "An import finder, first in `sys.meta_path`, that refuses the packages whose import an interrupt stopped."
+    def __init__(self, names:set): self.names = set(names)
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in self.names:
+            raise _HalfImported(f"{name.split('.')[0]} was stopped part-way through its import earlier in this kernel: {_RESTART}")
 
 def _unraisable(u, then=sys.unraisablehook):
     """An interrupt that lands in a callback Python cannot raise from (a weakref's, as the garbage collector runs) is

@@ -4,8 +4,9 @@
 
 # %% auto #0
 __all__ = ['PARTS', 'REF_STYLES', 'stream_ids', 'measure', 'Tally', 'evaluate', 'alignment_blocks', 'evaluate_split',
-           'final_split', 'check_final', 'excess_text', 'with_se', 'History', 'draw_references', 'loss_figure',
-           'attention_weights', 'attention_on_boundary', 'mechanism', 'mechanism_figure']
+           'final_split', 'check_final', 'excess_text', 'with_se', 'History', 'run_summary', 'metrics_records',
+           'figure_tags', 'draw_references', 'loss_figure', 'attention_weights', 'attention_on_boundary', 'mechanism',
+           'mechanism_figure']
 
 # %% ../nbs/02b_evaluation.ipynb #84d8f647
 import itertools
@@ -18,7 +19,7 @@ import torch
 from .config import TrainConfig, blocks_at, check_split
 from .data import bayes_next, check_memory, is_boundary, kl_div, latest_boundary, reference_excess
 from .figures import draws, png_figure
-from .helpers import (ConfigError, check_arguments, check_batch, check_batches, check_ids, check_model, check_positive,
+from .helpers import (ConfigError, check_arguments, check_batch, check_batches, check_ids, check_model, check_positive, check_prob,
                             get_device)
 from .model import autocast
 from .tokens import Dataset, check_meta, code_lookup
@@ -192,6 +193,30 @@ class History:
         "The exact excess of the simple predictors, for this run's data and block size."
         return reference_excess(self.p, self.seq_len, self.config["block_size"])
 
+# %% ../nbs/02b_evaluation.ipynb #7abe4328
+def _record_of(history:History, run_id:str|None) -> tuple:
+    "`history` and `run_id`, checked as the run's files record them."
+    if not isinstance(history, History): raise ConfigError(f"history must be a History, got {type(history).__name__}")
+    if not (run_id is None or isinstance(run_id, str)): raise ConfigError(f"run_id must be text or None, got {run_id!r}")
+    return history, run_id
+
+def run_summary(history:History, run_id:str|None) -> dict:
+    "A run's summary.json: what its `History` says of it, its settings (the History's own) and its id."
+    h, run_id = _record_of(history, run_id)
+    return {"final": h.final, "floor": h.floor, "entropy": h.entropy, "iters": len(h.train),
+            "tokens": h.train[-1]["tokens"] if h.train else 0, "interrupted": h.interrupted,
+            "references": h.references, "config": h.config, "ddp": h.ddp, "run_id": run_id}
+
+def metrics_records(history:History) -> list:
+    "The history's steps and evaluations as metrics.jsonl records, in the order a run writes them (its final evaluation comes last)."
+    rows = [(r["iter"], 0, {"kind": "train", **r}) for r in history.train] + [(r["iter"], 1, {"kind": "val", **r}) for r in history.val]
+    return [row for *_, row in sorted(rows, key=lambda t: t[:2])]
+
+def figure_tags(history:History, run_id:str|None) -> dict:
+    "The text loss.png carries: whose run it shows, and how far (a figure drawn when the run was stopped shows less)."
+    history, run_id = _record_of(history, run_id)
+    return {"zo_gpt run": run_id or "", "zo_gpt shows": f"{len(history.train)} steps" + (", the final evaluation" if history.final else "")}
+
 # %% ../nbs/02b_evaluation.ipynb #75b90b02
 REF_STYLES = [dict(color="0.3", ls="--"), dict(color="0.45", ls="-."), dict(color="0.6", ls=":")]
 
@@ -323,6 +348,7 @@ def mechanism(model, batches:list, meta:dict) -> dict:
 def mechanism_figure(mech:dict, p:float):
     "P(end of text) against the exact posterior, P('1' | a word comes), and each head's attention to the sequence boundary."
     if not (isinstance(mech, dict) and {"c", "posterior", "d", "attention", "p_one"} <= mech.keys()): raise ConfigError(f"mech must be what mechanism() returns, got {repr(mech)[:60]}")
+    p = check_prob("p", p)   # the dataset's P('1'), drawn as the line the model's P('1') should lie on
     fig = png_figure(figsize=(11.5, 4))  # at most about 1,100 pixels: JupyterLab shows it near its own size
     a1, a2, a3 = fig.subplots(1, 3)
     a1.plot(mech["c"], mech["p_eot_out"], ".", ms=3, color="C0", label="model, start out of view")

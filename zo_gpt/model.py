@@ -79,6 +79,10 @@ class GPTConfig:
         check_memory(f"n_layer={self.n_layer:,}, n_embd={d:,}, vocab_size={self.vocab_size:,}", 4 * n)   # its weights, before any is made
 
 # %% ../nbs/02_model.ipynb #0a891485
+def _named(name:str):
+    "A named range for the profiler (04_profile); none where torch.compile traces the model, which drops it with a warning."
+    return contextlib.nullcontext() if torch.compiler.is_compiling() else record_function(name)
+
 class LayerNorm(nn.Module):
     "Layer norm with an optional bias."
     def __init__(self, ndim:int, bias:bool):
@@ -117,8 +121,8 @@ class Block(nn.Module):
         self.ln_1, self.attn = LayerNorm(cfg.n_embd, cfg.bias), CausalSelfAttention(cfg)
         self.ln_2, self.mlp = LayerNorm(cfg.n_embd, cfg.bias), MLP(cfg)
     def forward(self, x):
-        with record_function("attention"): x = x + self.attn(self.ln_1(x))
-        with record_function("mlp"): return x + self.mlp(self.ln_2(x))
+        with _named("attention"): x = x + self.attn(self.ln_1(x))
+        with _named("mlp"): return x + self.mlp(self.ln_2(x))
 
 # %% ../nbs/02_model.ipynb #89802c29
 class LinearCrossEntropy(torch.autograd.Function):
@@ -203,17 +207,18 @@ class GPT(nn.Module):
 
     def embed(self, idx):
         "Token plus position embeddings (B, T, C) of token ids `idx` (B, T): what enters the first block, before dropout."
-        check_ids(idx, self.config.vocab_size, self.config.block_size, values=not self.training or idx.device.type == "cpu")   # a GPU's training batches: checked with their data (no sync per step)
+        values = (not self.training or idx.device.type == "cpu") and not torch.compiler.is_compiling()   # a GPU's training batches, or a compiled
+        check_ids(idx, self.config.vocab_size, self.config.block_size, values=values)   # model's: checked with their data (no sync, no graph break)
         return self.wte(idx) + self.wpe(torch.arange(idx.shape[1], device=idx.device))
     def hidden(self, idx):
         "The final hidden states (B, T, C) for token ids `idx` (B, T)."
-        with record_function("embeddings"): x = self.drop(self.embed(idx))
+        with _named("embeddings"): x = self.drop(self.embed(idx))
         for block in self.h: x = block(x)
         return self.ln_f(x)
 
     def head_loss(self, x, targets):
         "The mean loss of the head on hidden states `x` (B, T, C) against `targets` (B, T)."
-        with record_function("lm_head"):
+        with _named("lm_head"):
             if self.config.fused_ce:
                 return linear_cross_entropy(x.flatten(0, 1), self.lm_head.weight, targets.flatten(),
                                             self.config.ce_chunk, self.config.ce_chunk_mib)
@@ -221,9 +226,9 @@ class GPT(nn.Module):
 
     def forward(self, idx, targets=None):
         "The mean loss against `targets`, or without targets the logits (B, T, vocab_size)."
-        with record_function("forward"): x = self.hidden(idx)   # named ranges for the profiler: no cost otherwise
+        with _named("forward"): x = self.hidden(idx)   # named ranges for the profiler: no cost otherwise
         if targets is None: return self.lm_head(x)
-        with record_function("loss"): return self.head_loss(x, targets)
+        with _named("loss"): return self.head_loss(x, targets)
 
     def _head_chunks(self, idx):
         "Logits of the rows of `idx`'s positions (flattened), a chunk of rows at a time."

@@ -10,8 +10,8 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-from .checkpoint import RUN_FILES, config_differences, finished_run, load_checkpoint, settings_text
-from .config import TrainConfig
+from .checkpoint import RUN_FILES, finished_run, load_checkpoint
+from .config import TrainConfig, config_differences, settings_text
 from .data import check_flag
 from .folders import check_folder, folder_lock
 from .helpers import ConfigError, DatasetError, TrainingError, check_arguments, read_meta

@@ -129,6 +129,7 @@ class TrainingPanel:
         if not isinstance(run_dir, (str, os.PathLike)) or not str(run_dir).strip():
             raise ConfigError(f"run_dir must name a folder, got {run_dir!r}")
         max_batch, max_block = check_positive("max_batch", max_batch), check_positive("max_block", max_block)
+        if max_block < 8: raise ConfigError(f"max_block must be at least 8, the smallest block size the panel offers, got {max_block}")
         self.base, self.run_dir = base or make_config("cpu"), Path(run_dir)
         self.runs, self.thread, self._stop, self._data, self.count = [], None, threading.Event(), {}, 0
         self._idle = threading.Event(); self._idle.set()   # no run: cleared while one trains (not Thread.is_alive, which an
