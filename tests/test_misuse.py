@@ -1014,6 +1014,9 @@ def test_pass_30s_findings(finished_run, tiny_data, tmp_path, monkeypatch, capsy
             mechanism_figure({"c": 0, "posterior": 0, "d": 0, "attention": 0, "p_one": 0}, p)                  # B35
     with pytest.raises(ConfigError, match=r"^max_block must be at least 8, the smallest block size the panel offers, got 3"):
         TrainingPanel(max_block=3)                                                                          # B81: ignored
+    shutil.copytree(tiny_data, tmp_path / "d43"); (tmp_path / "d43" / "meta.json").unlink()              # A32: its settings are gone
+    with pytest.raises(tokens.DatasetError, match=r"--force`; meta.json recorded the settings its tokens were made with, so that makes the default"):
+        open_dataset(make_config("cpu", {"data_dir": str(tmp_path / "d43")}))
     monkeypatch.chdir(tmp_path)   # where the default dataset, data/zero_one-compact, would be made
     shutil.copytree(finished_run, tmp_path / "done")
     assert main(["train", "--out_dir=done", "--max_iters=4", "--eval_interval=2", *SMALL]) == 2             # B72: refused, after

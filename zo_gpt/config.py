@@ -272,7 +272,9 @@ def open_dataset(
         if not cfg.default_data and not make:   # token files without meta.json: an interrupted prepare, which --force replaces
             force = " --force" if any((path / n).exists() for n in ("train.bin", "val.bin")) else ""
             raise DatasetError(f"data_dir={cfg.data_dir!r} holds no dataset (no meta.json); make one with "
-                               f"`zo-gpt prepare {shell_option('--out', cfg.data_dir)} --vocab {cfg.vocab}{force}`")
+                               f"`zo-gpt prepare {shell_option('--out', cfg.data_dir)} --vocab {cfg.vocab}{force}`" + (
+                               "; meta.json recorded the settings its tokens were made with, so that makes the default dataset: "
+                               "add prepare's --n-seq, --seq-len, --p and --seed for another" if force else ""))
         print(f"making the default {cfg.vocab} dataset in {path} (first use)")
         prepare(DataConfig(vocab=cfg.vocab), path, verbose=False, name="data_dir")
     check_meta_hash(path, read_meta(path), cfg.vocab)   # first: an edited meta.json's hint remakes it for this run's vocab
