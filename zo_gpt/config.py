@@ -184,7 +184,6 @@ def parse_overrides(args:list[str]) -> dict:
     for a in args:
         if not (isinstance(a, str) and a.startswith("--") and "=" in a): raise ConfigError(f"expected --key=value, got {a!r}")
         k, v = a[2:].split("=", 1)
-        if k in out: raise ConfigError(f"--{k} is given twice ({out[k]!r}, then {v!r}): give it once")
         out[k] = v
     return out
 
