@@ -1003,7 +1003,7 @@ def test_pass_28s_api_misuse_is_refused(finished_run, tiny_data):
 
 
 def test_pass_30s_findings(finished_run, tiny_data, tmp_path, monkeypatch, capsys):
-    """B29 B35 B72 B73 B81 (pass 30): a setting given twice (the last wins), a probability that is none, a refused run that first made the
+    """B29 B33 B35 B72 B73 B81 (pass 30): a setting given twice (the last wins), batches measured with another dataset's meta, a probability that is none, a refused run that first made the
     default dataset, resume advice that left out the run's dataset, a panel whose largest block is below its smallest."""
     from zo_gpt.config import parse_overrides
     from zo_gpt.train import Callback, Checkpointer, MetricsLog, RunFiles
@@ -1013,6 +1013,15 @@ def test_pass_30s_findings(finished_run, tiny_data, tmp_path, monkeypatch, capsy
             mechanism_figure({"c": 0, "posterior": 0, "d": 0, "attention": 0, "p_one": 0}, p)                  # B35
     with pytest.raises(ConfigError, match=r"^max_block must be at least 8, the smallest block size the panel offers, got 3"):
         TrainingPanel(max_block=3)                                                                          # B81: ignored
+    other = tmp_path / "other"; prepare(DataConfig(n_seq=300, seq_len=40, vocab="compact", p=0.2), other, verbose=False)
+    model, ckpt = load_model(finished_run, device="cpu")
+    data, cfg = load_dataset(tiny_data), config_from(ckpt["config"])
+    batches = fixed_batches(data.val, cfg, torch.device("cpu"))
+    assert evaluate(model, batches, data.meta)["kl"] > 0
+    for measured in (lambda m: evaluate(model, batches, m), lambda m: evaluate_split(model, data.val, m, cfg.block_size),
+                     lambda m: mechanism(model, batches, m)):                                              # B33: numbers for
+        with pytest.raises(ConfigError, match=r"^the tokens were cut from the dataset in .* and meta is another dataset's"):
+            measured(load_dataset(other).meta)                                                              # another dataset
     shutil.copytree(tiny_data, tmp_path / "d43"); (tmp_path / "d43" / "meta.json").unlink()              # A32: its settings are gone
     with pytest.raises(tokens.DatasetError, match=r"--force`; meta.json recorded the settings its tokens were made with, so that makes the default"):
         open_dataset(make_config("cpu", {"data_dir": str(tmp_path / "d43")}))

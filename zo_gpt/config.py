@@ -6,7 +6,7 @@
 __all__ = ['MAX_LAYERS', 'MAX_GRAD_ACCUM', 'FLOAT32_MAX', 'CPU', 'A100', 'PRESETS', 'PROFILED', 'RESUME_FREE', 'TrainConfig',
            'make_config', 'read_overrides', 'parse_overrides', 'check_split', 'blocks_at', 'get_batch', 'check_config',
            'config_from', 'config_differences', 'settings_text', 'lr_at', 'open_dataset', 'held_dataset', 'trained_on',
-           'check_data', 'fixed_batches']
+           'check_data', 'Batches', 'fixed_batches']
 
 # %% ../nbs/02a_config.ipynb #835d2b0d
 import contextlib
@@ -348,12 +348,18 @@ def check_data(cfg:TrainConfig, data:Dataset):
                           f"at least {size_text(acts)} of activations for one step's backward; {size_text(free)} of memory is "
                           "free: try a smaller batch_size (grad_accum keeps the tokens per step)")
 
+class Batches(list):
+    "`fixed_batches`' (x, y) pairs, and `source`: the split file they were cut from, for a measure to check its meta against."
+    source = None
+
 def fixed_batches(data:np.ndarray, cfg:TrainConfig, device:"torch.device") -> list:
     "`eval_batches` validation batches, the same for every evaluation of a run."
     if not isinstance(cfg, TrainConfig): raise ConfigError(f"cfg must be a TrainConfig (see make_config), got {type(cfg).__name__}")
     import torch
     g = torch.Generator().manual_seed(cfg.seed + 1)
-    return [get_batch(data, cfg.block_size, cfg.batch_size, g, device) for _ in range(cfg.eval_batches)]
+    out = Batches(get_batch(data, cfg.block_size, cfg.batch_size, g, device) for _ in range(cfg.eval_batches))
+    out.source = getattr(data, "filename", None)   # a Dataset's splits are memory maps of their files
+    return out
 
 # %% ../nbs/02a_config.ipynb #0ff8e562
 check_arguments(globals())   # last: this chapter's public functions check their arguments' kinds (00_core)

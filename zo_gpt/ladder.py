@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import LADDER, is_boundary, kl_div, ladder_next, latest_boundary
-from .evaluation import PARTS, History, Tally, measure, stream_ids
+from .evaluation import PARTS, History, Tally, check_source, measure, stream_ids
 from .figures import draws, png_figure
 from .helpers import ConfigError, check_arguments, check_batch, check_batches, check_model
 from .tokens import code_lookup
@@ -43,7 +43,7 @@ def boundary_scores(model, x:torch.Tensor, meta:dict) -> list:
 
 def evaluate_ladder(model, batches:list, meta:dict, dtype:str="float32") -> dict:
     "`evaluate`'s measures over `batches`, with `strategies` (mean KL from each rung of `LADDER` to the model) and `heads`."
-    batches = check_batches(batches, _vocab(model, meta))
+    batches, _ = check_batches(batches, _vocab(model, meta)), check_source(batches, meta)
     tally, code_of, (p, n) = Tally(), code_lookup(meta), (meta["config"]["p"], meta["config"]["seq_len"])
     kl, count = dict.fromkeys(LADDER, 0.0), 0
     for x, y in batches:
