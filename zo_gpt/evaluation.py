@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['PARTS', 'REF_STYLES', 'stream_ids', 'measure', 'Tally', 'check_source', 'evaluate', 'alignment_blocks',
-           'evaluate_split', 'final_split', 'check_final', 'excess_text', 'with_se', 'History', 'run_summary',
-           'metrics_records', 'figure_tags', 'draw_references', 'loss_figure', 'attention_weights',
-           'attention_on_boundary', 'mechanism', 'mechanism_figure']
+           'evaluate_split', 'final_split', 'check_final', 'excess_text', 'with_se', 'History', 'draw_references',
+           'loss_figure', 'run_summary', 'metrics_records', 'figure_tags', 'attention_weights', 'attention_on_boundary',
+           'mechanism', 'mechanism_figure']
 
 # %% ../nbs/02b_evaluation.ipynb #84d8f647
 import itertools
@@ -206,30 +206,6 @@ class History:
         "The exact excess of the simple predictors, for this run's data and block size."
         return reference_excess(self.p, self.seq_len, self.config["block_size"])
 
-# %% ../nbs/02b_evaluation.ipynb #7abe4328
-def _record_of(history:History, run_id:str|None) -> tuple:
-    "`history` and `run_id`, checked as the run's files record them."
-    if not isinstance(history, History): raise ConfigError(f"history must be a History, got {type(history).__name__}")
-    if not (run_id is None or isinstance(run_id, str)): raise ConfigError(f"run_id must be text or None, got {run_id!r}")
-    return history, run_id
-
-def run_summary(history:History, run_id:str|None) -> dict:
-    "A run's summary.json: what its `History` says of it, its settings (the History's own) and its id."
-    h, run_id = _record_of(history, run_id)
-    return {"final": h.final, "floor": h.floor, "entropy": h.entropy, "iters": len(h.train),
-            "tokens": h.train[-1]["tokens"] if h.train else 0, "interrupted": h.interrupted,
-            "references": h.references, "config": h.config, "ddp": h.ddp, "run_id": run_id}
-
-def metrics_records(history:History) -> list:
-    "The history's steps and evaluations as metrics.jsonl records, in the order a run writes them (its final evaluation comes last)."
-    rows = [(r["iter"], 0, {"kind": "train", **r}) for r in history.train] + [(r["iter"], 1, {"kind": "val", **r}) for r in history.val]
-    return [row for *_, row in sorted(rows, key=lambda t: t[:2])]
-
-def figure_tags(history:History, run_id:str|None) -> dict:
-    "The text loss.png carries: whose run it shows, and how far (a figure drawn when the run was stopped shows less)."
-    history, run_id = _record_of(history, run_id)
-    return {"zo_gpt run": run_id or "", "zo_gpt shows": f"{len(history.train)} steps" + (", the final evaluation" if history.final else "")}
-
 # %% ../nbs/02b_evaluation.ipynb #75b90b02
 REF_STYLES = [dict(color="0.3", ls="--"), dict(color="0.45", ls="-."), dict(color="0.6", ls=":")]
 
@@ -299,6 +275,30 @@ def loss_figure(history:History, title:str|None=None):
                  f"vocab {history.config['vocab']}, batch {history.config['batch_size']} x block {history.config['block_size']}")
     fig.subplots_adjust(left=0.08, right=0.7, bottom=0.07, top=0.88, hspace=0.06)  # tight_layout would draw it once more
     return fig
+
+# %% ../nbs/02b_evaluation.ipynb #7abe4328
+def _record_of(history:History, run_id:str|None) -> tuple:
+    "`history` and `run_id`, checked as the run's files record them."
+    if not isinstance(history, History): raise ConfigError(f"history must be a History, got {type(history).__name__}")
+    if not (run_id is None or isinstance(run_id, str)): raise ConfigError(f"run_id must be text or None, got {run_id!r}")
+    return history, run_id
+
+def run_summary(history:History, run_id:str|None) -> dict:
+    "A run's summary.json: what its `History` says of it, its settings (the History's own) and its id."
+    h, run_id = _record_of(history, run_id)
+    return {"final": h.final, "floor": h.floor, "entropy": h.entropy, "iters": len(h.train),
+            "tokens": h.train[-1]["tokens"] if h.train else 0, "interrupted": h.interrupted,
+            "references": h.references, "config": h.config, "ddp": h.ddp, "run_id": run_id}
+
+def metrics_records(history:History) -> list:
+    "The history's steps and evaluations as metrics.jsonl records, in the order a run writes them (its final evaluation comes last)."
+    rows = [(r["iter"], 0, {"kind": "train", **r}) for r in history.train] + [(r["iter"], 1, {"kind": "val", **r}) for r in history.val]
+    return [row for *_, row in sorted(rows, key=lambda t: t[:2])]
+
+def figure_tags(history:History, run_id:str|None) -> dict:
+    "The text loss.png carries: whose run it shows, and how far (a figure drawn when the run was stopped shows less)."
+    history, run_id = _record_of(history, run_id)
+    return {"zo_gpt run": run_id or "", "zo_gpt shows": f"{len(history.train)} steps" + (", the final evaluation" if history.final else "")}
 
 # %% ../nbs/02b_evaluation.ipynb #913e9ec0
 @torch.no_grad()
