@@ -1042,3 +1042,13 @@ def test_pass_30s_findings(finished_run, tiny_data, tmp_path, monkeypatch, capsy
     options = re.search(r"resume it with its settings \(([^)]*)\)", err).group(1).split()
     assert f"--data_dir={tiny_data}" in options and not (tmp_path / "data").exists(), err
     assert main(["train", "--out_dir=stopped", "--resume", *options]) == 0, capsys.readouterr().err        # the advice works
+
+
+def test_a_failed_command_removes_the_folders_it_made_on_the_way_through_a_dotdot(tmp_path):
+    "B29 (pass 31): `--out d/c/../f2` makes d/c to get there; a command that fails removes it too, never d, which was there."
+    from zo_gpt.folders import writable_folders
+    (tmp_path / "d").mkdir()
+    def fail(paths): raise ConfigError("failed after making the folders")
+    with pytest.raises(ConfigError, match="^failed after making the folders"):
+        writable_folders({"out": tmp_path / "d" / "c" / ".." / "f2"}, then=fail)
+    assert (tmp_path / "d").is_dir() and not list((tmp_path / "d").iterdir())

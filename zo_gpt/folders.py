@@ -229,10 +229,11 @@ def _first_missing(folder:Path) -> Path|None:
     return missing
 
 def _made(folder:Path, upto:Path|None) -> list:
-    "(path, stat) of `folder` and its parents up to `upto`, the folders this command just made; [] if `upto` is None."
+    """(path, stat) of `folder` and its parents up to `upto`, the folders this command just made; [] if `upto` is None.
+    A `..` names a folder that was there before (`d/new/../out` makes d/new and d/out, not d): it is left out."""
     if upto is None: return []
     chain = [folder.absolute(), *folder.absolute().parents]
-    return [(p, st) for p in chain[:chain.index(upto.absolute()) + 1] if (st := _stat(p))]   # all of them, unless making them failed
+    return [(p, st) for p in chain[:chain.index(upto.absolute()) + 1] if p.name != ".." and (st := _stat(p))]   # unless making them failed
 
 def _stat(path:Path) -> os.stat_result|None:
     try: return os.stat(path)
