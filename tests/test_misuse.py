@@ -1052,3 +1052,26 @@ def test_a_failed_command_removes_the_folders_it_made_on_the_way_through_a_dotdo
     with pytest.raises(ConfigError, match="^failed after making the folders"):
         writable_folders({"out": tmp_path / "d" / "c" / ".." / "f2"}, then=fail)
     assert (tmp_path / "d").is_dir() and not list((tmp_path / "d").iterdir())
+
+
+def test_a_renderer_checks_its_settings_and_outlives_a_failed_drawing(finished_run):
+    "B59 B60 B45 (pass 31): share=0 killed the drawing thread and idle() never returned; so did a draw that raised; nan means."
+    from zo_gpt.ablation import ablated
+    from zo_gpt.figures import Renderer
+    for kw, what in (({"share": 0}, "share"), ({"share": -1}, "share"), ({"min_gap": float("nan")}, "min_gap")):
+        with pytest.raises(ConfigError, match=f"^{what} must be"):
+            Renderer(lambda: None, **kw)
+    calls = []
+    def draw():
+        calls.append(1)
+        if len(calls) == 1: raise ZeroDivisionError("a bug in the learner's draw")
+    r = Renderer(draw, min_gap=0)
+    r.ask()
+    with pytest.raises(ZeroDivisionError, match="a bug in the learner's draw"):
+        r.idle(60)                                      # raised where it was asked for, once, and the thread draws on
+    r.ask()
+    assert r.idle(60) and len(calls) == 2
+    r.close()
+    model, _ = load_model(finished_run, device="cpu")
+    with pytest.raises(ConfigError, match=r"^means must be head_means\(model, batches\): finite numbers"):
+        with ablated(model, [0], torch.full((model.config.n_head, model.config.n_embd // model.config.n_head), float("nan"))): pass

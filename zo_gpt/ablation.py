@@ -54,6 +54,7 @@ def ablated(model:GPT, heads, means:torch.Tensor):
     if not (isinstance(means, torch.Tensor) and tuple(means.shape) == shape and means.is_floating_point()):
         raise ConfigError(f"means must be head_means(model, batches), a {shape} tensor, got {type(means).__name__} "
                           f"{tuple(getattr(means, 'shape', ()))}")
+    if not bool(torch.isfinite(means).all()): raise ConfigError("means must be head_means(model, batches): finite numbers, got nan or inf")
     def replace_heads(module, args):
         y = args[0].clone()
         y.view(*y.shape[:-1], attn.n_head, -1)[..., heads, :] = means[heads].to(y)

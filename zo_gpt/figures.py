@@ -8,6 +8,7 @@ __all__ = ['DRAWING', 'draws', 'png_figure', 'png_text', 'Renderer']
 # %% ../nbs/00a_figures.ipynb #30140760
 import functools
 import io
+import math
 import os
 import threading
 import time
@@ -80,7 +81,11 @@ class Renderer:
     "Calls `draw()` in a thread of its own, one picture at a time, the newest state winning; see above."
     def __init__(self, draw:Callable, share:float=0.1, min_gap:float=0.25):
         if not callable(draw): raise ConfigError(f"draw must be a function that draws the picture, got {type(draw).__name__}")
-        self.draw, self.share, self.min_gap = draw, share, min_gap
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+            raise ConfigError(f"share must be the fraction of the time drawing may take, above 0 and at most 1, got {share!r}")
+        if isinstance(min_gap, bool) or not isinstance(min_gap, (int, float)) or not 0 <= min_gap < math.inf:
+            raise ConfigError(f"min_gap must be a number of seconds, 0 or more, got {min_gap!r}")
+        self.draw, self.share, self.min_gap, self.error = draw, share, min_gap, None
         self.cond, self.thread = threading.Condition(), None
         self.asked = self.drawn = 0  # requests made, and the newest one drawn
         self.urgent, self.next_at, self.pictures = False, 0.0, 0
@@ -108,7 +113,9 @@ class Renderer:
                     self.cond.wait(wait)
                 target, self.urgent = self.asked, False
             t0 = time.perf_counter()
-            self.draw()
+            try: self.draw()
+            except Exception as e:   # kept for `idle` to raise where it was asked for; the thread draws on
+                with self.cond: self.error = e
             took = time.perf_counter() - t0
             with self.cond:
                 self.next_at = time.perf_counter() + max(self.min_gap, took * (1 / self.share - 1))
@@ -116,8 +123,12 @@ class Renderer:
                 self.cond.notify_all()
 
     def idle(self, timeout:float|None=None) -> bool:
-        "Wait until every request so far has been drawn; True if it has."
-        with self.cond: return self.cond.wait_for(lambda: self.drawn >= self.asked, timeout)
+        "Wait until every request so far has been drawn; True if it has. A drawing that failed since the last call raises here."
+        with self.cond:
+            done = self.cond.wait_for(lambda: self.drawn >= self.asked, timeout)
+            error, self.error = self.error, None
+        if error is not None: raise error
+        return done
 
     def close(self, timeout:float=30):
         "Draw nothing more, and let a picture being drawn finish."
