@@ -56,6 +56,9 @@ def test_a_float_setting_beyond_float32_is_refused_by_name(name):
     with pytest.raises(ConfigError, match="^lr=1e\\+39 is beyond float32's range"):
         TrainConfig(lr=1e39, min_lr=1e39)
     TrainConfig(lr=1e38, min_lr=0.0)      # within float32: a bad idea, and the loss says so, but a number it can hold
+    TrainConfig(lr=3.4028235e38, min_lr=0.0)   # A11 (pass 31): float32's largest, as it prints; was refused
+    with pytest.raises(ConfigError, match=r"^lr=1e-45 is below 1.175e-38, float32's smallest normal number, which a run reads as 0"):
+        TrainConfig(lr=1e-45, min_lr=0.0)                                  # was trained at a rate of 0
 
 
 def test_settings_beyond_float32_leave_no_run_folder(tiny_data, tmp_path, capsys):
