@@ -211,18 +211,32 @@ def test_a_kernel_interrupt_in_any_cell_is_one_line_once_zo_gpt_is_imported(tmp_
         error = run("import weakref\nclass A: pass\na = A(); r = weakref.ref(a, lambda r: exec('raise KeyboardInterrupt'))\n"
                     "del a\nfor i in range(10 ** 8): pass\nprint('not stopped')")
         assert error is not None and error["ename"] == "KeyboardInterrupt" and len(error["traceback"]) == 1, error
-        # an import stopped part-way (torch's, in pass 30's A12): the package is refused from then on, in one line that says
-        # what works (a new kernel), not imported again into a "partially initialized module" traceback
-        pkg = tmp_path / "halfpkg"; pkg.mkdir()
-        (pkg / "part.py").write_text("X = 1\n")
-        (pkg / "__init__.py").write_text("from halfpkg import part\nprint('looping', flush=True)\nwhile True: pass\n")
-        error = run(f"import sys; sys.path.insert(0, {str(tmp_path)!r})\nimport halfpkg")
+        # an import stopped part-way (torch's, in pass 30's A12): a package of Python alone is imported afresh when the cell
+        # runs again (pyparsing, pass 31's A58); one that had loaded compiled parts, which cannot load twice in one process,
+        # is refused from then on in one line that says what works (a new kernel), not a "partially initialized module"
+        import _csv
+        marker = tmp_path / "loop"
+        for pkg, part in (("purepkg", "part.py"), ("cpkg", Path(_csv.__file__).name)):
+            (tmp_path / pkg).mkdir()
+            shutil.copy(_csv.__file__, tmp_path / pkg / part) if part.endswith(".so") else (tmp_path / pkg / part).write_text("X = 1\n")
+            (tmp_path / pkg / "__init__.py").write_text(f"from {pkg} import {part.split('.')[0]}\nimport os\n"
+                                                         f"if os.path.exists({str(marker)!r}):\n    print('looping', flush=True)\n"
+                                                         f"    while os.path.exists({str(marker)!r}): pass\n")
+        marker.touch()
+        error = run(f"import sys; sys.path.insert(0, {str(tmp_path)!r})\nimport purepkg")
+        assert error["ename"] == "KeyboardInterrupt" and error["traceback"] == [
+            "KeyboardInterrupt: the cell was stopped before it finished; run it again to go on"], error
+        marker.unlink()
+        assert run("import purepkg\nassert purepkg.part.X == 1") is None    # run again, as the line says: it goes on
+        marker.touch()
+        error = run("import cpkg")
         assert error["ename"] == "KeyboardInterrupt" and len(error["traceback"]) == 1, error
-        assert "while it imported halfpkg" in error["traceback"][0] and "restart the kernel" in error["traceback"][0], error
-        for code in ("import halfpkg", "from halfpkg import part"):
+        assert "while it imported cpkg" in error["traceback"][0] and "restart the kernel" in error["traceback"][0], error
+        marker.unlink()
+        for code in ("import cpkg", "from cpkg import _csv"):
             error = run(code)
             assert error["ename"].endswith("HalfImported") and len(error["traceback"]) == 1, error
-            assert error["traceback"][0].startswith("ImportError: halfpkg was stopped part-way") and "restart the kernel" in error["traceback"][0]
+            assert error["traceback"][0].startswith("ImportError: cpkg was stopped part-way") and "restart the kernel" in error["traceback"][0]
         error = run("import os; os.environ['ZO_GPT_TRACEBACK'] = '1'\nprint('looping', flush=True)\nwhile True: pass")
         assert error["ename"] == "KeyboardInterrupt" and len(error["traceback"]) > 1, error   # the frames, when asked
     finally:

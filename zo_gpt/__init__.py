@@ -27,18 +27,26 @@ if "RANK" in os.environ:   # torch's C++ side logs each failed try to join the o
 
 def _interrupted(shell, etype, value, tb, tb_offset=None):
     """IPython's handler for a KeyboardInterrupt (Jupyter's stop button) in a cell: one line, as zo_gpt's own errors are
-    shown, not the frames of whatever torch or numpy was doing; `ZO_GPT_TRACEBACK` shows them. A package whose import it
-    stopped is refused from then on (`_HalfImported`), with the advice that works: a new kernel."""
+    shown, not the frames of whatever torch or numpy was doing; `ZO_GPT_TRACEBACK` shows them. What a package whose import
+    it stopped had loaded is dropped, to be imported afresh, where it is Python; a package that had loaded compiled parts,
+    which cannot load twice in one process (torch, numpy), is refused from then on (`_HalfImported`): a new kernel works."""
     if os.environ.get("ZO_GPT_TRACEBACK"): return shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
-    if half := _half_imported() - _ORPHANED:
-        sys.meta_path.insert(0, _Refuse(half))
-        why = f"while it imported {', '.join(sorted(half))}, which cannot be imported twice in one kernel: {_RESTART}"
+    half = {p: names for p, names in _half_imported().items() if p not in _ORPHANED}
+    compiled = {p for p, names in half.items() if any(str(getattr(sys.modules.get(n), "__file__", "")).endswith((".so", ".pyd")) for n in names)}
+    for n in [n for p in set(half) - compiled for n in half[p]]: sys.modules.pop(n, None)
+    if compiled:
+        sys.meta_path.insert(0, _Refuse(compiled))
+        why = f"while it imported {', '.join(sorted(compiled))}, which cannot be imported twice in one kernel: {_RESTART}"
     else: why = "before it finished; run it again to go on"
     shell._showtraceback(etype, value, [f"KeyboardInterrupt: the cell was stopped {why}"])
 
-def _half_imported() -> set:
-    "Packages with a module loaded but not themselves: Python drops a package whose import failed, not the modules it had loaded."
-    return {n.split(".")[0] for n in list(sys.modules) if "." in n and n.split(".")[0] not in sys.modules}
+def _half_imported() -> dict:
+    """{package: its modules} for packages with modules loaded but not themselves: Python drops a package whose import
+    failed, not the modules it had loaded."""
+    half = {}
+    for n in list(sys.modules):
+        if "." in n and (top := n.split(".")[0]) not in sys.modules: half.setdefault(top, []).append(n)
+    return half
 
 _ORPHANED = _half_imported()   # any there before: not this kernel's interrupted imports
 _RESTART = "restart the kernel (Kernel > Restart Kernel...), then run the notebook again from the top"
