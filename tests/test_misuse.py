@@ -55,8 +55,10 @@ def test_a_float_setting_beyond_float32_is_refused_by_name(name):
         TrainConfig(**{name: 1e39})
     with pytest.raises(ConfigError, match="^lr=1e\\+39 is beyond float32's range"):
         TrainConfig(lr=1e39, min_lr=1e39)
-    TrainConfig(lr=1e38, min_lr=0.0)      # within float32: a bad idea, and the loss says so, but a number it can hold
-    TrainConfig(lr=3.4028235e38, min_lr=0.0)   # A11 (pass 31): float32's largest, as it prints; was refused
+    TrainConfig(lr=3e37, min_lr=0.0)      # within float32, first step too: a bad idea, and the loss says so, but a number it can hold
+    TrainConfig(lr=3.4028235e38, min_lr=0.0, beta1=0.0)   # A11 (pass 31): float32's largest, as it prints; was refused
+    with pytest.raises(ConfigError, match=r"^lr=1e\+38 with beta1=0.9 makes AdamW's first step lr / \(1 - beta1\) = 1e\+39, beyond"):
+        TrainConfig(lr=1e38, min_lr=0.0)  # B9 B10 (pass 32): torch's overflow in its first step, with no warm-up
     with pytest.raises(ConfigError, match=r"^lr=1e-45 is below 1.175e-38, float32's smallest normal number, which a run reads as 0"):
         TrainConfig(lr=1e-45, min_lr=0.0)                                  # was trained at a rate of 0
 
@@ -1078,3 +1080,30 @@ def test_a_renderer_checks_its_settings_and_outlives_a_failed_drawing(finished_r
     model, _ = load_model(finished_run, device="cpu")
     with pytest.raises(ConfigError, match=r"^means must be head_means\(model, batches\): finite numbers"):
         with ablated(model, [0], torch.full((model.config.n_head, model.config.n_embd // model.config.n_head), float("nan"))): pass
+
+
+def test_pass_32s_findings(tiny_data, tmp_path):
+    "B3 B4 B13 B41 (pass 32): a side that is no side, batches that cannot fit, a stray library on PYTHONPATH, callbacks that are not."
+    import subprocess, sys
+    from zo_gpt.config import settings_text
+    from zo_gpt.train import new_run, take_step, read_back
+    with pytest.raises(ConfigError, match=r"^side must be 0 \(the checkpoint's\) or 1 \(now\), got 7"):
+        settings_text({"lr": (1, 2)}, side=7)                                                            # B3: an IndexError
+    data = load_dataset(tiny_data)
+    huge = make_config("cpu", {"data_dir": str(tiny_data), "block_size": 32, "batch_size": 10**6, "eval_batches": 10**6})
+    with pytest.raises(ConfigError, match=r"^eval_batches=1,000,000 of batch_size=1,000,000 x block_size=32 needs about"):
+        fixed_batches(data.val, huge, torch.device("cpu"))                                               # B4: 24 GB, then killed
+    with pytest.raises(ConfigError, match=r"^batch_size=1,000,000,000 x block_size=32 needs about"):
+        get_batch(data.val, 32, 10**9, torch.Generator(), torch.device("cpu"))
+    cfg = make_config("cpu", {"data_dir": str(tiny_data), "out_dir": str(tmp_path / "r"), "block_size": 32, "batch_size": 4,
+                              "n_embd": 16, "eval_batches": 1, "max_iters": 4})
+    state = new_run(cfg, data, torch.device("cpu"))
+    for step in (lambda: take_step(state, [print]), lambda: read_back(state, [print])):
+        with pytest.raises(ConfigError, match=r"^callbacks must be a list of Callback objects"):          # B41: an AttributeError
+            step()                                                                                        # at the first hook
+    (tmp_path / "fake").mkdir(); (tmp_path / "fake" / "tqdm.py").write_text("raise ImportError('a stray tqdm')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "fake"), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    r = subprocess.run([sys.executable, "-c", "import zo_gpt, sys; sys.exit(zo_gpt.run())", "train", f"--out_dir={tmp_path / 'r2'}"],
+                       env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)                 # B13: a page of
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr[-2000:]                             # traceback
+    assert f"{tmp_path / 'fake' / 'tqdm.py'} failed as it loaded (ImportError: a stray tqdm); it is on PYTHONPATH" in r.stderr

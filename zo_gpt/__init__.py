@@ -82,7 +82,7 @@ def run() -> int:
     who = " ".join(["zo-gpt", *sys.argv[1:2]]) if sys.argv[1:2] and sys.argv[1][:1].isalpha() else "zo-gpt"  # zo-gpt train
     try: return _run(who)
     except Exception as e:   # as the libraries load: once the command runs, it says what failed itself
-        try: why = (None if isinstance(e, MemoryError) else shadowing(loaded=True, error=e)) or _no_memory_to_load(e)
+        try: why = (None if isinstance(e, MemoryError) else shadowing(loaded=True, error=e) or _failed_on_pythonpath(e)) or _no_memory_to_load(e)
         except MemoryError: why = _no_memory_to_load(MemoryError())   # the search for a module that hides one needs memory too
         if not why: raise   # anything else is a bug
         print(f"{who}: failed: {why}", file=sys.stderr)
@@ -168,6 +168,19 @@ def shadowing(loaded:bool=False, error:BaseException|None=None) -> str|None:
     else: hidden = [os.path.join(here, n) for lib in LIBRARIES for n in (f"{lib}.py", f"{lib}/__init__.py") if os.path.isfile(os.path.join(here, n))]
     if hidden: return (f"{os.path.relpath(hidden[0], here).split(os.sep)[0]} in the current folder hides the module of that name "
                        "that zo_gpt loads, as `python -m` finds it first; rename it, or run the command from another folder")
+
+def _failed_on_pythonpath(error:BaseException) -> str|None:
+    """The line that says a module on PYTHONPATH under the name of a library zo_gpt loads, or of one of Python's own,
+    failed as it loaded (a stray tqdm.py): zo_gpt loads it from there, before the installed one; else None."""
+    folders = [os.path.realpath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    tb = error.__traceback__
+    while tb:
+        f = os.path.realpath(tb.tb_frame.f_code.co_filename)
+        for d in folders:
+            if (m := _module_name(f, d)) in (*LIBRARIES, *sys.stdlib_module_names):
+                return (f"{f if os.path.dirname(f) == d else os.path.join(d, m)} failed as it loaded ({type(error).__name__}: {str(error).strip()[:160]}); it is on "
+                        f"PYTHONPATH, so it is loaded instead of the installed {m}: mend or rename it, or take {d} off PYTHONPATH")
+        tb = tb.tb_next
 
 def _module_name(file:str, here:str) -> str:
     "The top-level module a file in the folder `here` would be imported as (random.py, torch/__init__.py); '' for others."

@@ -25,7 +25,7 @@ from .helpers import (DTYPE_NAMES, ConfigError, DatasetError, TrainingError, che
                             check_positive, check_seed, free_memory, get_device, read_meta, remake, shell_option,
                             shell_word, size_text)
 from .folders import check_folder, folder_lock, writing_here
-from .data import check_flag
+from .data import check_flag, check_memory
 from .tokens import VOCABS, DataConfig, Dataset, load_dataset, prepare
 
 # %% ../nbs/02a_config.ipynb #6422f1b8
@@ -34,6 +34,10 @@ MAX_LAYERS = 1_000  # building a million blocks takes minutes before any memory 
 MAX_GRAD_ACCUM = 1_024  # micro-batches per optimizer step: the progress bar moves, and a stop is taken, once per step
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # about 3.4e38: the optimizer and the model hold every float setting in float32
 FLOAT32_TINY = float(np.finfo(np.float32).tiny)  # about 1.2e-38, its smallest normal number: a run flushes smaller ones to 0 (flush_denormal)
+
+def _beyond_float32(v:float) -> bool:
+    "Whether float32 holds `v` only as infinity (3.4028235e38 rounds to its largest, and is held)."
+    with np.errstate(over="ignore"): return bool(np.isinf(np.float32(v)))
 
 @dataclass
 class TrainConfig:
@@ -96,8 +100,7 @@ class TrainConfig:
             if getattr(self, k) < 0: raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)!r}")
         for k in ("lr", "min_lr", "weight_decay", "grad_clip", "init_std", "dropout", "beta1", "beta2"):
             if not math.isfinite(getattr(self, k)): raise ConfigError(f"{k} must be a finite number, got {getattr(self, k)!r}")
-            with np.errstate(over="ignore"): over = bool(np.isinf(np.float32(getattr(self, k))))   # 3.4028235e38 rounds to its largest
-            if over:
+            if _beyond_float32(getattr(self, k)):
                 raise ConfigError(f"{k}={getattr(self, k)!r} is beyond float32's range (its largest is {np.float32(FLOAT32_MAX)}); the run holds it in float32")
         for k in ("lr", "init_std"):
             if not getattr(self, k) > 0: raise ConfigError(f"{k} must be > 0, got {getattr(self, k)!r}")
@@ -111,6 +114,9 @@ class TrainConfig:
                               f"{1 - self.lr * self.weight_decay:g} each step (AdamW's decay, 1 - lr x weight_decay); keep lr x weight_decay below 1")
         for k in ("beta1", "beta2", "dropout"):
             if not 0 <= getattr(self, k) < 1: raise ConfigError(f"{k} must be in [0, 1), got {getattr(self, k)!r}")
+        if _beyond_float32(step := self.lr / (1 - self.beta1)):   # AdamW's first step: lr over its bias correction, 1 - beta1
+            raise ConfigError(f"lr={self.lr:g} with beta1={self.beta1:g} makes AdamW's first step lr / (1 - beta1) = {step:.3g}, beyond "
+                              f"float32's range (about 3.4e38); choose an lr below {FLOAT32_MAX * (1 - self.beta1):.3g}")
         if self.vocab not in VOCABS: raise ConfigError(f"vocab must be one of {VOCABS}, got {self.vocab!r}")
         if self.dtype not in DTYPE_NAMES: raise ConfigError(f"dtype must be one of {DTYPE_NAMES}, got {self.dtype!r}")
         if self.n_embd % self.n_head: raise ConfigError(f"n_embd={self.n_embd} must be a multiple of n_head={self.n_head}")
@@ -213,6 +219,7 @@ def get_batch(data:np.ndarray, block_size:int, batch_size:int, generator:"torch.
     block_size, batch_size = check_positive("block_size", block_size), check_positive("batch_size", batch_size)
     check_split(data)
     if torch.device(device).type == "cuda" and not torch.cuda.is_available(): raise ConfigError(f"device={str(device)!r}, but torch sees no CUDA GPU here")
+    check_memory(f"batch_size={batch_size:,} x block_size={block_size:,}", 16 * batch_size * (block_size + 1))   # int64 rows and offsets
     if len(data) <= block_size:   # fit checks this first (check_data); the notebooks call this with their own data
         raise ConfigError(f"block_size={block_size} needs more than {block_size:,} tokens to cut a block from; these have {len(data):,}")
     ix = torch.randint(len(data) - block_size, (batch_size,), generator=generator).numpy()
@@ -242,6 +249,7 @@ def config_differences(old:dict, cfg:TrainConfig) -> dict:
 
 def settings_text(diff:dict, side:int=0, options:bool=False) -> str:
     "One side of `config_differences`'s result (0: the checkpoint's, 1: now) as `k=v, ...`, or as options a shell reads: `--k=v ...`."
+    if side not in (0, 1) or isinstance(side, bool): raise ConfigError(f"side must be 0 (the checkpoint's) or 1 (now), got {side!r}")
     if options: return " ".join(f"--{k}={shell_word(pair[side])}" for k, pair in diff.items())
     return ", ".join(f"{k}={pair[side]!r}" for k, pair in diff.items())
 
@@ -361,7 +369,11 @@ def fixed_batches(data:np.ndarray, cfg:TrainConfig, device:"torch.device") -> li
     if not isinstance(cfg, TrainConfig): raise ConfigError(f"cfg must be a TrainConfig (see make_config), got {type(cfg).__name__}")
     import torch
     g = torch.Generator().manual_seed(cfg.seed + 1)
-    out = Batches(get_batch(data, cfg.block_size, cfg.batch_size, g, device) for _ in range(cfg.eval_batches))
+    check_memory(f"eval_batches={cfg.eval_batches:,} of batch_size={cfg.batch_size:,} x block_size={cfg.block_size:,}",
+                 16 * cfg.eval_batches * cfg.batch_size * (cfg.block_size + 1))   # int64 rows, and the offsets that cut them
+    try: out = Batches(get_batch(data, cfg.block_size, cfg.batch_size, g, device) for _ in range(cfg.eval_batches))
+    except MemoryError: raise ConfigError(f"eval_batches={cfg.eval_batches:,} of batch_size={cfg.batch_size:,} x block_size="
+                                          f"{cfg.block_size:,} do not fit in the memory this process may use") from None
     out.source = getattr(data, "filename", None)   # a Dataset's splits are memory maps of their files
     return out
 
