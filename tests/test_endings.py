@@ -236,7 +236,17 @@ def test_a_kernel_interrupt_in_any_cell_is_one_line_once_zo_gpt_is_imported(tmp_
         for code in ("import cpkg", "from cpkg import _csv"):
             error = run(code)
             assert error["ename"].endswith("HalfImported") and len(error["traceback"]) == 1, error
-            assert error["traceback"][0].startswith("ImportError: cpkg was stopped part-way") and "restart the kernel" in error["traceback"][0]
+            assert error["traceback"][0].startswith("HalfImported: cpkg was stopped part-way") and "restart the kernel" in error["traceback"][0]
+        error = run("try: import cpkg\nexcept Exception: print('swallowed')")   # pass 32's A10: "not installed", pip install
+        assert error["ename"].endswith("HalfImported") and len(error["traceback"]) == 1, error
+        # an error raised while an interrupt was being handled (torch's profiler, stopped as it starts: pass 32's A11) is the
+        # interrupt's one line; any other error keeps IPython's traceback, and zo_gpt's own errors their one line
+        error = run("try: raise KeyboardInterrupt\nexcept KeyboardInterrupt: assert False, 'Profiler must be initialized'")
+        assert error["traceback"] == ["KeyboardInterrupt: the cell was stopped before it finished; run it again to go on"], error
+        error = run("1 / 0")
+        assert error["ename"] == "ZeroDivisionError" and len(error["traceback"]) > 1, error
+        error = run("from zo_gpt.config import make_config\nmake_config('cpu', {'lr': 'x'})")
+        assert error["traceback"] == ["ConfigError: lr must be float, got 'x'"], error
         error = run("import os; os.environ['ZO_GPT_TRACEBACK'] = '1'\nprint('looping', flush=True)\nwhile True: pass")
         assert error["ename"] == "KeyboardInterrupt" and len(error["traceback"]) > 1, error   # the frames, when asked
     finally:

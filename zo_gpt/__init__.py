@@ -30,15 +30,23 @@ def _interrupted(shell, etype, value, tb, tb_offset=None):
     shown, not the frames of whatever torch or numpy was doing; `ZO_GPT_TRACEBACK` shows them. What a package whose import
     it stopped had loaded is dropped, to be imported afresh, where it is Python; a package that had loaded compiled parts,
     which cannot load twice in one process (torch, numpy), is refused from then on (`_HalfImported`): a new kernel works."""
-    if os.environ.get("ZO_GPT_TRACEBACK"): return shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
-    half = {p: names for p, names in _half_imported().items() if p not in _ORPHANED}
+    if os.environ.get("ZO_GPT_TRACEBACK") or not _interrupt_in(value): return shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
+    half = {p: names for p, names in _half_imported().items() if p not in _ORPHANED and p not in _REFUSED}
     compiled = {p for p, names in half.items() if any(str(getattr(sys.modules.get(n), "__file__", "")).endswith((".so", ".pyd")) for n in names)}
     for n in [n for p in set(half) - compiled for n in half[p]]: sys.modules.pop(n, None)
     if compiled:
-        sys.meta_path.insert(0, _Refuse(compiled))
+        sys.meta_path.insert(0, _Refuse(compiled)); _REFUSED.update(compiled)
         why = f"while it imported {', '.join(sorted(compiled))}, which cannot be imported twice in one kernel: {_RESTART}"
     else: why = "before it finished; run it again to go on"
     shell._showtraceback(etype, value, [f"KeyboardInterrupt: the cell was stopped {why}"])
+
+def _interrupt_in(e:BaseException) -> bool:
+    "Whether `e` is an interrupt, or was raised while one was being handled (torch's profiler asserts, stopped as it starts)."
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt): return True
+        seen.add(id(e)); e = e.__context__
+    return False
 
 def _half_imported() -> dict:
     """{package: its modules} for packages with modules loaded but not themselves: Python drops a package whose import
@@ -49,13 +57,15 @@ def _half_imported() -> dict:
     return half
 
 _ORPHANED = _half_imported()   # any there before: not this kernel's interrupted imports
+_REFUSED = set()               # those refused since (`_Refuse`), told once
 _RESTART = "restart the kernel (Kernel > Restart Kernel...), then run the notebook again from the top"
 
-class _HalfImported(ImportError):
-    "An import of a package whose first import was stopped part-way: its compiled parts cannot load again in this process."
+class _HalfImported(BaseException):
+    """An import of a package whose first import was stopped part-way: its compiled parts cannot load again in this
+    process. Not an ImportError, nor an Exception: no `except` that takes a missing package, or any error, swallows it."""
     def _render_traceback_(self):   # IPython's hook, as for zo_gpt's own errors (UserError): one line
         if os.environ.get("ZO_GPT_TRACEBACK"): raise NotImplementedError
-        return [f"ImportError: {self}"]
+        return [f"HalfImported: {self}"]
 
 class _Refuse:
     "An import finder, first in `sys.meta_path`, that refuses the packages whose import an interrupt stopped."
@@ -72,7 +82,7 @@ def _unraisable(u, then=sys.unraisablehook):
     else: then(u)
 
 if (_shell := getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()) is not None and not _shell.custom_exceptions:
-    _shell.set_custom_exc((KeyboardInterrupt,), _interrupted)   # in a kernel or IPython only, and only if nothing else has one
+    _shell.set_custom_exc((Exception, KeyboardInterrupt), _interrupted)   # in a kernel or IPython only, if nothing else has one
     sys.unraisablehook = _unraisable
 
 # %% ../nbs/index.ipynb #7e1a2b3c
