@@ -30,7 +30,9 @@ def _interrupted(shell, etype, value, tb, tb_offset=None):
     shown, not the frames of whatever torch or numpy was doing; `ZO_GPT_TRACEBACK` shows them. What a package whose import
     it stopped had loaded is dropped, to be imported afresh, where it is Python; a package that had loaded compiled parts,
     which cannot load twice in one process (torch, numpy), is refused from then on (`_HalfImported`): a new kernel works."""
-    if os.environ.get("ZO_GPT_TRACEBACK") or not _interrupt_in(value): return shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
+    if os.environ.get("ZO_GPT_TRACEBACK") or not _interrupt_in(value):
+        try: return shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
+        except KeyboardInterrupt: pass   # a stop while the traceback was being drawn: the stop's line, not a traceback of the drawing
     half = {p: names for p, names in _half_imported().items() if p not in _ORPHANED and p not in _REFUSED}
     compiled = {p for p, names in half.items() if any(str(getattr(sys.modules.get(n), "__file__", "")).endswith((".so", ".pyd")) for n in names)}
     for n in [n for p in set(half) - compiled for n in half[p]]: sys.modules.pop(n, None)
@@ -38,7 +40,7 @@ def _interrupted(shell, etype, value, tb, tb_offset=None):
         sys.meta_path.insert(0, _Refuse(compiled)); _REFUSED.update(compiled)
         why = f"while it imported {', '.join(sorted(compiled))}, which cannot be imported twice in one kernel: {_RESTART}"
     else: why = "before it finished; run it again to go on"
-    shell._showtraceback(etype, value, [f"KeyboardInterrupt: the cell was stopped {why}"])
+    shell._showtraceback(KeyboardInterrupt, "", [f"KeyboardInterrupt: the cell was stopped {why}"])
 
 def _interrupt_in(e:BaseException) -> bool:
     "Whether `e` is an interrupt, or was raised while one was being handled (torch's profiler asserts, stopped as it starts)."
