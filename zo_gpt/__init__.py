@@ -34,13 +34,22 @@ def _interrupted(shell, etype, value, tb, tb_offset=None):
         try: return shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
         except KeyboardInterrupt: pass   # a stop while the traceback was being drawn: the stop's line, not a traceback of the drawing
     half = {p: names for p, names in _half_imported().items() if p not in _ORPHANED and p not in _REFUSED}
-    compiled = {p for p, names in half.items() if any(str(getattr(sys.modules.get(n), "__file__", "")).endswith((".so", ".pyd")) for n in names)}
+    compiled = {p for p, names in half.items() if _ships_compiled(p, names)}
     for n in [n for p in set(half) - compiled for n in half[p]]: sys.modules.pop(n, None)
     if compiled:
         sys.meta_path.insert(0, _Refuse(compiled)); _REFUSED.update(compiled)
         why = f"while it imported {', '.join(sorted(compiled))}, which cannot be imported twice in one kernel: {_RESTART}"
     else: why = "before it finished; run it again to go on"
     shell._showtraceback(KeyboardInterrupt, "", [f"KeyboardInterrupt: the cell was stopped {why}"])
+
+def _ships_compiled(package:str, names:list) -> bool:
+    """Whether `package`, of which `names` are loaded, ships compiled parts (.so, .pyd) beside its Python: those cannot load
+    twice in one process, whether the stop came before one loaded or while it did (numpy's, stopped early)."""
+    files = [f for n in names if isinstance(f := getattr(sys.modules.get(n), "__file__", None), str)]
+    root = os.path.dirname(files[0]) if files else ""
+    while root and os.path.basename(root) != package and root != os.path.dirname(root): root = os.path.dirname(root)
+    if not root or os.path.basename(root) != package: return any(f.endswith((".so", ".pyd")) for f in files)
+    return any(f.endswith((".so", ".pyd")) for _, _, fs in os.walk(root) for f in fs)
 
 def _interrupt_in(e:BaseException) -> bool:
     "Whether `e` is an interrupt, or was raised while one was being handled (torch's profiler asserts, stopped as it starts)."
