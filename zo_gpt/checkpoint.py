@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from .config import RESUME_FREE, TrainConfig, config_differences, config_from, held_dataset, settings_text, trained_on
+from .config import (RESUME_FREE, TrainConfig, config_differences, config_from, held_dataset, makes_dataset, settings_text,
+                           trained_on)
 from .evaluation import History, figure_tags, metrics_records, run_summary
 from .figures import png_text
 from .helpers import (ConfigError, DatasetError, TrainingError, check_arguments, check_tokens_table,
@@ -346,7 +347,7 @@ def reused_run(cfg:TrainConfig, data=None) -> tuple:
 def run_dataset(cfg:TrainConfig, data, reading:contextlib.ExitStack, resume:bool=False):
     """`held_dataset(cfg, data, reading)`; resuming (or reusing) where none is, a `DatasetError` whose command makes the one
     its checkpoint records. The default dataset, not there yet, is made only for a run that was trained on it."""
-    if resume and data is None and cfg.default_data and not os.path.lexists(cfg.dataset / "meta.json"): _trained_elsewhere(cfg)
+    if resume and makes_dataset(cfg, data): _trained_elsewhere(cfg)
     try: return held_dataset(cfg, data, reading)   # held first: a swap a killed prepare left there is settled
     except DatasetError as e:   # resuming: the checkpoint records the arguments of the dataset it was trained on (C236)
         if not (c := _data_config(cfg) if resume and data is None and cfg.data_dir else None): raise

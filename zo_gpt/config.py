@@ -6,7 +6,7 @@
 __all__ = ['MAX_LAYERS', 'MAX_GRAD_ACCUM', 'FLOAT32_MAX', 'FLOAT32_TINY', 'CPU', 'A100', 'PRESETS', 'PROFILED', 'RESUME_FREE',
            'TrainConfig', 'make_config', 'read_overrides', 'parse_overrides', 'check_split', 'blocks_at', 'get_batch',
            'check_config', 'config_from', 'config_differences', 'settings_text', 'lr_at', 'open_dataset',
-           'held_dataset', 'trained_on', 'check_data', 'Batches', 'fixed_batches']
+           'makes_dataset', 'held_dataset', 'trained_on', 'check_data', 'Batches', 'fixed_batches']
 
 # %% ../nbs/02a_config.ipynb #835d2b0d
 import contextlib
@@ -294,6 +294,10 @@ def open_dataset(
     check_meta_hash(path, read_meta(path), cfg.vocab)   # first: an edited meta.json's hint remakes it for this run's vocab
     return load_dataset(path)
 
+def makes_dataset(cfg:TrainConfig, data:Dataset|None=None, make:bool=False) -> bool:
+    "Whether opening the run's dataset makes it (`open_dataset`): none given, the default folder or `make`, and no meta.json there yet."
+    return data is None and (make or cfg.default_data) and not os.path.lexists(cfg.dataset / "meta.json")   # a link to nothing is one
+
 def held_dataset(cfg:TrainConfig, data:Dataset|None, reading:contextlib.ExitStack, make:bool=False, unset:str|None=None) -> Dataset:
     """The run's dataset (`open_dataset(cfg, make, unset)` unless given), held for reading while `reading` lasts: no
     `prepare` replaces it under the run, nor the run reads one being made."""
@@ -306,7 +310,7 @@ def held_dataset(cfg:TrainConfig, data:Dataset|None, reading:contextlib.ExitStac
         if not writing_here(path):   # a folder this process writes is held already (a run's own folder is never its dataset's: check)
             reading.enter_context(folder_lock(path, "data_dir", shared=True))
     given = data is not None
-    makes = not given and (make or cfg.default_data) and not os.path.lexists(Path(path) / "meta.json")   # open_dataset makes it
+    makes = makes_dataset(cfg, data, make)
     held = Path(path).is_dir() and not makes
     if held: hold()                                 # before opening: a prepare still writing it is named, not missed
     data = data or open_dataset(cfg, make, unset)

@@ -24,7 +24,7 @@ from torch.autograd.profiler import record_function
 from tqdm.auto import tqdm  # a widget in a notebook, text in a terminal
 
 from .checkpoint import check_resumable, claim_run_folder, refuse_held, restore, reused_run, run_dataset, save_checkpoint
-from .config import TrainConfig, check_config, check_data, fixed_batches, get_batch, lr_at
+from .config import TrainConfig, check_config, check_data, fixed_batches, get_batch, lr_at, makes_dataset
 from .data import check_flag, entropy, out_of_memory, stream_floor
 from .evaluation import History, check_final, evaluate_split, figure_tags, final_split, loss_figure, metrics_records, run_summary
 from . import memory_limit_advice
@@ -286,7 +286,7 @@ def fit(
     lock = folder_lock(cfg.out_dir, "out_dir") if writes else contextlib.nullcontext()
     try:
         with lock, contextlib.ExitStack() as reading:   # the dataset, its floors and the folder as Python reads them, then the run's arithmetic
-            if data is None and cfg.default_data and not os.path.lexists(cfg.dataset / "meta.json"):   # the default dataset would be made:
+            if makes_dataset(cfg, data):   # the default dataset would be made:
                 if resume: check_resumable(cfg, Path(cfg.out_dir) / "ckpt.pt")   # what would refuse the run after it, refused first
                 elif writes and not overwrite: refuse_held(cfg)
             data = run_dataset(cfg, data, reading, resume or reuse)   # the run there names its dataset
