@@ -26,8 +26,9 @@ if "RANK" in os.environ:   # torch's C++ side logs each failed try to join the o
     os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "FATAL")
 
 def _interrupted(shell, etype, value, tb, tb_offset=None):
-    """IPython's handler for a KeyboardInterrupt (Jupyter's stop button) in a cell: one line, as zo_gpt's own errors are
-    shown, not the frames of whatever torch or numpy was doing; `ZO_GPT_TRACEBACK` shows them. What a package whose import
+    """IPython's handler for an error in a cell. A KeyboardInterrupt (Jupyter's stop button), or an error raised while one
+    was handled, is one line, as zo_gpt's own errors are shown, not the frames of whatever torch or numpy was doing;
+    `ZO_GPT_TRACEBACK` shows them, and any other error gets IPython's own traceback. What a package whose import
     it stopped had loaded is dropped, to be imported afresh, where it is Python; a package that had loaded compiled parts,
     which cannot load twice in one process (torch, numpy), is refused from then on (`_HalfImported`): a new kernel works."""
     if os.environ.get("ZO_GPT_TRACEBACK") or not _interrupt_in(value):
