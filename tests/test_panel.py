@@ -367,17 +367,23 @@ def test_a_run_on_a_dataset_replaced_since_is_not_called_the_same_draw(compact_d
 
 
 def test_an_interrupted_wait_leaves_the_panel_knowing_its_run_is_going(compact_data, tmp_path):
-    "A31 (pass 29): Python 3.11's interrupted Thread.join leaves is_alive() False; the panel then started a second run beside the first."
+    """A31 (pass 29): Python 3.11's interrupted Thread.join leaves is_alive() False; the panel then started a second run
+    beside the first. The stop is sent only once the run trains, and the test waits for it inside the block that expects
+    it: a run that ended first fails the test with its status line, never with a stop that lands in a later test."""
     import os, signal
     p = TrainingPanel(base(compact_data, max_iters=100_000, block_size=32, batch_size=4), run_dir=str(tmp_path))
+    training = lambda: p.runs and p.runs[-1].history is not None and p.runs[-1].history.train
     def interrupt_once_training():
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not (p.runs and p.runs[-1].history is not None and p.runs[-1].history.train):
-            time.sleep(0.05)
-        os.kill(os.getpid(), signal.SIGINT)   # Jupyter's stop button, while the kernel waits for the panel
+        while time.monotonic() < deadline and p.running and not training(): time.sleep(0.05)
+        if p.running and training(): os.kill(os.getpid(), signal.SIGINT)   # Jupyter's stop button, while the kernel waits for the panel
     p.start()
-    threading.Thread(target=interrupt_once_training, daemon=True).start()
-    with pytest.raises(KeyboardInterrupt): p.wait()
+    interrupter = threading.Thread(target=interrupt_once_training, daemon=True)
+    with pytest.raises(KeyboardInterrupt):
+        interrupter.start()
+        p.wait(300)
+        interrupter.join()   # a stop sent is taken here at the latest
+        pytest.fail(f"no stop: the run ended first, or never trained: {p.status.value}")
     try:
         assert p.running and not p.wait(0.1)
         p.start()                                                            # ignored: a run is going
