@@ -42,8 +42,6 @@ def _number(text:str) -> float:
 
 def _prepare(args, extra) -> int:
     cfg = DataConfig(n_seq=args.n_seq, seq_len=args.seq_len, p=args.p, seed=args.seed, val_frac=args.val_frac, vocab=args.vocab)
-    if os.path.lexists(os.path.join(args.out, "ckpt.pt")):   # J231: a run's folder, where a hint or a slip may send a dataset
-        raise ConfigError(f"out={args.out!r} holds a run (ckpt.pt): a dataset goes in a folder of its own; choose another folder")
     print(describe(prepare(cfg, args.out, force=args.force)))
     return 0
 

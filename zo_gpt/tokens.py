@@ -29,8 +29,7 @@ from .data import PIECES, as_text, check_flag, check_memory, check_words, entrop
 from .helpers import (DATASET_FORMAT, ConfigError, DatasetError, UserError, check_arguments, check_files,
                             check_meta_hash, check_positive, check_prob, check_seed, free_memory, meta_hash, printable,
                             read_meta, size_text)
-from .folders import (check_folder, check_replaceable, folder_lock, remove_stale_temps, replace_together, staging, writes_to,
-                            writing_here)
+from .folders import (check_folder, check_replaceable, folder_lock, remove_stale_temps, replace_together, staging, writes_to, writing_here)
 
 # %% ../nbs/01_tokenizer.ipynb #9b17e7c8
 class TokenizerUnavailable(UserError, RuntimeError): "GPT-2's BPE files could not be loaded."
@@ -235,6 +234,7 @@ def prepare(
     if not isinstance(out, (str, os.PathLike)): raise ConfigError(f"out must be a folder's path, got {type(out).__name__} {out!r}")
     if not str(out).strip(): raise ConfigError(f"out must name a folder, got {str(out)!r}")
     out, t0 = Path(out).expanduser(), time.perf_counter()
+    if os.path.lexists(out / "ckpt.pt"): raise ConfigError(f"{name}={str(out)!r} holds a run (ckpt.pt): a dataset goes in a folder of its own; choose another folder")   # J231, B2
     left = out.is_dir() and any(out.glob(".zo_gpt-*")) and not writing_here(out)   # a killed writer's staging folder or owner record: settled, held
     with folder_lock(out, name, shared=True) if left else contextlib.nullcontext():
         if (old := _finished(cfg, out)) is not None:  # read only: a finished dataset needs neither a writable folder nor its lock
