@@ -211,6 +211,12 @@ def test_a_kernel_interrupt_in_any_cell_is_one_line_once_zo_gpt_is_imported(tmp_
         error = run("import weakref\nclass A: pass\na = A(); r = weakref.ref(a, lambda r: exec('raise KeyboardInterrupt'))\n"
                     "del a\nfor i in range(10 ** 8): pass\nprint('not stopped')")
         assert error is not None and error["ename"] == "KeyboardInterrupt" and len(error["traceback"]) == 1, error
+        # the stop button pressed twice (pass 33's A18): the second stop lands while the first is told, and does nothing; the
+        # next cell takes a stop again (the interrupts below)
+        error = run("import os, signal, zo_gpt\nreal = zo_gpt._half_imported\ndef twice():\n    zo_gpt._half_imported = real\n"
+                    "    os.kill(os.getpid(), signal.SIGINT); return real()\nzo_gpt._half_imported = twice\nraise KeyboardInterrupt")
+        assert error["traceback"] == ["KeyboardInterrupt: the cell was stopped before it finished; run it again to go on"], error
+        assert run("import signal\nassert signal.getsignal(signal.SIGINT) is signal.default_int_handler") is None
         # an import stopped part-way (torch's, in pass 30's A12): a package of Python alone is imported afresh when the cell
         # runs again (pyparsing, pass 31's A58); one that had loaded compiled parts, which cannot load twice in one process,
         # is refused from then on in one line that says what works (a new kernel), not a "partially initialized module"

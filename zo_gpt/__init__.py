@@ -30,10 +30,13 @@ def _interrupted(shell, etype, value, tb, tb_offset=None):
     was handled, is one line, as zo_gpt's own errors are shown, not the frames of whatever torch or numpy was doing;
     `ZO_GPT_TRACEBACK` shows them, and any other error gets IPython's own traceback. What a package whose import
     it stopped had loaded is dropped, to be imported afresh, where it is Python; a package that had loaded compiled parts,
-    which cannot load twice in one process (torch, numpy), is refused from then on (`_HalfImported`): a new kernel works."""
+    which cannot load twice in one process (torch, numpy), is refused from then on (`_HalfImported`): a new kernel works.
+    A second stop while the first is told (the button pressed twice) does nothing: the cell has stopped already."""
     if os.environ.get("ZO_GPT_TRACEBACK") or not _interrupt_in(value):
         try: return shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
         except KeyboardInterrupt: pass   # a stop while the traceback was being drawn: the stop's line, not a traceback of the drawing
+    try: _drop_stops(shell)
+    except KeyboardInterrupt: _drop_stops(shell)   # the second stop came before the first was held
     half = {p: names for p, names in _half_imported().items() if p not in _ORPHANED and p not in _REFUSED}
     compiled = {p for p, names in half.items() if _ships_compiled(p, names)}
     for n in [n for p in set(half) - compiled for n in half[p]]: sys.modules.pop(n, None)
@@ -42,6 +45,19 @@ def _interrupted(shell, etype, value, tb, tb_offset=None):
         why = f"while it imported {', '.join(sorted(compiled))}, which cannot be imported twice in one kernel: {_RESTART}"
     else: why = "before it finished; run it again to go on"
     shell._showtraceback(KeyboardInterrupt, "", [f"KeyboardInterrupt: the cell was stopped {why}"])
+
+def _drop(signum, frame): "A stop while one is told: the cell has stopped already."
+
+def _drop_stops(shell):
+    """Until the cell has ended, a stop does nothing: one stop has ended it, and a second would break into IPython's telling
+    of it, or into its own code after the cell, each a page of traceback. IPython's post_run_cell then puts the handler back."""
+    import signal
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is _drop: return
+    old = signal.signal(signal.SIGINT, _drop)
+    def restore(result=None):
+        shell.events.unregister("post_run_cell", restore)
+        signal.signal(signal.SIGINT, old if old is not None else signal.default_int_handler)
+    shell.events.register("post_run_cell", restore)
 
 def _ships_compiled(package:str, names:list) -> bool:
     """Whether `package`, of which `names` are loaded, ships compiled parts (.so, .pyd) beside its Python: those cannot load
