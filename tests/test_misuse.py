@@ -552,6 +552,8 @@ def test_a_million_layers_are_refused_at_once(tiny_data, tmp_path, capsys):
     ("04a_losses.ipynb", {"batch_size": 10 ** 6}, "ConfigError: batch_size=1,000,000 x block_size=256 x vocab_size=50,304 activations, with the head needs about"),
     ("01_tokenizer.ipynb", {"out": "RUN", "n_seq": 3, "seq_len": 1, "val_frac": 0.34, "block_size": 2, "vocab": "compact"},
      "ConfigError: n_seq=3 sequences of seq_len=1 words give a train split of 4 tokens"),                               # C65
+    ("01_tokenizer.ipynb", {"out": "RUN", "seq_len": 10 ** 12, "vocab": "compact"},
+     "ConfigError: seq_len=1,000,000,000,000 x 1,000 sequences a chunk needs about"),                                   # A27 (pass 33)
 ])
 def test_a_bad_notebook_parameter_is_refused_first_and_makes_no_folder(tmp_path, name, params, line):
     params = {k: str(tmp_path / "run") if v == "RUN" else v for k, v in params.items()}
