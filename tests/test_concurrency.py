@@ -2,6 +2,7 @@
 one line that names the first, the first untouched, and every ended run finishable with --resume."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -328,3 +329,26 @@ def test_of_two_readers_that_find_a_cut_swap_one_settles_it_and_the_other_waits(
     shutil.rmtree(stage); os.close(first); t.join()
     assert seen == [["meta.json", "train.bin", "val.bin"]]
     assert all((ds / n).read_bytes() == (tiny_data / n).read_bytes() for n in ("train.bin", "val.bin", "meta.json"))
+
+
+def test_a_loop_of_ones_own_is_refused_in_a_folder_another_kernel_took_as_its_own(data, tmp_path):
+    """A20 (pass 33): a second kernel that ran on past its refused parameters cell ran 03_train's loop in the open (new_run,
+    take_step, MetricsLog) into the folder the first kernel had taken, and the first read the two runs' lines mixed."""
+    from zo_gpt.config import open_dataset
+    from zo_gpt.train import RunFiles, new_run, take_step
+    run = tmp_path / "run"
+    kernel = "import sys\nfrom zo_gpt.notebooks import notebook_folders\nnotebook_folders('03_train', {'run_dir': sys.argv[1]})\n" \
+             "print('held', flush=True); sys.stdin.read()"
+    p = subprocess.Popen([sys.executable, "-c", kernel, str(run)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=ENV)
+    try:
+        assert p.stdout.readline().strip() == "held"
+        cfg = make_config("cpu", {"data_dir": str(data), "out_dir": str(run), "block_size": 8, "batch_size": 4, "n_embd": 16, "max_iters": 2})
+        state = new_run(cfg, open_dataset(cfg), torch.device("cpu"))
+        for cb in (MetricsLog(), RunFiles(), Checkpointer()):
+            with pytest.raises(ConfigError, match=f"^out_dir={re.escape(repr(str(run)))} is in use by"): cb.on_fit_start(state)
+        assert sorted(f.name for f in run.iterdir() if not f.name.startswith(".")) == []
+    finally:
+        p.communicate("", timeout=30)
+    log = MetricsLog()                                   # the kernel gone, the loop goes on as 03_train shows it
+    log.on_fit_start(state); take_step(state, [log]); log.on_fit_end(state)
+    assert [json.loads(l)["iter"] for l in (run / "metrics.jsonl").read_text().splitlines()] == [1]

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['ON_PLACED', 'MOVING', 'OWNER_FILE', 'atomic_path', 'staging', 'replace_together', 'remove_together', 'write_error',
            'writes_to', 'plain_mode', 'check_replaceable', 'remove_stale_temps', 'check_folder', 'writable_folder',
-           'writable_folders', 'folder_lock', 'writing_here', 'held_here', 'keep_held', 'check_held']
+           'writable_folders', 'folder_lock', 'writing_here', 'held_here', 'keep_held', 'check_not_held', 'check_held']
 
 # %% ../nbs/00b_folders.ipynb #f0b00004
 import contextlib
@@ -356,6 +356,12 @@ def keep_held(folder:str|Path, name:str="out"):
     if (st := _stat(folder)) is None or _key(st) in _KEPT: return
     fd = _lock(Path(folder), name)
     _KEPT[_key(os.fstat(fd))] = fd
+
+def check_not_held(folder:str|Path, name:str="out_dir"):
+    """A `ConfigError` where another process holds `folder` (a command writing or reading it, or the kernel of a notebook that
+    took it as its own), for code that writes there without holding it: a training loop of one's own. Nothing where this
+    thread holds it (`writing_here`), or it is not there."""
+    if not writing_here(folder) and os.path.isdir(folder): os.close(_lock(Path(folder), name))
 
 def check_held(folder:str|Path, held:os.stat_result, name:str="out_dir"):
     "A `TrainingError` if `folder` is no longer the folder `held` (its `os.stat` when locked): moved, removed, replaced."

@@ -30,7 +30,7 @@ from .evaluation import History, check_final, evaluate_split, figure_tags, final
 from . import memory_limit_advice
 from .helpers import ConfigError, TrainingError, UserError, check_arguments, first_line, printable
 from .runtime import gather_checksums, processes, stop_signals
-from .folders import atomic_path, folder_lock, writes_to
+from .folders import atomic_path, check_not_held, folder_lock, writes_to
 from .ladder import evaluate_ladder
 from .model import GPT, autocast, make_optimizer, precision, step_model
 from .tokens import Dataset
@@ -194,10 +194,16 @@ class ProgressBar(Callback):
         self.bar.close()
         if self.final is not None: self.final.close()
 
-class MetricsLog(Callback):
+class _Writer(Callback):
+    """A callback that writes into the run folder. `fit` holds the folder first; a loop of one's own, which holds nothing, is
+    refused where another process holds it (a second kernel's loop, in the folder the first took as its own)."""
+    writes = True
+    def on_fit_start(self, state): check_not_held(state.cfg.out_dir, "out_dir")
+
+class MetricsLog(_Writer):
     "Appends every step, evaluation and the final evaluation to `metrics.jsonl` in the run folder."
-    writes = True  # `fit` holds and claims the run folder first
     def on_fit_start(self, state):
+        super().on_fit_start(state)
         path = Path(state.cfg.out_dir) / "metrics.jsonl"
         if state.iter:  # resuming: the file again from the checkpoint's own history, whatever the folder held
             with atomic_path(path) as tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in metrics_records(state.history)))
@@ -220,9 +226,8 @@ class MetricsLog(Callback):
         if state.failed and not state.last_checkpoint: self.path.unlink(missing_ok=True)   # an error before any checkpoint: no run to keep
 
 # %% ../nbs/03_train.ipynb #f2ea042e
-class RunFiles(Callback):
+class RunFiles(_Writer):
     "Writes `loss.png` and `summary.json` to the run folder when the run ends or stops (not after an error)."
-    writes = True
     def on_fit_end(self, state):
         if state.failed: return
         out, h = Path(state.cfg.out_dir), state.history
@@ -236,9 +241,8 @@ class RunFiles(Callback):
                                 "arguments with --resume (resume=True) write loss.png and summary.json") from None
 
 # %% ../nbs/03_train.ipynb #eca43ba8
-class Checkpointer(Callback):
+class Checkpointer(_Writer):
     "Saves `ckpt.pt` after every evaluation and when the run ends or is stopped (not after an error or inside a step)."
-    writes = True
     def on_eval(self, state, record): save_checkpoint(state)
     def on_fit_end(self, state):
         if not (state.failed or state.torn): save_checkpoint(state)
