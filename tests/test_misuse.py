@@ -875,6 +875,7 @@ def test_every_public_function_refuses_arguments_of_no_kind_in_one_line():
     (lambda: load_model(""), "run_dir must name a run folder, got ''"),
     (lambda: tokens.load_dataset("a\0b"), "load_dataset(): path must be a path, got str 'a\\x00b'"),
     (lambda: tokens.prepare(out=5), "out must be a folder's path, got int 5"),
+    (lambda: profile_steps(make_config("cpu"), active=10 ** 9), "active must be at most 100 steps, got 1,000,000,000"),   # B46 (pass 33)
     (lambda: lr_at("cpu", 3), "cfg must be a TrainConfig (see make_config), got str"),
     (lambda: __import__("zo_gpt.model").model.GPTConfig(dropout=None), "GPTConfig(): dropout must be a number, got NoneType None"),
     (lambda: __import__("zo_gpt.model").model.MLP("cfg"), "MLP(): cfg must be a GPTConfig, got str 'cfg'"),

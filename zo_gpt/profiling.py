@@ -28,7 +28,7 @@ from .helpers import (ConfigError, TrainingError, check_arguments, check_count, 
                             get_device, size_text)
 from .folders import atomic_path, writable_folder
 from .model import flops_per_token, precision
-from .config import PROFILED, TrainConfig, check_data, held_dataset, make_config, read_overrides
+from .config import MAX_PROFILE_STEPS, PROFILED, TrainConfig, check_data, held_dataset, make_config, read_overrides
 from .figures import draws, png_figure
 from .train import State, new_run, read_back, take_step
 from .accounting import CATEGORIES, PHASES, account, event_table, kineto_links, memory_by_phase, quiet_profiler
@@ -121,6 +121,8 @@ def profile_steps(
 ) -> ProfileResult:
     "Profile `active` steps of a run of `cfg`, taken as `fit` takes them; sort their time into categories and parts."
     active, warmup, wait = check_positive("active", active), check_count("warmup", warmup), check_count("wait", wait)
+    for name, n in (("active", active), ("warmup", warmup), ("wait", wait)):   # each step's kernels go into a trace that only repeats itself
+        if n > MAX_PROFILE_STEPS: raise ConfigError(f"{name} must be at most {MAX_PROFILE_STEPS} steps, got {n:,}")
     for name, path in (("trace", trace), ("table", table)):  # before the work: a path no file can be written to
         if path is None: continue
         if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
