@@ -1002,6 +1002,18 @@ def test_few_file_descriptors_are_one_line_that_is_not_a_lock(world, tmp_path, c
     assert not (tmp_path / "r").exists()
 
 
+def test_a_small_stack_is_one_line_before_torch_loads(world, tmp_path):
+    "ulimit -s 80 (B29, pass 33): torch ended the command with a segmentation fault as it loaded, and no word; prepare needs no torch."
+    import resource
+    small = lambda: resource.setrlimit(resource.RLIMIT_STACK, (96 << 10, resource.getrlimit(resource.RLIMIT_STACK)[1]))
+    r = subprocess.run([CLI, "sample", "--run", str(world / "done"), "--tokens", "3"], preexec_fn=small, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and r.stderr == ("zo-gpt sample: failed: the stack limit (ulimit -s 96) is too small to load torch safely: "
+                                              "it needs about 128 KiB; raise it (ulimit -s 8192)\n"), r.stderr[-2000:]
+    r = subprocess.run([CLI, "prepare", "--out", str(tmp_path / "d"), "--n-seq", "20", "--seq-len", "20", "--vocab", "compact"],
+                       preexec_fn=small, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
 def test_a_resume_on_another_dataset_names_the_one_it_was_trained_on_and_replaces_none(world, tmp_path, capsys):
     """--resume given a learner's other dataset (C194): the hint names the folder the run was trained on where it still is,
     and, where it is gone, makes it again there; never a command that replaces the dataset given by mistake."""
