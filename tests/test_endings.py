@@ -245,6 +245,27 @@ def test_a_kernel_interrupt_in_any_cell_is_one_line_once_zo_gpt_is_imported(tmp_
             assert error["traceback"][0].startswith("HalfImported: cpkg was stopped part-way") and "restart the kernel" in error["traceback"][0]
         error = run("try: import cpkg\nexcept Exception: print('swallowed')")   # pass 32's A10: "not installed", pip install
         assert error["ename"].endswith("HalfImported") and len(error["traceback"]) == 1, error
+        # a part of a package stopped as it loads, the package itself loaded (torch._dynamo, as AdamW's first step imports it:
+        # pass 34's A12): a part of a package of Python alone is imported afresh; a part of one that ships compiled parts is refused
+        for pkg, compiled in (("pureouter", False), ("couter", True)):
+            (tmp_path / pkg / "sub").mkdir(parents=True)
+            (tmp_path / pkg / "__init__.py").write_text("")
+            if compiled: shutil.copy(_csv.__file__, tmp_path / pkg / Path(_csv.__file__).name)
+            (tmp_path / pkg / "sub" / "part.py").write_text("X = 2\n")
+            (tmp_path / pkg / "sub" / "__init__.py").write_text(f"from {pkg}.sub import part\nimport os\nif os.path.exists({str(marker)!r}):\n"
+                                                                 f"    print('looping', flush=True)\n    while os.path.exists({str(marker)!r}): pass\n")
+            marker.touch()
+            error = run(f"import {pkg}\nimport {pkg}.sub")
+            marker.unlink()
+            assert error["ename"] == "KeyboardInterrupt" and len(error["traceback"]) == 1, error
+            if not compiled:
+                assert error["traceback"] == ["KeyboardInterrupt: the cell was stopped before it finished; run it again to go on"], error
+                assert run(f"import {pkg}.sub\nassert {pkg}.sub.part.X == 2") is None
+            else:
+                assert f"while it imported {pkg}.sub," in error["traceback"][0] and "restart the kernel" in error["traceback"][0], error
+                error = run(f"import {pkg}.sub")
+                assert error["ename"].endswith("HalfImported") and error["traceback"][0].startswith(f"HalfImported: {pkg}.sub was stopped"), error
+                assert run(f"import {pkg}") is None                                # the package itself is not refused
         # an error raised while an interrupt was being handled (torch's profiler, stopped as it starts: pass 32's A11) is the
         # interrupt's one line; any other error keeps IPython's traceback, and zo_gpt's own errors their one line
         error = run("try: raise KeyboardInterrupt\nexcept KeyboardInterrupt: assert False, 'Profiler must be initialized'")

@@ -60,8 +60,10 @@ def _drop_stops(shell):
     shell.events.register("post_run_cell", restore)
 
 def _ships_compiled(package:str, names:list) -> bool:
-    """Whether `package`, of which `names` are loaded, ships compiled parts (.so, .pyd) beside its Python: those cannot load
-    twice in one process, whether the stop came before one loaded or while it did (numpy's, stopped early)."""
+    """Whether `package`, of which `names` are loaded, ships compiled parts (.so, .pyd) beside its Python, it or the package
+    it is part of: those cannot load twice in one process, whether the stop came before one loaded or while it did (numpy's,
+    stopped early), and a part of such a package keeps its state there (torch._dynamo's rules, registered once)."""
+    package = package.split(".")[0]
     files = [f for n in names if isinstance(f := getattr(sys.modules.get(n), "__file__", None), str)]
     root = os.path.dirname(files[0]) if files else ""
     while root and os.path.basename(root) != package and root != os.path.dirname(root): root = os.path.dirname(root)
@@ -77,11 +79,13 @@ def _interrupt_in(e:BaseException) -> bool:
     return False
 
 def _half_imported() -> dict:
-    """{package: its modules} for packages with modules loaded but not themselves: Python drops a package whose import
-    failed, not the modules it had loaded."""
+    """{package: its modules} for packages, at any depth, with modules loaded but not themselves: Python drops a package
+    whose import failed, not the modules it had loaded (torch._dynamo's, stopped as AdamW's first step imports it)."""
     half = {}
     for n in list(sys.modules):
-        if "." in n and (top := n.split(".")[0]) not in sys.modules: half.setdefault(top, []).append(n)
+        parts = n.split(".")
+        if gone := next((p for i in range(1, len(parts)) if (p := ".".join(parts[:i])) not in sys.modules), None):
+            half.setdefault(gone, []).append(n)
     return half
 
 _ORPHANED = _half_imported()   # any there before: not this kernel's interrupted imports
@@ -99,8 +103,8 @@ class _Refuse:
     "An import finder, first in `sys.meta_path`, that refuses the packages whose import an interrupt stopped."
     def __init__(self, names:set): self.names = set(names)
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in self.names:
-            raise _HalfImported(f"{name.split('.')[0]} was stopped part-way through its import earlier in this kernel: {_RESTART}")
+        if p := next((p for p in self.names if name == p or name.startswith(p + ".")), None):
+            raise _HalfImported(f"{p} was stopped part-way through its import earlier in this kernel: {_RESTART}")
 
 def _unraisable(u, then=sys.unraisablehook):
     """An interrupt that lands in a callback Python cannot raise from (a weakref's, as the garbage collector runs) is
