@@ -36,7 +36,7 @@ from zo_gpt.model import (GPT, GPTConfig, autocast, ce_chunk_rows, flops_per_tok
                           sample_text)
 from zo_gpt.profiling import category_figure, category_table, device_peak, measure_matmul_peak, ops_table, profile_steps
 from zo_gpt.runs import run_style, runs_figure, steps_to
-from zo_gpt.train import fit
+from zo_gpt.train import fit, train_step
 from zo_gpt.tokens import DataConfig, Dataset, code_lookup, describe, load_dataset, mc_floor, prepare, word_codes
 from zo_gpt.ui import TrainingPanel
 
@@ -445,6 +445,7 @@ MORE_MISUSE = [
      "x and y must hold their numbers (on the CPU or a GPU), not be meta tensors"),                                   # B3
     (lambda: measure_matmul_peak("cpu", dtype=torch.int64), "dtype must be a torch float dtype and seconds from 0 to 600, got torch.int64"),   # B4
     (lambda: device_peak("cpu", "float64"), "dtype must be one of ('float32', 'bfloat16', 'float16'), got 'float64'"),  # B5
+    (lambda: device_peak(torch.device("cuda:0"), "float32"), "device='cuda:0': torch finds 0 CUDA devices here"),   # B8 (pass 34)
     (lambda: profile_steps(TrainConfig(), wait=-1), "wait must be a whole number, 0 or more, got -1"),                 # B6
     (lambda: profile_steps(TrainConfig(), warmup="x"), "warmup must be a whole number, 0 or more, got 'x'"),           # B7
     (lambda: ops_table(None), "result must be a ProfileResult (see profile_steps), got NoneType"),                    # B8
@@ -497,6 +498,10 @@ MORE_MISUSE = [
      "logits_of must give logits (B, T, V) with V above the largest token id, 3"),                                     # B105
     (lambda: meta_hash(None), "meta must be a dataset's meta.json (a dict), got NoneType"),                           # B108
     (lambda: TINY().token_losses(torch.zeros(1, 2, dtype=torch.long), torch.tensor([[0, 9]])), "targets must be a (B, T) tensor of integer token ids from 0 to 4, got torch.int64 (1, 2) from 0 to 9"),  # B110
+    (lambda: train_step(TINY(), None, TrainConfig(), lambda: None, 0.1),
+     "train_step takes a model, its optimizer and a function that returns a batch, got GPT, NoneType and function"),  # B12 (pass 34)
+    (lambda: train_step(m := TINY(), make_optimizer(m, 0.01), TrainConfig(), lambda: (torch.zeros(1, 8, dtype=torch.long),) * 2, float("nan")),
+     "lr must be a finite number, 0 or more, got nan"),                                                                # B11: the weights went to nan
 ]
 
 @pytest.mark.parametrize("call, says", MORE_MISUSE, ids=[f"{i}-{says.split()[0]}" for i, (_, says) in enumerate(MORE_MISUSE)])

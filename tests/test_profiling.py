@@ -202,6 +202,7 @@ def test_overlapping_kernels_and_gaps_add_up_to_the_step():
 ])
 def test_mfu_peak_matches_the_gpu_and_the_dtype(monkeypatch, gpu, dtype, peak, words):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: gpu)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True); monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     assert device_peak(torch.device("cuda"), dtype) == (peak, words)
 
 

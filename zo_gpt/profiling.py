@@ -89,7 +89,7 @@ def measure_matmul_peak(device:torch.device, dtype:torch.dtype=torch.float32, n:
 
 def device_peak(device:torch.device, dtype:str) -> tuple[float, str]:
     "Peak FLOP/s to compare with, and where it comes from."
-    device = device if isinstance(device, torch.device) else get_device(device)   # a name, checked; a device, as it is
+    device = get_device(str(device) if isinstance(device, torch.device) else device)   # a name or a device, checked: cuda:0 where torch has no CUDA is one line
     if not isinstance(dtype, str) or dtype not in ("float32", "bfloat16", "float16"):
         raise ConfigError(f"dtype must be one of ('float32', 'bfloat16', 'float16'), got {dtype!r}")
     if device.type == "cuda":

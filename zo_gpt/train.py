@@ -44,6 +44,10 @@ def train_step(
     lr:float, # this step's learning rate
 ) -> torch.Tensor:
     "One optimizer step: `grad_accum` micro-batches forward and backward, the clipped update; their mean loss."
+    if not (isinstance(model, torch.nn.Module) and isinstance(optimizer, torch.optim.Optimizer) and callable(next_batch)):
+        raise ConfigError(f"train_step takes a model, its optimizer and a function that returns a batch, got {type(model).__name__}, "
+                          f"{type(optimizer).__name__} and {type(next_batch).__name__}")
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr >= 0): raise ConfigError(f"lr must be a finite number, 0 or more, got {lr!r}")
     for group in optimizer.param_groups: group["lr"] = lr
     total = 0.0
     for micro in range(cfg.grad_accum):
