@@ -61,8 +61,10 @@ def test_a_float_setting_beyond_float32_is_refused_by_name(name):
         TrainConfig(lr=1e38, min_lr=0.0)  # B9 B10 (pass 32): torch's overflow in its first step, with no warm-up
     with pytest.raises(ConfigError, match=r"^lr=1e-45 is below 1.175e-38, float32's smallest normal number, which a run reads as 0"):
         TrainConfig(lr=1e-45, min_lr=0.0)                                  # was trained at a rate of 0
-    with pytest.raises(ConfigError, match=r"^lr=1.2e-38 with warmup_iters=20 starts at lr / \(warmup_iters \+ 1\) = 5.71e-40, below"):
-        TrainConfig(lr=1.2e-38, min_lr=0.0)                                # A36 (pass 32): the warm-up's rates were 0
+    for lr in (1.2e-38, 1e-30, 1e-9):   # A36 (pass 32): the warm-up's rates were 0; A32, A34 (pass 35): no weight moved, exit 0
+        with pytest.raises(ConfigError, match=rf"^lr={lr!r} is too small to train in float32: .* raise lr above 1.2e-09"):
+            TrainConfig(lr=lr, min_lr=0.0)
+    TrainConfig(lr=2e-9, min_lr=0.0)
 
 
 def test_settings_beyond_float32_leave_no_run_folder(tiny_data, tmp_path, capsys):

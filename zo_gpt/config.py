@@ -107,9 +107,9 @@ class TrainConfig:
             if not getattr(self, k) > 0: raise ConfigError(f"{k} must be > 0, got {getattr(self, k)!r}")
             if getattr(self, k) < FLOAT32_TINY:
                 raise ConfigError(f"{k}={getattr(self, k)!r} is below {FLOAT32_TINY:.4g}, float32's smallest normal number, which a run reads as 0")
-        if (first := self.lr / (self.warmup_iters + 1)) < FLOAT32_TINY:   # the warm-up's first rate
-            raise ConfigError(f"lr={self.lr!r} with warmup_iters={self.warmup_iters:,} starts at lr / (warmup_iters + 1) = {first:.3g}, below "
-                              f"{FLOAT32_TINY:.4g}, float32's smallest normal number, which a run reads as 0; raise lr or shorten the warm-up")
+        if self.lr < (lost := self.init_std * 2 ** -24):   # half the float32 spacing near init_std: AdamW's steps, about lr, round away there
+            raise ConfigError(f"lr={self.lr!r} is too small to train in float32: a step that small rounds away on every weight of init_std={self.init_std:g} "
+                              f"or more (numbers there are {2 * lost:.2g} apart), so the model would end where it began; raise lr above {lost:.2g}")
         for k in ("min_lr", "weight_decay", "grad_clip"):
             if getattr(self, k) < 0: raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)!r}")
         if self.min_lr > self.lr: raise ConfigError(f"min_lr={self.min_lr} must be <= lr={self.lr}: the rate decays from lr to min_lr")
