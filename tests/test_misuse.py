@@ -65,6 +65,8 @@ def test_a_float_setting_beyond_float32_is_refused_by_name(name):
         with pytest.raises(ConfigError, match=rf"^lr={lr!r} is too small to train in float32: .* raise lr above 1.2e-09"):
             TrainConfig(lr=lr, min_lr=0.0)
     TrainConfig(lr=2e-9, min_lr=0.0)
+    with pytest.raises(ConfigError, match=r"^lr=1.17549435e-38 is too small to train"):   # B7 (pass 35): float32's smallest normal itself, not "below" it
+        TrainConfig(lr=1.17549435e-38, min_lr=1.17549435e-38)
 
 
 def test_settings_beyond_float32_leave_no_run_folder(tiny_data, tmp_path, capsys):

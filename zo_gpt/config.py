@@ -105,7 +105,7 @@ class TrainConfig:
                 raise ConfigError(f"{k}={getattr(self, k)!r} is beyond float32's range (its largest is {np.float32(FLOAT32_MAX)}); the run holds it in float32")
         for k in ("lr", "init_std"):
             if not getattr(self, k) > 0: raise ConfigError(f"{k} must be > 0, got {getattr(self, k)!r}")
-            if getattr(self, k) < FLOAT32_TINY:
+            if np.float32(getattr(self, k)) < FLOAT32_TINY:   # as the run holds it: 1.17549435e-38 is float32's smallest normal itself
                 raise ConfigError(f"{k}={getattr(self, k)!r} is below {FLOAT32_TINY:.4g}, float32's smallest normal number, which a run reads as 0")
         if self.lr < (lost := self.init_std * 2 ** -24):   # half the float32 spacing near init_std: AdamW's steps, about lr, round away there
             raise ConfigError(f"lr={self.lr!r} is too small to train in float32: a step that small rounds away on every weight of init_std={self.init_std:g} "
@@ -341,7 +341,7 @@ def check_data(cfg:TrainConfig, data:Dataset):
     if not isinstance(data, Dataset): raise ConfigError(f"data must be a Dataset (see open_dataset), got {type(data).__name__}")
     if data.meta["vocab"] != cfg.vocab:
         raise ConfigError(f"the dataset at {data.path} was made for vocab={data.meta['vocab']!r}, the model uses "
-                          f"vocab={cfg.vocab!r}; pass data_dir= a {cfg.vocab} dataset or vocab={data.meta['vocab']!r}")
+                          f"vocab={cfg.vocab!r}; pass data_dir= a {cfg.vocab} dataset (zo-gpt prepare --vocab {cfg.vocab}), or start a new run with vocab={data.meta['vocab']!r}")
     for name in ("train", "val"):
         n = len(getattr(data, name))
         ids = sorted(t["id"] for t in data.meta["tokens"])   # hashes say what was written, not that prepare wrote it
