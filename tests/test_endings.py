@@ -1,4 +1,5 @@
 "How a command ends: stop signals from the first instant to the last, a full standard output, a deleted working folder."
+import json
 import os
 import re
 import shlex
@@ -8,6 +9,8 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+import pytest
 
 from conftest import SMALL
 
@@ -279,3 +282,44 @@ def test_a_kernel_interrupt_in_any_cell_is_one_line_once_zo_gpt_is_imported(tmp_
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+@pytest.mark.parametrize("stop_at", [2, 4])
+def test_a_stop_during_an_evaluation_ends_it_between_batches_and_resume_scores_it_first(tiny_data, tmp_path, monkeypatch, stop_at):
+    # B47 (pass 35): an evaluation of many batches took minutes after a stop signal; the last step's, too (stop_at=4).
+    from zo_gpt import ladder
+    from zo_gpt.config import make_config
+    from zo_gpt.train import Callback, Checkpointer, MetricsLog, RunFiles, fit
+    scored = []
+    measure = ladder.measure
+    monkeypatch.setattr(ladder, "measure", lambda *a, **k: scored.append(1) or measure(*a, **k))
+    class Stop(Callback):   # the panel's stop button, pressed as the step's evaluation begins
+        def on_step(self, state, record):
+            if state.iter == stop_at: state.stop = True
+    cfg = lambda name: make_config("cpu", dict(data_dir=str(tiny_data), out_dir=str(tmp_path / name), max_iters=4, eval_interval=2,
+                                               block_size=8, batch_size=4, n_embd=16, eval_batches=3, final_eval=False))
+    files = lambda: [MetricsLog(), Checkpointer(), RunFiles()]
+    h = fit(cfg("run"), callbacks=[Stop(), *files()], verbose=False)
+    assert len(scored) == 3 * (stop_at // 2 - 1) + 1                      # one batch of the stopped evaluation, not three
+    assert h.interrupted and len(h.train) == stop_at and [r["iter"] for r in h.val] == list(range(2, stop_at, 2))
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["interrupted"] is True   # the last step's too: not finished
+    resumed = fit(cfg("run"), callbacks=files(), resume=True, verbose=False)
+    whole = fit(cfg("whole"), callbacks=files(), verbose=False)
+    assert not resumed.interrupted and [r["iter"] for r in resumed.val] == [2, 4]
+    rows = lambda name: [{k: v for k, v in json.loads(l).items() if k != "time"}
+                         for l in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+    assert rows("run") == rows("whole")
+
+
+def test_an_evaluation_stopped_by_its_tick_returns_none_but_never_throws_away_a_whole_one(finished_run):
+    from zo_gpt.checkpoint import load_model
+    from zo_gpt.config import config_from, fixed_batches, open_dataset
+    from zo_gpt.ladder import evaluate_ladder
+    model, ckpt = load_model(finished_run)
+    cfg = config_from({**ckpt["config"], "eval_batches": 3})
+    data = open_dataset(cfg)
+    batches, seen = fixed_batches(data.val, cfg, "cpu"), []
+    assert evaluate_ladder(model, batches, data.meta, tick=lambda done, total: seen.append((done, total)) or done == 1) is None
+    assert seen == [(1, 3)]
+    whole = evaluate_ladder(model, batches, data.meta, tick=lambda done, total: done == total)   # a stop after the last batch: it is done
+    assert whole == evaluate_ladder(model, batches, data.meta)

@@ -80,8 +80,13 @@ def test_a_model_too_big_for_memory_is_refused_before_any_work(tiny_data, tmp_pa
         check_data(make_config("cpu", {"vocab": "compact", "n_embd": 2 ** 20, "n_head": 1}), data)
     assert train(tiny_data, tmp_path / "run", "--n_layer=1000000000") == 2      # would take hours to build, then fail
     assert "n_layer must be at most 1,000, got 1,000,000,000" in capsys.readouterr().err and not (tmp_path / "run").exists()
-    with pytest.raises(ConfigError, match=r"eval_batches=1 would hold .* batch_size=1,000,000,000,000 x block_size=32"):
+    with pytest.raises(ConfigError, match=r"^eval_batches=1 of batch_size=1,000,000,000,000 x block_size=32 would score .* try a smaller batch_size$"):
         check_data(make_config("cpu", {"batch_size": 10 ** 12, "block_size": 32, "eval_batches": 1}), data)
+    # B47 (pass 35): a million batches from a val split of 1,220 tokens took minutes an evaluation; the advice is a bound that serves
+    with pytest.raises(ConfigError, match=r"^eval_batches=1,000,000 of batch_size=4 x block_size=32 would score 128,000,000 tokens "
+                                          r"at every evaluation, drawn from the val split's 1,220, .*; use eval_batches=953 at most$"):
+        check_data(make_config("cpu", {"batch_size": 4, "block_size": 32, "eval_batches": 10 ** 6}), data)
+    check_data(make_config("cpu", {"batch_size": 4, "block_size": 32, "eval_batches": 953}), data)
 
 
 # 2. prepare reuses a finished dataset it cannot write; the tokenizer notebook checks its parameters first

@@ -128,7 +128,7 @@ def cases(w):
         (run("s14", "--min_lr=1", "--lr=0.001"), 2, "min_lr=1.0 must be <= lr=0.001"),
         (run("s15", "--seed=18446744073709551615"), 2, "seed must be an integer from 0 to 4,294,967,295"),
         (run("s16", "--final_tokens=1"), 2, "final_tokens=1 leaves fewer than two blocks"),
-        (run("s17", "--eval_batches=100000000000"), 2, "eval_batches=100,000,000,000 would hold"),
+        (run("s17", "--eval_batches=100000000000"), 2, "eval_batches=100,000,000,000 of batch_size=4 x block_size=32 would score"),
         (["prepare", "--out", str(w / "x"), "--seed", str(2 ** 64)], 2, "seed must be an integer from 0 to"),
         # devices and folders
         (run("d1", "--device=cuda"), 2, "CUDA devices"),

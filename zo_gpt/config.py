@@ -36,8 +36,7 @@ MAX_GRAD_ACCUM = 1_024  # micro-batches per optimizer step: the progress bar mov
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # about 3.4e38: the optimizer and the model hold every float setting in float32
 FLOAT32_TINY = float(np.finfo(np.float32).tiny)  # about 1.2e-38, its smallest normal number: a run flushes smaller ones to 0 (flush_denormal)
 
-def _beyond_float32(v:float) -> bool:
-    "Whether float32 holds `v` only as infinity (3.4028235e38 rounds to its largest, and is held)."
+def _beyond_float32(v:float) -> bool:   # whether float32 holds `v` only as infinity (3.4028235e38 rounds to its largest, and is held)
     with np.errstate(over="ignore"): return bool(np.isinf(np.float32(v)))
 
 @dataclass
@@ -357,11 +356,12 @@ def check_data(cfg:TrainConfig, data:Dataset):
         raise ConfigError(f"n_layer={cfg.n_layer:,}, n_embd={cfg.n_embd:,} make a model of about {params:,} parameters: "
                           f"{size_text(16 * params)} for the weights, gradients and AdamW's two moments (float32); "
                           f"{size_text(free)} of memory is free")
-    need = 16 * cfg.eval_batches * cfg.batch_size * cfg.block_size  # the fixed batches: inputs and targets, int64
-    if free and need > free / 2:
-        raise ConfigError(f"eval_batches={cfg.eval_batches:,} would hold {size_text(need)} of fixed validation batches "
-                          f"of batch_size={cfg.batch_size:,} x block_size={cfg.block_size:,} tokens; {size_text(free)} "
-                          "of memory is free")
+    per, n = cfg.batch_size * cfg.block_size, len(data.val)   # an evaluation batch's tokens, drawn from the val split's n
+    most = min(max(1, 100 * n // per), int(free / 2) // (16 * per) if free else cfg.eval_batches)   # each val token 100 times; int64 in half the memory free
+    if cfg.eval_batches > most:
+        raise ConfigError(f"eval_batches={cfg.eval_batches:,} of batch_size={cfg.batch_size:,} x block_size={cfg.block_size:,} would score {cfg.eval_batches * per:,} "
+                          f"tokens at every evaluation, drawn from the val split's {n:,}, and hold {size_text(16 * cfg.eval_batches * per)}" + (f" of the {size_text(free)} of memory free" if free else "")
+                          + (f"; use eval_batches={most:,} at most" if most else "; try a smaller batch_size"))
     tokens, width = cfg.batch_size * cfg.block_size, 4 if cfg.dtype == "float32" else 2
     acts = tokens * 16 * cfg.n_layer * cfg.n_embd * width   # at least: each layer keeps ~16 numbers a token per channel for its backward
     if free and acts > free and get_device(cfg.device).type == "cpu":   # a GPU's memory is its own, and torch says when it is short

@@ -41,16 +41,20 @@ def boundary_scores(model, x:torch.Tensor, meta:dict) -> list:
     on = on[latest_boundary(codes) >= 0]                                                  # the queries with one in view
     return on.mean(0).tolist() if len(on) else [float("nan")] * model.config.n_head
 
-def evaluate_ladder(model, batches:list, meta:dict, dtype:str="float32") -> dict:
-    "`evaluate`'s measures over `batches`, with `strategies` (mean KL from each rung of `LADDER` to the model) and `heads`."
+def evaluate_ladder(model, batches:list, meta:dict, dtype:str="float32",
+                    tick=None, # called as `tick(batches done, batches in all)` after each batch; a true answer stops the evaluation before the next
+                   ) -> dict|None:
+    "`evaluate`'s measures over `batches`, with `strategies` (mean KL from each rung of `LADDER` to the model) and `heads`; None if `tick` stopped it."
     batches, _ = check_batches(batches, _vocab(model, meta)), check_source(batches, meta)
+    if tick is not None and not callable(tick): raise ConfigError(f"tick must be a function of (batches done, batches in all), got {tick!r}")
     tally, code_of, (p, n) = Tally(), code_lookup(meta), (meta["config"]["p"], meta["config"]["seq_len"])
     kl, count = dict.fromkeys(LADDER, 0.0), 0
-    for x, y in batches:
+    for i, (x, y) in enumerate(batches, 1):
         m = measure(model, x, y, meta, dtype)
         tally.add(m)
         for name, q in ladder_next(code_of[x.cpu().numpy()], p, n).items(): kl[name] += kl_div(q, m["log_m"]).sum()
         count += m["kl"].size
+        if tick and tick(i, len(batches)) and i < len(batches): return None   # the last batch's answer comes with the whole result
     inner = getattr(model, "module", model)                  # the model inside DistributedDataParallel
     heads = boundary_scores(inner, batches[0][0][:HEAD_ROWS], meta) if hasattr(inner, "h") else []
     return {**tally.result(), "strategies": {k: float(v / count) for k, v in kl.items()}, "heads": heads}

@@ -149,6 +149,10 @@ def read_back(state:State, callbacks:list=(), check:bool=True):
 
 def _evaluates(state:State) -> bool: return state.iter % state.cfg.eval_interval == 0 or state.iter == state.cfg.max_iters
 
+def _unscored(state:State) -> bool:
+    "Whether the run stands at a step that evaluates without its evaluation: one stopped part-way."
+    return state.iter > 0 and _evaluates(state) and not (state.history.val and state.history.val[-1]["iter"] == state.iter)
+
 def _diverged(state:State) -> str:
     "What to try; where the run kept a checkpoint, its folder is kept too, so the next try needs --force."
     again = "; its folder holds this run, so start again there with --force (overwrite=True)" if state.last_checkpoint else ""
@@ -159,9 +163,12 @@ def _where(state:State) -> str:
 
 # %% ../nbs/03_train.ipynb #dd7ce855
 def evaluate_now(state:State, callbacks:list=()):
-    "Score the fixed validation batches into `history.val` and tell the callbacks; non-finite: a `TrainingError`."
+    """Score the fixed validation batches into `history.val` and tell the callbacks; non-finite: a `TrainingError`. A stop
+    asked for meanwhile ends it unrecorded (`_unscored`), between batches: its step's checkpoint then lacks it, and a resume scores it first."""
     callbacks = check_callbacks(callbacks)
-    rec = {"iter": state.iter, "tokens": state.tokens, **evaluate_ladder(state.model, state.eval_set, state.data.meta, state.cfg.dtype), "time": time.perf_counter() - state.t0}
+    scores = evaluate_ladder(state.model, state.eval_set, state.data.meta, state.cfg.dtype, tick=lambda *_: state.stop or state.interrupt)
+    if scores is None: return
+    rec = {"iter": state.iter, "tokens": state.tokens, **scores, "time": time.perf_counter() - state.t0}
     if not (math.isfinite(rec["loss"]) and math.isfinite(rec["kl"])):
         raise TrainingError(f"the validation loss is {rec['loss']} at iteration {state.iter}; {_where(state)}; {_diverged(state)}")
     state.history.val.append(rec)
@@ -212,7 +219,7 @@ class MetricsLog(_Writer):
         if state.iter:  # resuming: the file again from the checkpoint's own history, whatever the folder held
             with atomic_path(path) as tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in metrics_records(state.history)))
         self.f, self.path = open(path, "a" if state.iter else "w", encoding="utf-8"), path
-        self.written = {"train": state.iter, "val": state.iter}  # last step written, per kind
+        self.written = {"train": state.iter, "val": state.history.val[-1]["iter"] if state.history.val else 0}  # last step written, per kind
     def _write(self, kind, record):
         if record["iter"] > self.written[kind]:
             with writes_to(self.path): self.f.write(json.dumps({"kind": kind, **record}) + "\n")   # a failure names the file
@@ -254,7 +261,7 @@ class Checkpointer(_Writer):
 # %% ../nbs/03_train.ipynb #3e538ac7
 @contextlib.contextmanager
 def _stop_on_ctrl_c(state:State):
-    """In the main thread, a first stop signal ends the loop after this step (the final evaluation after this batch) and
+    """In the main thread, a first stop signal ends the loop after this step (an evaluation after this batch) and
     says so; a second, at once. `settle`, once the ending is decided, ignores them while the run's files are written."""
     if threading.current_thread() is not threading.main_thread(): yield lambda: None; return   # only the main thread takes signals
     def handler(signum, frame):
@@ -321,6 +328,7 @@ def _loop(state:State, callbacks:list, ddp:bool) -> History:
     for cb in callbacks: cb.on_fit_start(state)
     with _stop_on_ctrl_c(state) as settle:  # the final evaluation too: a Ctrl-C during it stops it; --resume runs it again
         try:
+            if _unscored(state): evaluate_now(state, callbacks)   # resumed from a checkpoint kept where an evaluation was stopped
             while state.iter < cfg.max_iters and not state.stop:
                 take_step(state, callbacks)
                 if _evaluates(state): evaluate_now(state, callbacks)
@@ -334,7 +342,7 @@ def _loop(state:State, callbacks:list, ddp:bool) -> History:
             raise
         finally:
             if not state.failed: read_back(state, callbacks, check=False)   # steps not heard of yet: a run that ended early
-            history.interrupted = state.iter < cfg.max_iters or (cfg.final_eval and history.final is None)
+            history.interrupted = state.iter < cfg.max_iters or (cfg.final_eval and history.final is None) or _unscored(state)
             if ddp and not state.failed:
                 history.ddp = gather_checksums(state.model, history.train[0]["loss"] if history.train else float("nan"))
             settle()  # how the run ended is decided: a stop signal now would only leave its files half written
