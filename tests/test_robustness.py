@@ -906,6 +906,22 @@ def test_an_address_space_limit_too_small_to_load_torch_is_one_line(tmp_path, fl
         assert r.returncode == 0, (args, r.stderr[-2000:])              # commands that never load torch are not refused
 
 
+def test_under_an_address_space_limit_near_the_need_a_run_ends_whole_or_in_one_line_with_nothing_left(tiny_data, tmp_path):
+    """B21 (pass 35): under ulimit -v 660000 to 730000 a run passed the check, then ended in OpenBLAS's own line, or a
+    MemoryError traceback, with a half-written loss.png.tmp and an owner record left. Across the limits where that
+    happened, at both thread counts: each run finishes with its files, or is refused in one line before any folder is made."""
+    import resource
+    for threads, kib in [(2, 700_000), (2, 720_000), (2, 760_000), (2, 820_000), (2, 900_000), (2, 960_000), (1, 740_000), (1, 820_000)]:
+        out = tmp_path / f"r{threads}_{kib}"
+        r = subprocess.run([sys.executable, "-m", "zo_gpt.cli", "train", f"--data_dir={tiny_data}", f"--out_dir={out}", *SMALL,
+                            "--max_iters=4", "--eval_interval=2"], capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": str(threads)},
+                           preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (kib << 10, kib << 10)))
+        if r.returncode == 0: assert sorted(p.name for p in out.iterdir()) == ["ckpt.pt", "loss.png", "metrics.jsonl", "summary.json"], kib
+        else:
+            assert r.returncode == 1 and r.stderr.count("\n") == 1 and not out.exists(), (threads, kib, r.stderr[-2000:])
+            assert r.stderr.startswith(f"zo-gpt train: failed: the address-space limit (ulimit -v {kib}) is too small to load torch and run"), r.stderr
+
+
 @pytest.mark.parametrize("flag, which, kib", [("v", "RLIMIT_AS", 60_000), ("d", "RLIMIT_DATA", 50_000)])
 def test_an_address_space_limit_too_small_to_load_numpy_is_one_line(tmp_path, monkeypatch, flag, which, kib):
     """I252: under ulimit -v 60000 numpy's OpenBLAS ends the process as numpy loads, with a line of its own, for every
@@ -916,7 +932,7 @@ def test_an_address_space_limit_too_small_to_load_numpy_is_one_line(tmp_path, mo
     for args in (["--version"], ["prepare", "--out", str(tmp_path / "ds"), "--vocab", "compact"]):
         r = subprocess.run([sys.executable, "-m", "zo_gpt.cli", *args], preexec_fn=limit, capture_output=True, text=True, timeout=300, cwd=tmp_path)
         assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr[-2000:]
-        assert f"(ulimit -{flag} {kib})" in r.stderr and "raise it" in r.stderr or f"raise the memory limit (ulimit -{flag} {kib})" in r.stderr, r.stderr
+        assert f"(ulimit -{flag} {kib})" in r.stderr and "raise it" in r.stderr or f"raise the memory limit (now ulimit -{flag} {kib})" in r.stderr, r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []
     import tiktoken
     from zo_gpt.tokens import gpt2_encoding
@@ -946,8 +962,8 @@ def test_a_library_that_cannot_load_is_one_line_a_bug_is_not_hidden(monkeypatch,
     monkeypatch.setattr(resource, "getrlimit", lambda which: (800_000 << 10, resource.RLIM_INFINITY))   # I212: ulimit -v 800000
     def no_memory(args, extra): raise MemoryError
     monkeypatch.setattr(cli, "_export", no_memory); monkeypatch.setattr(cli, "_train", no_memory)
-    assert main(["export", "r", "out"]) == 1 and last_line(capsys) == "zo-gpt export: failed: ran out of memory; raise the memory limit (ulimit -v 800000)"
-    assert main(["train"]) == 1 and last_line(capsys).endswith("ran out of memory; raise the memory limit (ulimit -v 800000) or try smaller settings")
+    assert main(["export", "r", "out"]) == 1 and last_line(capsys) == "zo-gpt export: failed: ran out of memory; raise the memory limit (now ulimit -v 800000)"
+    assert main(["train"]) == 1 and last_line(capsys).endswith("ran out of memory; raise the memory limit (now ulimit -v 800000) or try smaller settings")
     def bug(args, extra): raise ImportError("cannot import name 'nothing' from 'zo_gpt.model'")
     monkeypatch.setattr(cli, "_sample", bug)
     with pytest.raises(ImportError, match="cannot import name"): main(["sample", "--run", "r"])
@@ -1332,7 +1348,7 @@ def test_a_run_that_runs_out_of_memory_before_its_first_checkpoint_leaves_no_run
         m.setattr(zo_gpt.train, "train_step", no_memory)
         m.setattr(resource, "getrlimit", lambda which: (3_000_000 << 10, resource.RLIM_INFINITY))
         assert main(args) == 1
-    assert "raise the memory limit (ulimit -v 3000000) or try a smaller batch_size" in last_line(capsys)
+    assert "raise the memory limit (now ulimit -v 3000000) or try a smaller batch_size" in last_line(capsys)
     assert not (tmp_path / "run").exists()
     assert main(args) == 0
 

@@ -155,7 +155,7 @@ def _run(who:str) -> int:
         return 1
     work = len(sys.argv) > 1 and not {"-h", "--help", "--version"} & set(sys.argv)
     torch_next = work and sys.argv[1] in ("train", "sample", "profile", "export", "explain")   # prepare never loads torch
-    profiler = 250 * (sys.argv[1:2] == ["profile"])   # measured: profile's small run fails under ulimit -v 850000, works at 1000000
+    profiler = 160 * (sys.argv[1:2] == ["profile"])   # measured: a small profile's VmPeak is 126 and 141 MiB above a small run's at 1 and 2 threads
     if work and (why := torch_next and (_stack_short() or _address_space_short(profiler)) or _open_files_short()):   # a prepare's files, too
         print(f"{who}: failed: {why}", file=sys.stderr)
         return 1
@@ -230,15 +230,23 @@ def _module_name(file:str, here:str) -> str:
     return rel[0].removesuffix(".py") if len(rel) <= 2 and ".." not in rel and file.endswith(".py") else ""
 
 # per `ulimit` flag: its resource, what /proc/self/status calls the memory it counts, its name, and what loading torch and a
-# small run take beside what is in use, in MiB: under -v torch's libraries mapped whole and 100 more; under -d, which
-# counts no library's code, 230 (measured on Linux: below 250000 KiB in all, OpenBLAS or torch end the process)
-MEMORY_LIMITS = {"v": ("RLIMIT_AS", "VmSize", "address-space limit", 100), "d": ("RLIMIT_DATA", "VmData", "data-size limit", 230)}
+# small run take beside what is in use, in MiB: under -v torch's libraries mapped whole and 160 more, and 80 for each of
+# torch's threads (a small run's VmPeak, measured on Linux: 202 and 274 beyond the libraries and what was in use, at 1 and 2
+# threads; below it OpenBLAS, torch or PIL end the run part-way); under -d, which counts no library's code, 230 (below
+# 250000 KiB in all, OpenBLAS or torch end the process)
+MEMORY_LIMITS = {"v": ("RLIMIT_AS", "VmSize", "address-space limit", 160), "d": ("RLIMIT_DATA", "VmData", "data-size limit", 230)}
+
+def _threads() -> int:
+    "The threads torch will run on: OMP_NUM_THREADS where it is a number, at most the cores this process may use."
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    n = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return min(int(n), cores) if n.isdigit() and int(n) > 0 else cores
 
 def _in_use(field:str) -> int:
     "This process's memory in bytes as /proc/self/status counts it in `field` (VmSize, VmData); 0 where it is not Linux."
     try:
         with open("/proc/self/status") as f: return int(next(l.split()[1] for l in f if l.startswith(field + ":"))) << 10
-    except (OSError, StopIteration, ValueError): return 0
+    except (OSError, StopIteration, ValueError, MemoryError): return 0   # no memory left even to read it: the limit is named all the same
 
 def memory_limit() -> tuple|None:
     """This process's tightest limit on memory, as (ulimit flag, soft limit in bytes, hard limit): on its address space
@@ -251,8 +259,8 @@ def memory_limit() -> tuple|None:
     return min(set_, key=lambda s: s[1] - _in_use(MEMORY_LIMITS[s[0]][1]), default=None)
 
 def memory_limit_advice() -> str|None:
-    "'raise the memory limit (ulimit -v N)' where this process's memory is limited (`ulimit -v`, or `-d`); None where it is not."
-    return None if (m := memory_limit()) is None else f"raise the memory limit (ulimit -{m[0]} {m[1] >> 10})"
+    "'raise the memory limit (now ulimit -v N)' where this process's memory is limited (`ulimit -v`, or `-d`); None where it is not."
+    return None if (m := memory_limit()) is None else f"raise the memory limit (now ulimit -{m[0]} {m[1] >> 10})"
 
 def _numpy_short() -> str|None:
     """Under `ulimit -v` or `-d`, the line that says the limit leaves too little memory to load numpy, whose OpenBLAS would
@@ -278,7 +286,7 @@ def _address_space_short(extra:int=0) -> str|None:
         libs = os.path.join(os.path.dirname(importlib.util.find_spec("torch").origin), "lib")
         # below it, measured on Linux at 1 and 2 threads, torch's allocator or OpenBLAS ends the process, and above it the run
         # works or fails in one line
-        need = sum(e.stat().st_size for e in os.scandir(libs) if ".so" in e.name) * (flag == "v") + (beside + extra * (flag == "v") << 20)
+        need = sum(e.stat().st_size for e in os.scandir(libs) if ".so" in e.name) * (flag == "v") + (beside + (extra + 80 * _threads()) * (flag == "v") << 20)
         try:
             import numpy
             if soft - _in_use(field) >= need: numpy.ones((64, 64)) @ numpy.ones((64, 64))   # its BLAS buffers, one per thread, made now
@@ -286,7 +294,7 @@ def _address_space_short(extra:int=0) -> str|None:
         used = _in_use(field)
     except (ImportError, OSError, AttributeError, TypeError): return None   # not Linux, or no torch to load: the import says
     if soft - used >= need: return None
-    return (f"the {words} (ulimit -{flag} {soft >> 10}) is too small to load torch, which takes about {need >> 20} MiB "
+    return (f"the {words} (ulimit -{flag} {soft >> 10}) is too small to load torch and run, which take about {need >> 20} MiB "
             f"beside the {used >> 20} MiB in use; raise it (ulimit -{flag} unlimited lifts it)")
 
 MIN_OPEN_FILES = 32  # torch, its logging and the figures' libraries open about 16 files at once: twice that, with room
