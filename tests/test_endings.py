@@ -148,9 +148,8 @@ def test_a_notebooks_own_pyplot_loads_past_a_backend_matplotlib_does_not_know():
 def test_a_failed_command_never_removes_a_folder_another_holds(tmp_path):
     from zo_gpt import folders
     new = tmp_path / "a" / "b"
-    missing = folders._first_missing(new)            # what this command is about to make: a/ and a/b/
-    new.mkdir(parents=True)
-    made = folders._made(new, missing)
+    folders._make(new, made := [])                   # what this command makes: a/ and a/b/
+    assert [p for p, _ in made] == [new, new.parent]
     with folders.folder_lock(new, "out"):            # another command made it at the same moment, and holds it
         folders._remove_empty(made)                  # this one failed: it cleans up what it thinks it made
         assert new.is_dir()
@@ -323,3 +322,19 @@ def test_an_evaluation_stopped_by_its_tick_returns_none_but_never_throws_away_a_
     assert seen == [(1, 3)]
     whole = evaluate_ladder(model, batches, data.meta, tick=lambda done, total: done == total)   # a stop after the last batch: it is done
     assert whole == evaluate_ladder(model, batches, data.meta)
+
+
+def test_a_refused_command_leaves_no_folder_it_made_on_its_way_through_a_dot_dot(tiny_data, tmp_path, capsys, monkeypatch):
+    "B36 (pass 36): `--out z/../d` made z/ to reach d, and a refusal left it behind; d, there before, was counted as made."
+    from zo_gpt import folders
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(tiny_data, "d")
+    assert main(["prepare", "--out", "z/../d", "--n-seq", "300", "--seq-len", "60", "--vocab", "compact"]) == 1
+    assert "holds a dataset made with other arguments" in capsys.readouterr().err
+    assert sorted(os.listdir()) == ["d"]
+    assert main(["train", f"--data_dir={tiny_data}", "--out_dir=y/../d", *TINY]) == 2   # a dataset's folder is no run's
+    assert sorted(os.listdir()) == ["d"]
+    folders._make(Path("n/../m"), made := [])
+    assert [str(p) for p, _ in made] == ["n/../m", "n"] and sorted(os.listdir()) == ["d", "m", "n"]
+    folders._remove_empty(made)
+    assert sorted(os.listdir()) == ["d"]

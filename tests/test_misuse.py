@@ -568,9 +568,13 @@ def test_a_million_layers_are_refused_at_once(tiny_data, tmp_path, capsys):
      "ConfigError: n_seq=3 sequences of seq_len=1 words give a train split of 4 tokens"),                               # C65
     ("01_tokenizer.ipynb", {"out": "RUN", "seq_len": 10 ** 12, "vocab": "compact"},
      "ConfigError: seq_len=1,000,000,000,000 x 1,000 sequences a chunk needs about"),                                   # A27 (pass 33)
+    ("03_train.ipynb", {"overrides": '{"data_dir": "FILE"}'}, "ConfigError: data_dir='FILE' is a file, not a folder"),   # A43 (pass 36)
+    ("04_profile.ipynb", {"out": "RUN", "overrides": '{"data_dir": "FILE"}'}, "ConfigError: data_dir='FILE' is a file, not a folder"),
 ])
 def test_a_bad_notebook_parameter_is_refused_first_and_makes_no_folder(tmp_path, name, params, line):
-    params = {k: str(tmp_path / "run") if v == "RUN" else v for k, v in params.items()}
+    (afile := tmp_path / "summary.json").write_text("{}")   # a file given where a folder belongs
+    params = {k: str(tmp_path / "run") if v == "RUN" else v.replace("FILE", str(afile)) if isinstance(v, str) else v for k, v in params.items()}
+    line = line.replace("FILE", str(afile))
     error, first = first_failure(name, tmp_path, **{"run_dir": str(tmp_path / "run"), **params} if name == "03_train.ipynb" else params)
     assert len(error) == 1 and error[0].startswith(line) and first, error
     assert not (tmp_path / "run").exists()

@@ -168,7 +168,7 @@ def _made_until_done():
         raise
 
 def _writable(out:str|Path, name:str, made:list) -> Path:
-    "`writable_folder`'s check of one folder; what it makes goes on `made`, as `_made` gives it, for `_remove_empty`."
+    "`writable_folder`'s check of one folder; what it makes goes on `made`, as `_make` gives it, for `_remove_empty`."
     if isinstance(out, (str, os.PathLike)) and not str(out).strip(): raise ConfigError(f"{name} must name a folder, got {str(out)!r}")
     out = check_folder(out, name)
     if (m := _umask()) & 0o700:   # `umask 0777`: what is made here would be closed to its own owner, and left behind so
@@ -178,10 +178,10 @@ def _writable(out:str|Path, name:str, made:list) -> Path:
         raise ConfigError(f"{name}={str(out)!r} {'is' if base == out else f'would be made in {str(base)!r},'} an append-only folder "
                           "(chattr +a; lsattr -d shows it), where nothing can be renamed or removed, as zo_gpt does to write files "
                           "whole and to leave no folder a failed command made; clear it (chattr -a), or choose another folder")
-    missing = _first_missing(out)
     try:
-        try: out.mkdir(parents=True, exist_ok=True)
-        finally: made.append(_made(out, missing))
+        made.append(chain := [])
+        _make(out, chain)
+        if not out.is_dir(): os.mkdir(out)   # a name that is there but no folder: the system's words for it
         tempfile.TemporaryFile(dir=os.path.realpath(out)).close()   # as the system reads a '..' after a link (`atomic_path`)
     except OSError as e: raise ConfigError(f"{name}={str(out)!r} is not a writable folder: {e.strerror or e}") from e
     try: os.close(os.open(out, os.O_RDONLY))   # `folder_lock` opens it to hold it: one that can be written, not read, is refused here
@@ -218,29 +218,23 @@ def _owner(folder:Path) -> str:
     except (OSError, IndexError, ValueError): record = ""
     return record or "another process (one writing it, or a run reading it)"
 
-def _first_missing(folder:Path) -> Path|None:
-    "The outermost of `folder` and its parents that does not exist yet: what making `folder` would make."
-    missing = None
-    for p in [folder, *folder.absolute().parents]:
-        try: os.stat(p)
-        except FileNotFoundError: missing = p
-        except OSError: break       # not searchable: `writable_folder` refuses it
-        else: break
-    return missing
-
-def _made(folder:Path, upto:Path|None) -> list:
-    """(path, stat) of `folder` and its parents up to `upto`, the folders this command just made; [] if `upto` is None.
-    A `..` names a folder that was there before (`d/new/../out` makes d/new and d/out, not d): it is left out."""
-    if upto is None: return []
-    chain = [folder.absolute(), *folder.absolute().parents]
-    return [(p, st) for p in chain[:chain.index(upto.absolute()) + 1] if p.name != ".." and (st := _stat(p))]   # unless making them failed
+def _make(folder:Path, made:list):
+    """Make `folder` and the folders on its way, one name at a time as the system reads them, putting (path, stat) of
+    each one this call made at the front of `made` as it goes: `d/new/../out` makes d/new and d/out; `new/../d`, where d
+    is there, makes new alone. A name that cannot be made raises the system's error, with what was made on `made`."""
+    p = Path(folder.anchor)
+    for part in folder.parts[len(folder.anchor) > 0:]:
+        p = p / part
+        try: os.mkdir(p)
+        except FileExistsError: continue   # there already (a file there fails where it is used as a folder)
+        if st := _stat(p): made.insert(0, (p, st))   # unless another removed it at once
 
 def _stat(path:Path) -> os.stat_result|None:
     try: return os.stat(path)
     except OSError: return None
 
 def _remove_empty(made:list):
-    """Remove the folders in `made` (from `_made`) while they are empty, still the ones made and held by no one: a
+    """Remove the folders in `made` (from `_make`) while they are empty, still the ones made and held by no one: a
     command that failed. Two commands can both make a folder; the one that holds it keeps it."""
     for p, st in made:
         try:
@@ -249,10 +243,10 @@ def _remove_empty(made:list):
                 try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)    # refused while another command holds it
                 except BlockingIOError: raise
                 except OSError: pass   # a file system without locks (ENOLCK): no command could hold it
-                if not os.path.samestat(os.fstat(fd), st): break   # moved, and another made in its place: not ours
+                if not os.path.samestat(os.fstat(fd), st): continue   # moved, and another made in its place: not ours
                 p.rmdir()                                          # refused where anything is left in it
             finally: os.close(fd)
-        except OSError: break
+        except OSError: continue   # held, or not empty: the folders it was made in are tried all the same, and kept where not empty
 
 def _lock(folder:Path, name:str, shared:bool=False):
     "An open descriptor of `folder` holding the operating system's lock on the folder itself: exclusive, or `shared`."
