@@ -209,6 +209,7 @@ def test_a_kernel_interrupt_in_any_cell_is_one_line_once_zo_gpt_is_imported(tmp_
         error = run("import numpy as np\nprint('looping', flush=True)\nwhile True: np.linalg.inv(np.eye(50) + 1)")
         assert error["ename"] == "KeyboardInterrupt" and len(error["traceback"]) == 1, error
         assert "stopped before it finished" in error["traceback"][0]
+        assert error["evalue"] == "the cell was stopped before it finished; run it again to go on"   # A5 (pass 36): for a client that shows ename: evalue
         # an interrupt that lands in a weakref's callback (as matplotlib's figures are collected): raised again, not lost
         error = run("import weakref\nclass A: pass\na = A(); r = weakref.ref(a, lambda r: exec('raise KeyboardInterrupt'))\n"
                     "del a\nfor i in range(10 ** 8): pass\nprint('not stopped')")
@@ -338,3 +339,44 @@ def test_a_refused_command_leaves_no_folder_it_made_on_its_way_through_a_dot_dot
     assert [str(p) for p, _ in made] == ["n/../m", "n"] and sorted(os.listdir()) == ["d", "m", "n"]
     folders._remove_empty(made)
     assert sorted(os.listdir()) == ["d"]
+
+
+def test_a_module_beside_a_notebook_that_hides_a_library_is_one_line_naming_it(tmp_path):
+    "B17 (pass 36): a learner's tqdm.py beside a notebook made the kernel's import of zo_gpt a page of import frames."
+    from jupyter_client.manager import start_new_kernel
+    (tmp_path / "tqdm.py").write_text("x = 1\n")
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
+    try:
+        shown = []   # what a notebook shows: the kernel's error message
+        reply = kc.execute_interactive("import zo_gpt\nfrom zo_gpt.config import make_config", timeout=120,
+                                       output_hook=lambda msg: shown.append(msg["content"]) if msg["msg_type"] == "error" else None)
+        assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "ModuleNotFoundError"
+        assert reply["content"]["traceback"] == ["ModuleNotFoundError: tqdm.py in the current folder hides the module of that name that "
+                                                 "zo_gpt loads, as Python looks there first (`python -m`, a notebook's kernel); rename "
+                                                 "it, or work from another folder"], reply["content"]
+        assert [(e["traceback"], f"{e['ename']}: {e['evalue']}") for e in shown] == [(reply["content"]["traceback"], reply["content"]["traceback"][0])]
+        reply = kc.execute_interactive("import nonexistent_module_x", timeout=120, output_hook=lambda msg: None)
+        assert len(reply["content"]["traceback"]) > 1     # any other missing module keeps IPython's own traceback
+    finally:
+        kc.stop_channels(); km.shutdown_kernel(now=True)
+
+
+def test_a_stop_that_lands_in_a_finalizer_still_stops_the_command(tmp_path):
+    "A38 (pass 36): a Ctrl-C inside regex's Group.__del__, as export loads, was 'Exception ignored' and a traceback, and export ran on to exit 0."
+    for ignore_ctrl_c in (False, True):   # started with `&`, a command ignores Ctrl-C: SIGTERM's stop is raised again
+        r = python(f"""
+            import signal, sys, time
+            if {ignore_ctrl_c}: signal.signal(signal.SIGINT, signal.SIG_IGN)
+            from zo_gpt import run
+            import zo_gpt.cli
+            class Finalizer:
+                def __del__(self): raise KeyboardInterrupt   # where a stop signal landed
+            def main():
+                Finalizer()
+                for _ in range(3000): time.sleep(0.01)
+                print("not stopped")
+                return 0
+            zo_gpt.cli.main = main
+            sys.argv = ["zo-gpt", "export", "{tmp_path / 'run'}", "{tmp_path / 'out'}"]
+            sys.exit(run())""")
+        assert (r.returncode, r.stderr, r.stdout) == (130, "zo-gpt export: interrupted\n", ""), (ignore_ctrl_c, r.stderr[-2000:])

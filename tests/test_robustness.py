@@ -1268,7 +1268,7 @@ def test_a_learners_file_named_like_a_module_zo_gpt_loads_is_named(tmp_path, nam
     r = subprocess.run([sys.executable, "-m", "zo_gpt.cli", "train", "--max_iters=2"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
                        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
     assert r.returncode == 1 and r.stderr.strip() == (f"zo-gpt train: failed: {name.split('/')[0]} in the current folder hides the module of that "
-                                                      "name that zo_gpt loads, as `python -m` finds it first; rename it, or run the command from another folder"), r.stderr[-2000:]
+                                                      "name that zo_gpt loads, as Python looks there first (`python -m`, a notebook's kernel); rename it, or work from another folder"), r.stderr[-2000:]
 
 
 @pytest.mark.parametrize("cli", ["module", "script"])
@@ -1294,7 +1294,7 @@ def test_any_module_here_that_a_library_loads_is_named(tmp_path, name, body, arg
     r = subprocess.run([sys.executable, "-m", "zo_gpt.cli", *argv], cwd=tmp_path, capture_output=True, text=True, timeout=120,
                        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
     assert r.returncode == 1 and r.stderr.strip() == (f"zo-gpt {argv[0]}: failed: {name} in the current folder hides the module of that "
-                                                      "name that zo_gpt loads, as `python -m` finds it first; rename it, or run the command from another folder"), r.stderr[-2000:]
+                                                      "name that zo_gpt loads, as Python looks there first (`python -m`, a notebook's kernel); rename it, or work from another folder"), r.stderr[-2000:]
 
 
 def test_a_run_of_one_torchrun_process_is_reused_without_torchrun(world, tmp_path, capsys):

@@ -28,12 +28,16 @@ if "RANK" in os.environ:   # torch's C++ side logs each failed try to join the o
 def _interrupted(shell, etype, value, tb, tb_offset=None):
     """IPython's handler for an error in a cell. A KeyboardInterrupt (Jupyter's stop button), or an error raised while one
     was handled, is one line, as zo_gpt's own errors are shown, not the frames of whatever torch or numpy was doing;
-    `ZO_GPT_TRACEBACK` shows them, and any other error gets IPython's own traceback. What a package whose import
+    `ZO_GPT_TRACEBACK` shows them. An ImportError that a module in the notebook's folder causes (a tqdm.py of the learner's)
+    is one line naming it (`shadowing`); any other error gets IPython's own traceback. What a package whose import
     it stopped had loaded is dropped, to be imported afresh, where it is Python; a package that had loaded compiled parts,
     which cannot load twice in one process (torch, numpy), is refused from then on (`_HalfImported`): a new kernel works.
     A second stop while the first is told (the button pressed twice) does nothing: the cell has stopped already."""
     if os.environ.get("ZO_GPT_TRACEBACK") or not _interrupt_in(value):
-        try: return shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
+        try:
+            if not os.environ.get("ZO_GPT_TRACEBACK") and (why := _shadowed(value)):   # a learner's tqdm.py beside the notebook
+                return shell._showtraceback(etype, why, [f"{etype.__name__}: {why}"])   # the line, and the error's value for a client that shows that
+            return shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
         except KeyboardInterrupt: pass   # a stop while the traceback was being drawn: the stop's line, not a traceback of the drawing
     try: _drop_stops(shell)
     except KeyboardInterrupt: _drop_stops(shell)   # the second stop came before the first was held
@@ -44,9 +48,17 @@ def _interrupted(shell, etype, value, tb, tb_offset=None):
         sys.meta_path.insert(0, _Refuse(compiled)); _REFUSED.update(compiled)
         why = f"while it imported {', '.join(sorted(compiled))}, which cannot be imported twice in one kernel: {_RESTART}"
     else: why = "before it finished; run it again to go on"
-    shell._showtraceback(KeyboardInterrupt, "", [f"KeyboardInterrupt: the cell was stopped {why}"])
+    shell._showtraceback(KeyboardInterrupt, f"the cell was stopped {why}", [f"KeyboardInterrupt: the cell was stopped {why}"])
 
 def _drop(signum, frame): "A stop while one is told: the cell has stopped already."
+
+def _shadowed(error:BaseException) -> str|None:
+    """`shadowing`'s line for an ImportError of a module that one in the current folder hides (`tqdm.auto` where tqdm is
+    ./tqdm.py); None for any other error (another missing module in the same kernel), or if looking fails."""
+    try:
+        why = shadowing(loaded=True, error=error) if isinstance(error, ImportError) else None
+        return why if why and why.split(" ", 1)[0].removesuffix(".py") == (error.name or "").split(".")[0] else None
+    except Exception: return None
 
 def _drop_stops(shell):
     """Until the cell has ended, a stop does nothing: one stop has ended it, and a second would break into IPython's telling
@@ -108,10 +120,14 @@ class _Refuse:
 
 def _unraisable(u, then=sys.unraisablehook):
     """An interrupt that lands in a callback Python cannot raise from (a weakref's, as the garbage collector runs) is
-    raised again a moment later, from another thread, where the cell's own code takes it: not printed with a traceback
-    and lost. (Raised from here, it would land in this hook, another place Python cannot raise from.)"""
-    if isinstance(u.exc_value, KeyboardInterrupt): threading.Timer(0.01, _thread.interrupt_main).start()
-    else: then(u)
+    raised again a moment later, from another thread, where the cell's (or the command's) own code takes it: not printed
+    with a traceback and lost. (Raised from here, it would land in this hook, another place Python cannot raise from.)"""
+    if not isinstance(u.exc_value, KeyboardInterrupt): return then(u)
+    import signal
+    stops = lambda s: signal.getsignal(s) not in (signal.SIG_IGN, signal.SIG_DFL, None)   # Python's handler there raises it
+    sig = signal.SIGINT if stops(signal.SIGINT) else signal.SIGTERM   # a command started with `&` ignores Ctrl-C: its SIGTERM's
+    try: threading.Timer(0.01, _thread.interrupt_main, (sig,)).start()
+    except RuntimeError: pass   # no thread can start (ulimit -u): the stop is lost, as Python would lose it
 
 if (_shell := getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()) is not None and not _shell.custom_exceptions:
     _shell.set_custom_exc((Exception, KeyboardInterrupt), _interrupted)   # in a kernel or IPython only, if nothing else has one
@@ -160,7 +176,7 @@ def _run(who:str) -> int:
         print(f"{who}: failed: {why}", file=sys.stderr)
         return 1
     held, first = [], {s: signal.getsignal(s) for s in sigs}
-    sys.unraisablehook = _quiet_memory(sys.unraisablehook)   # this process ends with the command: no need to put it back
+    sys.unraisablehook = _quiet_memory(_unraisable)   # a stop in a finalizer (regex's, as export loads) stops the command; never put back: it ends with the command
     for s in sigs: signal.signal(s, lambda signum, frame: held.append(signum))  # noted, not raised inside an import
     code = None
     try:
@@ -209,7 +225,7 @@ def shadowing(loaded:bool=False, error:BaseException|None=None) -> str|None:
         hidden = [f for m, f in where.items() if here in (os.path.dirname(f), os.path.dirname(os.path.dirname(f))) and hides(m, f)]
     else: hidden = [os.path.join(here, n) for lib in LIBRARIES for n in (f"{lib}.py", f"{lib}/__init__.py") if os.path.isfile(os.path.join(here, n))]
     if hidden: return (f"{os.path.relpath(hidden[0], here).split(os.sep)[0]} in the current folder hides the module of that name "
-                       "that zo_gpt loads, as `python -m` finds it first; rename it, or run the command from another folder")
+                       "that zo_gpt loads, as Python looks there first (`python -m`, a notebook's kernel); rename it, or work from another folder")
 
 def _failed_on_pythonpath(error:BaseException) -> str|None:
     """The line that says a module on PYTHONPATH under the name of a library zo_gpt loads, or of one of Python's own,
