@@ -62,7 +62,7 @@ def test_a_float_setting_beyond_float32_is_refused_by_name(name):
     with pytest.raises(ConfigError, match=r"^lr=1e-45 is below 1.175e-38, float32's smallest normal number, which a run reads as 0"):
         TrainConfig(lr=1e-45, min_lr=0.0)                                  # was trained at a rate of 0
     for lr in (1.2e-38, 1e-30, 1e-9):   # A36 (pass 32): the warm-up's rates were 0; A32, A34 (pass 35): no weight moved, exit 0
-        with pytest.raises(ConfigError, match=rf"^lr={lr!r} is too small to train in float32: .* raise lr above 1.2e-09"):
+        with pytest.raises(ConfigError, match=rf"^lr={lr!r} is too small to train in float32: .* raise lr well above 1.2e-09 \(the presets use 0.03 and 0.0006\)$"):
             TrainConfig(lr=lr, min_lr=0.0)
     TrainConfig(lr=2e-9, min_lr=0.0)
     with pytest.raises(ConfigError, match=r"^lr=1.17549435e-38 is too small to train"):   # B7 (pass 35): float32's smallest normal itself, not "below" it
@@ -1130,3 +1130,18 @@ def test_pass_32s_findings(tiny_data, tmp_path):
                        env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)                 # B13: a page of
     assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr[-2000:]                             # traceback
     assert f"{tmp_path / 'fake' / 'tqdm.py'} failed as it loaded (ImportError: a stray tqdm); it is on PYTHONPATH" in r.stderr
+
+
+def test_numbers_as_numpy_and_fractions_write_them_are_read_and_sizes_below_zero_are_refused():
+    "B1, B2, B11 (pass 35): a negative size passed check_memory; numpy's bool was refused where the text 'False' was read; 1/3.0 was not a number."
+    import argparse
+    from zo_gpt.cli import _number
+    from zo_gpt.data import check_memory
+    assert make_config("cpu", {"bias": np.bool_(False)}).bias is False
+    with pytest.raises(ConfigError, match=r"^n_embd must be int, got np.True_$"): make_config("cpu", {"n_embd": np.bool_(True)})
+    assert [_number(t) for t in ("1/3.0", "0.5/1.5", "2/3")] == [1 / 3, 1 / 3, 2 / 3]
+    for text in ("1/0", "1/", "/3", "two/3"):
+        with pytest.raises(argparse.ArgumentTypeError, match="not a number"): _number(text)
+    for size in (-5, float("nan"), True, "3"):
+        with pytest.raises(ConfigError, match=r"^nbytes must be a number of bytes, 0 or more"): check_memory("x", size)
+    check_memory("x", 0)

@@ -37,7 +37,7 @@ def _number(text:str) -> float:
     "A float from '0.5' or '2/3' (or 'nan', which the checks then refuse by name)."
     try: return float(text)
     except ValueError: pass
-    try: return float(Fraction(text))
+    try: return float(Fraction(*(Fraction(s) for s in text.split("/", 1))))   # 1/3.0, too
     except (ValueError, ZeroDivisionError): raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
 
 def _prepare(args, extra) -> int:

@@ -30,7 +30,7 @@ from .data import check_flag, check_memory
 from .tokens import VOCABS, DataConfig, Dataset, load_dataset, prepare
 
 # %% ../nbs/02a_config.ipynb #6422f1b8
-_KINDS = {"int": (numbers.Integral,), "float": (numbers.Real,), "bool": (bool,), "str": (str,)}  # what a field of each type accepts (numpy's numbers too)
+_KINDS = {"int": (numbers.Integral,), "float": (numbers.Real,), "bool": (bool, np.bool_), "str": (str,)}  # what a field of each type accepts (numpy's numbers too)
 MAX_LAYERS = 1_000  # building a million blocks takes minutes before any memory check could refuse them
 MAX_GRAD_ACCUM = 1_024  # micro-batches per optimizer step: the progress bar moves, and a stop is taken, once per step
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # about 3.4e38: the optimizer and the model hold every float setting in float32
@@ -86,9 +86,9 @@ class TrainConfig:
         "Itself, after checking every setting (a `ConfigError` naming the first bad one): on creation, and again where a run starts, for a setting assigned since."
         for f in fields(self):  # every value of its field's type: an int is a float too, a bool is not a number
             v, name = getattr(self, f.name), getattr(f.type, "__name__", f.type)
-            ok = isinstance(v, bool) if name == "bool" else not isinstance(v, bool) and isinstance(v, _KINDS[name])
+            ok = isinstance(v, _KINDS[name]) if name == "bool" else not isinstance(v, (bool, np.bool_)) and isinstance(v, _KINDS[name])
             if not ok: raise ConfigError(f"{f.name} must be {name}, got {v!r}")
-            if name in ("int", "float"): setattr(self, f.name, int(v) if name == "int" else float(v))   # Python's own
+            if name != "str": setattr(self, f.name, {"int": int, "float": float, "bool": bool}[name](v))   # Python's own
         for k in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum", "max_iters",
                   "eval_interval", "eval_batches"): check_positive(k, getattr(self, k))
         if self.n_layer > MAX_LAYERS: raise ConfigError(f"n_layer must be at most {MAX_LAYERS:,}, got {self.n_layer:,}")
@@ -108,7 +108,7 @@ class TrainConfig:
                 raise ConfigError(f"{k}={getattr(self, k)!r} is below {FLOAT32_TINY:.4g}, float32's smallest normal number, which a run reads as 0")
         if self.lr < (lost := self.init_std * 2 ** -24):   # half the float32 spacing near init_std: AdamW's steps, about lr, round away there
             raise ConfigError(f"lr={self.lr!r} is too small to train in float32: a step that small rounds away on every weight of init_std={self.init_std:g} "
-                              f"or more (numbers there are {2 * lost:.2g} apart), so the model would end where it began; raise lr above {lost:.2g}")
+                              f"or more (numbers there are {2 * lost:.2g} apart), so the model would end where it began; raise lr well above {lost:.2g} (the presets use {PRESETS['cpu'].lr:g} and {PRESETS['a100'].lr:g})")
         for k in ("min_lr", "weight_decay", "grad_clip"):
             if getattr(self, k) < 0: raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)!r}")
         if self.min_lr > self.lr: raise ConfigError(f"min_lr={self.min_lr} must be <= lr={self.lr}: the rate decays from lr to min_lr")

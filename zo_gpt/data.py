@@ -20,6 +20,8 @@ from .helpers import ConfigError, check_arguments, check_positive, check_prob, c
 # %% ../nbs/00_data.ipynb #4b5eccbe
 def check_memory(what:str, nbytes:int):
     "A `ConfigError` naming `what` if it needs more than the memory free now: raised before anything is allocated."
+    if isinstance(nbytes, bool) or not isinstance(nbytes, (int, float, np.integer, np.floating)) or not nbytes >= 0:
+        raise ConfigError(f"nbytes must be a number of bytes, 0 or more, got {nbytes!r}")
     free = free_memory()
     if free and nbytes > free:
         raise ConfigError(f"{what} needs about {size_text(nbytes)} of memory; {size_text(free)} is free")
