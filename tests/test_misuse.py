@@ -18,7 +18,7 @@ from conftest import NBS, SMALL, execute_notebook
 
 import zo_gpt.tokens as tokens
 from zo_gpt.cli import main
-from zo_gpt.config import TrainConfig, blocks_at, check_data, fixed_batches, get_batch, lr_at, make_config, open_dataset
+from zo_gpt.config import FLOAT32_MAX, TrainConfig, blocks_at, check_data, fixed_batches, get_batch, lr_at, make_config, open_dataset
 from zo_gpt.export import LogitsModel, hf_config, is_export, mean_ablation, readme_text
 from zo_gpt.folders import check_folder
 from zo_gpt.accounting import categorize, kineto_links
@@ -56,7 +56,7 @@ def test_a_float_setting_beyond_float32_is_refused_by_name(name):
     with pytest.raises(ConfigError, match="^lr=1e\\+39 is beyond float32's range"):
         TrainConfig(lr=1e39, min_lr=1e39)
     TrainConfig(lr=3e37, min_lr=0.0)      # within float32, first step too: a bad idea, and the loss says so, but a number it can hold
-    TrainConfig(lr=3.4028235e38, min_lr=0.0, beta1=0.0)   # A11 (pass 31): float32's largest, as it prints; was refused
+    assert TrainConfig(lr=3.4028235e38, min_lr=0.0, beta1=0.0).lr == FLOAT32_MAX   # A11 (pass 31): float32's largest, as it prints; was refused
     with pytest.raises(ConfigError, match=r"^lr=1e\+38 with beta1=0.9 makes AdamW's first step lr / \(1 - beta1\) = 1e\+39, beyond"):
         TrainConfig(lr=1e38, min_lr=0.0)  # B9 B10 (pass 32): torch's overflow in its first step, with no warm-up
     with pytest.raises(ConfigError, match=r"^lr=1e-45 is below 1.175e-38, float32's smallest normal number, which a run reads as 0"):
@@ -72,6 +72,14 @@ def test_a_float_setting_beyond_float32_is_refused_by_name(name):
 def test_settings_beyond_float32_leave_no_run_folder(tiny_data, tmp_path, capsys):
     assert train(tiny_data, tmp_path / "run", "--lr=1e39", "--min_lr=0") == 2
     assert "lr=1e+39 is beyond float32's range" in capsys.readouterr().err and not (tmp_path / "run").exists()
+    # A37 (pass 37): float32's largest as it prints, a little above it as a double, was torch's 59-line overflow in AdamW's step
+    assert train(tiny_data, tmp_path / "big", "--lr=3.4028235e38", "--beta1=0", "--warmup_iters=0", "--grad_clip=0") == 1
+    assert "loss is nan at iteration 1; no checkpoint yet; the run diverged: try a smaller lr" in capsys.readouterr().err.strip().splitlines()[-1]
+    # B11 (pass 37): a clip below AdamW's eps left every weight where it began, and the run ended 0
+    for clip in ("1e-45", "1e-30", "9e-9"):
+        assert train(tiny_data, tmp_path / "clip", f"--grad_clip={clip}") == 2
+        assert f"grad_clip={float(clip)!r} would cut the gradient below AdamW's eps (1e-8)" in capsys.readouterr().err
+    assert not (tmp_path / "clip").exists()
 
 
 def test_a_model_too_big_for_memory_is_refused_before_any_work(tiny_data, tmp_path, capsys):

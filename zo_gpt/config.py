@@ -36,8 +36,7 @@ MAX_GRAD_ACCUM = 1_024  # micro-batches per optimizer step: the progress bar mov
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # about 3.4e38: the optimizer and the model hold every float setting in float32
 FLOAT32_TINY = float(np.finfo(np.float32).tiny)  # about 1.2e-38, its smallest normal number: a run flushes smaller ones to 0 (flush_denormal)
 
-def _beyond_float32(v:float) -> bool:   # whether float32 holds `v` only as infinity (3.4028235e38 rounds to its largest, and is held)
-    with np.errstate(over="ignore"): return bool(np.isinf(np.float32(v)))
+def _beyond_float32(v:float) -> bool: return abs(v) >= (2 - 2 ** -24) * 2 ** 127   # float32 rounds this, halfway to 2^128, up to infinity
 
 @dataclass
 class TrainConfig:
@@ -102,6 +101,7 @@ class TrainConfig:
             if not math.isfinite(getattr(self, k)): raise ConfigError(f"{k} must be a finite number, got {getattr(self, k)!r}")
             if _beyond_float32(getattr(self, k)):
                 raise ConfigError(f"{k}={getattr(self, k)!r} is beyond float32's range (its largest is {np.float32(FLOAT32_MAX)}); the run holds it in float32")
+            setattr(self, k, max(-FLOAT32_MAX, min(getattr(self, k), FLOAT32_MAX)))   # 3.4028235e38, as that prints: held as it, as torch takes it
         for k in ("lr", "init_std"):
             if not getattr(self, k) > 0: raise ConfigError(f"{k} must be > 0, got {getattr(self, k)!r}")
             if np.float32(getattr(self, k)) < FLOAT32_TINY:   # as the run holds it: 1.17549435e-38 is float32's smallest normal itself
@@ -111,13 +111,14 @@ class TrainConfig:
                               f"or more (numbers there are {2 * lost:.2g} apart), so the model would end where it began; raise lr well above {lost:.2g} (the presets use {PRESETS['cpu'].lr:g} and {PRESETS['a100'].lr:g})")
         for k in ("min_lr", "weight_decay", "grad_clip"):
             if getattr(self, k) < 0: raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)!r}")
+        if 0 < self.grad_clip < 1e-8: raise ConfigError(f"grad_clip={self.grad_clip!r} would cut the gradient below AdamW's eps (1e-8), which then outweighs it, so the weights would barely move; use 1e-8 or more, or 0 (no clipping)")
         if self.min_lr > self.lr: raise ConfigError(f"min_lr={self.min_lr} must be <= lr={self.lr}: the rate decays from lr to min_lr")
         if self.lr * self.weight_decay >= 1:   # AdamW's decay multiplies the weights by 1 - lr x weight_decay each step
             raise ConfigError(f"weight_decay={self.weight_decay:g} with lr={self.lr:g} would multiply the weights by "
                               f"{1 - self.lr * self.weight_decay:g} each step (AdamW's decay, 1 - lr x weight_decay); keep lr x weight_decay below 1")
         for k in ("beta1", "beta2", "dropout"):
             if not 0 <= getattr(self, k) < 1: raise ConfigError(f"{k} must be in [0, 1), got {getattr(self, k)!r}")
-        if _beyond_float32(step := self.lr / (1 - self.beta1)):   # AdamW's first step: lr over its bias correction, 1 - beta1
+        if (step := self.lr / (1 - self.beta1)) > FLOAT32_MAX:   # AdamW's first step: lr over its bias correction, 1 - beta1 (torch takes none above)
             raise ConfigError(f"lr={self.lr:g} with beta1={self.beta1:g} makes AdamW's first step lr / (1 - beta1) = {step:.3g}, beyond "
                               f"float32's range (about 3.4e38); choose an lr below {FLOAT32_MAX * (1 - self.beta1):.3g}")
         if self.vocab not in VOCABS: raise ConfigError(f"vocab must be one of {VOCABS}, got {self.vocab!r}")
@@ -234,8 +235,7 @@ def get_batch(data:np.ndarray, block_size:int, batch_size:int, generator:"torch.
 
 def check_config(cfg) -> TrainConfig:
     "`cfg` checked (`TrainConfig.check`: a setting assigned after it was made, too), or a `ConfigError` unless it is a `TrainConfig`."
-    if not isinstance(cfg, TrainConfig):
-        raise ConfigError(f"cfg must be a TrainConfig (see make_config), got {type(cfg).__name__}")
+    if not isinstance(cfg, TrainConfig): raise ConfigError(f"cfg must be a TrainConfig (see make_config), got {type(cfg).__name__}")
     return cfg.check()
 
 def config_from(settings, where:str="the configuration") -> TrainConfig:
