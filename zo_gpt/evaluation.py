@@ -374,7 +374,7 @@ def mechanism_figure(mech:dict, p:float):
     a2.hist(mech["p_one"], bins=np.linspace(min(mech["p_one"].min(), p), max(mech["p_one"].max(), p), 41), color="C0", alpha=0.7)   # p in view, bars too
     a2.axvline(p, color="C3", label=f"p = {p:.4f}")
     a2.set(xlabel="model's P('1' | a word comes next)", ylabel="positions", title=f"mean {mech['p_one'].mean():.4f}"); a2.legend(fontsize=9)
-    on = np.nanmean(mech["attention"][:, 1:], axis=1)                  # each head's attention on it, from one token after
+    on = np.nansum(att := mech["attention"][:, 1:], axis=1) / np.maximum((~np.isnan(att)).sum(1), 1)   # each head's attention on it, from one token after (0 where no boundary is in view: a short block)
     strong = iter(zip(["C3", "C0", "C2", "C1", "C4", "C5", "C6", "C8"], "ox+^vsd*"))  # boundary heads that overlap stay visible
     for h, row in sorted(enumerate(mech["attention"]), key=lambda hr: on[hr[0]] > 0.9):  # boundary heads drawn last, on top
         if on[h] > 0.9: a3.plot(mech["d"], row, (s := next(strong))[1], ms=5, mfc="none", color=s[0], label=f"head {h}: {on[h]:.0%} on it")
