@@ -133,6 +133,7 @@ def test_03_train_short_runs_and_bad_parameters_from_papermill(tmp_path):
                   sample_tokens=50, run_dir=str(tmp_path / "run"))
     assert "no fixed batch has an end of text with its sequence start in view (block_size=32)" in text
     assert "start in view: none in these batches at block_size=32" in text and "Mean of empty slice" not in text   # A6 (pass 36)
+    assert s["p_eot_in_view"] is None   # A2 (pass 37): the summary held nan, which JSON has not (jupyter_client warned)
     assert s["iters"] == 3 and [r["iter"] for r in s["val"]] == [3] and s["final"]["kl"] > 1e-3        # a run that has not learned the words
     for params, line in (({"overrides": '{"final_eval": false}'}, "ConfigError: final_eval=False: this notebook reads"),
                          ({"overrides": "max_iters=5"}, "ConfigError: overrides must be a dict of settings"),
