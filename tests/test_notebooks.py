@@ -143,6 +143,16 @@ def test_03_train_short_runs_and_bad_parameters_from_papermill(tmp_path):
         assert len(e.value.traceback) == 1 and e.value.traceback[0].startswith(line), e.value.traceback
 
 
+def test_03_train_bare_loop_that_diverges_is_one_line(tmp_path):
+    "A51 (pass 37): the loop in the open ran on to nan, and the next cell's comparison failed on it with a traceback."
+    small = {"block_size": 32, "batch_size": 4, "n_embd": 16, "eval_batches": 1, "final_tokens": 2000, "max_iters": 4}
+    with pytest.raises(pm.PapermillExecutionError) as e:
+        run("03_train.ipynb", tmp_path, run_dir=str(tmp_path / "run"), bare_steps=5,
+            overrides=json.dumps({**small, "lr": 3.4028235e38, "beta1": 0, "warmup_iters": 0}))
+    assert e.value.traceback == ["TrainingError: the loss is nan after the bare loop's 5 steps: the run diverged; "
+                                 "try a smaller lr (now 3.40282e+38)"], e.value.traceback
+
+
 def test_03a_panel(tmp_path):
     _, s = run("03a_panel.ipynb", tmp_path, run_dir=str(tmp_path / "panel"), max_iters=50, seeds=2, compare=True)
     assert [(r["batch"], r["block"]) for r in s["runs"]] == [(8, 512), (16, 256), (32, 128), (64, 64)]
