@@ -295,3 +295,30 @@ def test_every_notebook_left_out_of_nbdev_test_runs_here():
     here = Path(__file__).read_text()
     runs_here = lambda n: f'run("{n}"' in here or f'NBS / "{n}"' in here           # under papermill, or nbdev_test here
     assert len(left_out) >= 8 and not [n for n in left_out if not runs_here(n)], left_out
+
+
+def test_03_train_says_when_its_run_was_replaced_under_it(tmp_path, tiny_data):
+    """A34 (pass 38): another command's --force replaced the run while the notebook stood idle; the notebook then read the
+    new run's checkpoint as its own and failed on an assertion of mismatched numbers. Cells run one by one, as in JupyterLab."""
+    from jupyter_client.manager import start_new_kernel
+    from zo_gpt.cli import main
+    cells = [c for c in json.loads((NBS / "03_train.ipynb").read_text())["cells"] if c["cell_type"] == "code"]
+    params = next(i for i, c in enumerate(cells) if "parameters" in c["metadata"].get("tags", []))
+    loads = next(i for i, c in enumerate(cells) if "load_model(cfg.out_dir)" in "".join(c["source"]))
+    small = ["--block_size=32", "--batch_size=4", "--n_embd=16", "--eval_batches=1", "--final_tokens=2000", "--max_iters=4"]
+    overrides = {k[2:]: int(v) for k, v in (a.split("=") for a in small)} | {"data_dir": str(tiny_data)}
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
+    try:
+        def execute(code):
+            reply = kc.execute_interactive(code, timeout=300, output_hook=lambda msg: None)["content"]
+            return reply
+        for c in cells[:params + 1]: assert execute("".join(c["source"]))["status"] == "ok"
+        assert execute(f"overrides = {overrides!r}; run_dir = 'run'; bare_steps = 5; sample_tokens = 50")["status"] == "ok"
+        for c in cells[params + 1:loads]: assert execute("".join(c["source"]))["status"] == "ok", "".join(c["source"])[:200]
+        assert main(["train", f"--data_dir={tiny_data}", f"--out_dir={tmp_path / 'run'}", *small, "--seed=3", "--force"]) == 0
+        reply = execute("".join(cells[loads]["source"]))
+        assert reply["status"] == "error" and reply["traceback"] == [
+            f"TrainingError: the run in run is not this notebook's any more (seed=3 there): another command replaced it; run the "
+            "notebook again, with fresh=True to train this one in its place, or choose another run_dir"], reply["traceback"]
+    finally:
+        kc.stop_channels(); km.shutdown_kernel(now=True)
