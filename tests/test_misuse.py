@@ -65,6 +65,11 @@ def test_a_float_setting_beyond_float32_is_refused_by_name(name):
         with pytest.raises(ConfigError, match=rf"^lr={lr!r} is too small to train in float32: .* raise lr well above 1.2e-09 \(the presets use 0.03 and 0.0006\)$"):
             TrainConfig(lr=lr, min_lr=0.0)
     TrainConfig(lr=2e-9, min_lr=0.0)
+    # B51 (pass 38): a warm-up that outlasts the run keeps the rate below that too (0.03 x 4 / 10^9): every step at 1e-10
+    with pytest.raises(ConfigError, match=r"^lr=0.03 with warmup_iters=1,000,000,000 \(of max_iters=4, so the rate reaches only 1.2e-10\) is "
+                                          r"too small to train in float32: .*; shorten the warm-up, or raise lr well above 1.2e-09"):
+        TrainConfig(max_iters=4, warmup_iters=10 ** 9)
+    TrainConfig(max_iters=4, warmup_iters=10 ** 7)
     with pytest.raises(ConfigError, match=r"^lr=1.17549435e-38 is too small to train"):   # B7 (pass 35): float32's smallest normal itself, not "below" it
         TrainConfig(lr=1.17549435e-38, min_lr=1.17549435e-38)
 

@@ -106,9 +106,9 @@ class TrainConfig:
             if not getattr(self, k) > 0: raise ConfigError(f"{k} must be > 0, got {getattr(self, k)!r}")
             if np.float32(getattr(self, k)) < FLOAT32_TINY:   # as the run holds it: 1.17549435e-38 is float32's smallest normal itself
                 raise ConfigError(f"{k}={getattr(self, k)!r} is below {FLOAT32_TINY:.4g}, float32's smallest normal number, which a run reads as 0")
-        if self.lr < (lost := self.init_std * 2 ** -24):   # half the float32 spacing near init_std: AdamW's steps, about lr, round away there
-            raise ConfigError(f"lr={self.lr!r} is too small to train in float32: a step that small rounds away on every weight of init_std={self.init_std:g} "
-                              f"or more (numbers there are {2 * lost:.2g} apart), so the model would end where it began; raise lr well above {lost:.2g} (the presets use {PRESETS['cpu'].lr:g} and {PRESETS['a100'].lr:g})")
+        if (peak := self.lr * min(1, self.max_iters / (self.warmup_iters + 1))) < (lost := self.init_std * 2 ** -24):   # the top rate, warm-up's where it outlasts the run; half the float32 spacing near init_std: AdamW's steps, about the rate, round away there
+            raise ConfigError(f"lr={self.lr!r}{f' with warmup_iters={self.warmup_iters:,} (of max_iters={self.max_iters:,}, so the rate reaches only {peak:.2g})' if peak < self.lr else ''} is too small to train in float32: a step that small rounds away on every weight of init_std={self.init_std:g} "
+                              f"or more (numbers there are {2 * lost:.2g} apart), so the model would end where it began; {'shorten the warm-up, or ' if peak < self.lr else ''}raise lr well above {lost:.2g} (the presets use {PRESETS['cpu'].lr:g} and {PRESETS['a100'].lr:g})")
         for k in ("min_lr", "weight_decay", "grad_clip"):
             if getattr(self, k) < 0: raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)!r}")
         if 0 < self.grad_clip < 1e-8: raise ConfigError(f"grad_clip={self.grad_clip!r} would cut the gradient below AdamW's eps (1e-8), which then outweighs it, so the weights would barely move; use 1e-8 or more, or 0 (no clipping)")
