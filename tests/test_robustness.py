@@ -743,18 +743,82 @@ def test_a_staging_folders_list_takes_back_only_the_files_the_swap_moved_in(worl
 
 def test_a_removal_that_a_kill_cuts_short_leaves_the_old_run_whole(world, tmp_path):
     """train --force killed (SIGKILL) after it set aside one of the old run's files (B190): the next command in the folder
-    puts it back, so the run there is whole, not three files of it; removing them is all or none."""
+    puts it back, so the run there is whole, not three files of it; setting them aside is all or none."""
     run = tmp_path / "run"
     args = ["train", f"--data_dir={world / 'data'}", f"--out_dir={run}", "--max_iters=2", "--eval_interval=2", *SMALL]
     assert main(args) == 0
     before = {n: (run / n).read_bytes() for n in ("ckpt.pt", "metrics.jsonl", "summary.json", "loss.png")}
-    code = ("import os, sys; from zo_gpt.folders import remove_together; real = os.replace\n"
+    code = ("import os, sys; from zo_gpt.folders import set_aside; from zo_gpt.checkpoint import RUN_FILES; real = os.replace\n"
             "def replace(a, b): real(a, b); os._exit(9)   # killed after the first file is set aside\n"
-            f"os.replace = replace; remove_together({str(run)!r}, ['ckpt.pt', 'metrics.jsonl', 'summary.json', 'loss.png'])")
+            f"os.replace = replace; set_aside({str(run)!r}, list(RUN_FILES), 'ckpt.pt', RUN_FILES)")
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 9
-    assert list(run.glob(".zo_gpt-stage-*")) and not (run / "ckpt.pt").exists()          # the kill's state
+    assert list(run.glob(".zo_gpt-stage-*")) and not (run / "ckpt.pt").exists()          # the kill's state: the key file goes first
     assert main(args + ["--reuse"]) == 0                                                 # the run there, whole again
     assert {n: (run / n).read_bytes() for n in before} == before and not list(run.glob(".zo_gpt-stage-*"))
+
+
+@pytest.mark.parametrize("how", ["nan", "file size"])
+def test_force_that_fails_before_its_first_checkpoint_keeps_the_old_run(world, tmp_path, capsys, how):
+    """train --force over a finished run, the new run failing before its first checkpoint (B25, B26, pass 38): a loss that
+    is nan, a checkpoint over the file-size limit. The finished run was deleted as the new one began, and the folder was
+    left empty; it is now set aside until the new run has a checkpoint, put back on the failure, and the line says so."""
+    run = tmp_path / "run"; shutil.copytree(world / "done", run)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    args = ["train", f"--data_dir={world / 'data'}", f"--out_dir={run}", *SMALL, "--max_iters=4", "--eval_interval=2", "--force"]
+    if how == "nan": assert main(args + ["--lr=3e37"]) == 1; line = last_line(capsys)
+    else:
+        r = subprocess.run(["bash", "-c", f"ulimit -f 50; exec {shlex.quote(CLI)} " + shlex.join(args + ["--seed=9"])],
+                           capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        line = r.stderr.strip().splitlines()[-1]
+    assert line.endswith(f"; {run} keeps the run that was there before --force (overwrite=True)"), line
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before                   # every file as it was, nothing else
+    assert main(args[:-1] + ["--reuse"]) == 0                                          # and it serves as before
+
+
+@pytest.mark.parametrize("checkpoint", [False, True])
+@pytest.mark.parametrize("old", ["all", "checkpoint only"])
+def test_force_killed_before_or_after_its_first_checkpoint(world, tmp_path, checkpoint, old):
+    """train --force killed (SIGKILL) while its run had no checkpoint yet: the next command (here load_model, as sample and
+    export read a run) puts the old run back whole, and removes the new run's files that the old run did not have.
+    Killed once its run had a checkpoint, before the old run was dropped: the new run stays, and the old one goes."""
+    run = tmp_path / "run"; shutil.copytree(world / "done", run)
+    if old != "all":
+        for n in ("metrics.jsonl", "summary.json", "loss.png"): (run / n).unlink()
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    code = ("import os; from pathlib import Path; from zo_gpt.folders import set_aside; from zo_gpt.checkpoint import RUN_FILES\n"
+            f"run = Path({str(run)!r}); set_aside(run, [n for n in RUN_FILES if (run / n).exists()], 'ckpt.pt', RUN_FILES)\n"
+            "(run / 'metrics.jsonl').write_text('{\"kind\": \"train\", \"iter\": 1, \"loss\": 9.0}\\n')\n"
+            + (f"import shutil; shutil.copy({str(world / 'done' / 'ckpt.pt')!r}, run / 'ckpt.pt')\n" if checkpoint else "")
+            + "os._exit(9)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 9
+    assert list(run.glob(".zo_gpt-stage-*"))
+    from zo_gpt.checkpoint import load_model
+    load_model(run)
+    assert not list(run.glob(".zo_gpt-*"))
+    now = {p.name for p in run.iterdir()}
+    if checkpoint: assert now == {"ckpt.pt", "metrics.jsonl"}                          # the new run's, stopped at its checkpoint
+    else: assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_putting_back_a_set_aside_run_cut_short_is_finished_by_the_next_command(world, tmp_path, monkeypatch):
+    """A stop while the old run of a failed --force comes back: its ckpt.pt comes back last, so until it is in, the folder
+    still reads as the new run's failure, and the next command puts the rest back; the new run's own file goes."""
+    from zo_gpt.checkpoint import RUN_FILES
+    from zo_gpt.folders import end_aside, set_aside
+    run = tmp_path / "run"; shutil.copytree(world / "done", run); (run / "metrics.jsonl").unlink()
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    set_aside(run, [p.name for p in run.iterdir()], "ckpt.pt", RUN_FILES)
+    (run / "metrics.jsonl").write_text("the new run's\n")
+    real, calls = os.replace, []
+    def replace(src, dst):
+        if ".zo_gpt-stage-" in str(src) and (calls.append(src) or len(calls) == 2): raise KeyboardInterrupt
+        real(src, dst)
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt): end_aside(run)
+    monkeypatch.undo()
+    assert [Path(c).name for c in calls] != ["ckpt.pt.old"] and not (run / "ckpt.pt").exists()
+    assert end_aside(run) and {p.name: p.read_bytes() for p in run.iterdir()} == before
 
 
 @pytest.mark.parametrize("cut_at", [1, 2, 3, 4, 5])

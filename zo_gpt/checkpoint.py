@@ -29,8 +29,8 @@ from .evaluation import History, figure_tags, metrics_records, run_summary
 from .figures import png_text
 from .helpers import (ConfigError, DatasetError, TrainingError, check_arguments, check_tokens_table,
                             file_size_limit, first_line, get_device, not_a_file, read_small, remake, shell_word, size_text)
-from .folders import (atomic_path, check_held, check_replaceable, folder_lock, held_here,
-                            remove_stale_temps, remove_together, writable_folder, writing_here)
+from .folders import (atomic_path, check_held, check_replaceable, end_aside, folder_lock, held_here,
+                            remove_stale_temps, set_aside, writable_folder, writing_here)
 from .model import GPT
 
 # %% ../nbs/02c_checkpoint.ipynb #92f3b586
@@ -44,7 +44,8 @@ def claim_run_folder(
     overwrite:bool=False, # replace the run in the folder
     data_hash:str|None=None, # the content hash of the run's dataset: a refusal says whether the run there was trained on it
 ) -> Path:
-    "The run folder, made if missing, after refusing one that holds another run unless `resume` or `overwrite` (`fit` holds it first)."
+    """The run folder, made if missing, after refusing one that holds another run unless `resume` or `overwrite` (`fit` holds
+    it first). `overwrite` sets the old run's files aside until the new run's first checkpoint (`end_aside`)."""
     with held_here(writable_folder(cfg.out_dir, "out_dir"), "out_dir") as out:
         check_replaceable(out, RUN_FILES, "start the run again")   # neither --force nor --resume could write there
         if held := [n for n in ("meta.json", "train.bin", "val.bin") if os.path.lexists(out / n)]:   # as prepare refuses a run's folder
@@ -52,7 +53,7 @@ def claim_run_folder(
         remove_stale_temps(out, RUN_FILES)                      # left by a process killed while writing
         if not (resume or overwrite): refuse_held(cfg, data_hash)
         if overwrite and not resume and (present := [n for n in RUN_FILES if (out / n).exists()]):
-            remove_together(out, present)   # all or none: one that cannot go (chattr +i) keeps the old run whole
+            set_aside(out, present, "ckpt.pt", RUN_FILES)   # all or none (chattr +i); back in place if the new run fails first
         return out
 
 def refuse_held(cfg:TrainConfig, data_hash:str|None=None):
@@ -210,6 +211,8 @@ def load_model(run_dir:str|Path, device=None) -> tuple[GPT, dict]:
     "The model of the checkpoint in `run_dir` (loaded with `weights_only=True`) and the checkpoint itself."
     if not isinstance(run_dir, (str, os.PathLike)) or not str(run_dir).strip():
         raise ConfigError(f"run_dir must name a run folder, got {run_dir!r}")
+    if not writing_here(run_dir) and any(Path(run_dir).glob(".zo_gpt-stage-*")):   # what a killed command left set aside goes back first
+        with folder_lock(run_dir, "run_dir", shared=True): pass
     path = Path(run_dir) / "ckpt.pt"
     ckpt = load_checkpoint(path)
     try: cfg = config_from(ckpt["config"], str(path))
@@ -241,6 +244,7 @@ def save_checkpoint(state) -> str:
         raise TrainingError(f"{e}; the run stopped at step {state.iter}: " + (
             f"--resume (resume=True) continues it from its last checkpoint once the checkpoint can be written there"
             if state.last_checkpoint and Path(state.last_checkpoint).is_file() else "nothing of it is kept, so run it again as it was once the checkpoint can be written there")) from None
+    end_aside(state.cfg.out_dir)   # the run it replaces (--force) goes, now that this one has a checkpoint
     return state.last_checkpoint
 
 def check_resumable(cfg:TrainConfig, path:str|Path) -> dict:

@@ -30,7 +30,7 @@ from .evaluation import History, check_final, evaluate_split, figure_tags, final
 from . import memory_limit_advice
 from .helpers import ConfigError, TrainingError, UserError, check_arguments, first_line, printable
 from .runtime import gather_checksums, processes, stop_signals
-from .folders import atomic_path, check_not_held, folder_lock, writes_to
+from .folders import atomic_path, check_not_held, end_aside, folder_lock, writes_to
 from .ladder import evaluate_ladder
 from .model import GPT, autocast, make_optimizer, precision, step_model
 from .tokens import Dataset
@@ -276,6 +276,17 @@ def _stop_on_ctrl_c(state:State):
         for sig, h in old.items(): signal.signal(sig, h)
 
 # %% ../nbs/03_train.ipynb #9535dc5e
+@contextlib.contextmanager
+def _replacing(out:str):
+    """The block of a run in `out`, which may replace the run there (--force set it aside): where it fails before its first
+    checkpoint, the old run is put back, and the error says so; where it ends, the old run goes."""
+    try: yield
+    except BaseException as e:
+        if (Path(out) / "ckpt.pt").exists() or not end_aside(out): raise   # no --force, or the new run has a checkpoint
+        if isinstance(e, UserError): raise type(e)(f"{e}; {out} keeps the run that was there before --force (overwrite=True)") from None
+        raise
+    end_aside(out, keep=True)
+
 def fit(
     cfg:TrainConfig, # the run
     data:Dataset|None=None, # dataset; by default `open_dataset(cfg)`
@@ -307,7 +318,7 @@ def fit(
             data = run_dataset(cfg, data, reading, resume or reuse)   # the run there names its dataset
             check_data(cfg, data)
             check_final(cfg, data)
-            if writes: claim_run_folder(cfg, resume, overwrite, data.meta["content_hash"])
+            if writes: claim_run_folder(cfg, resume, overwrite, data.meta["content_hash"]); reading.enter_context(_replacing(cfg.out_dir))
             state = new_run(cfg, data, device, rank, world)
             if writes: state.held = os.stat(cfg.out_dir)
             if resume: restore(state, Path(cfg.out_dir) / "ckpt.pt")
