@@ -182,7 +182,8 @@ def with_se(value:float, se:float, sign:bool=False) -> str:
     if not (math.isfinite(value) and math.isfinite(se) and se > 0): return f"{value:{'+' if sign else ''}.6g} +- {se:.2g}"
     place, exp = math.floor(math.log10(se)) - 1, math.floor(math.log10(abs(value))) if value else 0  # the last digit kept
     if place >= -6 or exp < place: return f"{value:{'+' if sign else ''}.{max(0, -place)}f} +- {se:.{max(0, -place)}f}"
-    return f"({value / 10**exp:{'+' if sign else ''}.{exp - place}f} +- {se / 10**exp:.{exp - place}f})e{exp:+03d}"
+    n = min(exp - place, 16)   # no more digits than a double holds: an se far below them shows as 0
+    return f"({value / 10**exp:{'+' if sign else ''}.{n}f} +- {se / 10**exp:.{n}f})e{exp:+03d}"
 
 # %% ../nbs/02b_evaluation.ipynb #f8f16ac7
 @dataclass
