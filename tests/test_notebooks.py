@@ -304,7 +304,7 @@ def test_03_train_says_when_its_run_was_replaced_under_it(tmp_path, tiny_data):
     from zo_gpt.cli import main
     cells = [c for c in json.loads((NBS / "03_train.ipynb").read_text())["cells"] if c["cell_type"] == "code"]
     params = next(i for i, c in enumerate(cells) if "parameters" in c["metadata"].get("tags", []))
-    loads = next(i for i, c in enumerate(cells) if "load_model(cfg.out_dir)" in "".join(c["source"]))
+    loads = next(i for i, c in enumerate(cells) if "load_shared_model(cfg)" in "".join(c["source"]))
     small = ["--block_size=32", "--batch_size=4", "--n_embd=16", "--eval_batches=1", "--final_tokens=2000", "--max_iters=4"]
     overrides = {k[2:]: int(v) for k, v in (a.split("=") for a in small)} | {"data_dir": str(tiny_data)}
     km, kc = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))

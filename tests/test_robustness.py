@@ -776,6 +776,43 @@ def test_force_that_fails_before_its_first_checkpoint_keeps_the_old_run(world, t
     assert main(args[:-1] + ["--reuse"]) == 0                                          # and it serves as before
 
 
+def test_force_stopped_at_once_before_its_first_checkpoint_keeps_the_old_run(world, tmp_path, capsys, monkeypatch):
+    """train --force over a finished run, stopped by a second Ctrl-C inside a step before its first checkpoint (B27, pass
+    39): no checkpoint can be written of a step cut in half, and the finished run was dropped as the new one ended. It is
+    put back, and the line says so; a run stopped after its checkpoint says to --resume in place of --force (B25)."""
+    import zo_gpt.train as train_mod
+    run = tmp_path / "run"; shutil.copytree(world / "done", run)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    real, calls = train_mod.train_step, []
+    def step(*a, **k):
+        if len(calls) == 2: raise KeyboardInterrupt   # inside the third step: the second Ctrl-C
+        calls.append(1); return real(*a, **k)
+    monkeypatch.setattr(train_mod, "train_step", step)
+    args = ["train", f"--data_dir={world / 'data'}", f"--out_dir={run}", *SMALL, "--max_iters=200", "--eval_interval=100", "--force"]
+    assert main(args) == 130
+    assert last_line(capsys) == (f"stopped at step 2 of 200, before its first checkpoint: nothing of it is kept, and {run} keeps "
+                                 "the run that was there before --force (overwrite=True)")
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    calls.clear(); args[-2] = "--eval_interval=1"                                   # stopped after its first checkpoint
+    assert main(args) == 130 and last_line(capsys).endswith("continue with the same arguments, --resume in place of --force")
+    monkeypatch.undo()
+    assert main(args[:-1] + ["--resume"]) == 0                                      # the advice works
+
+
+def test_force_through_fit_without_a_checkpointer_keeps_the_old_run_when_stopped(world, tmp_path):
+    "fit(overwrite=True) with callbacks that write no checkpoint, stopped: nothing of the new run can go on, so the old one stays."
+    from zo_gpt.train import Callback, RunFiles, RunStopped
+    class Stop(Callback):
+        def on_step(self, state, record): state.interrupt = True
+    run = tmp_path / "run"; shutil.copytree(world / "done", run)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    from zo_gpt.config import parse_overrides
+    cfg = make_config("cpu", parse_overrides([*SMALL, f"--data_dir={world / 'data'}", f"--out_dir={run}", "--max_iters=20", "--eval_interval=10"]))
+    with pytest.raises(RunStopped, match=f"nothing of it is kept, and {run} keeps the run that was there before --force"):
+        fit(cfg, callbacks=[MetricsLog(), RunFiles(), Stop()], overwrite=True, verbose=False)
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
 @pytest.mark.parametrize("checkpoint", [False, True])
 @pytest.mark.parametrize("old", ["all", "checkpoint only"])
 def test_force_killed_before_or_after_its_first_checkpoint(world, tmp_path, checkpoint, old):

@@ -47,10 +47,11 @@ def _prepare(args, extra) -> int:
 
 def _train(args, extra:list[str]) -> int:
     from zo_gpt.evaluation import excess_text  # torch and matplotlib load only for the commands that use them
-    from zo_gpt.train import Checkpointer, MetricsLog, ProgressBar, RunFiles, fit
+    from zo_gpt.train import Checkpointer, MetricsLog, ProgressBar, RunFiles, RunStopped, fit
     cfg = make_config(args.preset, parse_overrides(extra))
-    history = fit(cfg, callbacks=[ProgressBar(), MetricsLog(), Checkpointer(), RunFiles()], resume=args.resume,
-                  overwrite=args.force, reuse=args.reuse)   # fit holds the run folder and writes every file in it
+    try: history = fit(cfg, callbacks=[ProgressBar(), MetricsLog(), Checkpointer(), RunFiles()], resume=args.resume,
+                       overwrite=args.force, reuse=args.reuse)   # fit holds the run folder and writes every file in it
+    except RunStopped as e: print(printable(str(e)), file=sys.stderr); return 130   # a --force run stopped at once: the old run is back
     ending_decided()  # the run's files are written: a stop signal now cannot change how it ended
     if history.ddp and not history.reused:   # a reused run's history is its checkpoint's: this command joined no processes
         import gc
@@ -63,12 +64,13 @@ def _train(args, extra:list[str]) -> int:
             sys.stdout.flush(); sys.stderr.flush(); os._exit(0)   # own clean-up, where gloo can still abort them
     out = Path(cfg.out_dir)
     if history.interrupted:
+        then = "the same arguments, --resume in place of --force" if args.force else "the same arguments and --resume"   # both: refused
         if (out / "ckpt.pt").exists() and len(history.train) >= cfg.max_iters:
             print(printable(f"stopped during the final evaluation, after all {cfg.max_iters} steps; the checkpoint in {out / 'ckpt.pt'} "
-                            f"holds them; finish the evaluation with the same arguments and --resume"), file=sys.stderr)
+                            f"holds them; finish the evaluation with {then}"), file=sys.stderr)
         elif (out / "ckpt.pt").exists():
             print(printable(f"stopped at step {len(history.train)} of {cfg.max_iters}; the checkpoint in {out / 'ckpt.pt'} holds the "
-                            f"last step saved; continue with the same arguments and --resume"), file=sys.stderr)
+                            f"last step saved; continue with {then}"), file=sys.stderr)
         else:
             print(f"stopped at step {len(history.train)} of {cfg.max_iters}, before its first checkpoint: nothing can resume "
                   f"it; start again with --force", file=sys.stderr)

@@ -279,7 +279,7 @@ def _stop_on_ctrl_c(state:State):
 @contextlib.contextmanager
 def _replacing(out:str):
     """The block of a run in `out`, which may replace the run there (--force set it aside): where it fails before its first
-    checkpoint, the old run is put back, and the error says so; where it ends, the old run goes."""
+    checkpoint, the old run is put back, and the error says so (`fit` does the same for a stop); where it ends, the old run goes."""
     try: yield
     except BaseException as e:
         if (Path(out) / "ckpt.pt").exists() or not end_aside(out): raise   # no --force, or the new run has a checkpoint
@@ -327,7 +327,11 @@ def fit(
                                             f"floor {state.history.floor:.5f} at block {cfg.block_size}")
             with precision(device, cfg.tf32, cfg.flush_denormal):
                 state.step_model = step_model(state.model, cfg.compile, ddp, local, device)
-                return _loop(state, callbacks if rank == 0 else [], ddp)
+                history = _loop(state, callbacks if rank == 0 else [], ddp)
+            if writes and history.interrupted and not state.last_checkpoint and end_aside(cfg.out_dir, keep=False):   # a second Ctrl-C
+                raise RunStopped(f"stopped at step {state.iter:,} of {cfg.max_iters:,}, before its first checkpoint: nothing of it is kept, "
+                                 f"and {cfg.out_dir} keeps the run that was there before --force (overwrite=True)")
+            return history
     except RuntimeError as e:  # torch's allocators raise RuntimeError (CUDA's is a subclass), not MemoryError
         if not out_of_memory(e): raise
         raise TrainingError(f"ran out of memory ({first_line(e)[:160]}); " + (f"{a} or " if (a := memory_limit_advice()) else "")
