@@ -102,8 +102,8 @@ class TrainConfig:
             if _beyond_float32(getattr(self, k)):
                 raise ConfigError(f"{k}={getattr(self, k)!r} is beyond float32's range (its largest is {np.float32(FLOAT32_MAX)}); the run holds it in float32")
             setattr(self, k, max(-FLOAT32_MAX, min(getattr(self, k), FLOAT32_MAX)))   # 3.4028235e38, as that prints: held as it, as torch takes it
-        for k in ("lr", "init_std"):
-            if not getattr(self, k) > 0: raise ConfigError(f"{k} must be > 0, got {getattr(self, k)!r}")
+        for k, top in (("lr", math.inf), ("init_std", 10)):   # init_std in GPTConfig's range before lr is weighed against it
+            if not 0 < getattr(self, k) < top: raise ConfigError(f"{k} must be > 0{f' and below {top}' if top < math.inf else ''}, got {getattr(self, k)!r}")
             if np.float32(getattr(self, k)) < FLOAT32_TINY:   # as the run holds it: 1.17549435e-38 is float32's smallest normal itself
                 raise ConfigError(f"{k}={getattr(self, k)!r} is below {FLOAT32_TINY:.4g}, float32's smallest normal number, which a run reads as 0")
         if (peak := self.lr * min(1, self.max_iters / (self.warmup_iters + 1))) < (lost := self.init_std * 2 ** -24):   # the top rate, warm-up's where it outlasts the run; half the float32 spacing near init_std: AdamW's steps, about the rate, round away there
