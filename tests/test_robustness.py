@@ -2031,3 +2031,21 @@ def test_memory_running_out_as_the_libraries_load_is_one_line_even_for_the_searc
     monkeypatch.setattr(sys, "argv", ["zo-gpt", "prepare"])
     assert zo_gpt.run() == 1
     assert capsys.readouterr().err.strip().startswith("zo-gpt prepare: failed: out of memory while loading the libraries zo_gpt uses")
+
+
+def test_a_run_that_did_not_learn_is_told_what_helps(world, tmp_path, capsys):
+    """The note for a model that ends far worse than a uniform guess (B49, pass 40): after 4 steps on the gpt2 vocabulary
+    its loss was still falling, and the note's 'try a smaller lr' made it worse. It now says to train longer, which clears
+    it; a run whose loss rose again is told to try a smaller lr, which clears it. The init_std check comes before the lr
+    check that reads init_std (B41): init_std=1e30 was told to raise lr."""
+    def note(): return [l for l in capsys.readouterr().err.splitlines() if l.startswith("note:")]
+    args = ["train", f"--data_dir={world / 'gpt2'}", "--vocab=gpt2", f"--out_dir={tmp_path / 'g'}", *SMALL, "--eval_interval=2"]
+    assert main(args + ["--max_iters=4"]) == 0
+    [n] = note()
+    assert re.search(r": it did not learn yet, though its loss was still falling \(10\.\d+ at the first step, 10\.\d+ at the last evaluation\): "
+                     r"train it longer \(now max_iters=4\) with --force$", n), n
+    assert main(args + ["--max_iters=60", "--force"]) == 0 and note() == []
+    args = ["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'c'}", *SMALL, "--eval_interval=2", "--max_iters=40"]
+    assert main(args + ["--lr=3"]) == 0 and [n.split(": it did not ")[-1] for n in note()] == ["learn; try a smaller lr (now 3) with --force"]
+    assert main(args + ["--lr=1", "--force"]) == 0 and note() == []
+    assert main(args + ["--init_std=1e30"]) == 2 and last_line(capsys).endswith("init_std must be > 0 and below 10, got 1e+30")

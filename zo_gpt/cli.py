@@ -83,8 +83,12 @@ def _train(args, extra:list[str]) -> int:
         print(f"the loss is below the floor because these tokens are easier than average: the Bayes predictor scores "
               f"{f['bayes']:.5f} on them, the model {f['loss'] - f['bayes']:+.5f} more")
     if f["kl"] > 2 * (uniform := history.references.get("uniform over the 5 tokens", math.inf)):   # finite, but it learned nothing
-        print(f"note: the model ends far worse than a uniform guess over the 5 tokens (excess {f['kl']:.3g} against {uniform:.3g}): "
-              f"it did not learn; try a smaller lr (now {cfg.lr:g}) with --force", file=sys.stderr)   # a warning, beside the results
+        seen = [history.train[0]["loss"], *(v["loss"] for v in history.val)] if history.train else []
+        falling = len(seen) > 1 and seen[-1] <= min(seen)   # its last evaluation its best: learning, but not for long enough
+        print(f"note: the model ends far worse than a uniform guess over the 5 tokens (excess {f['kl']:.3g} against {uniform:.3g}): it did not "
+              + (f"learn yet, though its loss was still falling ({seen[0]:.4g} at the first step, {seen[-1]:.4g} at the last evaluation): "
+                 f"train it longer (now max_iters={cfg.max_iters:,}) with --force" if falling else f"learn; try a smaller lr (now {cfg.lr:g}) with --force"),
+              file=sys.stderr)   # a warning, beside the results
     if not history.reused: print(printable(f"wrote {out / 'loss.png'}, {out / 'metrics.jsonl'}, {out / 'ckpt.pt'}, {out / 'summary.json'}"))
     return 0
 
