@@ -2049,3 +2049,15 @@ def test_a_run_that_did_not_learn_is_told_what_helps(world, tmp_path, capsys):
     assert main(args + ["--lr=3"]) == 0 and [n.split(": it did not ")[-1] for n in note()] == ["learn; try a smaller lr (now 3) with --force"]
     assert main(args + ["--lr=1", "--force"]) == 0 and note() == []
     assert main(args + ["--init_std=1e30"]) == 2 and last_line(capsys).endswith("init_std must be > 0 and below 10, got 1e+30")
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_a_stray_master_addr_names_the_group_it_could_not_join(world, tmp_path):
+    "B21 (pass 40): WORLD_SIZE=1 with an address no one can find read 'could not join the other 0 processes'."
+    env = {**os.environ, "RANK": "0", "WORLD_SIZE": str(world), "LOCAL_RANK": "0", "MASTER_ADDR": "nohost.invalid",
+           "MASTER_PORT": "1", "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([CLI, "train", f"--out_dir={tmp_path / 'run'}", *SMALL], capture_output=True, text=True, timeout=120, env=env)
+    who = {1: "its process group (WORLD_SIZE=1)", 2: "the other 1 process", 3: "the other 2 processes"}[world]
+    assert r.returncode == 1 and r.stderr.strip().splitlines() == [
+        f"zo-gpt train: failed: could not join {who}: MASTER_ADDR='nohost.invalid' is no address this machine can find; if no "
+        "torchrun started this command, these variables are left from another job: unset RANK LOCAL_RANK WORLD_SIZE"], r.stderr

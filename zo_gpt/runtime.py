@@ -105,8 +105,9 @@ def processes(device:str="auto", compile:bool=False) -> tuple:
     if not dist.is_initialized():
         addr, port, rank, world, wait = (os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), int(os.environ["RANK"]),
                                          int(os.environ["WORLD_SIZE"]), datetime.timedelta(seconds=JOIN_SECONDS))
+        others = f"the other {world - 1} process{'es' if world > 2 else ''}" if world > 1 else "its process group (WORLD_SIZE=1)"
         try: socket.getaddrinfo(addr, port)   # an address no one can reach: said at once, not after the wait
-        except OSError: raise TrainingError(f"could not join the other {world - 1} processes: MASTER_ADDR={addr!r} is no address "
+        except OSError: raise TrainingError(f"could not join {others}: MASTER_ADDR={addr!r} is no address "
                                             f"this machine can find; {_STRAY}") from None
         if rank == 0: print(f"joining {world} processes at {addr}:{port} (waiting up to {JOIN_SECONDS} s for the others)", file=sys.stderr)
         backend = "nccl" if torch.cuda.is_available() else "gloo"
@@ -115,7 +116,7 @@ def processes(device:str="auto", compile:bool=False) -> tuple:
             else: dist.init_process_group(backend, store=_joined_store(addr, port, world, rank, wait), rank=rank,
                                           world_size=world, timeout=wait)
         except dist.DistError as e:
-            raise TrainingError(f"could not join the other {int(os.environ['WORLD_SIZE']) - 1} processes at "
+            raise TrainingError(f"could not join {others} at "
                                 f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']} ({first_line(e)[:120]}); "
                                 f"{_STRAY}") from None
     mine = torch.device(f"cuda:{local}") if torch.cuda.is_available() else get_device(device)
