@@ -2061,3 +2061,16 @@ def test_a_stray_master_addr_names_the_group_it_could_not_join(world, tmp_path):
     assert r.returncode == 1 and r.stderr.strip().splitlines() == [
         f"zo-gpt train: failed: could not join {who}: MASTER_ADDR='nohost.invalid' is no address this machine can find; if no "
         "torchrun started this command, these variables are left from another job: unset RANK LOCAL_RANK WORLD_SIZE"], r.stderr
+
+
+@pytest.mark.parametrize("name", ["tokens.json", "README.md"])
+def test_an_export_that_fills_the_disk_names_the_file(world, tmp_path, capsys, monkeypatch, name):
+    "B37 (pass 40): a disk that filled while export wrote tokens.json said 'No space left on device' and named no file."
+    real = Path.write_text
+    def write_text(self, *a, **k):
+        if self.name == name: raise OSError(28, "No space left on device")   # as a full disk fails the write: no file named
+        return real(self, *a, **k)
+    monkeypatch.setattr(Path, "write_text", write_text)
+    assert main(["export", str(world / "done"), str(tmp_path / "hf")]) == 1
+    assert last_line(capsys) == f"zo-gpt export: failed: No space left on device: {tmp_path / 'hf' / name}"
+    assert not (tmp_path / "hf").exists()

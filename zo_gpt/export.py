@@ -26,7 +26,7 @@ from .checkpoint import load_model
 from .figures import draws, png_figure
 from .data import check_flag
 from .helpers import ConfigError, check_arguments, check_tokens_table, first_line
-from .folders import folder_lock, plain_mode, replace_together, staging, write_error
+from .folders import folder_lock, plain_mode, replace_together, staging, write_error, writes_to
 from .model import GPT, GPTConfig
 
 # %% ../nbs/04b_export.ipynb #c6e704c1
@@ -208,8 +208,9 @@ def write_hf(
                 if code: raise write_error(OSError(code, os.strerror(code)), folder / "model.safetensors") from None   # as every file is told
                 raise OSError(f"could not write {folder / 'model.safetensors'}: {first_line(e)}") from None
             table = [{k: t[k] for k in ("id", "text", "kind")} for t in tokens_table]
-            (Path(tmp) / "tokens.json").write_text(json.dumps(table, indent=1) + "\n")
-            (Path(tmp) / "README.md").write_text(readme_text(model.config, vocab, table, str(out), note), encoding="utf-8", errors="replace")
+            with writes_to(folder / "tokens.json"): (Path(tmp) / "tokens.json").write_text(json.dumps(table, indent=1) + "\n")   # a full disk names it
+            with writes_to(folder / "README.md"):
+                (Path(tmp) / "README.md").write_text(readme_text(model.config, vocab, table, str(out), note), encoding="utf-8", errors="replace")
             for f in Path(tmp).iterdir(): plain_mode(f)   # not the 0600 of safetensors' writer
             replace_together(tmp, folder, EXPORT_FILES)   # the old export stays whole if any of its files cannot be replaced
     return folder
