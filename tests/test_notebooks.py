@@ -297,6 +297,22 @@ def test_every_notebook_left_out_of_nbdev_test_runs_here():
     assert len(left_out) >= 8 and not [n for n in left_out if not runs_here(n)], left_out
 
 
+def test_a_kernel_loads_numpy_with_zo_gpt_where_a_stop_is_told(tmp_path):
+    """A24 (pass 41): stopped 0.04-0.12 s into 03_train's imports, torch took the stop inside its own import of numpy and
+    went on with half of numpy, so the cell seemed to finish and the next failed with a page of traceback. In a kernel,
+    `import zo_gpt` (the cell before torch's) loads numpy itself, where a stop is one line."""
+    from jupyter_client.manager import start_new_kernel
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
+    try:
+        out = []
+        hook = lambda msg: out.append(msg["content"]["text"]) if msg["msg_type"] == "stream" else None
+        code = "import sys; before = 'numpy' in sys.modules; import zo_gpt; print(before, 'numpy' in sys.modules, 'torch' in sys.modules)"
+        assert kc.execute_interactive(code, timeout=120, output_hook=hook)["content"]["status"] == "ok"
+        assert "".join(out).split() == ["False", "True", "False"]
+    finally:
+        kc.stop_channels(); km.shutdown_kernel(now=True)
+
+
 def test_03_train_says_when_its_run_was_replaced_under_it(tmp_path, tiny_data):
     """A34 (pass 38): another command's --force replaced the run while the notebook stood idle; the notebook then read the
     new run's checkpoint as its own and failed on an assertion of mismatched numbers. Cells run one by one, as in JupyterLab."""

@@ -132,6 +132,7 @@ def _unraisable(u, then=sys.unraisablehook):
 if (_shell := getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()) is not None and not _shell.custom_exceptions:
     _shell.set_custom_exc((Exception, KeyboardInterrupt), _interrupted)   # in a kernel or IPython only, if nothing else has one
     sys.unraisablehook = _unraisable
+    import numpy  # here, where a stop is told: under torch's import, torch takes a stop in numpy's and goes on with half of it
 
 # %% ../nbs/index.ipynb #7e1a2b3c
 def run() -> int:
