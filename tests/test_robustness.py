@@ -2074,3 +2074,15 @@ def test_an_export_that_fills_the_disk_names_the_file(world, tmp_path, capsys, m
     assert main(["export", str(world / "done"), str(tmp_path / "hf")]) == 1
     assert last_line(capsys) == f"zo-gpt export: failed: No space left on device: {tmp_path / 'hf' / name}"
     assert not (tmp_path / "hf").exists()
+
+
+@pytest.mark.parametrize("frac", ["1e-30", "1e-300"])
+def test_a_tiny_val_frac_is_refused_at_once(tmp_path, frac):
+    """B32 (pass 41): prepare --val-frac 1e-30 never ended: the search for the fewest sequences that give it a validation
+    sequence stepped by one past 2**53, where n * val_frac no longer moves. It is refused at once, without a 30-digit n_seq."""
+    r = subprocess.run([CLI, "prepare", "--out", str(tmp_path / "d"), "--n-seq", "200", "--seq-len", "60", "--vocab", "compact",
+                        "--val-frac", frac], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        f"zo-gpt prepare: error: val_frac={float(frac)!r} leaves the validation split empty: 200 sequences give 0 validation and "
+        "200 training sequences; ask for a larger val_frac"], r.stderr
+    assert not (tmp_path / "d").exists()

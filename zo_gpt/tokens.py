@@ -148,16 +148,16 @@ class DataConfig:
             object.__setattr__(self, k, check(k, getattr(self, k)))      # plain int and float, also from numpy scalars
         object.__setattr__(self, "seed", check_seed(self.seed))
         if self.vocab not in VOCABS: raise ConfigError(f"vocab must be one of {VOCABS}, got {self.vocab!r}")
-        if not 0 < self.n_val < self.n_seq:
+        if not 0 < self.n_val < self.n_seq:   # the fewest sequences for a tiny val_frac can be a 300-digit number: not offered
             raise ConfigError(f"val_frac={self.val_frac} leaves the {'validation' if self.n_val == 0 else 'training'} "
                               f"split empty: {self.n_seq} sequences give {self.n_val} validation and "
-                              f"{self.n_seq - self.n_val} training sequences; " + (f"ask for more sequences (n_seq={self._fewest()} or more "
-                              "gives each split one), or a larger val_frac" if self.n_val == 0 else "ask for a smaller val_frac, or more sequences"))
+                              f"{self.n_seq - self.n_val} training sequences; " + ("ask for a smaller val_frac, or more sequences" if self.n_val else
+                              f"ask for more sequences (n_seq={f} or more gives each split one), or a larger val_frac" if (f := self._fewest()) <= 10**12 else "ask for a larger val_frac"))
 
     def _fewest(self) -> int:
         "The fewest sequences that give this val_frac a sequence in each split (round() takes 0.5 to 0)."
         n = max(2, math.floor(0.5 / self.val_frac) + 1)
-        while not 0 < round(n * self.val_frac) < n: n += 1
+        while not 0 < round(n * self.val_frac) < n: n += max(1, n >> 50)   # past 2**53, a step of one leaves n * val_frac as it was
         return n
 
     @property
