@@ -1875,7 +1875,7 @@ def test_a_failed_checkpoint_write_shows_no_cxx_text(tmp_path, monkeypatch):
     import zo_gpt.checkpoint as ck
     def save(obj, f, *a, **k): raise RuntimeError("basic_ios::clear: iostream error")
     monkeypatch.setattr(ck.torch, "save", save)
-    with pytest.raises(TrainingError) as e: ck.write_checkpoint(tmp_path / "ckpt.pt", {})
+    with pytest.raises(TrainingError) as e: ck.write_checkpoint(tmp_path / "ckpt.pt", dict.fromkeys(ck.CKPT_KEYS))
     assert str(e.value).startswith(f"could not write {tmp_path / 'ckpt.pt'}: the write failed (") and "basic_ios" not in str(e.value), e.value
     assert list(tmp_path.iterdir()) == []
 
@@ -2086,3 +2086,20 @@ def test_a_tiny_val_frac_is_refused_at_once(tmp_path, frac):
         f"zo-gpt prepare: error: val_frac={float(frac)!r} leaves the validation split empty: 200 sequences give 0 validation and "
         "200 training sequences; ask for a larger val_frac"], r.stderr
     assert not (tmp_path / "d").exists()
+
+
+def test_write_checkpoint_replaces_no_other_file(world, tmp_path):
+    """B44 (pass 41): write_checkpoint('d1/meta.json', ckpt) replaced a finished dataset's meta.json with a torch file, and
+    write_checkpoint(path, {}) wrote an empty dict as a checkpoint."""
+    from zo_gpt.checkpoint import load_checkpoint, write_checkpoint
+    shutil.copytree(world / "data", tmp_path / "d"); shutil.copytree(world / "done", tmp_path / "r")
+    before = (tmp_path / "d" / "meta.json").read_bytes()
+    ckpt = load_checkpoint(tmp_path / "r" / "ckpt.pt")
+    with pytest.raises(ConfigError, match=r"is a file that is no checkpoint \(empty, damaged or another kind\), which write_checkpoint does not replace"):
+        write_checkpoint(tmp_path / "d" / "meta.json", ckpt)
+    assert (tmp_path / "d" / "meta.json").read_bytes() == before
+    for bad, what in (({}, "one without model, optimizer"), ([], "list")):
+        with pytest.raises(ConfigError, match=f"ckpt must be a checkpoint, a dict with model, .*, got {what}"): write_checkpoint(tmp_path / "new.pt", bad)
+    assert not (tmp_path / "new.pt").exists()
+    write_checkpoint(tmp_path / "r" / "ckpt.pt", ckpt)                          # a checkpoint over a checkpoint: as a run does
+    assert load_checkpoint(tmp_path / "r" / "ckpt.pt")["iter"] == ckpt["iter"]

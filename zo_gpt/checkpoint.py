@@ -129,6 +129,10 @@ def _summary(out:Path) -> dict:
 
 def write_checkpoint(path:str|Path, ckpt:dict) -> str:
     "Save `ckpt` (a dict with `CKPT_KEYS`) to `path` through a temporary file, so a crash never leaves half of one."
+    if not isinstance(ckpt, dict) or (lacks := [k for k in CKPT_KEYS if k not in ckpt]):
+        raise ConfigError(f"ckpt must be a checkpoint, a dict with {', '.join(CKPT_KEYS)}, got " + (f"one without {', '.join(lacks)}" if isinstance(ckpt, dict) else type(ckpt).__name__))
+    if os.path.isfile(path) and not _torch_zip(Path(path)):   # never a dataset's meta.json, or a file of the user's
+        raise ConfigError(f"{path} is a file that is no checkpoint (empty, damaged or another kind), which write_checkpoint does not replace; move it away, or write to a new file")
     try:
         with atomic_path(path) as tmp: torch.save(ckpt, tmp)   # torch's own writer: a Ctrl-C waits for it to finish
     except OSError as e: raise TrainingError(f"could not write {path}: {e.strerror or first_line(e)}") from None   # a folder it cannot write
