@@ -2103,3 +2103,19 @@ def test_write_checkpoint_replaces_no_other_file(world, tmp_path):
     assert not (tmp_path / "new.pt").exists()
     write_checkpoint(tmp_path / "r" / "ckpt.pt", ckpt)                          # a checkpoint over a checkpoint: as a run does
     assert load_checkpoint(tmp_path / "r" / "ckpt.pt")["iter"] == ckpt["iter"]
+
+
+def test_precision_and_patterns_figure_name_what_is_wrong():
+    "B4, B5 (pass 41): precision('float8') and patterns_figure's heads 99 or 2-d pattern raised torch's or numpy's own errors."
+    from zo_gpt.export import patterns_figure
+    from zo_gpt.model import precision
+    for args, message in ((("float8",), "device must be a torch device (see get_device), got 'float8'"), ((None,), "got None"),
+                          (("cpu", True, "no"), "flush_denormal must be True or False, got 'no'"), (("cpu", 1), "tf32 must be True or False, got 1")):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            with precision(*args): pass
+    pattern = torch.rand(2, 8, 8)
+    for args, message in (((pattern, {}, 0, 4), "heads must be {head: title} for one head or more, from 0 to 1, got {}"),
+                          ((pattern, {99: "a"}, 0, 4), "got {99: 'a'}"), ((pattern[0], {0: "a"}, 0, 4), "an (n_head, T, T) tensor, got Tensor (8, 8)"),
+                          ((pattern, {0: "a"}, 6, 2), "0 <= lo < hi <= T = 8, got lo=6, hi=2"), ((pattern, {0: "a"}, 0, 9), "got lo=0, hi=9")):
+        with pytest.raises(ConfigError, match=re.escape(message)): patterns_figure(*args)
+    patterns_figure(pattern, {0: "a", 1: "b"}, 2, 6)

@@ -254,6 +254,12 @@ def to_transformer_lens(model:GPT):
 @draws
 def patterns_figure(pattern:torch.Tensor, heads:dict, lo:int, hi:int):
     "Attention patterns of `heads` ({head: title}) from one row's `pattern` (n_head, T, T), positions `lo` to `hi`."
+    if not (isinstance(pattern, torch.Tensor) and pattern.dim() == 3 and pattern.shape[1] == pattern.shape[2]):
+        raise ConfigError(f"pattern must be one row's attention, an (n_head, T, T) tensor, got {type(pattern).__name__} {tuple(getattr(pattern, 'shape', ()))}")
+    if not (isinstance(heads, dict) and heads and all(isinstance(h, (int, np.integer)) and not isinstance(h, bool) and 0 <= h < len(pattern) for h in heads)):
+        raise ConfigError(f"heads must be {{head: title}} for one head or more, from 0 to {len(pattern) - 1}, got {heads!r}")
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (lo, hi)) or not 0 <= lo < hi <= pattern.shape[1]:
+        raise ConfigError(f"lo and hi must be positions with 0 <= lo < hi <= T = {pattern.shape[1]}, got lo={lo!r}, hi={hi!r}")
     fig = png_figure(figsize=(4.2 * len(heads), 4))
     for ax, (h, title) in zip(np.atleast_1d(fig.subplots(1, len(heads))), heads.items()):
         ax.imshow(pattern[h, lo:hi, lo:hi].numpy(), cmap="Blues", vmin=0, vmax=1,

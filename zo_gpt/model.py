@@ -20,7 +20,7 @@ from torch.autograd.profiler import record_function
 from torch.nn import functional as F
 from tqdm.auto import tqdm  # a widget in a notebook, text in a terminal
 
-from .data import check_memory
+from .data import check_flag, check_memory
 from .helpers import (DTYPE_NAMES, ConfigError, check_arguments, check_count, check_ids, check_model,
                             check_positive, check_seed, check_tokens_table)
 
@@ -43,7 +43,10 @@ def precision(
     flush_denormal:bool=True, # elsewhere: subnormal floats flushed to zero
 ):
     "Set the run's arithmetic for the block (this thread's, on the CPU); the settings before it are restored after it."
-    if torch.device(device).type == "cuda":
+    try: kind = torch.device(device).type
+    except (RuntimeError, TypeError): raise ConfigError(f"device must be a torch device (see get_device), got {device!r}") from None
+    tf32, flush_denormal = check_flag("tf32", tf32), check_flag("flush_denormal", flush_denormal)
+    if kind == "cuda":
         saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
         try: yield
