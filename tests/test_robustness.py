@@ -2119,3 +2119,18 @@ def test_precision_and_patterns_figure_name_what_is_wrong():
                           ((pattern, {0: "a"}, 6, 2), "0 <= lo < hi <= T = 8, got lo=6, hi=2"), ((pattern, {0: "a"}, 0, 9), "got lo=0, hi=9")):
         with pytest.raises(ConfigError, match=re.escape(message)): patterns_figure(*args)
     patterns_figure(pattern, {0: "a", 1: "b"}, 2, 6)
+
+
+def test_advice_works_where_stderr_cannot_write_its_path(tmp_path):
+    """B15 (pass 41): under PYTHONIOENCODING=latin-1, the advice for a missing --data_dir=nodata🙂 read `zo-gpt prepare --out
+    'nodata\\U0001f642'`, as stderr writes what it cannot encode, and followed it made a folder of that name. Such a
+    character is now given as its bytes in bash's $'...', which the shell reads back as the name."""
+    env = {**os.environ, "PYTHONIOENCODING": "latin-1", "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([CLI, "train", "--data_dir=nodata\U0001f642", "--out_dir=r", *SMALL, "--max_iters=2"], cwd=tmp_path,
+                       capture_output=True, env=env, timeout=120)
+    line = r.stderr.decode("latin-1").strip().splitlines()[-1]
+    assert r.returncode == 1 and (m := re.search(r"`(zo-gpt prepare [^`]*)`", line)), line
+    assert m.group(1) == "zo-gpt prepare --out $'nodata\\xf0\\x9f\\x99\\x82' --vocab compact", line
+    subprocess.run(["bash", "-c", m.group(1).replace("zo-gpt", shlex.quote(CLI), 1) + " --n-seq 200 --seq-len 60"], cwd=tmp_path,
+                   env=env, timeout=120, check=True, capture_output=True)
+    assert (tmp_path / "nodata\U0001f642" / "meta.json").is_file()                      # the advice made the folder it named

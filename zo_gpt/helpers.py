@@ -77,12 +77,12 @@ def first_line(e:BaseException) -> str:
 
 def shell_word(s:str|os.PathLike) -> str:
     """`s` as one word a POSIX shell reads back as `s`: shlex's quoting, or, where `s` holds a character that cannot be
-    printed (a newline in a folder's name), bash's $'...' with that character escaped, so that a hint stays one line."""
-    s = str(s)
-    if s.isprintable(): return shlex.quote(s)
+    printed (a newline in a folder's name) or that stderr cannot write (PYTHONIOENCODING=ascii), bash's $'...' with it escaped."""
+    s, ok = str(s), lambda c: c.isprintable() and bool(c.encode(getattr(sys.stderr, "encoding", None) or "utf-8", "ignore"))
+    if all(map(ok, s)): return shlex.quote(s)
     def esc(c):   # past ASCII, the name's own bytes: one that is no text in the locale (held as a surrogate) comes back as itself
         if c in "'\\": return "\\" + c
-        if c.isprintable(): return c
+        if ok(c): return c
         return repr(c)[1:-1] if ord(c) < 128 else "".join(f"\\x{b:02x}" for b in os.fsencode(c))
     return "$'" + "".join(map(esc, s)) + "'"
 
