@@ -2134,3 +2134,27 @@ def test_advice_works_where_stderr_cannot_write_its_path(tmp_path):
     subprocess.run(["bash", "-c", m.group(1).replace("zo-gpt", shlex.quote(CLI), 1) + " --n-seq 200 --seq-len 60"], cwd=tmp_path,
                    env=env, timeout=120, check=True, capture_output=True)
     assert (tmp_path / "nodata\U0001f642" / "meta.json").is_file()                      # the advice made the folder it named
+
+
+def test_a_loop_of_ones_own_does_not_write_over_another_run(world, tmp_path):
+    """B45 (pass 41): new_run, take_step and save_checkpoint with out_dir a finished run's folder replaced its ckpt.pt, and
+    MetricsLog in such a loop would empty its metrics.jsonl; fit refuses that folder without --force. A loop that went on
+    from the run there (restore) writes it."""
+    from zo_gpt.checkpoint import restore, save_checkpoint
+    from zo_gpt.config import parse_overrides
+    from zo_gpt.train import Checkpointer, new_run, take_step
+    run = tmp_path / "run"; shutil.copytree(world / "done", run)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    cfg = make_config("cpu", parse_overrides([*SMALL, f"--data_dir={world / 'data'}", f"--out_dir={run}", "--max_iters=4", "--eval_interval=2"]))
+    data = load_dataset(world / "data")
+    state = new_run(cfg, data, torch.device("cpu")); take_step(state)
+    with pytest.raises(TrainingError, match="holds a run \\(ckpt.pt\\) that this loop did not go on from"): save_checkpoint(state)
+    for cb in (MetricsLog(), Checkpointer()):
+        with pytest.raises(TrainingError, match="fit\\(overwrite=True\\) replaces it"): cb.on_fit_start(state)
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    (tmp_path / "new").mkdir(); cfg.out_dir = str(tmp_path / "new")
+    state = new_run(cfg, data, torch.device("cpu")); take_step(state)
+    assert save_checkpoint(state) == save_checkpoint(state) == str(tmp_path / "new" / "ckpt.pt")   # a folder without a run, then its own
+    state = new_run(cfg, data, torch.device("cpu")); restore(state, tmp_path / "new" / "ckpt.pt"); take_step(state)
+    save_checkpoint(state)                                                       # the run it went on from
+    assert torch.load(tmp_path / "new" / "ckpt.pt", weights_only=True)["iter"] == 2

@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['RESULT_FILES', 'RUN_FILES', 'CKPT_KEYS', 'claim_run_folder', 'refuse_held', 'looks_finished', 'write_checkpoint',
-           'UnreadableCheckpoint', 'load_checkpoint', 'load_weights', 'load_model', 'save_checkpoint',
-           'check_resumable', 'restore', 'finished_run', 'reused_run', 'run_dataset']
+           'UnreadableCheckpoint', 'load_checkpoint', 'load_weights', 'load_model', 'check_loop_folder',
+           'save_checkpoint', 'check_resumable', 'restore', 'finished_run', 'reused_run', 'run_dataset']
 
 # %% ../nbs/02c_checkpoint.ipynb #d08ba28d
 import contextlib
@@ -233,9 +233,16 @@ def _run_state(state):
     if all(hasattr(state, k) for k in ("model", "optimizer", "cfg", "gen", "history", "data")): return state
     raise ConfigError(f"state must be a run's State (see new_run in the training notebook), got {type(state).__name__}")
 
+def check_loop_folder(state):
+    """A `TrainingError` where a loop of one's own (no `fit` holds its folder) would write into a folder whose ckpt.pt is
+    not the one it went on from (`restore`): another run's, finished or not, which its files would replace."""
+    if _run_state(state).held is None and not state.last_checkpoint and (Path(state.cfg.out_dir) / "ckpt.pt").exists():
+        raise TrainingError(f"out_dir={state.cfg.out_dir!r} holds a run (ckpt.pt) that this loop did not go on from: a loop of one's own "
+                            "writes into a folder without a run, or continues the run there after restore(); fit(overwrite=True) replaces it")
+
 def save_checkpoint(state) -> str:
     "Write a run's `State` (training notebook) at its last completed step to `ckpt.pt`, atomically; its path."
-    state = _run_state(state)
+    check_loop_folder(state)
     ckpt = {"model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(), "config": asdict(state.cfg),
             "iter": state.iter, "tokens": state.tokens, "rng": _rng_state(state.gen), "history": asdict(state.history),
             "tokens_table": state.data.meta["tokens"], "data_hash": state.data.meta["content_hash"],

@@ -23,7 +23,8 @@ import torch
 from torch.autograd.profiler import record_function
 from tqdm.auto import tqdm  # a widget in a notebook, text in a terminal
 
-from .checkpoint import check_resumable, claim_run_folder, refuse_held, restore, reused_run, run_dataset, save_checkpoint
+from .checkpoint import (check_loop_folder, check_resumable, claim_run_folder, refuse_held, restore, reused_run, run_dataset,
+                               save_checkpoint)
 from .config import TrainConfig, check_config, check_data, fixed_batches, get_batch, lr_at, makes_dataset
 from .data import check_flag, entropy, out_of_memory, stream_floor
 from .evaluation import History, check_final, evaluate_split, figure_tags, final_split, loss_figure, metrics_records, run_summary
@@ -209,7 +210,7 @@ class _Writer(Callback):
     """A callback that writes into the run folder. `fit` holds the folder first; a loop of one's own, which holds nothing, is
     refused where another process holds it (a second kernel's loop, in the folder the first took as its own)."""
     writes = True
-    def on_fit_start(self, state): check_not_held(state.cfg.out_dir, "out_dir")
+    def on_fit_start(self, state): check_not_held(state.cfg.out_dir, "out_dir"); check_loop_folder(state)
 
 class MetricsLog(_Writer):
     "Appends every step, evaluation and the final evaluation to `metrics.jsonl` in the run folder."
