@@ -938,6 +938,18 @@ def test_training_losses_above_the_loss_figures_frame_are_marked_and_counted():
     assert not [l for l in loss_figure(h).axes[0].get_lines() if "above the frame" in l.get_label()]
 
 
+def test_training_losses_below_the_loss_figures_frame_are_marked_and_counted():
+    """B26 (pass 42): on a p=0.999999 dataset the log axis stops at a tenth of the floor, and two training losses under it
+    were cut off with nothing to say so, where those above the frame are marked."""
+    h = short_block_history(8, start=10.8)                               # far above the floor at first: a log axis
+    h.train[60]["loss"], h.train[70]["loss"] = h.floor / 50, h.floor / 40
+    ax = loss_figure(h).axes[0]
+    assert ax.get_yscale() == "log" and ax.get_ylim()[0] > h.floor / 40
+    marks = [l for l in ax.get_lines() if "below the frame" in l.get_label()]
+    assert len(marks) == 1 and marks[0].get_label() == f"2 losses below the frame, down to {h.floor / 50:.3g}", marks
+    assert set(marks[0].get_ydata()) == {ax.get_ylim()[0]} and list(marks[0].get_xdata()) == [61, 71]
+
+
 def test_a_gpt2_model_is_not_scored_on_the_compact_vocabularys_ids(tiny_data, tiny_gpt2_data):
     "B94 (pass 25): a GPT-2-vocabulary model given compact batches and meta read ids 0..4 as GPT-2's '!' to '%' and gave numbers."
     from zo_gpt.ablation import explain

@@ -259,10 +259,10 @@ def loss_figure(history:History, title:str|None=None):
         ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5))); ax.yaxis.set_major_formatter("{x:g}")  # 0.5, 1, 2, 5, 10
         ax.yaxis.set_minor_formatter(NullFormatter())
     else: ax.set_ylim(lo - 0.03 * (top - lo) - 0.003, top + 0.03 * (top - lo) + 0.003)
-    if above := [r for r in tr if r["loss"] > ax.get_ylim()[1]]:   # the first steps out of the frame: marked on its edge, told in the legend
-        edge, shown = ax.get_ylim()[1], above[::max(1, len(above) // 30)]
-        ax.plot([r["iter"] for r in shown], [edge] * len(shown), "^", ms=5, color="C0", clip_on=False,
-                label=f"{len(above):,} losses above the frame, up to {max(r['loss'] for r in above):.3g}")
+    for side, edge, mark in ((1, ax.get_ylim()[1], "^"), (0, ax.get_ylim()[0], "v")):   # steps out of the frame (the first ones, or a loss near 0 under a log axis): on its edge, in the legend
+        if shown := (away := [r for r in tr if (r["loss"] - edge) * (side - 0.5) > 0])[::max(1, len(away) // 30)]:   # at most 30 marks
+            ax.plot([r["iter"] for r in shown], [edge] * len(shown), mark, ms=5, color="C0", clip_on=False,
+                    label=f"{len(away):,} losses {('below', 'above')[side]} the frame, {('down', 'up')[side]} to {(min, max)[side](r['loss'] for r in away):.3g}")
     kls = [r["kl"] for r in va] + ([fin["kl"]] if fin else []) + list(refs.values())
     ups = [r["kl"] + r["kl_se"] for r in va] + ([fin["kl"] + fin["kl_se"]] if fin else []) + kls
     bx.set_ylim(min([v for v in kls if v > 0] or [1e-6]) / 3, max(u for u in ups if math.isfinite(u)) * 3)   # one block has no SE
