@@ -2158,3 +2158,13 @@ def test_a_loop_of_ones_own_does_not_write_over_another_run(world, tmp_path):
     state = new_run(cfg, data, torch.device("cpu")); restore(state, tmp_path / "new" / "ckpt.pt"); take_step(state)
     save_checkpoint(state)                                                       # the run it went on from
     assert torch.load(tmp_path / "new" / "ckpt.pt", weights_only=True)["iter"] == 2
+
+
+def test_step_model_takes_only_a_gpt_and_flags():
+    "B13 (pass 42): step_model(m, 'no', ...) compiled the model, as the text 'no' is true to Python; step_model(None, ...) returned None."
+    from zo_gpt.model import GPT, GPTConfig, step_model
+    m, cpu = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=8, block_size=8, vocab_size=5)), torch.device("cpu")
+    with pytest.raises(ConfigError, match="compile must be True or False, got 'no'"): step_model(m, "no", False, 0, cpu)
+    with pytest.raises(ConfigError, match="ddp must be True or False, got 'no'"): step_model(m, False, "no", 0, cpu)
+    with pytest.raises(ConfigError, match="model must be a GPT"): step_model(None, False, False, 0, cpu)
+    assert step_model(m, False, False, 0, cpu) is m

@@ -295,6 +295,7 @@ def sample_text(model:GPT, tokens_table:list, n_tokens:int=1000, seed:int=0, ver
 
 def step_model(model:GPT, compile:bool, ddp:bool, local:int, device):
     "The model a run's steps call: compiled if `compile`, wrapped in DistributedDataParallel across processes."
+    check_model(model); compile, ddp = check_flag("compile", compile), check_flag("ddp", ddp)   # the text 'no' is true to Python
     stepped = torch.compile(model, dynamic=False) if compile else model   # the same shapes every step: one graph
     if ddp:
         from torch.nn.parallel import DistributedDataParallel
