@@ -306,7 +306,7 @@ def _settle(folder:Path, s:Path, keep:bool|None=None):
             for n in [n for n, ino in (moving or {}).items() if not os.path.lexists(s / n) and getattr(_stat(folder / n), "st_ino", 0) == ino]:
                 os.replace(folder / n, s / n)   # first the new files back, so that no old file put back is taken for a new one
             for f in sorted((f for f in s.glob("*.old") if not f.is_dir()), key=lambda f: f.name == f"{(aside or [''])[0]}.old"):
-                os.replace(f, folder / f.name[:-4])   # only files, a set-aside key file last; one that cannot be is said, its staging folder kept   # only files; one that cannot be is said, its staging folder kept
+                os.replace(f, folder / f.name[:-4])   # only files, a set-aside key file last; one that cannot be is said, its staging folder kept
         _discard(s)
     finally: os.close(sfd)
 
