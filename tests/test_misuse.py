@@ -97,9 +97,11 @@ def test_a_model_too_big_for_memory_is_refused_before_any_work(tiny_data, tmp_pa
         check_data(make_config("cpu", {"batch_size": 10 ** 12, "block_size": 32, "eval_batches": 1}), data)
     # B47 (pass 35): a million batches from a val split of 1,220 tokens took minutes an evaluation; the advice is a bound that serves
     with pytest.raises(ConfigError, match=r"^eval_batches=1,000,000 of batch_size=4 x block_size=32 would score 128,000,000 tokens "
-                                          r"at every evaluation, drawn from the val split's 1,220, .*; use eval_batches=953 at most$"):
+                                          r"at every evaluation, each of the val split's 1,220 104,918.0 times on average, where 100 is the most; use eval_batches=953 at most$"):
         check_data(make_config("cpu", {"batch_size": 4, "block_size": 32, "eval_batches": 10 ** 6}), data)
     check_data(make_config("cpu", {"batch_size": 4, "block_size": 32, "eval_batches": 953}), data)
+    with pytest.raises(ConfigError, match=r"each of the val split's 1,220 100.1 times on average, where 100 is the most; use eval_batches=953 at most$"):
+        check_data(make_config("cpu", {"batch_size": 4, "block_size": 32, "eval_batches": 954}), data)   # B8 (pass 43): memory was given as the reason
 
 
 # 2. prepare reuses a finished dataset it cannot write; the tokenizer notebook checks its parameters first

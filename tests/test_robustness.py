@@ -123,6 +123,7 @@ def cases(w):
         (run("s10", "--init_std=0"), 2, "init_std must be > 0"),
         (run("s11", "--max_iters=2.5"), 2, "max_iters must be int"),
         (run("s12", "--batch_sise=4"), 2, "did you mean 'batch_size'"),
+        (run("s12b", "--LR=0.1"), 2, "unknown setting 'LR'; did you mean 'lr'?"),   # B6 (pass 43)
         (run("s13", "--max_iters"), 2, "expected --key=value"),
         (run("m1", "--n_embd=1048576", "--n_head=1"), 2, "make a model of about 13,194,178,330,624 parameters"),
         (run("s14", "--min_lr=1", "--lr=0.001"), 2, "min_lr=1.0 must be <= lr=0.001"),
@@ -2168,3 +2169,39 @@ def test_step_model_takes_only_a_gpt_and_flags():
     with pytest.raises(ConfigError, match="ddp must be True or False, got 'no'"): step_model(m, False, "no", 0, cpu)
     with pytest.raises(ConfigError, match="model must be a GPT"): step_model(None, False, False, 0, cpu)
     assert step_model(m, False, False, 0, cpu) is m
+
+
+def test_an_export_under_stripped_docstrings_says_what_to_unset(world, tmp_path):
+    """B20 (pass 43): under PYTHONOPTIMIZE=2 transformers printed a page of errors about missing docstrings as it loaded,
+    and the line did not name the setting; the API raised a bare ValueError."""
+    env = {**os.environ, "PYTHONOPTIMIZE": "2"}
+    r = subprocess.run([CLI, "export", str(world / "done"), str(tmp_path / "ex")], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 2 and r.stdout == "" and r.stderr.strip() == ("zo-gpt export: error: transformers cannot load with Python's docstrings "
+                                                                      "stripped (PYTHONOPTIMIZE=2 or python -OO): it reads them; unset PYTHONOPTIMIZE, or run without -OO"), r
+    assert not (tmp_path / "ex").exists()
+    r = subprocess.run([sys.executable, "-OO", "-c", "from zo_gpt.export import hf_config\nfrom zo_gpt.model import GPTConfig\n"
+                        "hf_config(GPTConfig(n_layer=1, n_head=2, n_embd=8, block_size=8, vocab_size=5), 4)"], capture_output=True, text=True, timeout=300)
+    assert r.stderr.strip().splitlines()[-1].startswith("zo_gpt.helpers.ConfigError: transformers cannot load"), r.stderr
+
+
+def test_a_notebook_refuses_a_data_dir_it_cannot_use_before_making_its_folders(world, tmp_path):
+    """A34 (pass 43): 03_train with an override's data_dir naming a run folder refused it in one line, but only after its
+    parameter cell had made run_dir and its short/ folder. check_shared_run, which comes before, refuses it now."""
+    from zo_gpt.shared_run import check_shared_run
+    new = tmp_path / "new"
+    with pytest.raises(DatasetError, match="is a run folder \\(it holds ckpt.pt\\), not a dataset"):
+        check_shared_run(make_config("cpu", {"out_dir": str(new), "data_dir": str(world / "done")}), False)
+    shutil.copytree(world / "data", damaged := tmp_path / "damaged")
+    (damaged / "val.bin").write_bytes((damaged / "val.bin").read_bytes()[:-2])
+    with pytest.raises(DatasetError, match="val.bin"): check_shared_run(make_config("cpu", {"out_dir": str(new), "data_dir": str(damaged)}), False)
+    assert not new.exists()
+    assert check_shared_run(make_config("cpu", {"out_dir": str(new), "data_dir": str(world / "data")}), False) == "train"
+    assert check_shared_run(make_config("cpu", {"out_dir": str(new), "data_dir": str(tmp_path / "none")}), False) == "train"   # made there later
+
+
+def test_a_sample_of_no_words_gives_no_fraction(world, monkeypatch, capsys):
+    "B29 (pass 43): a sample that was only an end-of-text token printed \"0 words, fraction of '1': nan\"."
+    import zo_gpt.model
+    monkeypatch.setattr(zo_gpt.model, "sample_text", lambda *a, **k: ("<|endoftext|>", float("nan"), 0))
+    assert main(["sample", "--run", str(world / "done"), "--tokens", "1"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "0 words: the sample ended at its first end-of-text token"

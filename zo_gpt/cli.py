@@ -101,7 +101,7 @@ def _sample(args, extra) -> int:
     note_unfinished(args.run, ckpt["iter"], ckpt["config"].get("max_iters", 0))
     text, frac, n = sample_text(model, ckpt["tokens_table"], args.tokens, seed=args.seed, verbose=True)
     print(format_sample(text, shutil.get_terminal_size().columns))
-    print(f"\n{n:,} words, fraction of '1': {frac:.4f}")
+    print(f"\n{n:,} words" + (f", fraction of '1': {frac:.4f}" if n else ": the sample ended at its first end-of-text token"))
     return 0
 
 def _explain(args, extra) -> int:

@@ -177,7 +177,7 @@ def make_config(preset:str="cpu", overrides:dict|None=None) -> TrainConfig:
     for key, value in read_overrides(overrides).items():
         if not isinstance(key, str): raise ConfigError(f"unknown setting {key!r}: setting names are text, such as 'max_iters'")
         if key not in kinds:
-            near = get_close_matches(key, kinds, n=1)
+            near = get_close_matches(key.lower(), kinds, n=1)   # 'LR' is 'lr' mistyped, too
             raise ConfigError(f"unknown setting {key!r}" + (f"; did you mean {near[0]!r}?" if near else ""))
         changes[key] = _parse(key, kinds[key], value)
     return replace(PRESETS[preset], **changes)
@@ -357,10 +357,10 @@ def check_data(cfg:TrainConfig, data:Dataset):
                           f"{size_text(16 * params)} for the weights, gradients and AdamW's two moments (float32); "
                           f"{size_text(free)} of memory is free")
     per, n = cfg.batch_size * cfg.block_size, len(data.val)   # an evaluation batch's tokens, drawn from the val split's n
-    most = min(max(1, 100 * n // per), int(free / 2) // (16 * per) if free else cfg.eval_batches)   # each val token 100 times; int64 in half the memory free
-    if cfg.eval_batches > most:
-        raise ConfigError(f"eval_batches={cfg.eval_batches:,} of batch_size={cfg.batch_size:,} x block_size={cfg.block_size:,} would score {cfg.eval_batches * per:,} "
-                          f"tokens at every evaluation, drawn from the val split's {n:,}, and hold {size_text(16 * cfg.eval_batches * per)}" + (f" of the {size_text(free)} of memory free" if free else "")
+    most = min(by_val := max(1, 100 * n // per), int(free / 2) // (16 * per) if free else cfg.eval_batches)   # each val token 100 times; int64 in half the memory free
+    if cfg.eval_batches > most:   # the bound that binds is the reason given
+        raise ConfigError(f"eval_batches={cfg.eval_batches:,} of batch_size={cfg.batch_size:,} x block_size={cfg.block_size:,} would score {cfg.eval_batches * per:,} tokens at every evaluation, "
+                          + (f"each of the val split's {n:,} {cfg.eval_batches * per / n:,.1f} times on average, where 100 is the most" if most == by_val else f"drawn from the val split's {n:,}, and hold {size_text(16 * cfg.eval_batches * per)}" + (f" of the {size_text(free)} of memory free" if free else ""))
                           + (f"; use eval_batches={most:,} at most" if most else "; try a smaller batch_size"))
     tokens, width = cfg.batch_size * cfg.block_size, 4 if cfg.dtype == "float32" else 2
     acts = tokens * 16 * cfg.n_layer * cfg.n_embd * width   # at least: each layer keeps ~16 numbers a token per channel for its backward

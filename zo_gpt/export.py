@@ -33,7 +33,10 @@ from .model import GPT, GPTConfig
 INTEROP = "pip install 'zo_gpt[interop]'"  # the extra that brings transformers, safetensors and TransformerLens
 
 def _interop(module:str):
-    "The module `module` from the interop extra, or a one-line `ConfigError` that says how to install it."
+    "The module `module` from the interop extra, or a one-line `ConfigError` that says how to install it, or what stops it loading."
+    if sys.flags.optimize > 1:   # transformers reads its classes' docstrings as it loads them, and fails with a page of errors without
+        raise ConfigError(f"{module} cannot load with Python's docstrings stripped (PYTHONOPTIMIZE={sys.flags.optimize} or python -OO): "
+                          "it reads them; unset PYTHONOPTIMIZE, or run without -OO")
     try: return importlib.import_module(module)
     except ImportError as e: raise ConfigError(f"{module} is not installed ({e}); the interop extra brings it: {INTEROP}") from None
 

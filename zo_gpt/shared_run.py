@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .checkpoint import RUN_FILES, finished_run, load_checkpoint, load_model
-from .config import TrainConfig, config_differences, settings_text
+from .config import TrainConfig, config_differences, open_dataset, settings_text
 from .data import check_flag
 from .folders import check_folder, folder_lock
 from .helpers import ConfigError, DatasetError, TrainingError, check_arguments, read_meta
@@ -72,9 +72,13 @@ def _not_the_notebooks(config:dict, vocab:str) -> str:
 
 def _check_shared_dataset(cfg:TrainConfig, name:str):
     """A `ConfigError` if the dataset folder inside the shared folder holds anything but the dataset the notebooks make
-    there (one of other arguments, files without a meta.json, a damaged one): they would refuse it, or train on it."""
+    there (one of other arguments, files without a meta.json, a damaged one): they would refuse it, or train on it. A
+    dataset folder elsewhere (an override's data_dir) that `open_dataset` would refuse is refused now, before a folder is made."""
     inside = lambda f: Path(f(cfg.out_dir)) in Path(f(cfg.dataset)).parents   # as named (a link there counts), or as resolved
-    if not (inside(os.path.abspath) or inside(os.path.realpath)) or not cfg.dataset.is_dir(): return
+    if not (inside(os.path.abspath) or inside(os.path.realpath)):   # a damaged dataset, a run folder: open_dataset says what is wrong
+        if os.path.lexists(cfg.dataset / "meta.json") or os.path.lexists(cfg.dataset / "ckpt.pt"): open_dataset(cfg)
+        return
+    if not cfg.dataset.is_dir(): return
     held = any(not f.name.startswith(".") for f in cfg.dataset.iterdir())   # empty: the notebooks make it there
     try: why = _not_the_notebooks(read_meta(cfg.dataset)["config"], cfg.vocab) if held else ""
     except DatasetError as e: why = str(e).split(";")[0].split(" (")[0]   # what is wrong, without its remedy
