@@ -380,3 +380,21 @@ def test_a_stop_that_lands_in_a_finalizer_still_stops_the_command(tmp_path):
             sys.argv = ["zo-gpt", "export", "{tmp_path / 'run'}", "{tmp_path / 'out'}"]
             sys.exit(run())""")
         assert (r.returncode, r.stderr, r.stdout) == (130, "zo-gpt export: interrupted\n", ""), (ignore_ctrl_c, r.stderr[-2000:])
+
+
+def test_an_error_raised_while_a_half_imported_package_was_refused_is_the_refusals_line(tmp_path):
+    """A3 (pass 44): 04_profile's cell, stopped while torch._inductor loaded, then run again: the refusal of that import
+    (one line) came inside torch's profiler, whose clean-up then asserted, and the cell showed a page of both."""
+    from jupyter_client.manager import start_new_kernel
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
+    try:
+        setup = "import sys, zo_gpt\nsys.meta_path.insert(0, zo_gpt._Refuse({'half_done_pkg'}))"   # as a stopped import leaves it
+        assert kc.execute_interactive(setup, timeout=120, output_hook=lambda msg: None)["content"]["status"] == "ok"
+        cell = "try:\n    import half_done_pkg.sub\nfinally:\n    assert False, 'Profiler must be initialized before starting trace'"
+        reply = kc.execute_interactive(cell, timeout=120, output_hook=lambda msg: None)["content"]
+        assert reply["traceback"] == ["HalfImported: half_done_pkg was stopped part-way through its import earlier in this kernel: restart "
+                                      "the kernel (Kernel > Restart Kernel...), then run the notebook again from the top"], reply
+        reply = kc.execute_interactive("assert False, 'any other'", timeout=120, output_hook=lambda msg: None)["content"]
+        assert len(reply["traceback"]) > 1   # an error of its own keeps IPython's traceback
+    finally:
+        kc.stop_channels(); km.shutdown_kernel(now=True)

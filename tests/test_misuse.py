@@ -508,7 +508,7 @@ MORE_MISUSE = [
     (lambda: ce_chunk_rows(0), "vocab_size must be a positive integer, got 0"),                                       # B79
     (lambda: linear_cross_entropy(torch.zeros(2, 4), torch.zeros(5, 4), torch.tensor([0, 9])), "targets must be token ids from 0 to 4 (weight's rows), got 0 to 9"),  # B81
     (lambda: compare_losses(10 ** 9, 4096, 50304), "rows=1,000,000,000 x vocab_size=50,304 needs about"),              # B82
-    (lambda: GPTConfig(n_embd=2 ** 40, n_head=1), "n_layer=1, n_embd=1,099,511,627,776, vocab_size=50,304 needs about"),  # B93
+    (lambda: GPTConfig(n_embd=2 ** 40, n_head=1), "n_layer=1, n_embd=1,099,511,627,776, vocab_size=50,304, block_size=256 needs about"),  # B93
     (lambda: make_optimizer(TINY(), lr=-1), "lr must be a finite number > 0, got -1"),                                # B94
     (lambda: make_optimizer(TINY(), lr=1e-3, betas=(0.9,)), "betas must be two numbers in [0, 1), AdamW's beta1 and beta2, got (0.9,)"),
     (lambda: make_optimizer("gpt", lr=1e-3), "model must be a torch module (a GPT), got str"),

@@ -432,14 +432,20 @@ def test_a_run_that_died_before_its_first_checkpoint_is_replaced_as_its_refusal_
 
 
 def test_a_checkpoint_is_reported_only_with_its_own_summary_and_metrics(world, tmp_path):
-    "A finished checkpoint copied into a stopped run's folder: --resume finishes that run's files from its checkpoint."
+    """A finished checkpoint copied into a stopped run's folder: not "finished: results in summary.json"; --resume, which
+    would write that run's files over the stopped run's, is refused (B13, pass 44) until they are moved away, and then
+    writes them from the checkpoint."""
     run, d = tmp_path / "run", f"--data_dir={world / 'data'}"
     args = ["train", d, f"--out_dir={run}", "--max_iters=4", "--eval_interval=2", *SMALL]
     assert main(["train", d, f"--out_dir={run}", "--max_iters=4", "--eval_interval=2", "--lr=0.02", *SMALL]) == 0
     summary = json.loads((run / "summary.json").read_text()); summary["interrupted"] = True
     (run / "summary.json").write_text(json.dumps(summary))                    # as a stopped run leaves it
     shutil.copy(world / "done" / "ckpt.pt", run / "ckpt.pt")                 # another run's checkpoint, finished
-    assert main(args + ["--resume"]) == 0                                      # not "finished: results in summary.json"
+    record = {n: (run / n).read_bytes() for n in ("metrics.jsonl", "summary.json", "loss.png")}
+    assert main(args + ["--resume"]) == 1 and {n: (run / n).read_bytes() for n in record} == record
+    (kept := tmp_path / "kept").mkdir()
+    for n in record: (run / n).rename(kept / n)
+    assert main(args + ["--resume"]) == 0
     ckpt = torch.load(run / "ckpt.pt", weights_only=True)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["run_id"] == ckpt["run_id"] and summary["final"] == ckpt["history"]["final"] and not summary["interrupted"]
@@ -1443,12 +1449,13 @@ def test_a_run_folder_given_for_a_dataset_is_named_and_no_dataset_goes_into_it(w
 def test_a_run_that_runs_out_of_memory_before_its_first_checkpoint_leaves_no_run(world, tmp_path, monkeypatch, capsys):
     "I233: its metrics.jsonl goes with it, so the same command with smaller settings works there; a set ulimit -v is named."
     import resource
-    import zo_gpt.train
+    import zo_gpt.data, zo_gpt.train
     def no_memory(*a, **k): raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 134217728 bytes")
     args = ["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 'run'}", "--max_iters=2", "--eval_interval=2", *SMALL]
     with monkeypatch.context() as m:
         m.setattr(zo_gpt.train, "train_step", no_memory)
         m.setattr(resource, "getrlimit", lambda which: (3_000_000 << 10, resource.RLIM_INFINITY))
+        m.setattr(zo_gpt.data, "memory_room", lambda: None)   # the limit is pretended: this process is larger than it
         assert main(args) == 1
     assert "raise the memory limit (now ulimit -v 3000000) or try a smaller batch_size" in last_line(capsys)
     assert not (tmp_path / "run").exists()
@@ -1613,7 +1620,7 @@ def test_a_checkpoint_of_other_settings_in_a_finished_folder_is_said_to_be_one(w
     args = _done_copy(world, tmp_path)
     assert main(["train", f"--data_dir={world / 'data'}", f"--out_dir={tmp_path / 's5'}", "--max_iters=4", "--eval_interval=2", *SMALL, "--seed=5"]) == 0
     shutil.copy(tmp_path / "s5" / "ckpt.pt", tmp_path / "run" / "ckpt.pt"); capsys.readouterr()
-    assert main(args) == 2 and "it finished, with other settings (seed=5 there); its ckpt.pt and summary.json are of two different runs: replace it with --force" in last_line(capsys)
+    assert main(args) == 2 and "its ckpt.pt and summary.json are of two different runs (a ckpt.pt copied in?): going on from it would write over the other's" in last_line(capsys)
 
 
 def test_a_finished_run_that_asked_for_no_final_evaluation_is_offered_to_reuse(world, tmp_path, capsys):
@@ -1907,7 +1914,7 @@ def test_a_ckpt_from_another_run_is_told_apart_from_its_summary(world, tmp_path,
     shutil.copy(tmp_path / "a" / "ckpt.pt", tmp_path / "b" / "ckpt.pt")
     capsys.readouterr()
     assert main(args + [f"--out_dir={tmp_path / 'b'}", "--max_iters=6", "--reuse"]) == 2
-    assert "it finished, with other settings (max_iters=4 there); its ckpt.pt and summary.json are of two different runs: replace it" in last_line(capsys)
+    assert "its ckpt.pt and summary.json are of two different runs (a ckpt.pt copied in?): going on from it would write over the other's" in last_line(capsys)
     shutil.copy(tmp_path / "a" / "summary.json", tmp_path / "b" / "summary.json")   # the pair of one run: no word of two
     assert main(args + [f"--out_dir={tmp_path / 'b'}", "--max_iters=6", "--reuse"]) == 2 and "two different runs" not in last_line(capsys)
 
@@ -2205,3 +2212,43 @@ def test_a_sample_of_no_words_gives_no_fraction(world, monkeypatch, capsys):
     monkeypatch.setattr(zo_gpt.model, "sample_text", lambda *a, **k: ("<|endoftext|>", float("nan"), 0))
     assert main(["sample", "--run", str(world / "done"), "--tokens", "1"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == "0 words: the sample ended at its first end-of-text token"
+
+
+def test_a_checkpoint_copied_in_from_another_run_does_not_write_over_the_folders_record(world, tmp_path, capsys):
+    """B13 (pass 44): a stopped run's folder given another run's ckpt.pt refused --resume with 'resume it with its settings',
+    and that advice, followed, replaced the stopped run's metrics.jsonl, summary.json and loss.png with the other run's,
+    without --force. Both now name the two runs; with the record moved away, the checkpoint's run goes on."""
+    args = lambda run, *more: ["train", f"--data_dir={world / 'data'}", f"--out_dir={run}", "--max_iters=4", "--eval_interval=2", *SMALL, *more]
+    shutil.copytree(world / "done", run := tmp_path / "run")
+    assert main(args(other := tmp_path / "other", "--seed=7")) == 0
+    shutil.copy(other / "ckpt.pt", run / "ckpt.pt"); capsys.readouterr()
+    record = {n: (run / n).read_bytes() for n in ("metrics.jsonl", "summary.json", "loss.png")}
+    assert main(args(run)) == 2 and "its ckpt.pt and summary.json are of two different runs (a ckpt.pt copied in?)" in last_line(capsys)
+    for more in ([], ["--seed=7"]):
+        assert main(args(run, "--resume", *more)) == 1
+        assert last_line(capsys) == (f"zo-gpt train: failed: {run}: its ckpt.pt and summary.json are of two different runs (a ckpt.pt copied in?): "
+                                     "going on from it would write over the other's summary.json, metrics.jsonl and loss.png; move those away, "
+                                     "or start again with --force (overwrite=True) instead of --resume")
+    assert {n: (run / n).read_bytes() for n in record} == record
+    (kept := tmp_path / "kept").mkdir()
+    for n in record: (run / n).rename(kept / n)
+    assert main(args(run, "--resume", "--seed=7")) == 0   # the checkpoint's run, its record written again
+    assert json.loads((run / "summary.json").read_text())["run_id"] == json.loads((other / "summary.json").read_text())["run_id"]
+
+
+def test_a_model_past_the_address_space_limit_is_refused_before_torch_tries(tmp_path):
+    """B35 (pass 44): under `ulimit -v`, GPT(GPTConfig(block_size=10**8)) fitted the free memory but not the limit, and torch's
+    allocator failed with its own RuntimeError; the API's memory checks now count the room a limit leaves."""
+    code = "from zo_gpt.model import GPT, GPTConfig\nGPT(GPTConfig(n_head=1, n_embd=16, block_size=10**8, vocab_size=5))"
+    r = subprocess.run(["bash", "-c", f"ulimit -v 6000000; exec {shlex.quote(sys.executable)} -c {shlex.quote(code)}"], capture_output=True, text=True, timeout=300)
+    assert r.stderr.strip().splitlines()[-1].startswith("zo_gpt.helpers.ConfigError: n_layer=1, n_embd=16, vocab_size=5, block_size=100,000,000 needs about 6.4 GB "
+                                                        "of memory; the limit on this process's memory leaves "), r.stderr[-2000:]
+    assert r.stderr.strip().endswith(": raise the memory limit (now ulimit -v 6000000)")
+
+
+def test_settings_text_takes_only_pairs():
+    "B3 (pass 44): settings_text({'lr': 5}) raised TypeError: 'int' object is not subscriptable."
+    from zo_gpt.config import settings_text
+    with pytest.raises(ConfigError, match=r"^diff must be config_differences' result, \{setting: \(the checkpoint's, now\)\}, got \{'lr': 5\}$"):
+        settings_text({"lr": 5})
+    assert settings_text({"lr": (0.1, 0.2)}, 1) == "lr=0.2" and settings_text({"lr": (0.1, 0.2)}, options=True) == "--lr=0.1"

@@ -63,7 +63,7 @@ def refuse_held(cfg:TrainConfig, data_hash:str|None=None):
 
 def _choices(out:Path, cfg:TrainConfig|None=None, data_hash:str|None=None) -> str:
     "What a user can do with a folder that holds a run: the choices that work for the run it holds, and for `cfg`'s run on the dataset `data_hash`."
-    other, summary = "replace it with --force (overwrite=True), or choose another folder", _summary(out)
+    other = "replace it with --force (overwrite=True), or choose another folder"
     if not (out / "ckpt.pt").exists(): return f"it {_without_checkpoint(out)}, so nothing can resume or reuse it: {other}"
     try:
         with open(out / "ckpt.pt", "rb") as f: head = f.read(4)
@@ -72,6 +72,7 @@ def _choices(out:Path, cfg:TrainConfig|None=None, data_hash:str|None=None) -> st
         return f"its ckpt.pt is no torch checkpoint (empty or damaged), so nothing can resume it: {other}"
     try: ckpt = load_checkpoint(out / "ckpt.pt")   # what it says, not summary.json: that may be edited, damaged, or another's
     except TrainingError as e: return f"{e}, so nothing can resume it: {other}"
+    if mixed := _mixed(out, ckpt, other): return mixed
     last = ckpt["iter"] >= ckpt["config"].get("max_iters", 0)
     if not last or ckpt["config"].get("final_eval", True) and not ckpt["history"].get("final"):   # stopped: in its steps, or after them
         where = f"in its final evaluation, after its last step ({ckpt['iter']:,})" if last else f"at step {ckpt['iter']:,}"
@@ -80,9 +81,7 @@ def _choices(out:Path, cfg:TrainConfig|None=None, data_hash:str|None=None) -> st
                     f"continue it with its settings ({_resume_options(ckpt, cfg, diff)}) and --resume (resume=True), {other}")
         return f"it stopped {where}: continue it with --resume (resume=True), {other}"
     if cfg is not None and (diff := config_differences(ckpt["config"], cfg)):   # not this run: --reuse and --resume cannot serve
-        mixed = summary.get("run_id") not in (None, ckpt.get("run_id"))   # a ckpt.pt copied in from another run
-        return (f"it finished, with other settings ({settings_text(diff)} there)"
-                + ("; its ckpt.pt and summary.json are of two different runs" if mixed else "") + f": {other}")
+        return f"it finished, with other settings ({settings_text(diff)} there): {other}"
     if data_hash and ckpt["data_hash"] != data_hash and (hint := trained_on(ckpt, cfg.dataset)):
         return (f"it finished, trained on another dataset (content hash {ckpt['data_hash'][:12]}; data_dir's is {data_hash[:12]}): "
                 f"for that run, {hint}" + ("" if "--force" in hint else f"; or {other}"))
@@ -119,6 +118,11 @@ def _torch_zip(path:Path) -> bool:
 def looks_finished(out:str|Path) -> bool:
     "Whether a run folder's files say its run finished: a ckpt.pt, and a summary.json saying it was not stopped (`finished_run` checks more)."
     return (Path(out) / "ckpt.pt").is_file() and _summary(Path(out)).get("interrupted") is False
+
+def _mixed(out:Path, ckpt:dict, then:str="start again with --force (overwrite=True) instead of --resume") -> str:
+    "Where the folder's summary.json is another run's than the checkpoint `ckpt`'s (a ckpt.pt copied in), why it cannot go on from it as it is, and `then`; else ''."
+    return "" if _summary(out).get("run_id") in (None, ckpt.get("run_id")) else ("its ckpt.pt and summary.json are of two different runs (a ckpt.pt copied in?): going on "
+                                                                           "from it would write over the other's summary.json, metrics.jsonl and loss.png; move those away, or " + then)
 
 def _summary(out:Path) -> dict:
     "The run folder's summary.json, or {} where there is none or it is unreadable: a pipe is never opened, a huge file never read whole."
@@ -162,8 +166,7 @@ class UnreadableCheckpoint(TrainingError): "A file where a checkpoint should be 
 
 def load_checkpoint(path:str|Path) -> dict:
     "A checkpoint, loaded with `weights_only=True` and checked for the keys zo_gpt writes; else a one-line `TrainingError`."
-    path = Path(path)
-    if not path.is_file():
+    if not (path := Path(path)).is_file():
         if path.parent.is_file(): raise TrainingError(f"{path.parent} is a file, not a run folder")
         if path.exists() and path.is_dir() and path.name == "ckpt.pt": raise TrainingError(f"{path} is a folder where the run keeps its checkpoint file: move it away")
         if path.exists(): raise TrainingError(f"{path} is a folder: give its ckpt.pt (load_model takes the run folder)" if path.is_dir() else f"{path} is not a file (a pipe, a device): move it away")
@@ -217,8 +220,7 @@ def load_model(run_dir:str|Path, device=None) -> tuple[GPT, dict]:
         raise ConfigError(f"run_dir must name a run folder, got {run_dir!r}")
     if not writing_here(run_dir) and any(Path(run_dir).glob(".zo_gpt-stage-*")):   # what a killed command left set aside goes back first
         with folder_lock(run_dir, "run_dir", shared=True): pass
-    path = Path(run_dir) / "ckpt.pt"
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path := Path(run_dir) / "ckpt.pt")
     try: cfg = config_from(ckpt["config"], str(path))
     except ConfigError as e: raise TrainingError(str(e)) from None
     load_weights(model := GPT(cfg.model_config()), ckpt, path)
@@ -260,22 +262,19 @@ def save_checkpoint(state) -> str:
 
 def check_resumable(cfg:TrainConfig, path:str|Path) -> dict:
     "The checkpoint at `path` if `cfg`'s run can go on from it (its settings), else a `TrainingError` saying why and what to do."
-    path = Path(path)
-    if not path.exists():
-        there = [n for n in RUN_FILES if (path.parent / n).exists()]
-        raise TrainingError(f"no checkpoint at {path} to resume; " + (f"the run there {_without_checkpoint(path.parent)}: start again "
-                            "with --force (overwrite=True) instead of --resume" if there else "start a run there without --resume"))
+    if not (path := Path(path)).exists():
+        raise TrainingError(f"no checkpoint at {path} to resume; " + (f"the run there {_without_checkpoint(path.parent)}: start again with --force "
+                            "(overwrite=True) instead of --resume" if any((path.parent / n).exists() for n in RUN_FILES) else "start a run there without --resume"))
     try: ckpt = load_checkpoint(path)
     except UnreadableCheckpoint as e:   # a file torch cannot read, or not a zo_gpt checkpoint: only a new run can go on from here
         raise TrainingError(f"{e}; nothing can resume it: start again with --force (overwrite=True) instead of --resume") from None
     diff, steps = config_differences(ckpt["config"], cfg), ckpt["config"].get("max_iters")
+    if diff and (mixed := _mixed(path.parent, ckpt)): raise TrainingError(f"{path.parent}: {mixed}")   # not 'resume it with its settings'
     if diff and ckpt["iter"] == steps and _summary(path.parent).get("interrupted") is False:   # no step of it is left to take
         raise TrainingError(f"the run in {path.parent} finished at step {steps} and cannot be continued with other settings "
                             f"({settings_text(diff, 1)}); start again with --force (overwrite=True), or choose another out_dir")
-    if diff: raise TrainingError("the checkpoint was made with another configuration: " +
-                                 ", ".join(f"{k}={a!r} there, {b!r} now" for k, (a, b) in diff.items()) + "; resume it with "
-                                 f"its settings ({_resume_options(ckpt, cfg, diff)}), start again with "
-                                 "--force (overwrite=True), or choose another out_dir")
+    if diff: raise TrainingError("the checkpoint was made with another configuration: " + ", ".join(f"{k}={a!r} there, {b!r} now" for k, (a, b) in diff.items())
+                                 + f"; resume it with its settings ({_resume_options(ckpt, cfg, diff)}), start again with --force (overwrite=True), or choose another out_dir")
     return ckpt
 
 def _resume_options(ckpt:dict, cfg:TrainConfig, diff:dict) -> str:
@@ -288,6 +287,7 @@ def restore(state, path:str|Path):
     "Set a new run's `State` to the checkpoint at `path` (weights, optimizer, step, random states, history) if it fits."
     cfg, path = _run_state(state).cfg, Path(path)
     ckpt = check_resumable(cfg, path)
+    if state.held is not None and (mixed := _mixed(path.parent, ckpt)): raise TrainingError(f"{path.parent}: {mixed}")   # fit would write its record there
     if ckpt["data_hash"] != state.data.meta["content_hash"]:
         raise TrainingError(f"the checkpoint was trained on another dataset ({ckpt.get('data_abspath') or ckpt.get('data_path', '?')}, content hash "
                             f"{ckpt['data_hash'][:12]}); {state.data.path} holds {state.data.meta['content_hash'][:12]}; {trained_on(ckpt, state.data.path)}")

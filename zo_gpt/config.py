@@ -254,14 +254,14 @@ def config_differences(old:dict, cfg:TrainConfig) -> dict:
 def settings_text(diff:dict, side:int=0, options:bool=False) -> str:
     "One side of `config_differences`'s result (0: the checkpoint's, 1: now) as `k=v, ...`, or as options a shell reads: `--k=v ...`."
     if side not in (0, 1) or isinstance(side, bool): raise ConfigError(f"side must be 0 (the checkpoint's) or 1 (now), got {side!r}")
+    if not all(isinstance(k, str) and isinstance(p, (tuple, list)) and len(p) == 2 for k, p in diff.items()): raise ConfigError(f"diff must be config_differences' result, {{setting: (the checkpoint's, now)}}, got {diff!r}"[:300])
     if options: return " ".join(f"--{k}={shell_word(pair[side])}" for k, pair in diff.items())
     return ", ".join(f"{k}={pair[side]!r}" for k, pair in diff.items())
 
 def lr_at(cfg:TrainConfig, it:int) -> float:
     "Learning rate at step `it`: linear warm-up, then cosine decay to `min_lr` at `max_iters`."
     check_config(cfg)
-    if isinstance(it, bool) or not isinstance(it, (int, np.integer)) or it < 0:
-        raise ConfigError(f"it must be a step number, 0 or more, got {it!r}")
+    if isinstance(it, bool) or not isinstance(it, (int, np.integer)) or it < 0: raise ConfigError(f"it must be a step number, 0 or more, got {it!r}")
     if it < cfg.warmup_iters: return cfg.lr * (it + 1) / (cfg.warmup_iters + 1)
     frac = min(1.0, (it - cfg.warmup_iters) / max(1, cfg.max_iters - cfg.warmup_iters))
     return cfg.min_lr + 0.5 * (1 + math.cos(math.pi * frac)) * (cfg.lr - cfg.min_lr)

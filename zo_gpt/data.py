@@ -15,14 +15,17 @@ from pathlib import Path
 
 import numpy as np
 
+from . import memory_limit_advice, memory_room
 from .helpers import ConfigError, check_arguments, check_positive, check_prob, check_seed, free_memory, size_text
 
 # %% ../nbs/00_data.ipynb #4b5eccbe
 def check_memory(what:str, nbytes:int):
-    "A `ConfigError` naming `what` if it needs more than the memory free now: raised before anything is allocated."
+    "A `ConfigError` naming `what` if it needs more than the memory free now, or than a limit on this process's memory leaves: raised before anything is allocated."
     if isinstance(nbytes, bool) or not isinstance(nbytes, (int, float, np.integer, np.floating)) or not nbytes >= 0:
         raise ConfigError(f"nbytes must be a number of bytes, 0 or more, got {nbytes!r}")
-    free = free_memory()
+    free, room = free_memory(), memory_room()
+    if room is not None and nbytes > room and not (free and room > free):   # under `ulimit -v` torch's allocator fails with a page
+        raise ConfigError(f"{what} needs about {size_text(nbytes)} of memory; the limit on this process's memory leaves {size_text(room)}: {memory_limit_advice()}")
     if free and nbytes > free:
         raise ConfigError(f"{what} needs about {size_text(nbytes)} of memory; {size_text(free)} is free")
 

@@ -79,7 +79,7 @@ class GPTConfig:
         for k in [k for k in ("ce_chunk", "ce_chunk_mib") if getattr(self, k) < 0]: raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)!r}")
         if not 0 < self.init_std < 10: raise ConfigError(f"init_std must be a positive number below 10, got {self.init_std!r}")
         d, n = self.n_embd, self.n_embd * (self.vocab_size + self.block_size) + self.n_layer * (12 * self.n_embd ** 2 + 13 * self.n_embd)
-        check_memory(f"n_layer={self.n_layer:,}, n_embd={d:,}, vocab_size={self.vocab_size:,}", 4 * n)   # its weights, before any is made
+        check_memory(f"n_layer={self.n_layer:,}, n_embd={d:,}, vocab_size={self.vocab_size:,}, block_size={self.block_size:,}", 4 * n)   # its weights, before any is made
 
 # %% ../nbs/02_model.ipynb #0a891485
 def _named(name:str):
