@@ -2252,3 +2252,11 @@ def test_settings_text_takes_only_pairs():
     with pytest.raises(ConfigError, match=r"^diff must be config_differences' result, \{setting: \(the checkpoint's, now\)\}, got \{'lr': 5\}$"):
         settings_text({"lr": 5})
     assert settings_text({"lr": (0.1, 0.2)}, 1) == "lr=0.2" and settings_text({"lr": (0.1, 0.2)}, options=True) == "--lr=0.1"
+
+
+def test_a_tiny_p_is_described_as_itself(world):
+    "B40 (pass 44): prepare --p 1e-300 was described as 'p = 0.0000', a value prepare refuses."
+    from zo_gpt.helpers import read_meta
+    from zo_gpt.tokens import describe
+    meta = read_meta(world / "data"); meta["config"] = {**meta["config"], "p": 1e-300}
+    assert ", p = 1e-300, seed " in describe(meta) and ", p = 0.6667, seed " in describe(read_meta(world / "data"))
