@@ -28,6 +28,7 @@ SETTINGS = {
     "the cpu preset in 400 steps": {"max_iters": 400},
     "2 heads": {"n_head": 2},   # cheaper steps, tried for a run in 15 s (03_train's appendix)
     "2 heads, lr 5e-2": {"n_head": 2, "lr": 5e-2},
+    "4 heads": {"n_head": 4},
     "4 heads, batch 8": {"n_head": 4, "batch_size": 8},
     "8 heads, block 128": {"block_size": 128},
 }

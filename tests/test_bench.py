@@ -46,3 +46,12 @@ def test_ladder_bench_prints_its_table_for_short_runs(tmp_path):
     rows = dict(re.findall(r"^\| ([^|]+?) \| ([^|]+) \|$", r.stdout, re.M))
     assert {"uniform -> frequencies", "frequencies -> previous token", "previous token -> Bayes", "final excess"} <= set(rows)
     assert rows["uniform -> frequencies"].startswith("12 ± 0") and "2 runs of the cpu preset (48 steps" in r.stdout, r.stdout
+
+
+def test_attention_bench_padded_variant_keeps_the_outputs(tmp_path):
+    "bench/attention.py's padded step: its heads zero-padded to 16 dimensions give the kernel's outputs to rounding, and a step is timed."
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "attention.py"), "--variant", "padded", "1"], capture_output=True,
+                       text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = json.loads(r.stdout.strip().splitlines()[-1])
+    assert 0 < m["diff"] < 1e-5 and m["step"] > 0, m
