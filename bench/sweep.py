@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 # Each setting is the cpu preset (8 heads, GPT-2's initial weights' std 0.02, AdamW beta2 0.95, 600 steps) with the
-# changes it names; "the old preset" is the preset before this sweep, and the last four are cheaper steps.
+# changes it names; "the old preset" is the preset before this sweep, and the last five are cheaper steps.
 SETTINGS = {
     "the cpu preset: 8 heads, init std 0.02, beta2 0.95, 600 steps": {},
     "8 heads, init std 0.05": {"init_std": 0.05},
