@@ -26,7 +26,7 @@ from zo_gpt.figures import png_figure
 from zo_gpt.data import (as_text, bayes_entropy, bayes_next, distinct_blocks, entropy, every_block, floor_parts, generate, is_boundary,
                          iter_words, kl_div, latest_boundary, reference_excess, stream_floor)
 from zo_gpt.evaluation import (History, Tally, alignment_blocks, attention_on_boundary, attention_weights, check_final, evaluate,
-                               evaluate_split, excess_text, loss_figure, measure, mechanism, mechanism_figure, stream_ids, with_se)
+                               evaluate_split, excess_text, loss_figure, measure, mechanism, mechanism_figure, run_summary, stream_ids, with_se)
 from zo_gpt.checkpoint import config_from, load_checkpoint, load_model
 from zo_gpt.shared_run import check_shared_run
 from zo_gpt.helpers import ConfigError, check_batch, free_memory, meta_hash
@@ -662,6 +662,9 @@ def test_the_shared_run_folder_is_reused_or_refused_before_any_work(finished_run
     with pytest.raises(ConfigError, match="choose another run_dir, or set fresh = True to replace it$"):
         check_shared_run(other, fresh=False)
     assert check_shared_run(other, fresh=True) == "train"
+    with pytest.raises(ConfigError, match=r"^device='cuda:99': torch finds \d+ CUDA devices here; use device=auto or cpu$"):
+        check_shared_run(make_config("cpu", {"out_dir": str(tmp_path / "new"), "device": "cuda:99"}))   # A42, pass 46: before 03_train made run_dir/short
+    assert not (tmp_path / "new").exists()
     shutil.copytree(finished_run, tmp_path / "stopped")
     summary = json.loads((tmp_path / "stopped" / "summary.json").read_text()); summary["interrupted"] = True
     (tmp_path / "stopped" / "summary.json").write_text(json.dumps(summary))
@@ -983,6 +986,8 @@ def test_pass_26s_api_misuse_is_refused_not_scored(finished_run, tiny_data):
     h = History(config={}, floor=0.7, entropy=0.6, p=2 / 3, seq_len=60)
     with pytest.raises(ConfigError, match=r"^history.config lacks block_size, n_embd, n_layer, vocab, batch_size"):
         loss_figure(h)                                                                         # B72: a KeyError
+    with pytest.raises(ConfigError, match=r"^history.config lacks block_size: the run's settings"):
+        run_summary(h, None)                                                                   # B6, pass 46: a KeyError
     assert DataConfig(p=Fraction(2, 3)).p == 2 / 3 and generate(2, 5, Fraction(2, 3), 1).shape == (2, 5)   # B78
     with pytest.raises(ConfigError, match=r"^words must be an array of integers \(or bools\) 0 and 1, got a float64 array"):
         as_text(np.array([[0.0, 1.0]]))
@@ -991,7 +996,6 @@ def test_pass_26s_api_misuse_is_refused_not_scored(finished_run, tiny_data):
 def test_pass_27s_api_misuse_is_refused_not_answered(finished_run, tiny_data):
     "B14 B18 B25 B35 B42 B44 B46 (pass 27): arguments that contradict each other or describe no stream the source makes."
     from zo_gpt.accounting import account
-    from zo_gpt.evaluation import run_summary
     from zo_gpt.config import parse_overrides
     from zo_gpt.data import ladder_next
     from zo_gpt.ladder import evaluate_ladder

@@ -2254,9 +2254,10 @@ def test_settings_text_takes_only_pairs():
     assert settings_text({"lr": (0.1, 0.2)}, 1) == "lr=0.2" and settings_text({"lr": (0.1, 0.2)}, options=True) == "--lr=0.1"
 
 
-def test_a_tiny_p_is_described_as_itself(world):
-    "B40 (pass 44): prepare --p 1e-300 was described as 'p = 0.0000', a value prepare refuses."
+@pytest.mark.parametrize("p, text", [(1e-300, "1e-300"), (0.9999999999, "0.9999999999"), (0.99995, "0.99995"), (0.9998, "0.9998")])
+def test_a_p_near_0_or_1_is_described_as_itself(world, p, text):
+    "B40 (pass 44), B14 (pass 46): prepare --p 1e-300 was described as 'p = 0.0000', and --p 0.9999999999 as 'p = 1': values prepare refuses."
     from zo_gpt.helpers import read_meta
     from zo_gpt.tokens import describe
-    meta = read_meta(world / "data"); meta["config"] = {**meta["config"], "p": 1e-300}
-    assert ", p = 1e-300, seed " in describe(meta) and ", p = 0.6667, seed " in describe(read_meta(world / "data"))
+    meta = read_meta(world / "data"); meta["config"] = {**meta["config"], "p": p}
+    assert f", p = {text}, seed " in describe(meta) and ", p = 0.6667, seed " in describe(read_meta(world / "data"))

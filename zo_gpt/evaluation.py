@@ -21,8 +21,7 @@ import torch
 from .config import TrainConfig, blocks_at, check_split
 from .data import bayes_next, check_memory, is_boundary, kl_div, latest_boundary, reference_excess
 from .figures import draws, png_figure
-from .helpers import (ConfigError, check_arguments, check_batch, check_batches, check_ids, check_model, check_positive, check_prob,
-                            get_device, read_small)
+from .helpers import ConfigError, check_arguments, check_batch, check_batches, check_ids, check_model, check_positive, check_prob, get_device, read_small
 from .model import autocast
 from .tokens import Dataset, check_meta, code_lookup
 
@@ -205,6 +204,7 @@ class History:
     @property
     def references(self) -> dict:
         "The exact excess of the simple predictors, for this run's data and block size."
+        if "block_size" not in (self.config if isinstance(self.config, dict) else {}): raise ConfigError("history.config lacks block_size: the run's settings, which a History from fit holds")
         return reference_excess(self.p, self.seq_len, self.config["block_size"])
 
 # %% ../nbs/02b_evaluation.ipynb #75b90b02

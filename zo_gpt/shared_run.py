@@ -14,7 +14,7 @@ from .checkpoint import RUN_FILES, finished_run, load_checkpoint, load_model
 from .config import TrainConfig, config_differences, open_dataset, settings_text
 from .data import check_flag
 from .folders import check_folder, folder_lock
-from .helpers import ConfigError, DatasetError, TrainingError, check_arguments, read_meta
+from .helpers import ConfigError, DatasetError, TrainingError, check_arguments, get_device, read_meta
 from .tokens import DataConfig
 
 # %% ../nbs/02f_shared_run.ipynb #f67086a7
@@ -28,6 +28,7 @@ def check_shared_run(
     run, stopped after a checkpoint: a kernel that was killed or restarted). Another run is a `ConfigError` unless
     `fresh` replaces it."""
     if fresh is not None: fresh = check_flag("fresh", fresh)   # papermill's `-p fresh no` is the text 'no', not False
+    get_device(cfg.device)   # a device this machine lacks, refused before the notebook makes its folders
     out = check_folder(cfg.out_dir, name)
     if out.is_dir():
         with folder_lock(out, name, shared=True): pass   # a run another command is writing there (A232): named, not called stopped

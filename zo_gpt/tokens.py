@@ -338,7 +338,7 @@ def describe(meta:dict) -> str:
     "A plain-text summary of a dataset: sizes, the token table with counts, and both floors."
     check_meta(meta, ("config", "split", "files", "vocab", "vocab_size", "tokens", "floors"))
     c, s = meta["config"], meta["split"]
-    lines = [f"{c['n_seq']:,} sequences x {c['seq_len']:,} words, p = {c['p']:.4g}, seed {c['seed']}; "
+    lines = [f"{c['n_seq']:,} sequences x {c['seq_len']:,} words, p = {format(c['p'], '.4g') if c['p'] < 0.9999 else repr(c['p'])}, seed {c['seed']}; "
              f"{s['train_seqs']:,} train / {s['val_seqs']:,} val sequences",
              f"train.bin {meta['files']['train.bin']['tokens']:,} tokens, val.bin {meta['files']['val.bin']['tokens']:,} "
              f"tokens (uint16, vocab {meta['vocab']}, vocab_size {meta['vocab_size']})", "",
