@@ -361,6 +361,10 @@ def test_a_source_entropy_near_zero_does_not_stretch_a_log_axis_over_decades():
         warnings.simplefilter("error")                                     # matplotlib's "non-positive ylim on a log axis"
         ax = runs_figure([h], ["p near 1"]).axes[0]
     assert ax.get_yscale() == "log" and ax.get_ylim()[0] > 1e-5                    # not 4e-15: a tenth of its floor
+    other = short_block_history(256, start=10.8)
+    labels = [t.get_text() for t in runs_figure([h, other], ["p near 1", "p = 2/3"], view="loss").axes[0].get_legend().get_texts()]
+    assert "source entropy 0.0000, p = 0.9999999999999999" in labels and not any(re.search(r"p = 1(?![.\d])", l) for l in labels), labels   # B9, pass 47: 'p = 1'
+    assert sum("p = 0.9999999999999999" in re.sub(r"\s+", " ", l) for l in labels) == 2, labels                # its floor's line too
 
 
 def test_a_run_evaluated_only_at_its_end_frames_its_training_loss_but_the_first_steps():
@@ -988,6 +992,12 @@ def test_pass_26s_api_misuse_is_refused_not_scored(finished_run, tiny_data):
         loss_figure(h)                                                                         # B72: a KeyError
     with pytest.raises(ConfigError, match=r"^history.config lacks block_size: the run's settings"):
         run_summary(h, None)                                                                   # B6, pass 46: a KeyError
+    with pytest.raises(ConfigError, match=r"^histories\[0\].config lacks block_size: the run's settings"):
+        runs_figure([h], ["a"])                                                                # B2, pass 47: a KeyError
+    for kw, said in ((dict(config=None), "config must be a dict, got NoneType None"), (dict(config={}, train=[1, 2]), r"train must be a list of dict, got list \[1, 2\]"),
+                     (dict(config={}, val=None), "val must be a list of dict, got NoneType None")):   # B3 B6, pass 47: finished, metrics_records, figure_tags raised TypeError and AttributeError
+        with pytest.raises(ConfigError, match=rf"^History\(\): {said}$"):
+            History(floor=0.7, entropy=0.6, p=2 / 3, seq_len=60, **kw)
     assert DataConfig(p=Fraction(2, 3)).p == 2 / 3 and generate(2, 5, Fraction(2, 3), 1).shape == (2, 5)   # B78
     with pytest.raises(ConfigError, match=r"^words must be an array of integers \(or bools\) 0 and 1, got a float64 array"):
         as_text(np.array([[0.0, 1.0]]))

@@ -111,6 +111,18 @@ def test_stop_ends_a_run_within_a_second_and_keeps_it(panel):
     assert any(l.startswith("run 1:") and f"(stopped at step {len(h.train)})" in l for l in legend_texts(panel.figure()))
 
 
+def test_a_panel_made_again_on_its_folder_stops_the_run_the_old_one_was_training(panel, compact_data):
+    "A5 (pass 47): the panel's cell run again while its run trained left that run going unseen, with no Stop button for it."
+    panel.batch.value, panel.block.value, panel.iters.value = 8, 64, 3000
+    panel.train_button.click()
+    deadline = time.time() + 60
+    while (not panel.runs or not panel.runs[0].history or len(panel.runs[0].history.train) < 3) and time.time() < deadline:
+        time.sleep(0.05)   # a state: the run has taken steps
+    again = TrainingPanel(base(compact_data), run_dir=str(panel.run_dir))
+    assert not panel.running and panel.runs[0].history.interrupted and len(panel.runs[0].history.train) < 3000
+    assert not again.running and "was training: its run was stopped after its step" in again.status.value
+
+
 def test_stop_during_the_final_evaluation_ends_it_and_says_so(panel, monkeypatch):
     said = []
     def press_stop_there(self, state, done, total):   # Stop pressed while the final evaluation runs

@@ -2261,3 +2261,15 @@ def test_a_p_near_0_or_1_is_described_as_itself(world, p, text):
     from zo_gpt.tokens import describe
     meta = read_meta(world / "data"); meta["config"] = {**meta["config"], "p": p}
     assert f", p = {text}, seed " in describe(meta) and ", p = 0.6667, seed " in describe(read_meta(world / "data"))
+
+
+def test_a_notebook_without_gpt2s_files_is_refused_before_its_folders(tmp_path):
+    "B11 (pass 47): offline, a notebook that must make its dataset was refused only after it had made its folders; check_shared_run refuses first."
+    code = ("from zo_gpt.config import make_config; from zo_gpt.shared_run import check_shared_run; from zo_gpt.helpers import UserError\n"
+            f"try: check_shared_run(make_config('cpu', {{'out_dir': {str(tmp_path / 'run')!r}}}))\n"
+            "except UserError as e: print(type(e).__name__, e)")
+    (tmp_path / "empty").mkdir()
+    env = {**os.environ, "TIKTOKEN_CACHE_DIR": str(tmp_path / "empty"), "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert r.stdout.startswith("TokenizerUnavailable could not load GPT-2's BPE files"), r.stdout + r.stderr[-2000:]
+    assert not (tmp_path / "run").exists()

@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['PIECES', 'LADDER', 'check_memory', 'out_of_memory', 'check_flag', 'iter_words', 'generate', 'check_generate',
-           'check_words', 'as_text', 'entropy', 'floor_parts', 'stream_floor', 'is_boundary', 'latest_boundary',
-           'bayes_next', 'every_block', 'kl_div', 'distinct_blocks', 'bayes_entropy', 'reference_excess', 'ladder_next',
-           'ladder_excess']
+           'check_words', 'as_text', 'entropy', 'p_text', 'floor_parts', 'stream_floor', 'is_boundary',
+           'latest_boundary', 'bayes_next', 'every_block', 'kl_div', 'distinct_blocks', 'bayes_entropy',
+           'reference_excess', 'ladder_next', 'ladder_excess']
 
 # %% ../nbs/00_data.ipynb #e61a960e
 import functools
@@ -102,6 +102,11 @@ def entropy(
     p, bits = check_prob("p", p), check_flag("bits", bits)
     h = -(p * math.log(p) + (1 - p) * math.log1p(-p))
     return h / math.log(2) if bits else h
+
+def p_text(p:float, digits:int=4) -> str:
+    "`p` to `digits` significant digits, or in full where those would round it to 1: a p that no dataset has."
+    short = f"{check_prob('p', p):.{check_positive('digits', digits)}g}"
+    return short if float(short) < 1 else repr(float(p))
 
 # %% ../nbs/00_data.ipynb #010cc2e3
 def floor_parts(

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .config import TrainConfig, blocks_at, check_split
-from .data import bayes_next, check_memory, is_boundary, kl_div, latest_boundary, reference_excess
+from .data import bayes_next, check_memory, is_boundary, kl_div, latest_boundary, p_text, reference_excess
 from .figures import draws, png_figure
 from .helpers import ConfigError, check_arguments, check_batch, check_batches, check_ids, check_model, check_positive, check_prob, get_device, read_small
 from .model import autocast
@@ -48,8 +48,7 @@ def measure(
     check_batch(x, y, ids, getattr(getattr(model, "config", None), "vocab_size", None))   # the dataset's five tokens, which the model takes
     if not torch.equal(x[:, 1:], y[:, :-1].to(x.device)):   # the Bayes predictor scores the stream's own next tokens, no others
         raise ConfigError("y must be the tokens that follow x (y[:, :-1] equal to x[:, 1:]), as get_batch and fixed_batches cut them")
-    was = getattr(model, "training", False)
-    if was: model.eval()
+    if was := getattr(model, "training", False): model.eval()
     with autocast(x.device, dtype): log_m = model.log_probs(x, ids).double().cpu().numpy()  # (B, T, 5)
     if was: model.train()
     xc, yc = code_of[x.cpu().numpy()], code_of[y.cpu().numpy()]
@@ -84,12 +83,11 @@ class Tally:
             se = lambda v: float(math.sqrt(v.reshape(rounds, -1).var(0, ddof=1).sum() / rounds) / (len(v) // rounds))
         else: se = lambda v: float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else float("nan")
         loss, bayes, kl = (np.concatenate(v) for v in (self.block_loss, self.block_bayes, self.block_kl))
-        names = list(PARTS)
         return {"loss": float(loss.mean()), "se": se(loss), "bayes": float(bayes.mean()), "gap_se": se(loss - bayes),
                 "kl": float(kl.mean()), "kl_se": se(kl), "scored": int(self.n),
-                "kl_parts": {k: float(self.kl_sum[i] / self.n) for i, k in enumerate(names)},
-                "part_tokens": {k: int(self.count[i]) for i, k in enumerate(names)},
-                "part_loss": {k: float(self.loss_sum[i] / self.count[i]) if self.count[i] else None for i, k in enumerate(names)},
+                "kl_parts": {k: float(self.kl_sum[i] / self.n) for i, k in enumerate(PARTS)},
+                "part_tokens": {k: int(self.count[i]) for i, k in enumerate(PARTS)},
+                "part_loss": {k: float(self.loss_sum[i] / self.count[i]) if self.count[i] else None for i, k in enumerate(PARTS)},
                 "p_eot_in_view": float(self.eot_in_view / self.count[1]) if self.count[1] else None}
 
 def check_source(data, meta:dict):
@@ -192,19 +190,21 @@ class History:
     entropy: float  # source entropy H(p)
     p: float  # probability of a '1' word in the dataset
     seq_len: int  # words per sequence of the dataset
-    train: list = field(default_factory=list)  # {iter, tokens, loss, lr, time} per step
-    val: list = field(default_factory=list)  # {iter, tokens, time} and `evaluate`'s measures, per evaluation
+    train: list[dict] = field(default_factory=list)  # {iter, tokens, loss, lr, time} per step
+    val: list[dict] = field(default_factory=list)  # {iter, tokens, time} and `evaluate`'s measures, per evaluation
     final: dict | None = None  # `evaluate_split`'s measures at the end
     interrupted: bool = False  # stopped by Ctrl-C or a callback
     ddp: dict | None = None  # ranks' checksums when run with torchrun
     reused: bool = False  # found finished in its run folder (`finished_run`), not trained by this call
 
+    def __post_init__(self):   # a History made by hand with a field of the wrong kind: check_arguments, which wraps __init__, names it
+        if not (isinstance(self.config, dict) and all(isinstance(v, (list, tuple)) and all(isinstance(r, dict) for r in v) for v in (self.train, self.val))): raise TypeError("a field of History")
     @property
     def last_val(self): return self.val[-1] if self.val else None
     @property
     def references(self) -> dict:
         "The exact excess of the simple predictors, for this run's data and block size."
-        if "block_size" not in (self.config if isinstance(self.config, dict) else {}): raise ConfigError("history.config lacks block_size: the run's settings, which a History from fit holds")
+        if "block_size" not in self.config: raise ConfigError("history.config lacks block_size: the run's settings, which a History from fit holds")
         return reference_excess(self.p, self.seq_len, self.config["block_size"])
 
 # %% ../nbs/02b_evaluation.ipynb #75b90b02
@@ -373,7 +373,7 @@ def mechanism_figure(mech:dict, p:float):
            title="End of text: exact answer 1/(n-c), or 0 in view")
     a1.legend(fontsize=9, loc="center", framealpha=0.9); a1.grid(alpha=0.3, which="both")
     a2.hist(mech["p_one"], bins=np.linspace(min(mech["p_one"].min(), p), max(mech["p_one"].max(), p), 41), color="C0", alpha=0.7)   # p in view, bars too
-    a2.axvline(p, color="C3", label=f"p = {p:.4f}")
+    a2.axvline(p, color="C3", label=f"p = {p_text(p)}")
     a2.set(xlabel="model's P('1' | a word comes next)", ylabel="positions", title=f"mean {mech['p_one'].mean():.4f}"); a2.legend(fontsize=9)
     on = np.nansum(att := mech["attention"][:, 1:], axis=1) / np.maximum((~np.isnan(att)).sum(1), 1)   # each head's attention on it, from one token after (0 where no boundary is in view: a short block)
     strong = iter(zip(["C3", "C0", "C2", "C1", "C4", "C5", "C6", "C8"], "ox+^vsd*"))  # boundary heads that overlap stay visible

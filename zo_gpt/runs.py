@@ -10,7 +10,7 @@ import textwrap
 
 import numpy as np
 
-from .data import entropy, reference_excess, stream_floor
+from .data import entropy, p_text, reference_excess, stream_floor
 from .evaluation import History, draw_references
 from .figures import draws, png_figure
 from .helpers import ConfigError, check_arguments, check_count, check_positive
@@ -41,6 +41,8 @@ def runs_figure(histories:list, labels:list, x:str="iter", view:str="loss", bloc
     meta.json's config: p and seq_len; None: the newest run's)."""
     bad = [h for h in histories if not isinstance(h, History)] if isinstance(histories, (list, tuple)) else [histories]
     if bad: raise ConfigError(f"histories must be History objects (from fit) in a list, got {type(bad[0]).__name__} {repr(bad[0])[:60]}")
+    if (lacking := next((i for i, h in enumerate(histories) if not (isinstance(h.config, dict) and isinstance(h.config.get("block_size"), int))), None)) is not None:
+        raise ConfigError(f"histories[{lacking}].config lacks block_size: the run's settings, which a History from fit holds")
     if not isinstance(labels, (list, tuple)) or not all(isinstance(l, str) for l in labels) or len(labels) != len(histories):
         raise ConfigError(f"labels must be a list of {len(histories)} strings, one for each history, got {repr(labels)[:80]}")
     if not isinstance(x, str) or x not in ("iter", "tokens"): raise ConfigError(f"x must be 'iter' or 'tokens', got {x!r}")
@@ -58,7 +60,7 @@ def runs_figure(histories:list, labels:list, x:str="iter", view:str="loss", bloc
     h = entropy(p)
     wrap = lambda l: textwrap.fill(l, LABEL_WIDTH, subsequent_indent="    ")
     labels = [wrap(l) or " " for l in labels]
-    named = {k: wrap(f"floor, block {k[2]}" + f", {k[1]} words, p = {k[0]:.3g}" * several + f": {floors[k]:.4f}" + " (slider)" * all(
+    named = {k: wrap(f"floor, block {k[2]}" + f", {k[1]} words, p = {p_text(k[0], 3)}" * several + f": {floors[k]:.4f}" + " (slider)" * all(
         (hist.p, hist.seq_len, hist.config["block_size"]) != k for hist in histories)) for k in keys}   # the slider's: no run's
     runs = [(list(hist.train), list(hist.val), hist.final) for hist in histories]  # one look at each (it may train)
     last = next((r for r in reversed(runs[-1][1]) if "bayes" in r), None) if runs else None
@@ -97,7 +99,7 @@ def runs_figure(histories:list, labels:list, x:str="iter", view:str="loss", bloc
                         color=color, fontweight="bold", path_effects=[withStroke(linewidth=2.5, foreground="white")])
     if view == "loss":
         for a, ha in sources.items():
-            ax.axhline(ha, color="k", ls="--", lw=1, label=f"source entropy {ha:.4f}" + f", p = {a:.3g}" * (len(sources) > 1))
+            ax.axhline(ha, color="k", ls="--", lw=1, label=f"source entropy {ha:.4f}" + f", p = {p_text(a, 3)}" * (len(sources) > 1))
         for (k, f), ls in zip(floors.items(), ["-", "--", "-.", ":"] * 99): ax.axhline(f, color="crimson", lw=1.5, ls=ls, label=named[k])
         log = top > hi + 0.15   # no lower than a tenth of the lowest floor: an H(p) near 0 would take decades
         if log:   # ticks labelled at 0.7, 1, 1.5, 2, 3, 5, ...: a default log axis labels only 10^0 over a young run's range

@@ -15,7 +15,7 @@ from .config import TrainConfig, config_differences, open_dataset, settings_text
 from .data import check_flag
 from .folders import check_folder, folder_lock
 from .helpers import ConfigError, DatasetError, TrainingError, check_arguments, get_device, read_meta
-from .tokens import DataConfig
+from .tokens import DataConfig, gpt2_encoding
 
 # %% ../nbs/02f_shared_run.ipynb #f67086a7
 def check_shared_run(
@@ -33,6 +33,7 @@ def check_shared_run(
     if out.is_dir():
         with folder_lock(out, name, shared=True): pass   # a run another command is writing there (A232): named, not called stopped
     _check_shared_dataset(cfg, name)
+    if not os.path.lexists(cfg.dataset / "meta.json"): gpt2_encoding()   # the notebook will make the dataset: offline, how to provide GPT-2's BPE files
     present = [n for n in RUN_FILES if (out / n).exists()]
     if fresh or not present: return "train"
     why = "it stopped before its first checkpoint"

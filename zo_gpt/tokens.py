@@ -25,7 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm  # a widget in a notebook, text in a terminal
 
 from . import __version__
-from .data import PIECES, as_text, check_flag, check_memory, check_words, entropy, iter_words, stream_floor
+from .data import PIECES, as_text, check_flag, check_memory, check_words, entropy, iter_words, p_text, stream_floor
 from .helpers import (DATASET_FORMAT, ConfigError, DatasetError, UserError, check_arguments, check_files,
                             check_meta_hash, check_positive, check_prob, check_seed, free_memory, meta_hash, printable,
                             read_meta, size_text)
@@ -338,7 +338,7 @@ def describe(meta:dict) -> str:
     "A plain-text summary of a dataset: sizes, the token table with counts, and both floors."
     check_meta(meta, ("config", "split", "files", "vocab", "vocab_size", "tokens", "floors"))
     c, s = meta["config"], meta["split"]
-    lines = [f"{c['n_seq']:,} sequences x {c['seq_len']:,} words, p = {format(c['p'], '.4g') if c['p'] < 0.9999 else repr(c['p'])}, seed {c['seed']}; "
+    lines = [f"{c['n_seq']:,} sequences x {c['seq_len']:,} words, p = {p_text(c['p'])}, seed {c['seed']}; "
              f"{s['train_seqs']:,} train / {s['val_seqs']:,} val sequences",
              f"train.bin {meta['files']['train.bin']['tokens']:,} tokens, val.bin {meta['files']['val.bin']['tokens']:,} "
              f"tokens (uint16, vocab {meta['vocab']}, vocab_size {meta['vocab_size']})", "",

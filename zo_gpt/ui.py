@@ -170,8 +170,11 @@ class TrainingPanel:
                                     row(self.vocab, self.xaxis, self.view),
                                     row(self.train_button, self.stop_button, self.compare_button, self.clear_button),
                                     self.status, self.image])
+        earlier = [p for p in list(_PANELS) if p.running and p.run_dir.resolve() == self.run_dir.resolve()]   # its cell run again while it trains
+        for p in earlier: p.close()   # that run ends after its step (its steps are kept), not left training unseen with no Stop button
         _PANELS.add(self)
         self._say_next()
+        if earlier: self._say(f"the panel shown before on {run_dir} was training: its run was stopped after its step (its steps are kept)")
         self.redraw()
 
     def _say_next(self):
