@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .checkpoint import RUN_FILES, finished_run, load_checkpoint, load_model
-from .config import TrainConfig, config_differences, open_dataset, settings_text
+from .config import TrainConfig, config_differences, makes_dataset, open_dataset, settings_text
 from .data import check_flag
 from .folders import check_folder, folder_lock
 from .helpers import ConfigError, DatasetError, TrainingError, check_arguments, get_device, read_meta
@@ -33,7 +33,7 @@ def check_shared_run(
     if out.is_dir():
         with folder_lock(out, name, shared=True): pass   # a run another command is writing there (A232): named, not called stopped
     _check_shared_dataset(cfg, name)
-    if not os.path.lexists(cfg.dataset / "meta.json"): gpt2_encoding()   # the notebook will make the dataset: offline, how to provide GPT-2's BPE files
+    if makes_dataset(cfg, make=True): gpt2_encoding()   # the notebook's open_dataset(cfg, make=True) will make it: offline, how to provide GPT-2's BPE files
     present = [n for n in RUN_FILES if (out / n).exists()]
     if fresh or not present: return "train"
     why = "it stopped before its first checkpoint"
